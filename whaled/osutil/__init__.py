@@ -1,0 +1,1 @@
+"""Small OS helpers (files, processes, mounts) shared by the domain packages."""

@@ -1,0 +1,108 @@
+"""The aiohttp application: routes (with and without the /vX.Y prefix), middlewares, headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from whaled import __version__
+from whaled.api.errors import status_for
+from whaled.api.versions import CURRENT_API_VERSION, check_api_version
+from whaled.daemon.daemon import Daemon
+from whaled.errors import WhaledError
+
+log = logging.getLogger("whaled.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+DAEMON_KEY = web.AppKey("daemon", Daemon)
+API_VERSION_KEY = "api_version"
+SERVER_HEADER = f"whaled/{__version__} (linux)"
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """dockerd's JSON encoding: compact, newline-terminated."""
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode() + b"\n",
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(status: int, message: str) -> web.Response:
+    if status == 304:
+        return web.Response(status=304)
+    return json_response({"message": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except WhaledError as e:
+        status = status_for(e)
+        if status >= 500:
+            log.error("Handler for %s %s returned error: %s", request.method, request.path, e)
+        else:
+            log.debug("Handler for %s %s returned error: %s", request.method, request.path, e)
+        return error_response(status, e.message)
+    except web.HTTPNotFound:
+        return error_response(404, "page not found")
+    except web.HTTPMethodNotAllowed:
+        return error_response(405, "method not allowed")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return error_response(e.status, e.reason)
+    except (ConnectionResetError, ConnectionError):
+        raise
+    except Exception as e:
+        log.exception("Handler for %s %s failed", request.method, request.path)
+        return error_response(500, f"internal error: {e}")
+
+
+@web.middleware
+async def version_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[API_VERSION_KEY] = check_api_version(request.match_info.get("version"))
+    return await handler(request)
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    daemon = request.app[DAEMON_KEY]
+    response.headers["Api-Version"] = CURRENT_API_VERSION
+    response.headers["Docker-Experimental"] = "true" if daemon.config().experimental else "false"
+    response.headers["Ostype"] = "linux"
+    response.headers["Server"] = SERVER_HEADER
+    response.headers.setdefault("Cache-Control", "no-cache")
+
+
+class Routes:
+    """Registers each route twice: ``/path`` and ``/v{version}/path``."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._router = app.router
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        for prefix in ("", r"/v{version:[0-9]+\.[0-9]+}"):
+            if method == "GET":
+                self._router.add_get(prefix + path, handler, allow_head=False)
+            else:
+                self._router.add_route(method, prefix + path, handler)
+
+
+def build_app(daemon: Daemon, route_modules: list[Callable[[Routes], None]]) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, version_middleware],
+        client_max_size=0,
+        handler_args={"max_field_size": 65536},
+    )
+    app[DAEMON_KEY] = daemon
+    app.on_response_prepare.append(_common_headers)
+    routes = Routes(app)
+    for register in route_modules:
+        register(routes)
+    return app

@@ -1,0 +1,188 @@
+"""System facts for /version and /info, gathered once at start and per request.
+
+Counts of containers and images come from providers the container and image services
+implement (``Inventory``); until those services are wired in, the daemon has none of them
+and says so honestly with ``EmptyInventory``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from whaled import __version__
+from whaled.config.model import Config
+from whaled.host.binaries import BinaryVersion, probe_binary
+from whaled.host.cgroups import CgroupInfo, cgroup_warnings, read_cgroup_info
+from whaled.host.sysinfo import HostInfo, network_warnings, read_host_info, read_open_fd_count
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerCounts:
+    total: int = 0
+    running: int = 0
+    paused: int = 0
+    stopped: int = 0
+
+
+class Inventory(Protocol):
+    def container_counts(self) -> ContainerCounts: ...
+
+    def image_count(self) -> int: ...
+
+
+class ListenerCount(Protocol):
+    def __call__(self) -> int: ...
+
+
+class EmptyInventory:
+    """No container or image store is wired in: nothing exists."""
+
+    def container_counts(self) -> ContainerCounts:
+        return ContainerCounts()
+
+    def image_count(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostFacts:
+    """Facts read once at daemon start."""
+
+    host: HostInfo
+    cgroups: CgroupInfo
+    binaries: Mapping[str, BinaryVersion]  # runc, crun, conmon, init
+    backing_fs: str
+    python_version: str = field(default_factory=platform.python_version)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeView:
+    name: str
+    path: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionView:
+    version: str
+    os: str
+    arch: str
+    kernel_version: str
+    experimental: bool
+    python_version: str
+    components: tuple[BinaryVersion, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InfoView:
+    engine_id: str
+    config: Config
+    facts: HostFacts
+    containers: ContainerCounts
+    images: int
+    runtimes: tuple[RuntimeView, ...]
+    events_listeners: int
+    open_fds: int
+    threads: int
+    system_time_ns: int
+    warnings: tuple[str, ...]
+
+
+async def gather_host_facts(data_root: str) -> HostFacts:
+    binaries = {}
+    for name in ("runc", "crun", "conmon"):
+        binaries[name] = await probe_binary(name)
+    init = await probe_binary("catatonit")
+    if not init.ok:
+        init = await probe_binary("tini")
+    binaries["init"] = init
+    return HostFacts(
+        host=read_host_info(),
+        cgroups=read_cgroup_info(),
+        binaries=binaries,
+        backing_fs=backing_filesystem(data_root),
+    )
+
+
+def backing_filesystem(path: str) -> str:
+    """The filesystem type under ``path`` as dockerd names it (ext4 → "extfs")."""
+    best, fstype = "", "unknown"
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and (path + "/").startswith(parts[1].rstrip("/") + "/"):
+                    if len(parts[1]) >= len(best):
+                        best, fstype = parts[1], parts[2]
+    except OSError:
+        pass
+    return {"ext2": "extfs", "ext3": "extfs", "ext4": "extfs"}.get(fstype, fstype)
+
+
+class SystemService:
+    def __init__(
+        self,
+        *,
+        engine_id: str,
+        facts: HostFacts,
+        inventory: Inventory,
+        events_listeners: ListenerCount,
+    ) -> None:
+        self.engine_id = engine_id
+        self.facts = facts
+        self.inventory = inventory
+        self._listeners = events_listeners
+
+    def version(self, cfg: Config) -> VersionView:
+        host = self.facts.host
+        components = tuple(
+            b for key in ("runc", "conmon", "init") if (b := self.facts.binaries.get(key)) and b.ok
+        )
+        return VersionView(
+            version=__version__,
+            os=host.os_type,
+            arch=host.go_arch,
+            kernel_version=host.kernel_version,
+            experimental=cfg.experimental,
+            python_version=self.facts.python_version,
+            components=components,
+        )
+
+    def runtimes(self, cfg: Config) -> tuple[RuntimeView, ...]:
+        runc = self.facts.binaries.get("runc")
+        crun = self.facts.binaries.get("crun")
+        views = [RuntimeView(name="runc", path=(runc.path if runc and runc.path else "runc"))]
+        views.append(RuntimeView(name="io.containerd.runc.v2", path=views[0].path))
+        if crun is not None and crun.path:
+            views.append(RuntimeView(name="crun", path=crun.path))
+        for name, rt in cfg.runtimes.items():
+            views.append(RuntimeView(name=name, path=rt.path, args=rt.runtime_args))
+        return tuple(views)
+
+    def info(self, cfg: Config) -> InfoView:
+        warnings = list(cgroup_warnings(self.facts.cgroups))
+        warnings.extend(network_warnings(self.facts.host))
+        return InfoView(
+            engine_id=self.engine_id,
+            config=cfg,
+            facts=self.facts,
+            containers=self.inventory.container_counts(),
+            images=self.inventory.image_count(),
+            runtimes=self.runtimes(cfg),
+            events_listeners=self._listeners(),
+            open_fds=read_open_fd_count(),
+            threads=threading.active_count(),
+            system_time_ns=time.time_ns(),
+            warnings=tuple(warnings),
+        )
+
+
+def default_init_binary(facts: HostFacts) -> str:
+    init = facts.binaries.get("init")
+    return os.path.basename(init.path) if init is not None and init.path else ""

@@ -1,0 +1,176 @@
+"""The composition root: builds every service explicitly and runs the daemon.
+
+Order at start: pidfile (refuse a second daemon) → state dirs → engine id → config store,
+event bus, host facts, services → aiohttp app → listeners → signal handlers. Shutdown runs
+the reverse: stop listening, close the event bus (streaming /events end), aiohttp's
+on_shutdown/cleanup contexts (services register theirs; the container service will stop
+containers there within ``shutdown-timeout`` unless live-restore is on), remove sockets,
+release the pidfile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import uuid
+
+from aiohttp import web
+
+from whaled.api import server
+from whaled.api.app import build_app
+from whaled.api.routers import events as events_routes
+from whaled.api.routers import system as system_routes
+from whaled.config.hosts import parse_host
+from whaled.config.model import Config
+from whaled.config.reload import ReloadPlan, ReloadTransaction
+from whaled.config.source import StartupSource, load_and_validate
+from whaled.config.store import ConfigStore
+from whaled.config.validate import tls_paths
+from whaled.daemon.daemon import Daemon
+from whaled.daemon.reload import ReloadService
+from whaled.daemon.system import EmptyInventory, SystemService, gather_host_facts
+from whaled.daemon.tasks import BackgroundTasks
+from whaled.errors import WhaledError
+from whaled.events import EventBus
+from whaled.logsetup import apply_level, setup_logging
+from whaled.osutil.atomic import atomic_write
+from whaled.osutil.pidfile import PidFile
+
+log = logging.getLogger("whaled")
+
+# Seconds aiohttp waits for in-flight requests after the listeners closed.
+REQUEST_DRAIN_SECONDS = 5.0
+
+
+def load_engine_id(data_root: str) -> str:
+    """The daemon's stable ID (dockerd's engine-id), created on first start."""
+    path = os.path.join(data_root, "engine-id")
+    try:
+        with open(path, encoding="ascii") as f:
+            value = f.read().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = str(uuid.uuid4())
+    atomic_write(path, value.encode() + b"\n", 0o600)
+    return value
+
+
+def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
+    if "debug" in plan.changed:
+        txn.on_commit(lambda: apply_level(plan.new))
+
+
+def _open_listeners(cfg: Config) -> list[tuple[str, object, ssl.SSLContext | None]]:
+    """(url, socket, tls context) for every -H address."""
+    tls_on = bool(cfg.tls) or cfg.tlsverify
+    context = None
+    if tls_on:
+        ca, cert, key = tls_paths(cfg, os.path.expanduser("~"))
+        context = server.tls_context(cert, key, ca if cfg.tlsverify else None)
+    opened: list[tuple[str, object, ssl.SSLContext | None]] = []
+    try:
+        for host in cfg.effective_hosts():
+            address = parse_host(host, tls=tls_on)
+            if address.proto == "unix":
+                opened.append(
+                    (address.url(), server.open_unix_socket(address.path, cfg.group), None)
+                )
+            else:
+                if not tls_on:
+                    log.warning(
+                        "API is accessible on http://%s:%d without encryption",
+                        address.host or "0.0.0.0",
+                        address.port,
+                    )
+                opened.append((address.url(), server.open_tcp_socket(address), context))
+    except BaseException:
+        for _, sock, _ in opened:
+            sock.close()  # type: ignore[attr-defined]
+        raise
+    return opened
+
+
+async def serve(cfg: Config, startup: StartupSource) -> int:
+    pidfile = PidFile(cfg.pidfile)
+    pidfile.acquire()
+    unix_paths: list[str] = []
+    runner: web.AppRunner | None = None
+    tasks = BackgroundTasks()
+    try:
+        os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
+        os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
+        engine_id = load_engine_id(cfg.data_root)
+        store = ConfigStore(cfg)
+        bus = EventBus()
+        facts = await gather_host_facts(cfg.data_root)
+        system = SystemService(
+            engine_id=engine_id,
+            facts=facts,
+            inventory=EmptyInventory(),
+            events_listeners=lambda: bus.subscriber_count,
+        )
+        reloader = ReloadService(
+            store=store,
+            events=bus,
+            load_candidate=lambda: load_and_validate(startup),
+            engine_id=engine_id,
+            name=facts.host.hostname,
+        )
+        reloader.add_reloader(_log_level_reloader)
+        daemon = Daemon(store=store, events=bus, system=system, reloader=reloader)
+
+        app = build_app(daemon, [system_routes.register, events_routes.register])
+
+        async def close_event_streams(_: web.Application) -> None:
+            bus.close()
+
+        app.on_shutdown.append(close_event_streams)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=REQUEST_DRAIN_SECONDS
+        )
+        await runner.setup()
+        for url, sock, context in _open_listeners(cfg):
+            if url.startswith("unix://"):
+                unix_paths.append(url.removeprefix("unix://"))
+            site = web.SockSite(runner, sock, ssl_context=context)  # type: ignore[arg-type]
+            await site.start()
+            log.info("API listen on %s", url)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def request_stop(signame: str) -> None:
+            log.info("Processing signal '%s'", signame)
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGTERM, request_stop, "terminated")
+        loop.add_signal_handler(signal.SIGINT, request_stop, "interrupt")
+        loop.add_signal_handler(signal.SIGHUP, lambda: tasks.spawn("reload", reloader.reload()))
+        log.info("Daemon has completed initialization")
+        await stop.wait()
+        log.info("Stopping daemon")
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        return 0
+    finally:
+        await tasks.cancel_all()
+        if runner is not None:
+            await runner.cleanup()
+        for path in unix_paths:
+            server.remove_unix_socket(path)
+        pidfile.release()
+        log.info("Daemon shutdown complete")
+
+
+def run_daemon(cfg: Config, startup: StartupSource) -> int:
+    setup_logging(cfg)
+    try:
+        return asyncio.run(serve(cfg, startup))
+    except WhaledError as e:
+        log.error("%s", e)
+        return 1

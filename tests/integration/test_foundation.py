@@ -36,9 +36,15 @@ def validate(config_text: str | None, *args: str, tmp: str) -> subprocess.Comple
 
 
 def test_validate_good_file(tmp_path: Any) -> None:
-    good = json.dumps({"debug": True, "labels": ["a=b"], "max-concurrent-downloads": 5,
-                       "runtimes": {"custom": {"path": "runc", "runtimeArgs": ["--debug"]}},
-                       "default-runtime": "custom"})
+    good = json.dumps(
+        {
+            "debug": True,
+            "labels": ["a=b"],
+            "max-concurrent-downloads": 5,
+            "runtimes": {"custom": {"path": "runc", "runtimeArgs": ["--debug"]}},
+            "default-runtime": "custom",
+        }
+    )
     result = validate(good, tmp=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "configuration OK"
@@ -47,13 +53,29 @@ def test_validate_good_file(tmp_path: Any) -> None:
 @pytest.mark.parametrize(
     ("text", "args", "needle"),
     [
-        ('{"debug": true, "no-such-key": 1}', (), "don't match any configuration option: no-such-key"),
-        ('{"debug": true}', ("--debug",), "specified both as a flag and in the configuration file: debug"),
+        (
+            '{"debug": true, "no-such-key": 1}',
+            (),
+            "don't match any configuration option: no-such-key",
+        ),
+        (
+            '{"debug": true}',
+            ("--debug",),
+            "specified both as a flag and in the configuration file: debug",
+        ),
         ('{"max-concurrent-downloads": "three"}', (), '"max-concurrent-downloads"'),
         ('{"shutdown-timeout": -7}', (), "invalid shutdown-timeout: -7"),
         ('{"default-runtime": "ghost"}', (), "specified default runtime 'ghost' does not exist"),
-        ('{"runtimes": {"runc": {"path": "/usr/sbin/runc"}}}', (), "runtime name 'runc' is reserved"),
-        ('{"runtimes": {"x": {"path": "/nonexistent/rt"}}}', (), '"/nonexistent/rt" is not an executable'),
+        (
+            '{"runtimes": {"runc": {"path": "/usr/sbin/runc"}}}',
+            (),
+            "runtime name 'runc' is reserved",
+        ),
+        (
+            '{"runtimes": {"x": {"path": "/nonexistent/rt"}}}',
+            (),
+            '"/nonexistent/rt" is not an executable',
+        ),
         ('{"debug": tru', (), "invalid JSON"),
     ],
 )
@@ -66,8 +88,18 @@ def test_validate_bad_file(tmp_path: Any, text: str, args: tuple[str, ...], need
 
 def test_validate_missing_explicit_file_fails(tmp_path: Any) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "whaled", "--validate", "--config-file", str(tmp_path / "none.json")],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "whaled",
+            "--validate",
+            "--config-file",
+            str(tmp_path / "none.json"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "no such file or directory" in result.stderr
@@ -105,7 +137,8 @@ def test_raw_status_codes_and_headers(whaled: WhaledProcess) -> None:
     status, headers, body = whaled.request("GET", "/v1.99/version")
     assert status == 400
     assert json.loads(body) == {
-        "message": "client version 1.99 is too new. Maximum supported API version is 1.45"}
+        "message": "client version 1.99 is too new. Maximum supported API version is 1.45"
+    }
     status, _, body = whaled.request("GET", "/v1.12/version")
     assert status == 400 and "is too old" in json.loads(body)["message"]
     status, headers, body = whaled.request("GET", "/nope")
@@ -116,8 +149,11 @@ def test_raw_status_codes_and_headers(whaled: WhaledProcess) -> None:
         assert (status, body) == (200, b"OK")
     status, headers, body = whaled.request("HEAD", "/_ping")
     assert status == 200 and body == b""
-    for name, value in (("Api-Version", "1.45"), ("Docker-Experimental", "false"),
-                        ("Ostype", "linux")):
+    for name, value in (
+        ("Api-Version", "1.45"),
+        ("Docker-Experimental", "false"),
+        ("Ostype", "linux"),
+    ):
         assert headers[name] == value
     assert headers["Server"].startswith("whaled/")
     assert "no-cache" in headers["Cache-Control"]
@@ -147,6 +183,7 @@ def test_pings_never_wait_for_a_stalled_events_client(whaled: WhaledProcess) -> 
     try:
         for _ in range(30):  # events the stalled client never reads
             whaled.reload()
+
         def ping(_: int) -> tuple[int, bytes]:
             status, _h, body = unix_request(whaled.sock, "GET", "/_ping", timeout=20)
             return status, body
@@ -167,8 +204,7 @@ def test_events_since_until_and_filters(whaled: WhaledProcess) -> None:
     body = b""
     while time.time() < deadline:
         until = f"{time.time():.9f}"
-        status, _, body = whaled.request(
-            "GET", f"/events?since={start - 1:.9f}&until={until}")
+        status, _, body = whaled.request("GET", f"/events?since={start - 1:.9f}&until={until}")
         assert status == 200
         if body:
             break
@@ -179,11 +215,13 @@ def test_events_since_until_and_filters(whaled: WhaledProcess) -> None:
     # a filter that matches nothing, and one that matches
     filters = quote(json.dumps({"type": ["container"]}))
     status, _, body = whaled.request(
-        "GET", f"/events?since={start - 1:.9f}&until={time.time():.9f}&filters={filters}")
+        "GET", f"/events?since={start - 1:.9f}&until={time.time():.9f}&filters={filters}"
+    )
     assert status == 200 and body == b""
     filters = quote(json.dumps({"type": {"daemon": True}, "event": {"reload": True}}))
     status, _, body = whaled.request(
-        "GET", f"/events?since={start - 1:.9f}&until={time.time():.9f}&filters={filters}")
+        "GET", f"/events?since={start - 1:.9f}&until={time.time():.9f}&filters={filters}"
+    )
     assert status == 200 and len(body.splitlines()) == 1
     status, _, body = whaled.request("GET", "/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")
     assert status == 400 and json.loads(body)["message"] == "invalid filter 'bogus'"
@@ -223,14 +261,31 @@ def test_sighup_reloads_or_changes_nothing(whaled: WhaledProcess, docker_client:
 # -- process life: pidfile, sockets, shutdown, TCP/TLS ------------------------------------------
 
 
-def test_second_daemon_with_same_pidfile_is_refused(whaled: WhaledProcess, whaled_factory: Any) -> None:
+def test_second_daemon_with_same_pidfile_is_refused(
+    whaled: WhaledProcess, whaled_factory: Any
+) -> None:
     other = whaled_factory(wait=False, extra_args=[])
     other.stop()
     result = subprocess.run(
-        [sys.executable, "-m", "whaled", "-H", f"unix://{other.sock}", "--pidfile", whaled.pidfile,
-         "--data-root", other.data_root, "--exec-root", other.exec_root,
-         "--config-file", other.config_path],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "whaled",
+            "-H",
+            f"unix://{other.sock}",
+            "--pidfile",
+            whaled.pidfile,
+            "--data-root",
+            other.data_root,
+            "--exec-root",
+            other.exec_root,
+            "--config-file",
+            other.config_path,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "pid file found, ensure whaled is not running" in result.stderr
@@ -283,17 +338,58 @@ def _make_certs(d: str) -> None:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=whaled-test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=whaled-test-ca",
+    )
     for name, cn in (("server", "127.0.0.1"), ("client", "client")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem",
-            "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}-key.pem",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={cn}",
+        )
         ext = f"{name}.ext"
         with open(os.path.join(d, ext), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1\n" if name == "server"
-                    else "extendedKeyUsage=clientAuth\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext)
+            f.write(
+                "subjectAltName=IP:127.0.0.1\n"
+                if name == "server"
+                else "extendedKeyUsage=clientAuth\n"
+            )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        )
 
 
 def test_tlsverify_requires_client_certificates(whaled_factory: Any, tmp_path: Any) -> None:
@@ -303,13 +399,24 @@ def test_tlsverify_requires_client_certificates(whaled_factory: Any, tmp_path: A
     certs = str(tmp_path)
     _make_certs(certs)
     port = _free_port()
-    whaled_factory(extra_args=[
-        "-H", f"tcp://127.0.0.1:{port}", "--tlsverify",
-        "--tlscacert", f"{certs}/ca.pem", "--tlscert", f"{certs}/server.pem",
-        "--tlskey", f"{certs}/server-key.pem",
-    ])
-    good = docker.tls.TLSConfig(client_cert=(f"{certs}/client.pem", f"{certs}/client-key.pem"),
-                                ca_cert=f"{certs}/ca.pem", verify=True)
+    whaled_factory(
+        extra_args=[
+            "-H",
+            f"tcp://127.0.0.1:{port}",
+            "--tlsverify",
+            "--tlscacert",
+            f"{certs}/ca.pem",
+            "--tlscert",
+            f"{certs}/server.pem",
+            "--tlskey",
+            f"{certs}/server-key.pem",
+        ]
+    )
+    good = docker.tls.TLSConfig(
+        client_cert=(f"{certs}/client.pem", f"{certs}/client-key.pem"),
+        ca_cert=f"{certs}/ca.pem",
+        verify=True,
+    )
     client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{port}", tls=good, version="1.45")
     client.api.trust_env = False  # REQUESTS_CA_BUNDLE would override the test CA
     try:
@@ -317,8 +424,9 @@ def test_tlsverify_requires_client_certificates(whaled_factory: Any, tmp_path: A
     finally:
         client.close()
     no_cert = docker.tls.TLSConfig(ca_cert=f"{certs}/ca.pem", verify=True)
-    client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{port}", tls=no_cert, version="1.45",
-                                 timeout=10)
+    client = docker.DockerClient(
+        base_url=f"tcp://127.0.0.1:{port}", tls=no_cert, version="1.45", timeout=10
+    )
     client.api.trust_env = False
     try:
         with pytest.raises(Exception):  # noqa: B017 - the TLS handshake must fail

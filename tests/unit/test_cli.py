@@ -19,19 +19,37 @@ def test_only_given_flags_are_passed_on() -> None:
     assert values("--debug=false") == {"debug": False}
     assert values("--tls=false") == {"tls": False}
     assert values("--live-restore", "--shutdown-timeout", "30") == {
-        "live-restore": True, "shutdown-timeout": 30}
+        "live-restore": True,
+        "shutdown-timeout": 30,
+    }
 
 
 def test_repeatable_and_shaped_flags() -> None:
     got = values(
-        "-H", "unix:///a.sock", "-H", "tcp://127.0.0.1:2375",
-        "--label", "a=b", "--label", "c=d",
-        "--add-runtime", "custom=/usr/sbin/runc",
-        "--default-ulimit", "nofile=1024:2048", "--default-ulimit", "nproc=50",
-        "--log-opt", "max-size=10m",
-        "--default-address-pool", "base=10.10.0.0/16,size=24",
-        "--http-proxy", "http://p:1",
-        "--insecure-registry", "r:5000", "--registry-mirror", "https://m",
+        "-H",
+        "unix:///a.sock",
+        "-H",
+        "tcp://127.0.0.1:2375",
+        "--label",
+        "a=b",
+        "--label",
+        "c=d",
+        "--add-runtime",
+        "custom=/usr/sbin/runc",
+        "--default-ulimit",
+        "nofile=1024:2048",
+        "--default-ulimit",
+        "nproc=50",
+        "--log-opt",
+        "max-size=10m",
+        "--default-address-pool",
+        "base=10.10.0.0/16,size=24",
+        "--http-proxy",
+        "http://p:1",
+        "--insecure-registry",
+        "r:5000",
+        "--registry-mirror",
+        "https://m",
     )
     assert got == {
         "hosts": ["unix:///a.sock", "tcp://127.0.0.1:2375"],
@@ -56,8 +74,12 @@ def test_flag_values_decode_into_config() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [("--add-runtime", "nopath"), ("--default-ulimit", "nofile=a:b"),
-             ("--default-address-pool", "base=10.0.0.0/8")]
+    "argv",
+    [
+        ("--add-runtime", "nopath"),
+        ("--default-ulimit", "nofile=a:b"),
+        ("--default-address-pool", "base=10.0.0.0/8"),
+    ],
 )
 def test_malformed_shaped_flags(argv: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError):

@@ -31,11 +31,16 @@ def test_too_new_and_too_old_use_dockerd_wording() -> None:
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (errors.InvalidParameter("x"), 400), (errors.ConfigError("x"), 400),
-        (errors.Unauthorized("x"), 401), (errors.Forbidden("x"), 403),
-        (errors.NoSuchContainer("c"), 404), (errors.Conflict("x"), 409),
-        (errors.NotModified("x"), 304), (errors.Unsupported("x"), 501),
-        (errors.Unavailable("x"), 503), (errors.SystemFailure("x"), 500),
+        (errors.InvalidParameter("x"), 400),
+        (errors.ConfigError("x"), 400),
+        (errors.Unauthorized("x"), 401),
+        (errors.Forbidden("x"), 403),
+        (errors.NoSuchContainer("c"), 404),
+        (errors.Conflict("x"), 409),
+        (errors.NotModified("x"), 304),
+        (errors.Unsupported("x"), 501),
+        (errors.Unavailable("x"), 503),
+        (errors.SystemFailure("x"), 500),
         (errors.WhaledError("x"), 500),
     ],
 )

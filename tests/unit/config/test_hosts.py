@@ -25,8 +25,16 @@ def test_parse_host(text: str, tls: bool, expected: ListenAddress) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["unix://rel.sock", "fd://", "http://x:1", "tcp://h:port", "tcp://h:70000",
-             "tcp://h:1/path", "tcp://::1:2375"]
+    "text",
+    [
+        "unix://rel.sock",
+        "fd://",
+        "http://x:1",
+        "tcp://h:port",
+        "tcp://h:70000",
+        "tcp://h:1/path",
+        "tcp://::1:2375",
+    ],
 )
 def test_bad_hosts(text: str) -> None:
     with pytest.raises(ConfigError, match="invalid bind address"):

@@ -96,8 +96,14 @@ def test_build_config_rejects_unknown_flag_keys() -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("64M", 64 << 20), ("1g", 1 << 30), ("512kb", 512 << 10), ("100", 100), ("1.5k", 1536),
-     ("2MiB", 2 << 20)],
+    [
+        ("64M", 64 << 20),
+        ("1g", 1 << 30),
+        ("512kb", 512 << 10),
+        ("100", 100),
+        ("1.5k", 1536),
+        ("2MiB", 2 << 20),
+    ],
 )
 def test_ram_sizes(text: str, size: int) -> None:
     assert parse_ram_size(text) == size

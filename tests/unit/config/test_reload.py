@@ -72,7 +72,9 @@ def test_a_failing_action_does_not_skip_the_others() -> None:
 def test_event_attributes_carry_the_new_values() -> None:
     live = Config()
     candidate = Config(
-        debug=True, labels=("a=b",), max_concurrent_downloads=9,
+        debug=True,
+        labels=("a=b",),
+        max_concurrent_downloads=9,
         runtimes=FrozenMap({"z": RuntimeConfig(path="/z"), "c": RuntimeConfig(path="/c")}),
     )
     attrs = reload_event_attributes(plan_reload(live, candidate), "host1")

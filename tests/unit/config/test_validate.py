@@ -9,8 +9,11 @@ from whaled.config.validate import HostProbe, check_host, tls_paths, validate_co
 from whaled.errors import ConfigError
 
 
-def probe(executables: set[str] = frozenset(), files: set[str] = frozenset(),  # type: ignore[assignment]
-          nofile: int = 20000) -> HostProbe:
+def probe(
+    executables: set[str] = frozenset(),
+    files: set[str] = frozenset(),  # type: ignore[assignment]
+    nofile: int = 20000,
+) -> HostProbe:
     return HostProbe(
         is_executable=lambda p: p in executables,
         which=lambda name: f"/usr/bin/{name}" if f"/usr/bin/{name}" in executables else None,
@@ -38,18 +41,30 @@ def test_defaults_are_valid() -> None:
         (Config(insecure_registries=("http://r:5000",)), "should not contain '://'"),
         (Config(insecure_registries=("10.0.0.0/99",)), "is not a valid CIDR"),
         (Config(default_runtime="nope"), "specified default runtime 'nope' does not exist"),
-        (Config(runtimes=FrozenMap({"runc": RuntimeConfig(path="/x")})),
-         "runtime name 'runc' is reserved"),
-        (Config(runtimes=FrozenMap({"io.containerd.runc.v2": RuntimeConfig(path="/x")})),
-         "runtime name 'io.containerd.runc.v2' is reserved"),
-        (Config(runtimes=FrozenMap({"x": RuntimeConfig()})),
-         "runtime x: either a runtimeType or a path must be configured"),
-        (Config(runtimes=FrozenMap({"x": RuntimeConfig(runtime_type="io.containerd.kata.v2")})),
-         "runtimeType is not supported"),
-        (Config(default_ulimits=FrozenMap({"nofile": Ulimit(name="nofile", soft=10, hard=5)})),
-         "ulimit soft limit must be less than or equal to hard limit: 10 > 5"),
-        (Config(default_ulimits=FrozenMap({"bogus": Ulimit(name="bogus", soft=1, hard=1)})),
-         "invalid ulimit type: bogus"),
+        (
+            Config(runtimes=FrozenMap({"runc": RuntimeConfig(path="/x")})),
+            "runtime name 'runc' is reserved",
+        ),
+        (
+            Config(runtimes=FrozenMap({"io.containerd.runc.v2": RuntimeConfig(path="/x")})),
+            "runtime name 'io.containerd.runc.v2' is reserved",
+        ),
+        (
+            Config(runtimes=FrozenMap({"x": RuntimeConfig()})),
+            "runtime x: either a runtimeType or a path must be configured",
+        ),
+        (
+            Config(runtimes=FrozenMap({"x": RuntimeConfig(runtime_type="io.containerd.kata.v2")})),
+            "runtimeType is not supported",
+        ),
+        (
+            Config(default_ulimits=FrozenMap({"nofile": Ulimit(name="nofile", soft=10, hard=5)})),
+            "ulimit soft limit must be less than or equal to hard limit: 10 > 5",
+        ),
+        (
+            Config(default_ulimits=FrozenMap({"bogus": Ulimit(name="bogus", soft=1, hard=1)})),
+            "invalid ulimit type: bogus",
+        ),
         (Config(storage_driver="btrfs"), 'storage driver "btrfs" is not supported'),
         (Config(log_driver="syslog"), "log driver 'syslog' is not supported"),
         (Config(log_opts=FrozenMap({"max-sz": "1m"})), "unknown log opt 'max-sz'"),
@@ -60,8 +75,10 @@ def test_defaults_are_valid() -> None:
         (Config(userns_remap="default"), "userns-remap is not supported"),
         (Config(dns=("8.8.8.x",)), 'invalid value for "dns"'),
         (Config(bip="10.0.0.1/40"), 'invalid value for "bip"'),
-        (Config(default_address_pools=(AddressPool(base="10.0.0.0/8", size=4),)),
-         "invalid default-address-pools size 4"),
+        (
+            Config(default_address_pools=(AddressPool(base="10.0.0.0/8", size=4),)),
+            "invalid default-address-pools size 4",
+        ),
         (Config(shutdown_timeout=-5), "invalid shutdown-timeout: -5"),
         (Config(hosts=("tcp://0.0.0.0:2375",)), "refusing to serve the API without TLS"),
         (Config(hosts=("tcp://10.1.2.3:2375",)), "refusing to serve the API without TLS"),
@@ -81,8 +98,10 @@ def test_invalid_configs(cfg: Config, message: str) -> None:
         Config(hosts=("tcp://localhost:2375", "unix:///tmp/x.sock")),
         Config(hosts=("tcp://0.0.0.0:2375",), tls=False),  # explicitly insecure
         Config(hosts=("tcp://0.0.0.0:2376",), tlsverify=True),
-        Config(runtimes=FrozenMap({"custom": RuntimeConfig(path="/usr/sbin/runc")}),
-               default_runtime="custom"),
+        Config(
+            runtimes=FrozenMap({"custom": RuntimeConfig(path="/usr/sbin/runc")}),
+            default_runtime="custom",
+        ),
         Config(default_runtime="crun"),
         Config(insecure_registries=("myreg:5000", "10.0.0.0/8")),
         Config(registry_mirrors=("https://mirror.local/",)),
@@ -111,7 +130,10 @@ def test_check_host_tls_files() -> None:
         check_host(cfg, probe())
     check_host(cfg, probe(files={"/c/ca", "/c/cert", "/c/key"}))
     assert tls_paths(Config(), "/home/u") == (
-        "/home/u/.docker/ca.pem", "/home/u/.docker/cert.pem", "/home/u/.docker/key.pem")
+        "/home/u/.docker/ca.pem",
+        "/home/u/.docker/cert.pem",
+        "/home/u/.docker/key.pem",
+    )
 
 
 def test_check_host_nofile_above_hard_limit() -> None:

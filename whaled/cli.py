@@ -292,6 +292,10 @@ def parse_startup(argv: Sequence[str]) -> tuple[argparse.Namespace, StartupSourc
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["reload"]:
+        from whaled.reloadcmd import main as reload_main
+
+        return reload_main(args[1:])
     try:
         ns, startup = parse_startup(args)
         if ns.version:

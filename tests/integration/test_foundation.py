@@ -433,3 +433,44 @@ def test_tlsverify_requires_client_certificates(whaled_factory: Any, tmp_path: A
             client.ping()
     finally:
         client.close()
+
+
+def _reload_cmd(w: WhaledProcess) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whaled",
+            "reload",
+            "--config-file",
+            w.config_path,
+            "-H",
+            w.url,
+            "--pidfile",
+            w.pidfile,
+            "--timeout",
+            "20",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_whaled_reload_command_reports_the_outcome(whaled: WhaledProcess) -> None:
+    whaled.write_config({"labels": ["x=1"], "max-concurrent-uploads": 2, "mtu": 1400})
+    result = _reload_cmd(whaled)
+    assert result.returncode == 0, result.stderr
+    assert 'labels=["x=1"]' in result.stdout and "max-concurrent-uploads=2" in result.stdout
+    assert "only applied at restart: mtu" in result.stdout
+    whaled.write_config({"labels": ["x=1"], "unknown-key": True})
+    result = _reload_cmd(whaled)
+    assert result.returncode == 1 and "unknown-key" in result.stderr
+    # valid on its own, but clashes with a start-up flag: only the daemon can tell
+    whaled.write_config({"pidfile": "/tmp/elsewhere.pid"})
+    result = _reload_cmd(whaled)
+    assert result.returncode == 1
+    assert "reload failed, nothing changed" in result.stderr and "pidfile" in result.stderr
+    info = json.loads(whaled.request("GET", "/info")[2])
+    assert info["Labels"] == ["x=1"]

@@ -7,6 +7,7 @@ and says so honestly with ``EmptyInventory``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import threading
@@ -95,13 +96,10 @@ class InfoView:
 
 
 async def gather_host_facts(data_root: str) -> HostFacts:
-    binaries = {}
-    for name in ("runc", "crun", "conmon"):
-        binaries[name] = await probe_binary(name)
-    init = await probe_binary("catatonit")
-    if not init.ok:
-        init = await probe_binary("tini")
-    binaries["init"] = init
+    names = ("runc", "crun", "conmon", "catatonit", "tini")
+    probes = dict(zip(names, await asyncio.gather(*(probe_binary(n) for n in names)), strict=True))
+    binaries = {name: probes[name] for name in ("runc", "crun", "conmon")}
+    binaries["init"] = probes["catatonit"] if probes["catatonit"].ok else probes["tini"]
     return HostFacts(
         host=read_host_info(),
         cgroups=read_cgroup_info(),

@@ -37,7 +37,7 @@ run: setup
 	exec $(VENV)/bin/whaled $(WHALED_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check whaled tests bench
+	$(VENV)/bin/ruff check whaled tests $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

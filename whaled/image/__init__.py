@@ -1,0 +1,22 @@
+"""Image subsystem: references, content store, layer store (overlay2), image store, archives.
+
+Where things live (one screen):
+
+===================  ============================================================
+``reference``        pure: docker reference parsing / normalisation / matching
+``digests``          pure: sha256 helpers, chain IDs, short IDs
+``content``          content-addressed blob store (``image/blobs/sha256/<hex>``)
+``tarsafe``          safe layer-tar unpacking (whiteouts, no escapes) + tar writer
+``layers``           layer store: read-only layers by chain ID, overlay2 driver,
+                     read-write (container) layers: mount, changes, diff, size
+``mounts``           the mount(2)/umount2(2) syscalls and /proc/mounts reading
+``changes``          pure: Dockerfile-style ``changes`` (CMD, ENV, ...) for import/commit
+``filters``          pure: list/prune filter evaluation, Go ``path.Match``, timestamps
+``store``            image configs by ID + repositories (tags/digests) + delete planning
+``archive``          docker-archive / OCI layout load and save, rootfs import
+``service``          ``ImageService``: the facade the API and container layers call
+===================  ============================================================
+
+Nothing here imports aiohttp; every call is synchronous (the API layer runs them in a
+thread) and thread-safe.
+"""

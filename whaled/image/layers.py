@@ -1,0 +1,898 @@
+"""Layer store with an ``overlay2``-style driver, and container read-write layers.
+
+On disk::
+
+    <data-root>/overlay2/<cache-id>/diff      unpacked layer content (overlay form)
+    <data-root>/overlay2/<cache-id>/link      the layer's short link name
+    <data-root>/overlay2/<cache-id>/lower     "l/<parent link>:l/<grandparent link>:..."
+    <data-root>/overlay2/<rw-id>/{diff,work,merged}   a container's read-write layer
+    <data-root>/overlay2/l/<26 chars> -> ../<cache-id>/diff
+    <data-root>/image/layerdb/sha256/<chain hex>.json  layer metadata (commit point)
+    <data-root>/image/layerdb/mounts/<container id>.json  RW layer metadata
+
+Read-only layers are identified by chain ID (``digests.chain_id``) and unpacked once.
+Reference counts are in memory and rebuilt at start: a layer is referenced by each image
+whose top layer it is (``acquire``), by each child layer and by each RW layer on top of it.
+When the count drops to zero the layer is deleted (``release``), then its parent released.
+
+Layer tars: the *original uncompressed tar* of every layer is kept in the content store
+under its diff ID. That doubles disk use per layer but is the only way to guarantee that
+``docker save`` emits tars whose sha256 equals the diff ID (regenerating a tar from the
+unpacked directory is not byte-identical to what the image author produced). The blob is
+hard-linked (not copied) when the source is an uncompressed file on the same filesystem.
+
+Record mutability: ``Layer`` and ``RWLayer`` are immutable once written.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import logging
+import os
+import secrets
+import shutil
+import stat
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+
+from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure
+from whaled.image import mounts
+from whaled.image.content import BlobWriter, ContentStore
+from whaled.image.digests import chain_id as compute_chain_id
+from whaled.image.digests import digest_hex, is_digest
+from whaled.image.tarsafe import (
+    LAYER_POLICY,
+    OPAQUE_XATTR,
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+    Compression,
+    LayerReader,
+    Readable,
+    UnpackPolicy,
+    detect_compression,
+    is_whiteout_device,
+    unpack,
+)
+from whaled.image.tarstream import TarEntry, stream_tar
+from whaled.osutil.atomic import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+DRIVER_NAME = "overlay2"
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+CHUNK = 1 << 20
+
+
+class ChangeKind(IntEnum):
+    """Docker's ``/containers/{id}/changes`` kinds."""
+
+    MODIFY = 0
+    ADD = 1
+    DELETE = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    path: str
+    kind: ChangeKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layer:
+    chain_id: str
+    diff_id: str
+    parent: str | None  # parent chain ID
+    size: int  # bytes of content in this layer alone
+    cache_id: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RWLayer:
+    container_id: str
+    mount_id: str
+    parent: str | None  # chain ID of the image's top layer (None: no layers)
+
+
+class NoSuchLayer(NotFound):
+    def __init__(self, chain: str) -> None:
+        super().__init__(f"layer does not exist: {chain}")
+
+
+class NoSuchRWLayer(NotFound):
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"read-write layer does not exist for container {container_id}")
+
+
+class DiffIDMismatch(InvalidParameter):
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"invalid diffID for layer: expected {expected!r}, got {actual!r}")
+
+
+def _new_link() -> str:
+    return base64.b32encode(os.urandom(16)).decode().rstrip("=")
+
+
+class LayerStore:
+    def __init__(self, data_root: str, content: ContentStore, *, fsync_blobs: bool = True) -> None:
+        self.root = os.path.join(data_root, DRIVER_NAME)
+        self.link_dir = os.path.join(self.root, "l")
+        self.meta_dir = os.path.join(data_root, "image", "layerdb", "sha256")
+        self.rw_meta_dir = os.path.join(data_root, "image", "layerdb", "mounts")
+        for d in (self.root, self.link_dir, self.meta_dir, self.rw_meta_dir):
+            os.makedirs(d, exist_ok=True)
+        os.chmod(self.root, 0o710)
+        self._content = content
+        self._fsync_blobs = fsync_blobs
+        self._lock = threading.RLock()
+        self._layers: dict[str, Layer] = {}
+        self._refs: dict[str, int] = {}
+        self._rw: dict[str, RWLayer] = {}
+        self._mounts: dict[str, int] = {}
+        self._index_off = os.path.exists("/sys/module/overlay/parameters/index")
+        self._restore()
+
+    # ------------------------------------------------------------------ restore / gc
+
+    def _restore(self) -> None:
+        for name in os.listdir(self.meta_dir):
+            path = os.path.join(self.meta_dir, name)
+            if name.startswith(".tmp-"):
+                os.unlink(path)
+                continue
+            try:
+                with open(path, encoding="utf-8") as f:
+                    raw = json.load(f)
+                layer = Layer(
+                    chain_id=raw["chain_id"],
+                    diff_id=raw["diff_id"],
+                    parent=raw["parent"],
+                    size=int(raw["size"]),
+                    cache_id=raw["cache_id"],
+                    link=raw["link"],
+                )
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("dropping unreadable layer metadata %s: %s", path, e)
+                os.unlink(path)
+                continue
+            if not os.path.isdir(self._diff_dir(layer.cache_id)):
+                log.warning("dropping layer %s: its directory is missing", layer.chain_id)
+                os.unlink(path)
+                continue
+            self._layers[layer.chain_id] = layer
+            self._refs[layer.chain_id] = 0
+        # Drop layers whose parent is gone (cannot be mounted any more).
+        changed = True
+        while changed:
+            changed = False
+            for chain, layer in list(self._layers.items()):
+                if layer.parent is not None and layer.parent not in self._layers:
+                    log.warning("dropping layer %s: parent %s is missing", chain, layer.parent)
+                    self._delete_layer_files(layer)
+                    del self._layers[chain]
+                    del self._refs[chain]
+                    changed = True
+        for layer in self._layers.values():
+            if layer.parent is not None:
+                self._refs[layer.parent] += 1
+        for name in os.listdir(self.rw_meta_dir):
+            path = os.path.join(self.rw_meta_dir, name)
+            if name.startswith(".tmp-"):
+                os.unlink(path)
+                continue
+            try:
+                with open(path, encoding="utf-8") as f:
+                    raw = json.load(f)
+                rw = RWLayer(
+                    container_id=raw["container_id"],
+                    mount_id=raw["mount_id"],
+                    parent=raw["parent"],
+                )
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("dropping unreadable RW layer metadata %s: %s", path, e)
+                os.unlink(path)
+                continue
+            if rw.parent is not None and rw.parent not in self._layers:
+                log.warning("RW layer of %s lost its parent layer %s", rw.container_id, rw.parent)
+            elif rw.parent is not None:
+                self._refs[rw.parent] += 1
+            self._rw[rw.container_id] = rw
+            if mounts.is_mounted(self._merged_dir(rw.mount_id)):
+                self._mounts[rw.container_id] = 1
+        # Orphaned driver dirs (crash between unpack and metadata commit) and dead links.
+        known = {layer.cache_id for layer in self._layers.values()}
+        known |= {rw.mount_id for rw in self._rw.values()}
+        for name in os.listdir(self.root):
+            if name == "l" or name in known:
+                continue
+            self._remove_driver_dir(os.path.join(self.root, name))
+        for name in os.listdir(self.link_dir):
+            path = os.path.join(self.link_dir, name)
+            if not os.path.exists(path):
+                os.unlink(path)
+
+    def gc(self) -> list[Layer]:
+        """Delete layers nobody references (call after images re-acquired theirs at start)."""
+        removed: list[Layer] = []
+        with self._lock:
+            for chain in [c for c, n in self._refs.items() if n == 0]:
+                if chain in self._layers and self._refs.get(chain) == 0:
+                    self._refs[chain] = 1
+                    removed += self.release(chain)
+        return removed
+
+    # ------------------------------------------------------------------ paths
+
+    def _dir(self, cache_id: str) -> str:
+        return os.path.join(self.root, cache_id)
+
+    def _diff_dir(self, cache_id: str) -> str:
+        return os.path.join(self.root, cache_id, "diff")
+
+    def _merged_dir(self, cache_id: str) -> str:
+        return os.path.join(self.root, cache_id, "merged")
+
+    def _lower_links(self, chain: str | None) -> list[str]:
+        """``l/<link>`` entries for ``chain`` and its ancestors, top first."""
+        out: list[str] = []
+        while chain is not None:
+            layer = self._layers[chain]
+            out.append(f"l/{layer.link}")
+            chain = layer.parent
+        return out
+
+    def _lower_dirs(self, chain: str | None) -> list[str]:
+        out: list[str] = []
+        while chain is not None:
+            layer = self._layers[chain]
+            out.append(self._diff_dir(layer.cache_id))
+            chain = layer.parent
+        return out
+
+    # ------------------------------------------------------------------ read-only layers
+
+    def get(self, chain: str) -> Layer:
+        with self._lock:
+            layer = self._layers.get(chain)
+        if layer is None:
+            raise NoSuchLayer(chain)
+        return layer
+
+    def exists(self, chain: str) -> bool:
+        with self._lock:
+            return chain in self._layers
+
+    def all(self) -> list[Layer]:
+        with self._lock:
+            return list(self._layers.values())
+
+    def refcount(self, chain: str) -> int:
+        with self._lock:
+            return self._refs.get(chain, 0)
+
+    def chain(self, chain: str | None) -> list[Layer]:
+        """``chain`` and its ancestors, bottom (base) first."""
+        out: list[Layer] = []
+        with self._lock:
+            while chain is not None:
+                layer = self._layers.get(chain)
+                if layer is None:
+                    raise NoSuchLayer(chain)
+                out.append(layer)
+                chain = layer.parent
+        out.reverse()
+        return out
+
+    def chain_size(self, chain: str | None) -> int:
+        return sum(layer.size for layer in self.chain(chain))
+
+    def acquire(self, chain: str) -> Layer:
+        with self._lock:
+            layer = self._layers.get(chain)
+            if layer is None:
+                raise NoSuchLayer(chain)
+            self._refs[chain] += 1
+            return layer
+
+    def release(self, chain: str) -> list[Layer]:
+        """Drop one reference; returns the layers actually deleted (top first)."""
+        removed: list[Layer] = []
+        with self._lock:
+            current: str | None = chain
+            while current is not None:
+                if current not in self._layers:
+                    raise NoSuchLayer(current)
+                self._refs[current] -= 1
+                if self._refs[current] > 0:
+                    break
+                layer = self._layers.pop(current)
+                del self._refs[current]
+                self._delete_layer_files(layer)
+                removed.append(layer)
+                current = layer.parent
+        return removed
+
+    def _delete_layer_files(self, layer: Layer) -> None:
+        meta = os.path.join(self.meta_dir, digest_hex(layer.chain_id) + ".json")
+        try:
+            os.unlink(meta)  # the commit point goes first: a crash leaves only an orphan dir
+        except FileNotFoundError:
+            pass
+        try:
+            os.unlink(os.path.join(self.link_dir, layer.link))
+        except FileNotFoundError:
+            pass
+        self._remove_driver_dir(self._dir(layer.cache_id))
+        if not any(other.diff_id == layer.diff_id for other in self._layers.values()):
+            self._content.delete(layer.diff_id)
+
+    def _remove_driver_dir(self, path: str) -> None:
+        merged = os.path.join(path, "merged")
+        if os.path.isdir(merged) and mounts.is_mounted(merged):
+            mounts.unmount(merged)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def register(
+        self,
+        source: Readable,
+        parent: str | None,
+        *,
+        expected_diff_id: str | None = None,
+        source_path: str | None = None,
+        policy: UnpackPolicy = LAYER_POLICY,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Layer:
+        """Unpack a layer tar (gzip/zstd/plain) on top of ``parent``; the caller gets one ref.
+
+        ``expected_diff_id``: verify it (DiffIDMismatch otherwise) and skip the work when the
+        chain already exists. ``source_path``: ``source`` is that file, which allows keeping
+        the tar by hard link instead of a copy. ``on_progress`` receives bytes read so far.
+        Nothing is left behind on failure.
+        """
+        if expected_diff_id is not None and not is_digest(expected_diff_id):
+            raise InvalidParameter(f"invalid diff ID {expected_diff_id!r}")
+        with self._lock:
+            if parent is not None:
+                self.acquire(parent)  # pin the parent during the unpack
+            if expected_diff_id is not None:
+                chain = compute_chain_id(parent, expected_diff_id)
+                if chain in self._layers:
+                    self._refs[chain] += 1
+                    if parent is not None:
+                        self.release(parent)
+                    return self._layers[chain]
+        try:
+            return self._register(
+                source, parent, expected_diff_id, source_path, policy, on_progress
+            )
+        finally:
+            if parent is not None:
+                self.release(parent)
+
+    def _register(
+        self,
+        source: Readable,
+        parent: str | None,
+        expected: str | None,
+        source_path: str | None,
+        policy: UnpackPolicy,
+        on_progress: Callable[[int], None] | None,
+    ) -> Layer:
+        cache_id = secrets.token_hex(32)
+        tmp_dir = os.path.join(self.root, ".tmp-" + cache_id)
+        diff_dir = os.path.join(tmp_dir, "diff")
+        os.mkdir(tmp_dir, 0o700)
+        os.mkdir(diff_dir, 0o755)
+        link_source = False
+        if source_path is not None:
+            with open(source_path, "rb") as f:
+                link_source = detect_compression(f.read(8)) is Compression.NONE
+        writer: BlobWriter | None = None
+        if not link_source and not (expected is not None and self._content.exists(expected)):
+            writer = self._content.writer(fsync=self._fsync_blobs)
+        try:
+            tee = writer.write if writer is not None else None
+            reader = LayerReader(_ProgressReader(source, on_progress), tee=tee)
+            result = unpack(reader, diff_dir, policy)
+            reader.drain()
+            diff_id = reader.diff_id
+            if expected is not None and diff_id != expected:
+                raise DiffIDMismatch(expected, diff_id)
+            chain = compute_chain_id(parent, diff_id)
+            with self._lock:
+                existing = self._layers.get(chain)
+                if existing is not None:
+                    self._refs[chain] += 1
+                    if writer is not None:
+                        if self._content.exists(diff_id):
+                            writer.abort()
+                        else:
+                            writer.commit(diff_id)
+                    shutil.rmtree(tmp_dir, ignore_errors=True)
+                    return existing
+                if writer is not None:
+                    writer.commit(diff_id)
+                elif link_source and source_path is not None:
+                    if not self._content.link_file(source_path, diff_id):
+                        self._content.copy_file(source_path, diff_id)
+                link = _new_link()
+                with open(os.path.join(tmp_dir, "link"), "w", encoding="ascii") as f:
+                    f.write(link)
+                lowers = self._lower_links(parent)
+                if lowers:
+                    with open(os.path.join(tmp_dir, "lower"), "w", encoding="ascii") as f:
+                        f.write(":".join(lowers))
+                os.mkdir(os.path.join(tmp_dir, "work"), 0o700)
+                os.mkdir(os.path.join(tmp_dir, "merged"), 0o700)
+                final_dir = self._dir(cache_id)
+                os.rename(tmp_dir, final_dir)
+                os.symlink(f"../{cache_id}/diff", os.path.join(self.link_dir, link))
+                layer = Layer(
+                    chain_id=chain,
+                    diff_id=diff_id,
+                    parent=parent,
+                    size=result.size,
+                    cache_id=cache_id,
+                    link=link,
+                )
+                try:
+                    atomic_write_json(
+                        os.path.join(self.meta_dir, digest_hex(chain) + ".json"),
+                        {
+                            "chain_id": chain,
+                            "diff_id": diff_id,
+                            "parent": parent,
+                            "size": result.size,
+                            "cache_id": cache_id,
+                            "link": link,
+                        },
+                    )
+                except BaseException:
+                    os.unlink(os.path.join(self.link_dir, link))
+                    shutil.rmtree(final_dir, ignore_errors=True)
+                    raise
+                self._layers[chain] = layer
+                self._refs[chain] = 1
+                if parent is not None:
+                    self._refs[parent] += 1
+                return layer
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+
+    def layer_tar_size(self, chain: str) -> int:
+        return self._content.size(self.get(chain).diff_id)
+
+    def layer_tar(self, chain: str) -> Iterator[bytes]:
+        """The layer's original uncompressed tar; its sha256 is the diff ID."""
+        layer = self.get(chain)
+        if not self._content.exists(layer.diff_id):
+            raise SystemFailure(
+                f"the tar of layer {layer.diff_id} is missing from the content store"
+            )
+        return self._content.iter_chunks(layer.diff_id)
+
+    def layer_tar_path(self, chain: str) -> str:
+        layer = self.get(chain)
+        path = self._content.path(layer.diff_id)
+        if not os.path.exists(path):
+            raise SystemFailure(
+                f"the tar of layer {layer.diff_id} is missing from the content store"
+            )
+        return path
+
+    def driver_data(self, chain: str | None) -> dict[str, str]:
+        """GraphDriver.Data of an image whose top layer is ``chain`` (like dockerd)."""
+        if chain is None:
+            return {}
+        with self._lock:
+            layer = self.get(chain)
+            data = {
+                "MergedDir": self._merged_dir(layer.cache_id),
+                "UpperDir": self._diff_dir(layer.cache_id),
+                "WorkDir": os.path.join(self._dir(layer.cache_id), "work"),
+            }
+            lowers = self._lower_dirs(layer.parent)
+        if lowers:
+            data["LowerDir"] = ":".join(lowers)
+        return data
+
+    # ------------------------------------------------------------------ read-write layers
+
+    def create_rw(self, container_id: str, parent: str | None) -> RWLayer:
+        """Create the RW layer of a container on top of chain ``parent`` (None: empty)."""
+        if not container_id or "/" in container_id or container_id.startswith("."):
+            raise InvalidParameter(f"invalid container id {container_id!r}")
+        with self._lock:
+            if container_id in self._rw:
+                raise Conflict(f"read-write layer for container {container_id} already exists")
+            if parent is not None:
+                self.acquire(parent)
+            mount_id = secrets.token_hex(32)
+            tmp = os.path.join(self.root, ".tmp-" + mount_id)
+            try:
+                os.mkdir(tmp, 0o700)
+                for sub in ("diff", "work", "merged"):
+                    os.mkdir(os.path.join(tmp, sub), 0o755 if sub == "diff" else 0o700)
+                link = _new_link()
+                with open(os.path.join(tmp, "link"), "w", encoding="ascii") as f:
+                    f.write(link)
+                lowers = self._lower_links(parent)
+                if lowers:
+                    with open(os.path.join(tmp, "lower"), "w", encoding="ascii") as f:
+                        f.write(":".join(lowers))
+                else:
+                    os.mkdir(os.path.join(tmp, "empty"), 0o755)
+                os.rename(tmp, self._dir(mount_id))
+                os.symlink(f"../{mount_id}/diff", os.path.join(self.link_dir, link))
+                rw = RWLayer(container_id=container_id, mount_id=mount_id, parent=parent)
+                atomic_write_json(
+                    os.path.join(self.rw_meta_dir, container_id + ".json"),
+                    {"container_id": container_id, "mount_id": mount_id, "parent": parent},
+                )
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                self._remove_driver_dir(self._dir(mount_id))
+                if parent is not None:
+                    self.release(parent)
+                raise
+            self._rw[container_id] = rw
+            return rw
+
+    def get_rw(self, container_id: str) -> RWLayer:
+        with self._lock:
+            rw = self._rw.get(container_id)
+        if rw is None:
+            raise NoSuchRWLayer(container_id)
+        return rw
+
+    def rw_layers(self) -> list[RWLayer]:
+        with self._lock:
+            return list(self._rw.values())
+
+    def rw_paths(self, container_id: str) -> dict[str, str]:
+        """GraphDriver.Data of a container (LowerDir, MergedDir, UpperDir, WorkDir)."""
+        with self._lock:
+            rw = self.get_rw(container_id)
+            lowers = self._lower_dirs(rw.parent) if rw.parent in self._layers else []
+        d = self._dir(rw.mount_id)
+        data = {
+            "MergedDir": os.path.join(d, "merged"),
+            "UpperDir": os.path.join(d, "diff"),
+            "WorkDir": os.path.join(d, "work"),
+        }
+        if lowers:
+            data["LowerDir"] = ":".join(lowers)
+        return data
+
+    def mount(self, container_id: str, *, force_relative: bool = False) -> str:
+        """Mount the container's rootfs (ref-counted); returns the merged path."""
+        with self._lock:
+            rw = self.get_rw(container_id)
+            merged = self._merged_dir(rw.mount_id)
+            count = self._mounts.get(container_id, 0)
+            if count == 0 and not mounts.is_mounted(merged):
+                self._do_mount(rw, force_relative=force_relative)
+            self._mounts[container_id] = count + 1
+            return merged
+
+    def _do_mount(self, rw: RWLayer, *, force_relative: bool) -> None:
+        d = self._dir(rw.mount_id)
+        rel_lowers = self._lower_links(rw.parent) if rw.parent is not None else []
+        if rw.parent is not None and not rel_lowers:
+            raise NoSuchLayer(rw.parent)
+        extra = ",index=off" if self._index_off else ""
+        merged = os.path.join(d, "merged")
+        if rel_lowers:
+            abs_lower = ":".join(os.path.join(self.root, x) for x in rel_lowers)
+        else:
+            abs_lower = os.path.join(d, "empty")
+        data = f"lowerdir={abs_lower},upperdir={d}/diff,workdir={d}/work{extra}"
+        if len(data) <= mounts.max_mount_data() and not force_relative:
+            mounts.mount("overlay", merged, "overlay", data)
+            return
+        rel = ":".join(rel_lowers) if rel_lowers else f"{rw.mount_id}/empty"
+        data = f"lowerdir={rel},upperdir={rw.mount_id}/diff,workdir={rw.mount_id}/work{extra}"
+        if len(data) > mounts.max_mount_data():
+            raise SystemFailure(
+                f"too many layers to mount ({len(rel_lowers)}): overlay options exceed one page"
+            )
+        mounts.mount_from(self.root, "overlay", merged, "overlay", data)
+
+    def unmount(self, container_id: str) -> None:
+        with self._lock:
+            rw = self.get_rw(container_id)
+            count = self._mounts.get(container_id, 0)
+            if count > 1:
+                self._mounts[container_id] = count - 1
+                return
+            self._mounts.pop(container_id, None)
+            mounts.unmount(self._merged_dir(rw.mount_id))
+
+    def is_mounted(self, container_id: str) -> bool:
+        rw = self.get_rw(container_id)
+        return mounts.is_mounted(self._merged_dir(rw.mount_id))
+
+    def remove_rw(self, container_id: str) -> None:
+        """Unmount (if needed) and delete a container's RW layer; releases its parent."""
+        with self._lock:
+            rw = self.get_rw(container_id)
+            self._mounts.pop(container_id, None)
+            try:
+                os.unlink(os.path.join(self.rw_meta_dir, container_id + ".json"))
+            except FileNotFoundError:
+                pass
+            d = self._dir(rw.mount_id)
+            try:
+                with open(os.path.join(d, "link"), encoding="ascii") as f:
+                    os.unlink(os.path.join(self.link_dir, f.read().strip()))
+            except FileNotFoundError:
+                pass
+            self._remove_driver_dir(d)
+            del self._rw[container_id]
+            if rw.parent is not None and rw.parent in self._layers:
+                self.release(rw.parent)
+
+    def changes(self, container_id: str) -> list[Change]:
+        with self._lock:
+            rw = self.get_rw(container_id)
+            lowers = self._lower_dirs(rw.parent) if rw.parent in self._layers else []
+        return compute_changes(os.path.join(self._dir(rw.mount_id), "diff"), lowers)
+
+    def rw_size(self, container_id: str) -> int:
+        """Bytes of regular-file content in the container's upper dir (SizeRw)."""
+        rw = self.get_rw(container_id)
+        return dir_size(os.path.join(self._dir(rw.mount_id), "diff"))
+
+    def diff(self, container_id: str) -> Iterator[bytes]:
+        """Tar stream of the container's changes, whiteouts in ``.wh.`` form."""
+        rw = self.get_rw(container_id)
+        return stream_tar(upper_entries(os.path.join(self._dir(rw.mount_id), "diff")))
+
+
+class _ProgressReader:
+    def __init__(self, raw: Readable, cb: Callable[[int], None] | None) -> None:
+        self._raw = raw
+        self._cb = cb
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data and self._cb is not None:
+            self.count += len(data)
+            self._cb(self.count)
+        return data
+
+
+# ---------------------------------------------------------------------- upper-dir walking
+
+
+@dataclass(frozen=True, slots=True)
+class _Walked:
+    path: str  # "a/b" relative, no leading slash
+    st: os.stat_result
+    parent_fd: int
+    name: str
+
+
+def _walk_fd(root: str) -> Iterator[_Walked]:
+    """Lexical pre-order walk of ``root`` using dir fds (never follows symlinks)."""
+    root_fd = os.open(root, _OPEN_DIR)
+    try:
+        yield from _walk_dir(root_fd, "")
+    finally:
+        os.close(root_fd)
+
+
+def _walk_dir(dfd: int, prefix: str) -> Iterator[_Walked]:
+    names = sorted(os.listdir(dfd))
+    for name in names:
+        try:
+            st = os.lstat(name, dir_fd=dfd)
+        except FileNotFoundError:
+            continue
+        path = f"{prefix}{name}"
+        yield _Walked(path, st, dfd, name)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                cfd = os.open(name, _OPEN_DIR, dir_fd=dfd)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                    continue
+                raise
+            try:
+                yield from _walk_dir(cfd, path + "/")
+            finally:
+                os.close(cfd)
+
+
+def _is_opaque(w: _Walked) -> bool:
+    try:
+        return (
+            os.getxattr(
+                f"/proc/self/fd/{w.parent_fd}/{w.name}", OPAQUE_XATTR, follow_symlinks=False
+            )
+            == b"y"
+        )
+    except OSError:
+        return False
+
+
+def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
+    """dockerd's overlay changes: walk the upper dir, compare with the lower dirs."""
+    out: list[Change] = []
+    changed_dirs: set[str] = set()
+    for w in _walk_fd(upper):
+        path = "/" + w.path
+        is_dir = stat.S_ISDIR(w.st.st_mode)
+        if is_whiteout_device(w.st) or (is_dir and _is_opaque(w)):
+            kind = ChangeKind.DELETE
+        else:
+            kind = ChangeKind.ADD
+            skip = False
+            for lower in lowers:
+                try:
+                    lst = os.lstat(lower + path)
+                except OSError:
+                    continue
+                if is_whiteout_device(lst):
+                    break
+                if (
+                    is_dir
+                    and stat.S_ISDIR(lst.st_mode)
+                    and lst.st_size == w.st.st_size
+                    and lst.st_mode == w.st.st_mode
+                    and lst.st_mtime_ns == w.st.st_mtime_ns
+                ):
+                    skip = True
+                kind = ChangeKind.MODIFY
+                break
+            if skip:
+                continue
+        if is_dir:
+            changed_dirs.add(path)
+        if kind in (ChangeKind.ADD, ChangeKind.DELETE):
+            parent = os.path.dirname(path)
+            if parent != "/" and parent not in changed_dirs:
+                out.append(Change(path=parent, kind=ChangeKind.MODIFY))
+                changed_dirs.add(parent)
+        out.append(Change(path=path, kind=kind))
+    return out
+
+
+def dir_size(root: str) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for w in _walk_fd(root):
+        if stat.S_ISREG(w.st.st_mode):
+            key = (w.st.st_dev, w.st.st_ino)
+            if w.st.st_nlink > 1:
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += w.st.st_size
+    return total
+
+
+def _xattr_pax(target: str | int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        names = (
+            os.listxattr(target)
+            if isinstance(target, int)
+            else os.listxattr(target, follow_symlinks=False)
+        )
+    except OSError:
+        return out
+    for key in names:
+        if key.startswith("trusted.overlay."):
+            continue
+        try:
+            value = (
+                os.getxattr(target, key)
+                if isinstance(target, int)
+                else os.getxattr(target, key, follow_symlinks=False)
+            )
+        except OSError:
+            continue
+        out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
+    if any(not _is_utf8(v) for v in out.values()):
+        out["hdrcharset"] = "BINARY"
+    return out
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _info_from_stat(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = st.st_mtime_ns // 1_000_000_000
+    return info
+
+
+def _exact_chunks(dfd: int, name: str, size: int) -> Callable[[], Iterator[bytes]]:
+    def chunks() -> Iterator[bytes]:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            left = size
+            while left > 0:
+                data = os.read(fd, min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+            if left > 0:  # the file shrank while we read it: keep the header honest
+                yield b"\0" * left
+        finally:
+            os.close(fd)
+
+    return chunks
+
+
+def upper_entries(upper: str) -> Iterator[TarEntry]:
+    """Tar entries of an overlay upper dir, overlay whiteouts converted to ``.wh.`` form."""
+    hardlinks: dict[tuple[int, int], str] = {}
+    for w in _walk_fd(upper):
+        st = w.st
+        mode = st.st_mode
+        parent = os.path.dirname(w.path)
+        proc = f"/proc/self/fd/{w.parent_fd}/{w.name}"
+        if is_whiteout_device(st):
+            info = _info_from_stat((parent + "/" if parent else "") + WHITEOUT_PREFIX + w.name, st)
+            info.type = tarfile.REGTYPE
+            info.mode = 0o600
+            info.size = 0
+            yield TarEntry(info=info)
+            continue
+        info = _info_from_stat(w.path, st)
+        if stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+            info.name = w.path + "/"
+            info.pax_headers = _xattr_pax(proc)
+            yield TarEntry(info=info)
+            if _is_opaque(w):
+                wo = _info_from_stat(w.path + "/" + WHITEOUT_OPAQUE, st)
+                wo.type = tarfile.REGTYPE
+                wo.size = 0
+                yield TarEntry(info=wo)
+            continue
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in hardlinks:
+                info.type = tarfile.LNKTYPE
+                info.linkname = hardlinks[key]
+                yield TarEntry(info=info)
+                continue
+            if st.st_nlink > 1:
+                hardlinks[key] = w.path
+            info.type = tarfile.REGTYPE
+            info.size = st.st_size
+            info.pax_headers = _xattr_pax(proc)
+            yield TarEntry(info=info, data=_exact_chunks(w.parent_fd, w.name, st.st_size))
+        elif stat.S_ISLNK(mode):
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(w.name, dir_fd=w.parent_fd)
+            yield TarEntry(info=info)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            yield TarEntry(info=info)
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+            yield TarEntry(info=info)
+        # sockets are skipped, like dockerd

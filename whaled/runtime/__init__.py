@@ -1,0 +1,1 @@
+"""OCI runtime layer: spec generation (pure), runtimes and the backend that runs containers."""

@@ -1,0 +1,1 @@
+"""Containers: the record, its state machine, names, and the on-disk store."""

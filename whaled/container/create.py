@@ -1,0 +1,177 @@
+"""A create request → the container's stored Config and HostConfig (pure).
+
+dockerd's rules: the image's config fills what the request leaves out (``merge_config``);
+HostConfig gets the daemon defaults filled in (``complete_host_config``) so that inspect
+shows what the container really runs with — ulimits merged with the daemon's
+default-ulimits, the runtime, shm size, IPC and cgroupns modes, the log config.
+Then ``validate_host_config`` refuses what whaled cannot honour with a clear 400.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from whaled.errors import InvalidParameter, NotFound
+from whaled.runtime.command import merge_command, merge_config_env
+from whaled.runtime.ulimits import Ulimit, merge_ulimits, validate_ulimit
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+SUPPORTED_NETWORK_MODES = ("none", "host", "default", "bridge")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonDefaults:
+    """The parts of the daemon config (and host) a create needs, resolved by the caller."""
+
+    default_runtime: str
+    runtimes: frozenset[str]
+    shm_size: int
+    ipc_mode: str
+    cgroupns_mode: str  # already resolved for the host's cgroup version
+    log_driver: str
+    log_opts: Mapping[str, str]
+    ulimits: Sequence[Ulimit]
+    init: bool
+
+
+def merge_config(request: Mapping[str, Any], image: Mapping[str, Any]) -> dict[str, Any]:
+    """The container's Config: the request, completed from the image's config."""
+    config = copy.deepcopy(dict(request))
+    entrypoint, cmd = merge_command(
+        image.get("Entrypoint"),
+        image.get("Cmd"),
+        request.get("Entrypoint"),
+        request.get("Cmd"),
+        entrypoint_given=request.get("Entrypoint") is not None,
+    )
+    config["Entrypoint"] = list(entrypoint) or None
+    config["Cmd"] = list(cmd) or None
+    config["Env"] = list(merge_config_env(image.get("Env"), request.get("Env"))) or None
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not config.get(key) and image.get(key):
+            config[key] = image[key]
+    for key in ("ExposedPorts", "Volumes", "Labels"):
+        merged = dict(image.get(key) or {})
+        merged.update(request.get(key) or {})
+        config[key] = merged or None
+    if config.get("Healthcheck") is None and image.get("Healthcheck") is not None:
+        config["Healthcheck"] = copy.deepcopy(image["Healthcheck"])
+    elif config.get("Healthcheck") and image.get("Healthcheck"):
+        health = dict(image["Healthcheck"])
+        health.update({k: v for k, v in config["Healthcheck"].items() if v})
+        config["Healthcheck"] = health
+    if config.get("OnBuild") is None and image.get("OnBuild") is not None:
+        config["OnBuild"] = list(image["OnBuild"])
+    for key, default in (
+        ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
+        ("AttachStdout", False), ("AttachStderr", False), ("Tty", False), ("OpenStdin", False),
+        ("StdinOnce", False), ("WorkingDir", ""), ("OnBuild", None),
+    ):
+        config.setdefault(key, default)
+    return config
+
+
+def _ulimits_from(raw: Any) -> list[Ulimit]:
+    out = []
+    for item in raw or []:
+        if not isinstance(item, Mapping):
+            raise InvalidParameter("invalid ulimit: expected an object with Name, Soft and Hard")
+        out.append(
+            validate_ulimit(
+                Ulimit(name=str(item.get("Name", "")), soft=int(item.get("Soft", 0)),
+                       hard=int(item.get("Hard", 0)))
+            )
+        )
+    return out
+
+
+def complete_host_config(request: Mapping[str, Any], d: DaemonDefaults) -> dict[str, Any]:
+    hc = copy.deepcopy(dict(request))
+    if not hc.get("Runtime"):
+        hc["Runtime"] = d.default_runtime
+    if not hc.get("ShmSize"):
+        hc["ShmSize"] = d.shm_size
+    if not hc.get("IpcMode"):
+        hc["IpcMode"] = d.ipc_mode
+    if not hc.get("CgroupnsMode"):
+        hc["CgroupnsMode"] = d.cgroupns_mode
+    if not hc.get("NetworkMode"):
+        hc["NetworkMode"] = "default"
+    log_config = dict(hc.get("LogConfig") or {})
+    if not log_config.get("Type"):
+        log_config = {"Type": d.log_driver, "Config": dict(d.log_opts)}
+    log_config.setdefault("Config", {})
+    hc["LogConfig"] = log_config
+    policy = dict(hc.get("RestartPolicy") or {})
+    policy.setdefault("Name", "no")
+    if not policy["Name"]:
+        policy["Name"] = "no"
+    policy.setdefault("MaximumRetryCount", 0)
+    hc["RestartPolicy"] = policy
+    merged = merge_ulimits(_ulimits_from(hc.get("Ulimits")), d.ulimits)
+    hc["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in merged] or None
+    if hc.get("Init") is None and d.init:
+        hc["Init"] = True
+    for key, default in (
+        ("Binds", None), ("Privileged", False), ("ReadonlyRootfs", False), ("AutoRemove", False),
+        ("CapAdd", None), ("CapDrop", None), ("Dns", []), ("DnsOptions", []),
+        ("DnsSearch", []), ("ExtraHosts", None), ("SecurityOpt", None), ("Tmpfs", None),
+        ("PidMode", ""), ("UTSMode", ""), ("UsernsMode", ""), ("Devices", []),
+        ("PortBindings", {}), ("VolumesFrom", None), ("GroupAdd", None), ("Sysctls", None),
+        ("OomScoreAdj", 0), ("Mounts", None), ("ConsoleSize", [0, 0]), ("Isolation", ""),
+        ("CgroupParent", ""), ("MaskedPaths", None), ("ReadonlyPaths", None),
+    ):
+        hc.setdefault(key, default)
+    return hc
+
+
+def validate_host_config(hc: Mapping[str, Any], d: DaemonDefaults) -> list[str]:
+    """Raise InvalidParameter / NotFound for what cannot run; return warnings."""
+    warnings: list[str] = []
+    policy = hc["RestartPolicy"]
+    name = policy["Name"]
+    retries = policy.get("MaximumRetryCount", 0)
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    if retries < 0:
+        raise InvalidParameter("maximum retry count cannot be negative")
+    if retries and name != "on-failure":
+        raise InvalidParameter(
+            f"maximum retry count cannot be used with restart policy '{name}'"
+        )
+    if hc.get("AutoRemove") and name != "no":
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    runtime = hc["Runtime"]
+    if runtime not in d.runtimes:
+        raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
+    mode = str(hc["NetworkMode"])
+    if not (mode in SUPPORTED_NETWORK_MODES or mode.startswith("container:")):
+        raise NotFound(f"network {mode} not found")
+    if mode in ("default", "bridge"):
+        warnings.append(
+            "whaled has no bridge networking yet: the container gets its own network "
+            "namespace with loopback only"
+        )
+    if any(hc.get("PortBindings") or {}):
+        raise InvalidParameter(
+            "port publishing needs bridge networking, which whaled does not provide yet"
+        )
+    if hc.get("UsernsMode"):
+        raise InvalidParameter("user namespaces (--userns) are not supported by whaled")
+    if hc.get("VolumesFrom"):
+        raise InvalidParameter("--volumes-from is not supported by whaled yet")
+    for bind in hc.get("Binds") or []:
+        source = str(bind).split(":", 1)[0]
+        if not source.startswith("/"):
+            raise InvalidParameter(
+                f"named volume '{source}' is not supported by whaled yet: use an absolute "
+                "host path"
+            )
+    for mount in hc.get("Mounts") or []:
+        kind = mount.get("Type")
+        if kind not in ("bind", "tmpfs"):
+            raise InvalidParameter(f"mount type '{kind}' is not supported by whaled yet")
+    return warnings

@@ -1,0 +1,144 @@
+"""A container record + facts resolved by the caller → the OCI SpecInput (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from whaled.container.model import Container
+from whaled.errors import InvalidParameter
+from whaled.runtime.mounts import BindMount, Mount, Propagation, TmpfsMount
+from whaled.runtime.resources import Resources
+from whaled.runtime.spec import HostFacts, IpcMode, NamespaceMode, SpecInput
+from whaled.runtime.ulimits import Ulimit
+from whaled.runtime.usermap import ResolvedUser
+
+_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+
+def parse_bind(text: str) -> BindMount:
+    """``/src:/dst[:ro|rw|z|Z|propagation,...]``."""
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[0].startswith("/") or not parts[1].startswith("/"):
+        raise InvalidParameter(f"invalid volume specification: '{text}'")
+    readonly = False
+    propagation: Propagation = "rprivate"
+    for opt in (parts[2].split(",") if len(parts) > 2 and parts[2] else []):
+        if opt in ("ro", "rw"):
+            readonly = opt == "ro"
+        elif opt in _PROPAGATIONS:
+            propagation = opt  # type: ignore[assignment]
+        elif opt in ("z", "Z", "nocopy", "consistent", "cached", "delegated"):
+            continue
+        else:
+            raise InvalidParameter(f"invalid mode: {opt}")
+    return BindMount(source=parts[0], destination=parts[1], readonly=readonly,
+                     propagation=propagation)
+
+
+def _api_mount(m: Mapping[str, Any]) -> Mount:
+    target = str(m.get("Target", ""))
+    if m.get("Type") == "tmpfs":
+        opts = m.get("TmpfsOptions") or {}
+        return TmpfsMount(destination=target, size=opts.get("SizeBytes") or None,
+                          mode=opts.get("Mode") or None, readonly=bool(m.get("ReadOnly")))
+    bind = m.get("BindOptions") or {}
+    return BindMount(source=str(m.get("Source", "")), destination=target,
+                     readonly=bool(m.get("ReadOnly")),
+                     propagation=bind.get("Propagation") or "rprivate",
+                     recursive=not bind.get("NonRecursive", False))
+
+
+def user_mounts(hc: Mapping[str, Any]) -> tuple[Mount, ...]:
+    mounts: list[Mount] = [parse_bind(b) for b in hc.get("Binds") or []]
+    mounts.extend(_api_mount(m) for m in hc.get("Mounts") or [])
+    for dest, options in (hc.get("Tmpfs") or {}).items():
+        opts = tuple(o for o in str(options).split(",") if o)
+        mounts.append(TmpfsMount(destination=dest, options=opts))
+    return tuple(mounts)
+
+
+def resources_of(hc: Mapping[str, Any]) -> Resources:
+    return Resources(
+        memory=hc.get("Memory") or 0,
+        memory_swap=hc.get("MemorySwap") or 0,
+        memory_reservation=hc.get("MemoryReservation") or 0,
+        kernel_memory=hc.get("KernelMemory") or 0,
+        memory_swappiness=hc.get("MemorySwappiness"),
+        cpu_shares=hc.get("CpuShares") or 0,
+        cpu_quota=hc.get("CpuQuota") or 0,
+        cpu_period=hc.get("CpuPeriod") or 0,
+        nano_cpus=hc.get("NanoCpus") or 0,
+        cpuset_cpus=hc.get("CpusetCpus") or "",
+        cpuset_mems=hc.get("CpusetMems") or "",
+        pids_limit=hc.get("PidsLimit"),
+        blkio_weight=hc.get("BlkioWeight") or 0,
+        oom_kill_disable=bool(hc.get("OomKillDisable")),
+    )
+
+
+def _mode(value: str) -> NamespaceMode:
+    return NamespaceMode.host() if value == "host" else NamespaceMode.private()
+
+
+def build_spec_input(
+    c: Container,
+    *,
+    host: HostFacts,
+    rootfs: str,
+    user: ResolvedUser,
+    network: NamespaceMode,
+    hosts_path: str | None,
+    resolv_conf_path: str | None,
+    hostname_path: str | None,
+    init_path: str | None,
+    shm_source: str | None = None,
+    cgroup_parent: str = "",
+) -> SpecInput:
+    cfg, hc = c.config, c.host_config
+    ipc = str(hc.get("IpcMode") or "private")
+    ipc_mode = IpcMode(kind="host", shm_source="/dev/shm") if ipc == "host" else (
+        IpcMode(kind="none") if ipc == "none" else IpcMode(kind="private"))
+    ulimits: Sequence[Ulimit] = tuple(
+        Ulimit(name=u["Name"], soft=u["Soft"], hard=u["Hard"]) for u in hc.get("Ulimits") or []
+    )
+    return SpecInput(
+        container_id=c.id,
+        host=host,
+        rootfs=rootfs,
+        entrypoint=tuple(cfg.get("Entrypoint") or ()),
+        cmd=tuple(cfg.get("Cmd") or ()),
+        env=tuple(cfg.get("Env") or ()),
+        working_dir=cfg.get("WorkingDir") or "",
+        user=user,
+        hostname=cfg.get("Hostname") or c.id[:12],
+        domainname=cfg.get("Domainname") or "",
+        tty=bool(cfg.get("Tty")),
+        open_stdin=bool(cfg.get("OpenStdin")),
+        stop_signal=cfg.get("StopSignal") or None,
+        readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+        mounts=user_mounts(hc),
+        hosts_path=hosts_path,
+        resolv_conf_path=resolv_conf_path,
+        hostname_path=hostname_path,
+        init_path=init_path if hc.get("Init") else None,
+        privileged=bool(hc.get("Privileged")),
+        cap_add=tuple(hc.get("CapAdd") or ()),
+        cap_drop=tuple(hc.get("CapDrop") or ()),
+        security_opt=tuple(hc.get("SecurityOpt") or ()),
+        masked_paths=tuple(hc["MaskedPaths"]) if hc.get("MaskedPaths") is not None else None,
+        readonly_paths=(
+            tuple(hc["ReadonlyPaths"]) if hc.get("ReadonlyPaths") is not None else None
+        ),
+        ulimits=tuple(ulimits),
+        resources=resources_of(hc),
+        oom_score_adj=hc.get("OomScoreAdj") or 0,
+        sysctls=dict(hc.get("Sysctls") or {}),
+        shm_size=hc.get("ShmSize") or 64 * 1024 * 1024,
+        cgroup_parent=hc.get("CgroupParent") or cgroup_parent,
+        network=network,
+        ipc=ipc_mode if shm_source is None else IpcMode(kind=ipc_mode.kind, shm_source=shm_source),
+        pid=_mode(str(hc.get("PidMode") or "")),
+        uts=_mode(str(hc.get("UTSMode") or "")),
+        cgroupns=_mode(str(hc.get("CgroupnsMode") or "")),
+    )

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from whaled.container.create import (
+    DaemonDefaults,
+    complete_host_config,
+    merge_config,
+    validate_host_config,
+)
+from whaled.container.model import Container
+from whaled.container.spec_input import build_spec_input, parse_bind, user_mounts
+from whaled.errors import InvalidParameter, NotFound
+from whaled.runtime.mounts import BindMount, TmpfsMount
+from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec
+from whaled.runtime.ulimits import Ulimit
+from whaled.runtime.usermap import ResolvedUser
+
+DEFAULTS = DaemonDefaults(
+    default_runtime="runc",
+    runtimes=frozenset({"runc", "custom"}),
+    shm_size=64 << 20,
+    ipc_mode="private",
+    cgroupns_mode="host",
+    log_driver="json-file",
+    log_opts={"max-size": "10m"},
+    ulimits=(Ulimit(name="nofile", soft=1024, hard=2048),),
+    init=False,
+)
+IMAGE = {
+    "Cmd": ["sh"],
+    "Env": ["PATH=/bin", "A=1"],
+    "WorkingDir": "/srv",
+    "Labels": {"l": "1"},
+    "ExposedPorts": {"80/tcp": {}},
+}
+
+
+def test_image_config_fills_the_gaps() -> None:
+    cfg = merge_config({"Image": "busybox", "Env": ["A=2"], "Labels": {"m": "2"}}, IMAGE)
+    assert cfg["Cmd"] == ["sh"] and cfg["Entrypoint"] is None
+    assert cfg["Env"] == ["A=2", "PATH=/bin"]
+    assert cfg["WorkingDir"] == "/srv"
+    assert cfg["Labels"] == {"l": "1", "m": "2"}
+    assert cfg["ExposedPorts"] == {"80/tcp": {}}
+    assert cfg["Tty"] is False and cfg["Image"] == "busybox"
+
+
+def test_entrypoint_resets_image_cmd() -> None:
+    cfg = merge_config({"Entrypoint": ["echo"]}, IMAGE)
+    assert cfg["Entrypoint"] == ["echo"] and cfg["Cmd"] is None
+
+
+def test_host_config_defaults_and_ulimit_merge() -> None:
+    hc = complete_host_config({"Ulimits": [{"Name": "nproc", "Soft": 10, "Hard": 20}]}, DEFAULTS)
+    assert hc["Runtime"] == "runc" and hc["ShmSize"] == 64 << 20
+    assert hc["IpcMode"] == "private" and hc["CgroupnsMode"] == "host"
+    assert hc["NetworkMode"] == "default"
+    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m"}}
+    assert hc["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+    assert hc["Ulimits"] == [
+        {"Name": "nproc", "Soft": 10, "Hard": 20},
+        {"Name": "nofile", "Soft": 1024, "Hard": 2048},
+    ]
+    assert validate_host_config(hc, DEFAULTS)  # the no-bridge warning
+
+
+@pytest.mark.parametrize(
+    ("hc", "error", "message"),
+    [
+        ({"RestartPolicy": {"Name": "sometimes"}}, InvalidParameter, "invalid restart policy"),
+        (
+            {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}},
+            InvalidParameter,
+            "maximum retry count cannot be used with restart policy 'always'",
+        ),
+        (
+            {"RestartPolicy": {"Name": "always"}, "AutoRemove": True},
+            InvalidParameter,
+            "can't create 'AutoRemove' container with restart policy",
+        ),
+        ({"Runtime": "ghost"}, InvalidParameter, "unknown or invalid runtime name: ghost"),
+        ({"NetworkMode": "mynet"}, NotFound, "network mynet not found"),
+        ({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}, InvalidParameter, "port publishing"),
+        ({"Binds": ["data:/data"]}, InvalidParameter, "named volume 'data'"),
+        ({"Mounts": [{"Type": "volume", "Target": "/x"}]}, InvalidParameter, "mount type 'volume'"),
+    ],
+)
+def test_refused_host_configs(hc: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        validate_host_config(complete_host_config(hc, DEFAULTS), DEFAULTS)
+
+
+def test_binds_mounts_and_tmpfs() -> None:
+    assert parse_bind("/a:/b:ro,rshared") == BindMount(
+        source="/a", destination="/b", readonly=True, propagation="rshared"
+    )
+    with pytest.raises(InvalidParameter):
+        parse_bind("/a")
+    with pytest.raises(InvalidParameter, match="invalid mode"):
+        parse_bind("/a:/b:bogus")
+    mounts = user_mounts(
+        {
+            "Binds": ["/h:/c"],
+            "Tmpfs": {"/run": "size=1m"},
+            "Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 4096}}],
+        }
+    )
+    assert mounts == (
+        BindMount(source="/h", destination="/c"),
+        TmpfsMount(destination="/t", size=4096),
+        TmpfsMount(destination="/run", options=("size=1m",)),
+    )
+
+
+def test_spec_input_builds_a_spec() -> None:
+    hc = complete_host_config({"Memory": 32 << 20, "CapDrop": ["ALL"], "Init": True}, DEFAULTS)
+    c = Container(
+        id="c" * 64,
+        name="x",
+        created="",
+        image_id="",
+        image_ref="busybox",
+        path="sh",
+        args=[],
+        config=merge_config({"Cmd": ["true"]}, IMAGE),
+        host_config=hc,
+    )
+    inp = build_spec_input(
+        c,
+        host=HostFacts(cgroup_version=1),
+        rootfs="/r",
+        user=ResolvedUser(uid=0, gid=0),
+        network=NamespaceMode.private(),
+        hosts_path="/h",
+        resolv_conf_path="/rc",
+        hostname_path="/hn",
+        init_path="/usr/bin/catatonit",
+    )
+    spec = build_spec(inp)
+    assert spec["process"]["args"][-1] == "true"
+    assert spec["process"]["capabilities"]["bounding"] == []
+    assert spec["linux"]["resources"]["memory"]["limit"] == 32 << 20
+    assert spec["hostname"] == "c" * 12
+    assert {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048} in spec["process"]["rlimits"]

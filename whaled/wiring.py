@@ -22,6 +22,7 @@ from aiohttp import web
 from whaled.api import server
 from whaled.api.app import build_app
 from whaled.api.routers import events as events_routes
+from whaled.api.routers import images as images_routes
 from whaled.api.routers import system as system_routes
 from whaled.config.hosts import parse_host
 from whaled.config.model import Config
@@ -30,11 +31,13 @@ from whaled.config.source import StartupSource, load_and_validate
 from whaled.config.store import ConfigStore
 from whaled.config.validate import tls_paths
 from whaled.daemon.daemon import Daemon
+from whaled.daemon.images import ImageCases, image_event_hook
 from whaled.daemon.reload import ReloadService
-from whaled.daemon.system import EmptyInventory, SystemService, gather_host_facts
+from whaled.daemon.system import ImagesOnlyInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import WhaledError
 from whaled.events import EventBus
+from whaled.image.service import ImageService
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
@@ -108,10 +111,16 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         store = ConfigStore(cfg)
         bus = EventBus()
         facts = await gather_host_facts(cfg.data_root)
+        # The image store's start-up work (unreferenced layers, scratch dirs) runs here.
+        image_service = await asyncio.to_thread(ImageService, cfg.data_root)
+        image_service.set_event_hook(
+            image_event_hook(asyncio.get_running_loop(), bus, image_service)
+        )
+        images = ImageCases(image_service)
         system = SystemService(
             engine_id=engine_id,
             facts=facts,
-            inventory=EmptyInventory(),
+            inventory=ImagesOnlyInventory(images),
             events_listeners=lambda: bus.subscriber_count,
         )
         reloader = ReloadService(
@@ -122,9 +131,11 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             name=facts.host.hostname,
         )
         reloader.add_reloader(_log_level_reloader)
-        daemon = Daemon(store=store, events=bus, system=system, reloader=reloader)
+        daemon = Daemon(store=store, events=bus, system=system, reloader=reloader, images=images)
 
-        app = build_app(daemon, [system_routes.register, events_routes.register])
+        app = build_app(
+            daemon, [system_routes.register, events_routes.register, images_routes.register]
+        )
 
         async def close_event_streams(_: web.Application) -> None:
             bus.close()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from whaled.config.model import Config
 from whaled.config.store import ConfigStore
+from whaled.daemon.images import ImageCases
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.system import SystemService
 from whaled.events import EventBus
@@ -22,6 +23,7 @@ class Daemon:
     events: EventBus
     system: SystemService
     reloader: ReloadService
+    images: ImageCases
 
     def config(self) -> Config:
         return self.store.current()

@@ -51,6 +51,20 @@ class EmptyInventory:
         return 0
 
 
+class ImageCounter(Protocol):
+    def count(self) -> int: ...
+
+
+class ImagesOnlyInventory(EmptyInventory):
+    """Images come from the image service; no container service is wired in yet."""
+
+    def __init__(self, images: ImageCounter) -> None:
+        self._images = images
+
+    def image_count(self) -> int:
+        return self._images.count()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostFacts:
     """Facts read once at daemon start."""

@@ -1,0 +1,254 @@
+"""Image routes: list, inspect, history, tag, delete, prune, load, save, import, df.
+
+Names may contain slashes (``localhost:5000/a/b:tag``), so name routes use ``{name:.*}``
+followed by a fixed suffix; the fixed paths (``/images/json``, ``/images/get``,
+``/images/search``, ``/images/create``, ``/images/load``, ``/images/prune``) are registered
+first. Pull, push and search answer a clear 501 until the distribution issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
+from whaled.api.filters import Filters, parse_filters
+from whaled.api.shape.images import (
+    DF_TYPES,
+    progress_json,
+    shape_delete_records,
+    shape_disk_usage,
+    shape_history,
+    shape_image_list,
+    shape_inspect,
+    shape_prune,
+)
+from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, status_message
+from whaled.api.versions import ApiVersion
+from whaled.daemon.images import FilterArgs, ImageCases
+from whaled.errors import InvalidParameter, NoSuchContainer, Unsupported
+from whaled.image.archive import ProgressEvent
+from whaled.image.reference import parse_normalized_named
+
+log = logging.getLogger("whaled.api")
+
+_FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
+
+
+def bool_param(request: web.Request, key: str, default: bool = False) -> bool:
+    """dockerd's ``BoolValue`` / ``BoolValueOrDefault``."""
+    if key not in request.query:
+        return default
+    return request.query[key].strip().lower() not in _FALSE_WORDS
+
+
+def _images(request: web.Request) -> ImageCases:
+    return request.app[DAEMON_KEY].images
+
+
+def _version(request: web.Request) -> ApiVersion:
+    version: ApiVersion = request[API_VERSION_KEY]
+    return version
+
+
+def _filter_args(filters: Filters) -> dict[str, tuple[str, ...]]:
+    return {key: filters.get(key) for key in filters}
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not name.strip():
+        raise InvalidParameter("image name cannot be blank")
+    return name
+
+
+# ------------------------------------------------------------------ read-only
+
+
+async def get_images_json(request: web.Request) -> web.StreamResponse:
+    version = _version(request)
+    args: FilterArgs = _filter_args(parse_filters(request.query.get("filters")))
+    legacy = request.query.get("filter")
+    if legacy and version < (1, 41):
+        # The pre-1.28 ``filter`` parameter: a pattern on repository names.
+        args = {**args, "reference": (*args.get("reference", ()), legacy)}
+    rows = await _images(request).list_images(
+        all=bool_param(request, "all"),
+        filters=args,
+        shared_size=version >= (1, 42) and bool_param(request, "shared-size"),
+    )
+    return json_response(shape_image_list(rows, version))
+
+
+async def get_image_json(request: web.Request) -> web.StreamResponse:
+    view = await _images(request).inspect(_name(request))
+    return json_response(shape_inspect(view, _version(request)))
+
+
+async def get_image_history(request: web.Request) -> web.StreamResponse:
+    items = await _images(request).history(_name(request))
+    return json_response(shape_history(items))
+
+
+async def get_images_search(request: web.Request) -> web.StreamResponse:
+    raise Unsupported("searching registries is not supported by whaled yet")
+
+
+async def get_system_df(request: web.Request) -> web.StreamResponse:
+    version = _version(request)
+    types: tuple[str, ...] = DF_TYPES
+    if version >= (1, 42) and "type" in request.query:
+        types = tuple(request.query.getall("type"))
+        for kind in types:
+            if kind not in DF_TYPES:
+                raise InvalidParameter(f"unknown object type: {kind}")
+    usage = await _images(request).disk_usage() if "image" in types else None
+    return json_response(shape_disk_usage(usage, version, types))
+
+
+# ------------------------------------------------------------------ tag / delete / prune
+
+
+async def post_image_tag(request: web.Request) -> web.StreamResponse:
+    await _images(request).tag(
+        _name(request), request.query.get("repo", ""), request.query.get("tag") or None
+    )
+    return web.Response(status=201)
+
+
+async def delete_image(request: web.Request) -> web.StreamResponse:
+    records = await _images(request).remove(
+        _name(request),
+        force=bool_param(request, "force"),
+        prune=not bool_param(request, "noprune"),
+    )
+    return json_response(shape_delete_records(records))
+
+
+async def post_images_prune(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query.get("filters"))
+    report = await _images(request).prune(_filter_args(filters))
+    return json_response(shape_prune(report))
+
+
+# ------------------------------------------------------------------ load / save / import
+
+
+async def post_images_load(request: web.Request) -> web.StreamResponse:
+    quiet = bool_param(request, "quiet", True)  # dockerd's default
+    stream = JsonStream(request)
+    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+
+    async def send(event: ProgressEvent) -> None:
+        await stream.send(progress_json(event))
+
+    try:
+        async with stream.errors_in_stream():
+            await _images(request).load(body, quiet=quiet, sink=send)
+    except Exception:
+        await drain_body(request)  # nothing sent yet: the error keeps its status code
+        raise
+    finally:
+        body.close()
+    return await stream.finish()
+
+
+async def post_images_create(request: web.Request) -> web.StreamResponse:
+    query = request.query
+    from_image = query.get("fromImage", "")
+    if from_image:
+        parse_normalized_named(from_image)  # an invalid reference is still a 400
+        raise Unsupported(
+            f"pulling {from_image} is not supported: whaled cannot pull from registries yet; "
+            "load the image with `docker load` or `docker import` instead"
+        )
+    source = query.get("fromSrc", "")
+    if source != "-":
+        if not source:
+            raise InvalidParameter("either fromImage or fromSrc is required")
+        raise InvalidParameter(
+            f"importing from a URL ({source}) is not supported: send the rootfs tar in the "
+            "request body (fromSrc=-)"
+        )
+    stream = JsonStream(request)
+    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    try:
+        async with stream.errors_in_stream():
+            image_id = await _images(request).import_rootfs(
+                body,
+                repo=query.get("repo") or None,
+                tag=query.get("tag") or None,
+                changes=query.getall("changes", []),
+                message=query.get("message", ""),
+                platform=query.get("platform") or None,
+            )
+            await stream.send(status_message(image_id))
+    except Exception:
+        await drain_body(request)
+        raise
+    finally:
+        body.close()
+    return await stream.finish()
+
+
+async def _send_archive(request: web.Request, names: list[str]) -> web.StreamResponse:
+    archive = await _images(request).save(names)  # 404/400 before the first byte
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await response.prepare(request)
+    try:
+        async for chunk in archive:
+            await response.write(chunk)
+    except (ConnectionError, asyncio.CancelledError):
+        raise
+    except Exception:
+        # The status is out: like dockerd, cut the connection so the client sees a
+        # truncated archive instead of a well-formed short one.
+        log.exception("saving %s failed mid-stream", names)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    finally:
+        archive.close()
+    await response.write_eof()
+    return response
+
+
+async def get_images_get(request: web.Request) -> web.StreamResponse:
+    return await _send_archive(request, request.query.getall("names", []))
+
+
+async def get_image_get(request: web.Request) -> web.StreamResponse:
+    return await _send_archive(request, [_name(request)])
+
+
+# ------------------------------------------------------------------ not yet
+
+
+async def post_commit(request: web.Request) -> web.StreamResponse:
+    # Containers do not exist yet; the container issue completes this endpoint.
+    raise NoSuchContainer(request.query.get("container", ""))
+
+
+async def post_image_push(request: web.Request) -> web.StreamResponse:
+    await _images(request).inspect(_name(request))  # unknown image: 404 first
+    raise Unsupported("pushing images is not supported by whaled yet")
+
+
+def register(routes: Routes) -> None:
+    # Fixed paths first, then the ``{name:.*}`` ones (a name may contain slashes).
+    routes.add("GET", "/images/json", get_images_json)
+    routes.add("GET", "/images/search", get_images_search)
+    routes.add("GET", "/images/get", get_images_get)
+    routes.add("POST", "/images/create", post_images_create)
+    routes.add("POST", "/images/load", post_images_load)
+    routes.add("POST", "/images/prune", post_images_prune)
+    routes.add("POST", "/commit", post_commit)
+    routes.add("GET", "/system/df", get_system_df)
+    routes.add("GET", "/images/{name:.*}/json", get_image_json)
+    routes.add("GET", "/images/{name:.*}/history", get_image_history)
+    routes.add("GET", "/images/{name:.*}/get", get_image_get)
+    routes.add("POST", "/images/{name:.*}/tag", post_image_tag)
+    routes.add("POST", "/images/{name:.*}/push", post_image_push)
+    routes.add("DELETE", "/images/{name:.*}", delete_image)

@@ -165,8 +165,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         log.info("Daemon has completed initialization")
         await stop.wait()
         log.info("Stopping daemon")
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+        # The handlers stay installed through the shutdown: a second SIGTERM/SIGINT must
+        # not kill the daemon half-way through its cleanup.
         return 0
     finally:
         await tasks.cancel_all()

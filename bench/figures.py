@@ -1,0 +1,791 @@
+"""The figures, in groups. Each group measures one engine at a time (``on_engine``) and, where
+one exists, the floor (``on_floor``), returning samples per figure key.
+
+A group that needs an endpoint the engine does not have raises ``NotImplementedByEngine`` (from
+``bench.client``) and its figures show "n/a (not implemented by this engine yet)" for that
+engine; once the endpoint lands, the same code reports numbers. To add a figure: add a
+``FigureSpec`` to a group (or a new ``Group`` subclass to ``GROUPS``) and return its samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+import traceback
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from bench import httpclient
+from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
+from bench.engines import Engine, rss_mib, wait_ping
+from bench.floors import (
+    STOPPABLE_CMD,
+    FloorServer,
+    RuncBundle,
+    log_floor_ms,
+    log_writer_cmd,
+    tar_extract_ms,
+)
+from bench.images import Archive, busybox_archive, load_test_archive
+from bench.stats import Better, Outcome, median
+
+Samples = list[float]
+T = TypeVar("T")
+Result = Mapping[str, Samples | Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    quick: bool
+    samples: int  # repeated CLI operations
+    api_samples: int  # sequential API latencies
+    rps_samples: int
+    rps_window: float
+    rps_warmup: float
+    startup_samples: int
+    rss_samples: int
+    load_samples: int
+    load_mb: int
+    logs_samples: int
+    logs_mb: int
+    ps_containers: int
+    mem_containers: int
+    concurrencies: tuple[int, ...] = (1, 8, 64)
+
+    @staticmethod
+    def for_mode(quick: bool) -> Params:
+        if quick:
+            return Params(
+                quick=True, samples=5, api_samples=50, rps_samples=5, rps_window=0.25,
+                rps_warmup=0.15, startup_samples=3, rss_samples=5, load_samples=2, load_mb=200,
+                logs_samples=2, logs_mb=50, ps_containers=200, mem_containers=20,
+            )  # fmt: skip
+        return Params(
+            quick=False, samples=20, api_samples=200, rps_samples=20, rps_window=0.5,
+            rps_warmup=0.3, startup_samples=10, rss_samples=10, load_samples=10, load_mb=200,
+            logs_samples=5, logs_mb=200, ps_containers=1000, mem_containers=100,
+        )  # fmt: skip
+
+
+@dataclass
+class Ctx:
+    params: Params
+    workdir: str
+    engines: dict[str, Engine]
+    clients: dict[str, Client]
+    factories: dict[str, Callable[[], Engine]]
+    log: Callable[[str], None]
+    cache: dict[str, Any] = field(default_factory=dict)
+    captured: dict[str, bytes] = field(default_factory=dict)  # path -> raw response
+    busybox: dict[str, str | None] = field(default_factory=dict)  # engine -> n/a reason
+
+    # -- shared artifacts, built on first use --
+
+    def busybox_archive(self) -> Archive:
+        if "busybox" not in self.cache:
+            self.cache["busybox"] = busybox_archive(self._dir("busybox"))
+        archive: Archive = self.cache["busybox"]
+        return archive
+
+    def load_archive(self) -> Archive:
+        if "load" not in self.cache:
+            self.log(f"  building the ~{self.params.load_mb} MB load-test image ...")
+            self.cache["load"] = load_test_archive(self._dir("load"), self.params.load_mb)
+        archive: Archive = self.cache["load"]
+        return archive
+
+    def bundle(self) -> RuncBundle:
+        if "bundle" not in self.cache:
+            rootfs = self.busybox_archive().layers[0]
+            self.cache["bundle"] = RuncBundle(self._dir("runc"), rootfs)
+        bundle: RuncBundle = self.cache["bundle"]
+        return bundle
+
+    def _dir(self, name: str) -> str:
+        d = os.path.join(self.workdir, name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def cleanup(self) -> None:
+        b = self.cache.pop("bundle", None)
+        if b is not None:
+            b.cleanup()
+
+    def ensure_busybox(self, engine: str) -> None:
+        """Load ``busybox:latest`` into the engine (``/images/load``, or ``/images/create?
+        fromSrc=-`` as a fallback) once; raise ``NotImplementedByEngine`` if it can do
+        neither."""
+        if engine in self.busybox:
+            reason = self.busybox[engine]
+            if reason is not None:
+                raise NotImplementedByEngine("POST", reason, 404)
+            return
+        client = self.clients[engine]
+        archive = self.busybox_archive()
+        try:
+            client.upload("POST", "/images/load?quiet=1", archive.path)
+        except NotImplementedByEngine:
+            try:
+                q = urllib.parse.urlencode({"fromSrc": "-", "repo": "busybox", "tag": "latest"})
+                with open(archive.layers[0], "rb") as f:
+                    client.call("POST", f"/images/create?{q}", f.read())
+            except NotImplementedByEngine:
+                self.busybox[engine] = "/images/load and /images/create"
+                raise
+        self.busybox[engine] = None
+
+
+@dataclass(frozen=True, slots=True)
+class FigureSpec:
+    key: str
+    name: str
+    unit: str
+    better: Better
+
+
+FLOOR = "floor"
+ALL = "*"  # a Result key that stands for every figure of the group
+
+
+def error_text(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def attempt(ctx: Ctx, target: str, fn: Callable[[], T]) -> T | Outcome:
+    """``fn()``; a missing endpoint becomes an n/a ``Outcome``, any other failure an error."""
+    try:
+        return fn()
+    except NotImplementedByEngine as e:
+        return Outcome.na(str(e))
+    except Exception as e:
+        ctx.log(f"  {target}: error: {error_text(e)}")
+        if os.environ.get("BENCH_DEBUG"):
+            traceback.print_exc()
+        return Outcome.error(error_text(e))
+
+
+class Group:
+    """Figures measured one target after the other (``on_engine`` / ``on_floor``)."""
+
+    name: str = ""
+    help: str = ""
+    has_floor: bool = False
+    floor_note: str = ""
+    needs_running_engine: bool = True
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        raise NotImplementedError
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        raise NotImplementedError
+
+    def on_floor(self, ctx: Ctx) -> Result:
+        return {}
+
+    def measure_all(self, ctx: Ctx, targets: Sequence[str]) -> dict[str, Result]:
+        out: dict[str, Result] = {}
+        for t in targets:
+            fn = partial(self.on_floor, ctx) if t == FLOOR else partial(self.on_engine, ctx, t)
+            r = attempt(ctx, t, fn)
+            out[t] = {ALL: r} if isinstance(r, Outcome) else r
+        return out
+
+
+class Interleaved(Group):
+    """Cheap repeated operations, sampled round robin: after one warm-up round, every round
+    takes one sample of each target in turn (rotating who goes first), so drift on a noisy
+    machine hits every target alike. ``setup`` may put ``{"na": {key: Outcome}}`` into its
+    state for figures this target cannot give."""
+
+    def rounds(self, p: Params) -> int:
+        return p.samples
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        raise NotImplementedError
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        pass
+
+    def measure_all(self, ctx: Ctx, targets: Sequence[str]) -> dict[str, Result]:
+        out: dict[str, dict[str, Samples | Outcome]] = {}
+        states: dict[str, dict[str, Any]] = {}
+        live: list[str] = []
+        try:
+            for t in targets:
+                st = attempt(ctx, t, partial(self.setup, ctx, t))
+                if isinstance(st, Outcome):
+                    out[t] = {ALL: st}
+                    continue
+                states[t] = st
+                out[t] = dict(st.get("na", {}))
+                live.append(t)
+            for i in range(-1, self.rounds(ctx.params)):  # round -1: warm-up
+                k = max(i, 0) % len(live) if live else 0
+                for t in live[k:] + live[:k]:
+                    got = attempt(ctx, t, partial(self.sample, ctx, t, states[t]))
+                    if isinstance(got, Outcome):
+                        out[t] = {ALL: got}
+                        live.remove(t)
+                        continue
+                    if i < 0:
+                        continue
+                    for key, v in got.items():
+                        samples = out[t].setdefault(key, [])
+                        if isinstance(samples, list):
+                            samples.extend(v if isinstance(v, list) else [v])
+        finally:
+            for t, st in states.items():
+                attempt(ctx, t, partial(self.teardown, ctx, t, st))
+        return dict(out)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+# --- start-up and idle memory -----------------------------------------------------------------
+
+
+class Startup(Interleaved):
+    name = "startup"
+    help = "daemon start-up to the first successful /_ping (fresh process, warm roots)"
+    has_floor = True
+    floor_note = "floor: a bare Python asyncio HTTP server process (bench/floorserver.py)"
+    needs_running_engine = False
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [FigureSpec("startup", "daemon start-up to first /_ping", "ms", "lower")]
+
+    def rounds(self, p: Params) -> int:
+        return p.startup_samples
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        if target == FLOOR:
+            return {"srv": FloorServer(ctx.workdir, "floor-startup", {"/_ping": PING_RAW})}
+        # Fresh roots; the warm-up round's start (which creates them) is not counted.
+        return {"eng": ctx.factories[target]()}
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        if target == FLOOR:
+            srv: FloorServer = state["srv"]
+            t0 = time.perf_counter()
+            srv.start()
+            if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
+                raise RuntimeError("floor server did not answer /_ping")
+            took = _ms(t0)
+            srv.stop()
+            return {"startup": took}
+        eng: Engine = state["eng"]
+        took = eng.timed_start() * 1000.0
+        eng.stop()
+        return {"startup": took}
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        if target == FLOOR:
+            state["srv"].stop()
+        else:
+            state["eng"].cleanup()
+
+
+class IdleRSS(Group):
+    name = "idle-rss"
+    help = "daemon RSS at idle (VmRSS; dockerd: + managed containerd)"
+    has_floor = True
+    floor_note = "floor: RSS of a bare Python asyncio HTTP server process"
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [FigureSpec("idle", "daemon idle RSS", "MiB", "lower")]
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        eng = ctx.engines[engine]
+        return {"idle": _rss_samples(lambda: eng.daemon_rss_mib(), ctx.params.rss_samples)}
+
+    def on_floor(self, ctx: Ctx) -> Result:
+        srv = FloorServer(ctx.workdir, "floor-rss", {"/_ping": PING_RAW})
+        try:
+            srv.start()
+            if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
+                raise RuntimeError("floor server did not answer /_ping")
+            pid = srv.pid
+            assert pid is not None
+            return {"idle": _rss_samples(lambda: rss_mib([pid]), ctx.params.rss_samples)}
+        finally:
+            srv.stop()
+
+
+def _rss_samples(read: Callable[[], float], n: int, settle: float = 1.0) -> Samples:
+    time.sleep(settle)
+    out: Samples = []
+    for _ in range(n):
+        out.append(read())
+        time.sleep(0.1)
+    return out
+
+
+# --- HTTP requests/s --------------------------------------------------------------------------
+
+PING_RAW = (
+    b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nCache-Control: no-cache, no-store, must-revalidate"
+    b"\r\nContent-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\nPragma: no-cache\r\n"
+    b"\r\nOK"
+)
+EMPTY_LIST_RAW = (
+    b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 3\r\n\r\n[]\n"
+)
+
+
+class HTTPRate(Group):
+    name = "http"
+    help = "API requests/s on keep-alive connections, concurrency 1/8/64 (targets interleaved)"
+    has_floor = True
+    floor_note = (
+        "floor: the same asyncio client against a trivial asyncio server replaying the "
+        "engine's bytes (the client's own ceiling shows here)"
+    )
+    paths = ("/_ping", "/version", "/containers/json")
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [
+            FigureSpec(f"{path} c={c}", f"GET {path} c={c}", "req/s", "higher")
+            for path in self.paths
+            for c in p.concurrencies
+        ]
+
+    def measure_all(self, ctx: Ctx, targets: Sequence[str]) -> dict[str, Result]:
+        p = ctx.params
+        out: dict[str, dict[str, Samples | Outcome]] = {t: {} for t in targets}
+        socks: dict[str, dict[str, str]] = {path: {} for path in self.paths}
+        for t in targets:
+            if t == FLOOR:
+                continue
+            sock = ctx.engines[t].sock
+            for path in self.paths:
+                try:
+                    resp = httpclient.fetch_sync(sock, "GET", path)
+                except Exception as e:
+                    reason = Outcome.error(f"GET {path}: {error_text(e)}")
+                else:
+                    if resp.status == 200:
+                        if t == "whaled" or path not in ctx.captured:
+                            ctx.captured[path] = resp.raw
+                        socks[path][t] = sock
+                        continue
+                    if route_missing(resp.status, resp.body):
+                        reason = Outcome.na(str(NotImplementedByEngine("GET", path, resp.status)))
+                    else:
+                        reason = Outcome.error(f"GET {path}: {resp.status} {resp.body[:200]!r}")
+                for c in p.concurrencies:
+                    out[t][f"{path} c={c}"] = reason
+        srv: FloorServer | None = None
+        try:
+            if FLOOR in targets:
+                table = {"/_ping": PING_RAW, "/containers/json": EMPTY_LIST_RAW, **ctx.captured}
+                srv = FloorServer(ctx.workdir, "floor-http", table)
+                srv.start()
+                if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
+                    raise RuntimeError("floor server did not answer /_ping")
+                for path in self.paths:
+                    if path in table:
+                        socks[path][FLOOR] = srv.sock
+            for path in self.paths:
+                for c in p.concurrencies:
+                    key = f"{path} c={c}"
+                    if not socks[path]:
+                        continue
+                    res = httpclient.measure_rps_interleaved(
+                        socks[path], path, c, p.rps_samples, p.rps_window, p.rps_warmup
+                    )
+                    for t, v in res.items():
+                        out[t][key] = Outcome.error(v) if isinstance(v, str) else v
+        finally:
+            if srv is not None:
+                srv.stop()
+        return dict(out)
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+class ImageLoad(Group):
+    name = "image-load"
+    help = "docker load of a ~200 MB multi-layer image (random data, docker-archive)"
+    has_floor = True
+    floor_note = "floor: tar -x of the same layer tars"
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [FigureSpec("load", f"image load (~{p.load_mb} MB, 4 layers)", "MB/s", "higher")]
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        client = ctx.clients[engine]
+        client.require("POST", "/images/load")
+        archive = ctx.load_archive()
+        ref = urllib.parse.quote(archive.repo_tag, safe="")
+        out: Samples = []
+        can_remove = True
+        for i in range(ctx.params.load_samples):
+            with contextlib.suppress(APIError):
+                client.call("DELETE", f"/images/{ref}?force=1", ok=(200, 404))
+            t0 = time.perf_counter()
+            client.upload("POST", "/images/load?quiet=1", archive.path)
+            secs = time.perf_counter() - t0
+            out.append(archive.size / 1e6 / secs)
+            try:
+                client.call("DELETE", f"/images/{ref}?force=1", ok=(200,))
+            except NotImplementedByEngine:
+                can_remove = False
+            if not can_remove:
+                ctx.log(f"  {engine}: no DELETE /images: one sample only (sample {i})")
+                break
+        return {"load": out}
+
+    def on_floor(self, ctx: Ctx) -> Result:
+        archive = ctx.load_archive()
+        out = [
+            archive.size / 1e6 / (tar_extract_ms(archive.layers, ctx.workdir) / 1000.0)
+            for _ in range(ctx.params.load_samples)
+        ]
+        return {"load": out}
+
+
+# --- containers -------------------------------------------------------------------------------
+
+
+def _require_containers(ctx: Ctx, engine: str) -> Client:
+    client = ctx.clients[engine]
+    client.require("POST", "/containers/create", {})
+    ctx.ensure_busybox(engine)
+    return client
+
+
+class Run(Interleaved):
+    name = "run"
+    help = "docker run --rm --network none busybox true (real CLI, wall time)"
+    has_floor = True
+    floor_note = "floor: runc run of the same busybox bundle (no network namespace)"
+    args = ("run", "--rm", "--network", "none", "busybox", "true")
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [FigureSpec("run", "docker run --rm --network none busybox true", "ms", "lower")]
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        if target == FLOOR:
+            return {"bundle": ctx.bundle()}
+        return {"client": _require_containers(ctx, target)}
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        if target == FLOOR:
+            b: RuncBundle = state["bundle"]
+            b.write_spec(["true"])
+            return {"run": b.run_true()}
+        client: Client = state["client"]
+        return {"run": client.timed_cli(*self.args)}
+
+
+class Lifecycle(Interleaved):
+    name = "lifecycle"
+    help = "docker create / start / stop / rm, each timed separately (real CLI)"
+    has_floor = True
+    floor_note = "floor: runc create / start / kill TERM + exit / delete"
+    steps = ("create", "start", "stop", "rm")
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [FigureSpec(s, f"docker {s}", "ms", "lower") for s in self.steps]
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        if target == FLOOR:
+            return {"bundle": ctx.bundle()}
+        return {"client": _require_containers(ctx, target)}
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        if target == FLOOR:
+            b: RuncBundle = state["bundle"]
+            b.write_spec(STOPPABLE_CMD)
+            return dict(b.lifecycle())
+        client: Client = state["client"]
+        t0 = time.perf_counter()
+        done = client.cli("create", "--network", "none", "busybox", *STOPPABLE_CMD)
+        t: dict[str, float | Samples] = {"create": _ms(t0)}
+        cid = done.stdout.decode().strip()
+        try:
+            t["start"] = client.timed_cli("start", cid)
+            t["stop"] = client.timed_cli("stop", cid)
+            t["rm"] = client.timed_cli("rm", cid)
+        finally:
+            if "rm" not in t:
+                _quiet_remove(client, cid)
+        return t
+
+
+class ContainerOps(Interleaved):
+    name = "container-ops"
+    help = "docker exec true, docker inspect (CLI) and GET /containers/{id}/json (API)"
+    has_floor = True
+    floor_note = "floor: runc exec true into a running runc container (exec only)"
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [
+            FigureSpec("exec", "docker exec true", "ms", "lower"),
+            FigureSpec("inspect", "docker inspect", "ms", "lower"),
+            FigureSpec("inspect-api", "GET /containers/{id}/json", "ms", "lower"),
+        ]
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        if target == FLOOR:
+            b = ctx.bundle()
+            b.write_spec(STOPPABLE_CMD)
+            return {"bundle": b, "cid": b.start_sleeper()}
+        client = _require_containers(ctx, target)
+        cid = client.create(list(STOPPABLE_CMD), name=f"wb-ops-{target}")
+        state: dict[str, Any] = {"client": client, "cid": cid, "na": {}}
+        try:
+            client.require("GET", f"/containers/{cid}/json")
+            try:
+                client.start(cid)
+                client.require("POST", f"/containers/{cid}/exec", {"Cmd": ["true"]})
+            except NotImplementedByEngine as e:
+                state["na"]["exec"] = Outcome.na(str(e))
+        except BaseException:
+            _quiet_remove(client, cid)
+            raise
+        return state
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        cid: str = state["cid"]
+        if target == FLOOR:
+            return {"exec": state["bundle"].exec_true(cid)}
+        client: Client = state["client"]
+        out: dict[str, float | Samples] = {"inspect": client.timed_cli("inspect", cid)}
+        per_round = max(5, ctx.params.api_samples // max(ctx.params.samples, 1))
+        out["inspect-api"] = httpclient.measure_latency_ms(
+            client.sock, f"/containers/{cid}/json", per_round
+        )
+        if "exec" not in state["na"]:
+            out["exec"] = client.timed_cli("exec", cid, "true")
+        return out
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        if target == FLOOR:
+            state["bundle"].delete(state["cid"])
+        else:
+            _quiet_remove(state["client"], state["cid"])
+
+
+class Logs(Group):
+    name = "logs"
+    help = "a container writing N MB to stdout: time to exit, then docker logs read MB/s"
+    has_floor = True
+    floor_note = "floor: the same busybox pipeline into a file / cat of that file"
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [
+            FigureSpec("write", f"logs: container writes {p.logs_mb} MB, run to exit", "s",
+                       "lower"),
+            FigureSpec("read", f"logs: docker logs of {p.logs_mb} MB", "MB/s", "higher"),
+        ]  # fmt: skip
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        client = _require_containers(ctx, engine)
+        nbytes = ctx.params.logs_mb * 1_000_000
+        writes: Samples = []
+        reads: Samples = []
+        for _ in range(ctx.params.logs_samples):
+            cid = client.create(log_writer_cmd(nbytes))
+            try:
+                client.require("GET", f"/containers/{cid}/logs?stdout=1&tail=1")
+                t0 = time.perf_counter()
+                client.start(cid)
+                code = client.wait(cid)
+                writes.append(time.perf_counter() - t0)
+                if code != 0:
+                    raise APIError(f"log writer exited {code}")
+                t0 = time.perf_counter()
+                got = _count_cli_stdout(client, "logs", cid)
+                secs = time.perf_counter() - t0
+                if got != nbytes:
+                    raise APIError(f"docker logs returned {got} bytes, expected {nbytes}")
+                reads.append(nbytes / 1e6 / secs)
+            finally:
+                with contextlib.suppress(Exception):
+                    client.remove(cid)
+        return {"write": writes, "read": reads}
+
+    def on_floor(self, ctx: Ctx) -> Result:
+        nbytes = ctx.params.logs_mb * 1_000_000
+        writes: Samples = []
+        reads: Samples = []
+        for _ in range(ctx.params.logs_samples):
+            w, r = log_floor_ms(nbytes, ctx.workdir)
+            writes.append(w / 1000.0)
+            reads.append(nbytes / 1e6 / (r / 1000.0))
+        return {"write": writes, "read": reads}
+
+
+def _count_cli_stdout(client: Client, *args: str) -> int:
+    """Run a docker CLI command, count the bytes it writes to stdout."""
+    proc = subprocess.Popen(
+        [client.docker_bin, "-H", f"unix://{client.sock}", *args],
+        env=client.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    n = 0
+    assert proc.stdout is not None
+    with proc.stdout:
+        for chunk in iter(lambda: proc.stdout.read(1 << 20) if proc.stdout else b"", b""):
+            n += len(chunk)
+    if proc.wait(timeout=600) != 0:
+        raise APIError(f"docker {' '.join(args)}: exit {proc.returncode}")
+    return n
+
+
+class ManyContainers(Group):
+    name = "ps"
+    help = "docker ps -a and GET /containers/json?all=1 with N created containers"
+    has_floor = True
+    floor_note = "floor (API only): the trivial asyncio server replaying the same N-entry answer"
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        n = p.ps_containers
+        return [
+            FigureSpec("ps", f"docker ps -a ({n} containers)", "ms", "lower"),
+            FigureSpec("list-api", f"GET /containers/json?all=1 ({n} containers)", "ms",
+                       "lower"),
+        ]  # fmt: skip
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        client = _require_containers(ctx, engine)
+        p = ctx.params
+        client.require("GET", "/containers/json")
+        n = p.ps_containers
+        ctx.log(f"  {engine}: creating {n} containers ...")
+        ids: list[str] = []
+        try:
+            t0 = time.perf_counter()
+            ids.extend(parallel(lambda i: client.create(["true"], name=f"wb-ps-{i}"), range(n)))
+            ctx.log(f"  {engine}: created {n} in {time.perf_counter() - t0:.1f} s")
+            listed = client.cli("ps", "-a", "-q").stdout.split()
+            if len(listed) < n:
+                raise APIError(f"docker ps -a listed {len(listed)} containers, expected {n}")
+            resp = httpclient.fetch_sync(client.sock, "GET", "/containers/json?all=1")
+            if engine == "whaled" or "ps" not in ctx.cache:
+                ctx.cache["ps"] = resp.raw
+            ps = [client.timed_cli("ps", "-a") for _ in range(p.samples)]
+            api = httpclient.measure_latency_ms(client.sock, "/containers/json?all=1", p.samples)
+        finally:
+            t0 = time.perf_counter()
+            parallel(lambda cid: _quiet_remove(client, cid), ids)
+            ctx.log(f"  {engine}: removed {len(ids)} in {time.perf_counter() - t0:.1f} s")
+        return {"ps": ps, "list-api": api}
+
+    def on_floor(self, ctx: Ctx) -> Result:
+        raw = ctx.cache.get("ps")
+        if raw is None:
+            return {}
+        srv = FloorServer(ctx.workdir, "floor-ps", {"/_ping": PING_RAW, "/containers/json": raw})
+        try:
+            srv.start()
+            if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
+                raise RuntimeError("floor server did not answer /_ping")
+            lat = httpclient.measure_latency_ms(
+                srv.sock, "/containers/json?all=1", ctx.params.samples
+            )
+            return {"list-api": lat}
+        finally:
+            srv.stop()
+
+
+def _quiet_remove(client: Client, cid: str) -> None:
+    with contextlib.suppress(Exception):
+        client.remove(cid)
+
+
+class Memory(Group):
+    name = "memory"
+    help = "daemon RSS with N running sleep containers; per-container monitor RSS"
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        n = p.mem_containers
+        return [
+            FigureSpec("daemon", f"daemon RSS, {n} running containers", "MiB", "lower"),
+            FigureSpec("growth", "daemon RSS growth per container", "MiB", "lower"),
+            FigureSpec("monitor", "monitor RSS per container (conmon | shim)", "MiB", "lower"),
+        ]
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        client = _require_containers(ctx, engine)
+        eng = ctx.engines[engine]
+        p = ctx.params
+        n = p.mem_containers
+        idle = median(_rss_samples(eng.daemon_rss_mib, p.rss_samples, settle=0.5))
+        ids: list[str] = []
+        try:
+            ctx.log(f"  {engine}: starting {n} sleep containers ...")
+
+            def up(i: int) -> str:
+                cid = client.create(["sleep", "100000"], name=f"wb-mem-{i}")
+                ids.append(cid)
+                client.start(cid)
+                return cid
+
+            parallel(up, range(n))
+            daemon = _rss_samples(eng.daemon_rss_mib, p.rss_samples, settle=2.0)
+            mons: Samples = []
+            counts: list[int] = []
+            for _ in range(p.rss_samples):
+                total, count = eng.monitor_rss_mib()
+                counts.append(count)
+                mons.append(total / max(count, 1))
+            out: dict[str, Samples | Outcome] = {
+                "daemon": daemon,
+                "growth": [(d - idle) / n for d in daemon],
+            }
+            if max(counts) == 0:
+                out["monitor"] = Outcome.error("no monitor process (conmon / shim) found")
+            else:
+                out["monitor"] = mons
+                if min(counts) != n:
+                    ctx.log(f"  {engine}: found {min(counts)}..{max(counts)} monitors for {n}")
+        finally:
+            t0 = time.perf_counter()
+            parallel(lambda cid: _quiet_remove(client, cid), list(ids))
+            ctx.log(f"  {engine}: removed {len(ids)} in {time.perf_counter() - t0:.1f} s")
+        return out
+
+
+GROUPS: tuple[Group, ...] = (
+    Startup(),
+    IdleRSS(),
+    HTTPRate(),
+    ImageLoad(),
+    Run(),
+    Lifecycle(),
+    ContainerOps(),
+    Logs(),
+    ManyContainers(),
+    Memory(),
+)
+
+
+def group_names() -> list[str]:
+    return [g.name for g in GROUPS]
+
+
+def select(only: Sequence[str] | None) -> list[Group]:
+    if not only:
+        return list(GROUPS)
+    names = set(only)
+    unknown = names - set(group_names())
+    if unknown:
+        raise ValueError(f"unknown figure group(s): {', '.join(sorted(unknown))}")
+    return [g for g in GROUPS if g.name in names]

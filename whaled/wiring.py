@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import ssl
 import uuid
 
@@ -68,14 +69,14 @@ def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
         txn.on_commit(lambda: apply_level(plan.new))
 
 
-def _open_listeners(cfg: Config) -> list[tuple[str, object, ssl.SSLContext | None]]:
+def _open_listeners(cfg: Config) -> list[tuple[str, socket.socket, ssl.SSLContext | None]]:
     """(url, socket, tls context) for every -H address."""
     tls_on = bool(cfg.tls) or cfg.tlsverify
     context = None
     if tls_on:
         ca, cert, key = tls_paths(cfg, os.path.expanduser("~"))
         context = server.tls_context(cert, key, ca if cfg.tlsverify else None)
-    opened: list[tuple[str, object, ssl.SSLContext | None]] = []
+    opened: list[tuple[str, socket.socket, ssl.SSLContext | None]] = []
     try:
         for host in cfg.effective_hosts():
             address = parse_host(host, tls=tls_on)
@@ -93,7 +94,7 @@ def _open_listeners(cfg: Config) -> list[tuple[str, object, ssl.SSLContext | Non
                 opened.append((address.url(), server.open_tcp_socket(address), context))
     except BaseException:
         for _, sock, _ in opened:
-            sock.close()  # type: ignore[attr-defined]
+            sock.close()
         raise
     return opened
 
@@ -148,7 +149,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         for url, sock, context in _open_listeners(cfg):
             if url.startswith("unix://"):
                 unix_paths.append(url.removeprefix("unix://"))
-            site = web.SockSite(runner, sock, ssl_context=context)  # type: ignore[arg-type]
+            site = web.SockSite(runner, sock, ssl_context=context)
             await site.start()
             log.info("API listen on %s", url)
 

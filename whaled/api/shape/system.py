@@ -6,6 +6,7 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
+from whaled import __version__
 from whaled.api.versions import CURRENT_API_VERSION, MIN_API_VERSION, ApiVersion
 from whaled.config.model import Config
 from whaled.daemon.system import InfoView, VersionView, default_init_binary
@@ -177,7 +178,7 @@ def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
         "Name": host.hostname,
         "Labels": list(cfg.labels),
         "ExperimentalBuild": cfg.experimental,
-        "ServerVersion": _server_version(),
+        "ServerVersion": __version__,
         "Runtimes": runtimes,
         "DefaultRuntime": cfg.default_runtime,
         "Swarm": {
@@ -204,8 +205,3 @@ def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
         body["KernelMemory"] = caps.kernel_memory
     return body
 
-
-def _server_version() -> str:
-    from whaled import __version__
-
-    return __version__

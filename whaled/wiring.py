@@ -22,6 +22,8 @@ from aiohttp import web
 
 from whaled.api import server
 from whaled.api.app import build_app
+from whaled.api.hijack import capture_early_input
+from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import events as events_routes
 from whaled.api.routers import images as images_routes
 from whaled.api.routers import system as system_routes
@@ -31,10 +33,14 @@ from whaled.config.reload import ReloadPlan, ReloadTransaction
 from whaled.config.source import StartupSource, load_and_validate
 from whaled.config.store import ConfigStore
 from whaled.config.validate import tls_paths
+from whaled.daemon.container_io import ContainerIO
+from whaled.daemon.containers import ContainerService
 from whaled.daemon.daemon import Daemon
+from whaled.daemon.execs import ExecService
+from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageCases, image_event_hook
 from whaled.daemon.reload import ReloadService
-from whaled.daemon.system import ImagesOnlyInventory, SystemService, gather_host_facts
+from whaled.daemon.system import ContainerCounts, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import WhaledError
 from whaled.events import EventBus
@@ -42,6 +48,8 @@ from whaled.image.service import ImageService
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
+from whaled.runtime.backend.conmon import ConmonBackend
+from whaled.runtime.wrappers import remove_unreferenced
 
 log = logging.getLogger("whaled")
 
@@ -62,6 +70,21 @@ def load_engine_id(data_root: str) -> str:
     value = str(uuid.uuid4())
     atomic_write(path, value.encode() + b"\n", 0o600)
     return value
+
+
+class Inventory:
+    """Counts for /info from the image and container services."""
+
+    def __init__(self, images: ImageCases, containers: ContainerService) -> None:
+        self._images = images
+        self._containers = containers
+
+    def container_counts(self) -> ContainerCounts:
+        total, running, paused, stopped = self._containers.counts()
+        return ContainerCounts(total=total, running=running, paused=paused, stopped=stopped)
+
+    def image_count(self) -> int:
+        return self._images.count()
 
 
 def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
@@ -105,6 +128,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
     unix_paths: list[str] = []
     runner: web.AppRunner | None = None
     tasks = BackgroundTasks()
+    containers: ContainerService | None = None
+    store: ConfigStore | None = None
     try:
         os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
         os.makedirs(cfg.exec_root, mode=0o700, exist_ok=True)
@@ -118,10 +143,35 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             image_event_hook(asyncio.get_running_loop(), bus, image_service)
         )
         images = ImageCases(image_service)
+        conmon = facts.binaries.get("conmon")
+        containers = ContainerService(
+            data_root=cfg.data_root,
+            exec_root=cfg.exec_root,
+            images=image_service,
+            events=bus,
+            facts=facts,
+            config=store.current,
+            backend=ConmonBackend(
+                conmon_path=conmon.path if conmon is not None and conmon.path else "conmon",
+                log_level="debug" if cfg.debug else "error",
+            ),
+            tasks=tasks,
+        )
+        image_service.set_usage_hook(containers.image_users)
+        execs = ExecService(containers)
+        HealthMonitor(containers, execs)
+        # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
+        # wrappers none of them is locked to, then start what the restart policies want.
+        restart = await containers.restore()
+        removed = await asyncio.to_thread(
+            remove_unreferenced, containers.wrappers_dir, containers.live_runtime_paths()
+        )
+        for path in removed:
+            log.info("removed stale runtime wrapper %s", path)
         system = SystemService(
             engine_id=engine_id,
             facts=facts,
-            inventory=ImagesOnlyInventory(images),
+            inventory=Inventory(images, containers),
             events_listeners=lambda: bus.subscriber_count,
         )
         reloader = ReloadService(
@@ -132,10 +182,25 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             name=facts.host.hostname,
         )
         reloader.add_reloader(_log_level_reloader)
-        daemon = Daemon(store=store, events=bus, system=system, reloader=reloader, images=images)
+        daemon = Daemon(
+            store=store,
+            events=bus,
+            system=system,
+            reloader=reloader,
+            images=images,
+            containers=containers,
+            execs=execs,
+            container_io=ContainerIO(containers, execs),
+        )
 
         app = build_app(
-            daemon, [system_routes.register, events_routes.register, images_routes.register]
+            daemon,
+            [
+                system_routes.register,
+                events_routes.register,
+                images_routes.register,
+                containers_routes.register,
+            ],
         )
 
         async def close_event_streams(_: web.Application) -> None:
@@ -146,6 +211,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             app, handle_signals=False, access_log=None, shutdown_timeout=REQUEST_DRAIN_SECONDS
         )
         await runner.setup()
+        assert runner.server is not None
+        capture_early_input(runner.server)  # stdin sent before the 101 is not lost
         for url, sock, context in _open_listeners(cfg):
             if url.startswith("unix://"):
                 unix_paths.append(url.removeprefix("unix://"))
@@ -163,6 +230,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         loop.add_signal_handler(signal.SIGTERM, request_stop, "terminated")
         loop.add_signal_handler(signal.SIGINT, request_stop, "interrupt")
         loop.add_signal_handler(signal.SIGHUP, lambda: tasks.spawn("reload", reloader.reload()))
+        tasks.spawn("restart-containers", containers.start_restored(store.current(), restart))
         log.info("Daemon has completed initialization")
         await stop.wait()
         log.info("Stopping daemon")
@@ -170,6 +238,11 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # not kill the daemon half-way through its cleanup.
         return 0
     finally:
+        if containers is not None and store is not None:
+            try:
+                await containers.shutdown(store.current())
+            except Exception:
+                log.exception("stopping containers at shutdown failed")
         await tasks.cancel_all()
         if runner is not None:
             await runner.cleanup()

@@ -120,6 +120,15 @@ class ContainerStore:
             raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
         raise NoSuchContainer(ref)
 
+    def all(self) -> list[Container]:
+        return list(self._by_id.values())
+
+    def exists(self, container_id: str) -> bool:
+        return container_id in self._by_id
+
+    def name_taken(self, name: str) -> bool:
+        return name in self._by_name
+
     def __iter__(self) -> Iterator[Container]:
         return iter(list(self._by_id.values()))
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from whaled.config.model import Config
 from whaled.config.store import ConfigStore
+from whaled.daemon.container_io import ContainerIO
+from whaled.daemon.containers import ContainerService
+from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageCases
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.system import SystemService
@@ -24,6 +27,9 @@ class Daemon:
     system: SystemService
     reloader: ReloadService
     images: ImageCases
+    containers: ContainerService
+    execs: ExecService
+    container_io: ContainerIO
 
     def config(self) -> Config:
         return self.store.current()

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from whaled.errors import Conflict, NotFound, SystemFailure
+from whaled.logger.crilog import join_lines, parse_line
 from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT, StdioOptions, TaskStatus
 from whaled.runtime.backend.conmon import ConmonBackend, ConmonTask
-from whaled.runtime.backend.cri_log import join_lines, parse_line
 
 from .conftest import RUNC, Rig
 

@@ -28,7 +28,7 @@ from whaled.api.shape.images import (
 from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, status_message
 from whaled.api.versions import ApiVersion
 from whaled.daemon.images import FilterArgs, ImageCases
-from whaled.errors import InvalidParameter, NoSuchContainer, Unsupported
+from whaled.errors import InvalidParameter, Unsupported
 from whaled.image.archive import ProgressEvent
 from whaled.image.reference import parse_normalized_named
 
@@ -226,11 +226,6 @@ async def get_image_get(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ not yet
 
 
-async def post_commit(request: web.Request) -> web.StreamResponse:
-    # Containers do not exist yet; the container issue completes this endpoint.
-    raise NoSuchContainer(request.query.get("container", ""))
-
-
 async def post_image_push(request: web.Request) -> web.StreamResponse:
     await _images(request).inspect(_name(request))  # unknown image: 404 first
     raise Unsupported("pushing images is not supported by whaled yet")
@@ -244,7 +239,6 @@ def register(routes: Routes) -> None:
     routes.add("POST", "/images/create", post_images_create)
     routes.add("POST", "/images/load", post_images_load)
     routes.add("POST", "/images/prune", post_images_prune)
-    routes.add("POST", "/commit", post_commit)
     routes.add("GET", "/system/df", get_system_df)
     routes.add("GET", "/images/{name:.*}/json", get_image_json)
     routes.add("GET", "/images/{name:.*}/history", get_image_history)

@@ -16,10 +16,11 @@ executable locked in when the container was created, whatever the daemon config 
 Stdio and logs: the monitor holds the process's stdio. Output is written to ``log_path`` in
 the CRI ("k8s-file") format — one record per line,
 ``<RFC3339Nano timestamp> <stdout|stderr> <F|P> <data>``, ``P`` marking a partial line —
-which the logger turns into json-file semantics (``docker logs``); see ``cri_log``. Live I/O
-goes through the attach socket (``attach_socket_path``): a SOCK_SEQPACKET unix socket; what the
-client writes is the process's stdin, what it reads are packets whose first byte names the
-stream (``STREAM_STDOUT`` or ``STREAM_STDERR``) followed by the data.
+which the logger turns into json-file semantics (``docker logs``); see
+``whaled.logger.crilog``. Live I/O goes through the attach socket (``attach_socket_path``): a
+SOCK_SEQPACKET unix socket; what the client writes is the process's stdin, what it reads are
+packets whose first byte names the stream (``STREAM_STDOUT`` or ``STREAM_STDERR``) followed by
+the data.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ class Process(Protocol):
     async def resize(self, width: int, height: int) -> None: ...
 
     async def close_stdin(self) -> None: ...
+
+    async def release(self) -> None:
+        """Remove the files of an exited exec session (no-op for a running one and for the
+        container's own task, whose files ``Container.delete`` removes)."""
+        ...
 
 
 class Task(Process, Protocol):

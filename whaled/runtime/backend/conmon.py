@@ -477,6 +477,13 @@ class ConmonProcess:
     async def close_stdin(self) -> None:
         await _close_stdin(self._paths)
 
+    async def release(self) -> None:
+        """Drop an exited exec session's files (its exit status stays on this object)."""
+        if self._paths.dir == self._paths.bundle_dir and self._exit.status() is not None:
+            await self._exit.monitor_exited(timeout=5.0)
+            shutil.rmtree(self._paths.dir, ignore_errors=True)
+            _remove_socket_link(self._paths)
+
 
 class ConmonTask(ConmonProcess):
     def __init__(self, container: ConmonContainer, pid: int) -> None:

@@ -14,7 +14,7 @@ Facts about conmon 2.1.6 that this module relies on (checked on the development 
   ``--bundle`` directory, plus a symlink ``<socket-dir-path>/<cuuid>`` → bundle so the socket
   can be reached through a short path. ``ctl`` takes ``"1 <height> <width>\\n"`` (resize)
   and ``"2 0 0\\n"`` (reopen the log file).
-- The log (``-l k8s-file:<path>``) is in the CRI format, see ``cri_log``.
+- The log (``-l k8s-file:<path>``) is in the CRI format, see ``whaled.logger.crilog``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from whaled.runtime.backend.cri_log import join_lines, parse_line, parse_timestamp
+from whaled.logger.crilog import join_lines, parse_line, parse_timestamp, timestamp_ns
 
 
 def test_parse_line_as_conmon_writes_it() -> None:
@@ -47,3 +47,26 @@ def test_join_partial_records() -> None:
         ("stdout", b"tail", True),
     ]
     assert out[1].timestamp.second == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24T12:54:36.213200483+00:00",
+        "2026-11-24T12:54:36.213200483-05:30",
+        "2026-01-01T02:00:00.5+02:00",
+        "2026-11-24T12:54:36Z",
+        "2026-11-24T12:54:36.1Z",
+    ],
+)
+def test_timestamp_ns_agrees_with_parse_timestamp(text: str) -> None:
+    ts, nanos = parse_timestamp(text)
+    assert timestamp_ns(text.encode()) == int(ts.timestamp()) * 1_000_000_000 + nanos
+
+
+@pytest.mark.parametrize(
+    "text", [b"", b"garbage", b"2026-11-24T12:54:36.+00:00", b"2026-11-24T12:54:36.123x"]
+)
+def test_timestamp_ns_rejects_garbage(text: bytes) -> None:
+    with pytest.raises(ValueError):
+        timestamp_ns(text)

@@ -1,0 +1,577 @@
+"""Container routes: create, list, inspect, lifecycle, attach, logs, wait, archive, exec.
+
+Attach and exec start take over the connection (``whaled.api.hijack``); logs and stats
+stream ordinary chunked responses. Every handler takes the config snapshot at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
+from whaled.api.filters import parse_filters
+from whaled.api.hijack import DetachScanner, hijack, mux_frame, parse_detach_keys
+from whaled.api.routers.images import bool_param
+from whaled.api.shape.containers import ContainerView, shape_inspect, shape_list_item
+from whaled.api.shape.stats import shape_stats
+from whaled.api.streams import BlockingBodyReader, drain_body
+from whaled.api.versions import ApiVersion
+from whaled.daemon.attach import connect, pump
+from whaled.daemon.container_io import ContainerIO, ContainerSummary, StatsSample
+from whaled.daemon.containers import ContainerService
+from whaled.daemon.execs import ExecService
+from whaled.errors import InvalidParameter
+
+log = logging.getLogger("whaled.api")
+
+MUX = "application/vnd.docker.multiplexed-stream"
+RAW = "application/vnd.docker.raw-stream"
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def _svc(request: web.Request) -> ContainerService:
+    return request.app[DAEMON_KEY].containers
+
+
+def _io(request: web.Request) -> ContainerIO:
+    return request.app[DAEMON_KEY].container_io
+
+
+def _execs(request: web.Request) -> ExecService:
+    return request.app[DAEMON_KEY].execs
+
+
+def _version(request: web.Request) -> ApiVersion:
+    version: ApiVersion = request[API_VERSION_KEY]
+    return version
+
+
+def _id(request: web.Request) -> str:
+    return request.match_info["id"]
+
+
+def _int_param(request: web.Request, key: str, default: int | None = None) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidParameter(f"invalid value for {key}: {raw!r}") from None
+
+
+async def _json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise InvalidParameter("invalid JSON: empty request body")
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON: expected an object")
+    return body
+
+
+# ------------------------------------------------------------------ create / list / inspect
+
+
+async def post_create(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    daemon = request.app[DAEMON_KEY]
+    result = await _svc(request).create(
+        daemon.config(),
+        body,
+        name=request.query.get("name") or None,
+        platform=request.query.get("platform") or None,
+    )
+    return json_response({"Id": result.id, "Warnings": result.warnings}, status=201)
+
+
+async def get_list(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query.get("filters"))
+    size = bool_param(request, "size")
+    views = await _io(request).list_containers(
+        filters={k: filters.get(k) for k in filters},
+        all=bool_param(request, "all"),
+        limit=_int_param(request, "limit", -1) or -1,
+        size=size,
+    )
+    now = time.time()
+    return json_response([shape_list_item(_view(v), now) for v in views])
+
+
+async def get_inspect(request: web.Request) -> web.StreamResponse:
+    summary = await _io(request).view(_id(request), size=bool_param(request, "size"))
+    return json_response(shape_inspect(_view(summary), _version(request)))
+
+
+def _view(s: ContainerSummary) -> ContainerView:
+    return ContainerView(
+        container=s.container,
+        graph_driver=s.graph_driver,
+        exec_ids=s.exec_ids,
+        size_rw=s.size_rw,
+        size_root_fs=s.size_root_fs,
+    )
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+async def post_start(request: web.Request) -> web.StreamResponse:
+    daemon = request.app[DAEMON_KEY]
+    await _svc(request).start(daemon.config(), _id(request))
+    return web.Response(status=204)
+
+
+async def post_stop(request: web.Request) -> web.StreamResponse:
+    await _svc(request).stop(
+        _id(request), timeout=_int_param(request, "t"), signal=request.query.get("signal")
+    )
+    return web.Response(status=204)
+
+
+async def post_restart(request: web.Request) -> web.StreamResponse:
+    daemon = request.app[DAEMON_KEY]
+    await _svc(request).restart(daemon.config(), _id(request), timeout=_int_param(request, "t"))
+    return web.Response(status=204)
+
+
+async def post_kill(request: web.Request) -> web.StreamResponse:
+    await _svc(request).kill(_id(request), request.query.get("signal"))
+    return web.Response(status=204)
+
+
+async def post_pause(request: web.Request) -> web.StreamResponse:
+    await _svc(request).pause(_id(request))
+    return web.Response(status=204)
+
+
+async def post_unpause(request: web.Request) -> web.StreamResponse:
+    await _svc(request).unpause(_id(request))
+    return web.Response(status=204)
+
+
+async def post_wait(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    condition = request.query.get("condition", "")
+    svc.get(_id(request))  # 404 before the status line goes out
+    # dockerd sends the headers at once and the body when the condition is met, so a
+    # client can start the container after the wait request has been accepted.
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    wait = asyncio.ensure_future(svc.wait(_id(request), condition))
+    await asyncio.sleep(0)
+    if wait.done() and wait.exception() is not None:
+        raise wait.exception()  # type: ignore[misc]
+    await response.prepare(request)
+    try:
+        result = await wait
+        body: dict[str, Any] = {"StatusCode": result.status_code}
+        body["Error"] = {"Message": result.error} if result.error else None
+    except Exception as e:
+        body = {"StatusCode": -1, "Error": {"Message": str(e)}}
+    finally:
+        if not wait.done():
+            wait.cancel()
+    try:
+        await response.write(json.dumps(body, separators=(",", ":")).encode() + b"\n")
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client stopped waiting
+    return response
+
+
+async def delete_container(request: web.Request) -> web.StreamResponse:
+    if bool_param(request, "link"):
+        raise InvalidParameter("links are not supported by whaled")
+    await _svc(request).remove(
+        _id(request), force=bool_param(request, "force"), volumes=bool_param(request, "v")
+    )
+    return web.Response(status=204)
+
+
+async def post_rename(request: web.Request) -> web.StreamResponse:
+    await _svc(request).rename(_id(request), request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+async def post_update(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    warnings = await _svc(request).update(_id(request), body)
+    return json_response({"Warnings": warnings})
+
+
+async def post_prune(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query.get("filters"))
+    deleted, reclaimed = await _io(request).prune({k: filters.get(k) for k in filters})
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+# ------------------------------------------------------------------ attach / resize
+
+
+async def post_attach(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    c = svc.get(_id(request))
+    keys = parse_detach_keys(request.query.get("detachKeys") or DEFAULT_DETACH_KEYS)
+    want_stdin = bool_param(request, "stdin")
+    want_out = bool_param(request, "stdout")
+    want_err = bool_param(request, "stderr")
+    tty = bool(c.config.get("Tty"))
+    if not bool_param(request, "stream") and not bool_param(request, "logs"):
+        raise InvalidParameter("at least one of stream or logs must be set")
+    stream = await hijack(request, tty=tty)
+    try:
+        if bool_param(request, "logs"):
+            async for entry in _io(request).logs(
+                c.id, stdout=want_out, stderr=want_err, follow=False
+            ):
+                await stream.write_frame(1 if entry.stream == "stdout" else 2, entry.data)
+        if bool_param(request, "stream"):
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            async def attached(path: str) -> None:
+                sock = await connect(path)
+
+                async def run() -> None:
+                    try:
+                        await pump(
+                            sock,
+                            stdin=stream.read if want_stdin else None,
+                            output=stream.write_frame,
+                            stdout=want_out,
+                            stderr=want_err,
+                            detacher=DetachScanner(keys) if want_stdin and keys else None,
+                        )
+                    finally:
+                        if not done.done():
+                            done.set_result(None)
+
+                svc.tasks.spawn(f"attach-{c.id[:12]}", run())
+
+            await svc.attach_socket(c, attached)
+            await done
+    finally:
+        await stream.close()
+    return stream.response
+
+
+async def post_resize(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    c = svc.get(_id(request))
+    height, width = _int_param(request, "h", 0) or 0, _int_param(request, "w", 0) or 0
+    task = svc.running_task(c)
+    await task.resize(width, height)
+    return web.Response(status=200)
+
+
+# ------------------------------------------------------------------ logs / top / stats
+
+
+async def get_logs(request: web.Request) -> web.StreamResponse:
+    io = _io(request)
+    c = _svc(request).get(_id(request))
+    stdout, stderr = bool_param(request, "stdout"), bool_param(request, "stderr")
+    if not (stdout or stderr):
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    tail_raw = request.query.get("tail", "all")
+    tail: int | None = None
+    if tail_raw not in ("", "all"):
+        try:
+            tail = max(int(tail_raw), 0)
+        except ValueError:
+            tail = None
+    since = io.parse_log_time(request.query.get("since", ""))
+    until = io.parse_log_time(request.query.get("until", ""))
+    entries = io.logs(
+        c.id,
+        stdout=stdout,
+        stderr=stderr,
+        since_ns=since,
+        until_ns=until,
+        tail=tail,
+        follow=bool_param(request, "follow"),
+    )
+    first = await _first(entries)
+    tty = bool(c.config.get("Tty"))
+    response = web.StreamResponse(headers={"Content-Type": RAW if tty else MUX})
+    await response.prepare(request)
+    timestamps = bool_param(request, "timestamps")
+    try:
+        entry = first
+        while entry is not None:
+            data = entry.data
+            if timestamps:
+                data = io.format_timestamp(entry.timestamp_ns).encode() + b" " + data
+            if tty:
+                await response.write(data)
+            else:
+                await response.write(mux_frame(1 if entry.stream == "stdout" else 2, data))
+            entry = await _next(entries)
+    except ConnectionError:
+        return response
+    finally:
+        close = getattr(entries, "aclose", None)
+        if close is not None:
+            await close()
+    await response.write_eof()
+    return response
+
+
+async def _first(entries: Any) -> Any:
+    """The first entry (errors surface before the status line goes out)."""
+    return await _next(entries)
+
+
+async def _next(entries: Any) -> Any:
+    try:
+        return await entries.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def get_top(request: web.Request) -> web.StreamResponse:
+    titles, processes = await _io(request).top(_id(request), request.query.get("ps_args", ""))
+    return json_response({"Titles": titles, "Processes": processes})
+
+
+def _shape_stats(sample: StatsSample, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    return shape_stats(
+        sample.raw,
+        container_id=sample.container_id,
+        name=sample.name,
+        read=sample.read,
+        system_cpu_ns=sample.system_cpu_ns,
+        online_cpus=sample.online_cpus,
+        cgroup_version=sample.cgroup_version,
+        host_memory=sample.host_memory,
+        previous=previous,
+    )
+
+
+async def get_stats(request: web.Request) -> web.StreamResponse:
+    io = _io(request)
+    stream = bool_param(request, "stream", True)
+    c = _svc(request).get(_id(request))
+    if not stream:
+        before = None
+        if not bool_param(request, "one-shot"):
+            # dockerd's non-streamed answer carries a CPU delta over one second.
+            before = _shape_stats(await io.stats_sample(c.id), None)
+            await asyncio.sleep(1.0)
+        return json_response(_shape_stats(await io.stats_sample(c.id), before))
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    previous: Mapping[str, Any] | None = None
+    try:
+        while True:
+            body = _shape_stats(await io.stats_sample(c.id), previous)
+            await response.write(json.dumps(body, separators=(",", ":")).encode() + b"\n")
+            previous = body
+            if not io.is_running(c.id):
+                break
+            await asyncio.sleep(1.0)
+    except ConnectionError:
+        return response
+    await response.write_eof()
+    return response
+
+
+# ------------------------------------------------------------------ files
+
+
+def _stat_header(stat: Mapping[str, Any]) -> str:
+    return base64.b64encode(json.dumps(stat, separators=(",", ":")).encode()).decode()
+
+
+async def head_archive(request: web.Request) -> web.StreamResponse:
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidParameter("path is required")
+    stat = await _io(request).stat_path(_id(request), path)
+    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": _stat_header(stat)})
+
+
+async def get_archive(request: web.Request) -> web.StreamResponse:
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidParameter("path is required")
+    stat, chunks = await _io(request).archive(_id(request), path)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-tar",
+            "X-Docker-Container-Path-Stat": _stat_header(stat),
+        }
+    )
+    await response.prepare(request)
+    try:
+        async for chunk in chunks:
+            await response.write(chunk)
+    except ConnectionError:
+        return response
+    await response.write_eof()
+    return response
+
+
+async def put_archive(request: web.Request) -> web.StreamResponse:
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidParameter("path is required")
+    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    try:
+        await _io(request).extract(
+            _id(request),
+            path,
+            body,
+            no_overwrite_dir_non_dir=bool_param(request, "noOverwriteDirNonDir"),
+            copy_uid_gid=bool_param(request, "copyUIDGID"),
+        )
+    except Exception:
+        await drain_body(request)
+        raise
+    finally:
+        body.close()
+    return web.Response(status=200)
+
+
+async def get_export(request: web.Request) -> web.StreamResponse:
+    chunks = await _io(request).export(_id(request))
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await response.prepare(request)
+    try:
+        async for chunk in chunks:
+            await response.write(chunk)
+    except ConnectionError:
+        return response
+    await response.write_eof()
+    return response
+
+
+async def get_changes(request: web.Request) -> web.StreamResponse:
+    changes = await _io(request).changes(_id(request))
+    return json_response(changes or None)
+
+
+async def post_commit(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request, required=False)
+    q = request.query
+    image_id = await _io(request).commit(
+        q.get("container", ""),
+        repo=q.get("repo") or None,
+        tag=q.get("tag") or None,
+        comment=q.get("comment", ""),
+        author=q.get("author", ""),
+        pause=bool_param(request, "pause", True),
+        changes=q.getall("changes", []),
+        config=body or None,
+    )
+    return json_response({"Id": image_id}, status=201)
+
+
+# ------------------------------------------------------------------ exec
+
+
+async def post_exec_create(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    session = _execs(request).create(_id(request), body)
+    return json_response({"Id": session.id}, status=201)
+
+
+async def post_exec_start(request: web.Request) -> web.StreamResponse:
+    execs = _execs(request)
+    body = await _json_body(request, required=False)
+    exec_id = _id(request)
+    session = execs.get(exec_id)
+    if body.get("Detach"):
+        await execs.start(exec_id, connect=None)
+        return web.Response(status=200)
+    tty = bool(body.get("Tty", session.tty))
+    keys = parse_detach_keys(session.detach_keys or DEFAULT_DETACH_KEYS)
+    execs.get(exec_id)  # 404 before hijacking
+    stream = await hijack(request, tty=tty)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    try:
+
+        async def attached(path: str) -> None:
+            sock = await connect(path)
+
+            async def run() -> None:
+                try:
+                    await pump(
+                        sock,
+                        stdin=stream.read if session.attach_stdin else None,
+                        output=stream.write_frame,
+                        stdout=session.attach_stdout or not session.attach_stdin,
+                        stderr=session.attach_stderr or not session.attach_stdin,
+                        detacher=DetachScanner(keys) if session.attach_stdin and keys else None,
+                    )
+                finally:
+                    if not done.done():
+                        done.set_result(None)
+
+            execs.containers.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
+
+        try:
+            await execs.start(exec_id, connect=attached)
+        except Exception as e:
+            await stream.write_frame(2, f"{e}\n".encode())
+            return stream.response
+        await done
+        await session.done.wait()
+    finally:
+        await stream.close()
+    return stream.response
+
+
+async def post_exec_resize(request: web.Request) -> web.StreamResponse:
+    await _execs(request).resize(
+        _id(request), _int_param(request, "h", 0) or 0, _int_param(request, "w", 0) or 0
+    )
+    return web.Response(status=200)
+
+
+async def get_exec_inspect(request: web.Request) -> web.StreamResponse:
+    return json_response(_execs(request).inspect(_id(request)))
+
+
+def register(routes: Routes) -> None:
+    routes.add("POST", "/containers/create", post_create)
+    routes.add("GET", "/containers/json", get_list)
+    routes.add("POST", "/containers/prune", post_prune)
+    routes.add("POST", "/commit", post_commit)
+    routes.add("GET", "/containers/{id}/json", get_inspect)
+    routes.add("GET", "/containers/{id}/top", get_top)
+    routes.add("GET", "/containers/{id}/logs", get_logs)
+    routes.add("GET", "/containers/{id}/changes", get_changes)
+    routes.add("GET", "/containers/{id}/export", get_export)
+    routes.add("GET", "/containers/{id}/stats", get_stats)
+    routes.add("POST", "/containers/{id}/resize", post_resize)
+    routes.add("POST", "/containers/{id}/start", post_start)
+    routes.add("POST", "/containers/{id}/stop", post_stop)
+    routes.add("POST", "/containers/{id}/restart", post_restart)
+    routes.add("POST", "/containers/{id}/kill", post_kill)
+    routes.add("POST", "/containers/{id}/update", post_update)
+    routes.add("POST", "/containers/{id}/rename", post_rename)
+    routes.add("POST", "/containers/{id}/pause", post_pause)
+    routes.add("POST", "/containers/{id}/unpause", post_unpause)
+    routes.add("POST", "/containers/{id}/attach", post_attach)
+    routes.add("POST", "/containers/{id}/wait", post_wait)
+    routes.add("DELETE", "/containers/{id}", delete_container)
+    routes.add("HEAD", "/containers/{id}/archive", head_archive)
+    routes.add("GET", "/containers/{id}/archive", get_archive)
+    routes.add("PUT", "/containers/{id}/archive", put_archive)
+    routes.add("POST", "/containers/{id}/exec", post_exec_create)
+    routes.add("POST", "/exec/{id}/start", post_exec_start)
+    routes.add("POST", "/exec/{id}/resize", post_exec_resize)
+    routes.add("GET", "/exec/{id}/json", get_exec_inspect)

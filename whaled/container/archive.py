@@ -1,0 +1,1003 @@
+"""The container's file system for ``docker cp`` and ``docker export`` (synchronous).
+
+The daemon runs these functions in a thread.
+
+The file system a container sees is ``root`` (its mounted rootfs) plus bind mounts
+(``mounts``: container destination → host source). Every path is resolved the way the
+container would resolve it, one component at a time, with ``O_PATH | O_NOFOLLOW`` file
+descriptors (only ``root`` and the mount sources, which the daemon chose, are opened by host
+path):
+
+- a symlink is read and its target re-walked *inside* the container: an absolute target
+  starts again at the container root, ``..`` never climbs above it;
+- when the walk reaches a mount destination it continues in that mount's host source
+  (nested mounts work, the longest destination wins); mount destinations are themselves
+  resolved in the container first, as the runtime does (``/var/run/x`` with ``/var/run → /run``
+  is mounted at ``/run/x``);
+- every later operation (read, create, chmod…) works relative to these descriptors, so a
+  process inside the running container that swaps a directory for a symlink can redirect us
+  at most to another place *inside* the container, never to the host.
+
+What dockerd does and we match: ``GET /containers/{id}/archive`` (``archive_path``) and
+``HEAD`` (``stat_path``) with the ``X-Docker-Container-Path-Stat`` object; the trailing ``/`` and
+``/.`` rules of ``docker cp``; a final symlink archived as the link; ``PUT``
+(``extract_to``) resolving the extraction point with its final symlink, tar members whose
+parents are symlinks resolved in the container (dockerd unpacks in a chroot), members that
+climb out of the extraction directory refused, ``noOverwriteDirNonDir``; and
+``GET /containers/{id}/export`` (``export_rootfs``). Tar streams are produced lazily, one
+file at a time (:mod:`whaled.image.tarstream`); decompression of uploads reuses the layer
+reader of :mod:`whaled.image.tarsafe`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
+from whaled.image.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
+from whaled.image.tarstream import TarEntry, stream_tar
+
+_O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_BLOCK = 512
+MAX_SYMLINKS = 255  # dockerd's FollowSymlinkInScope gives up after as many links
+_PARENT_CACHE_MAX = 256
+
+# Go's os.FileMode type bits (what dockerd puts in the path-stat header).
+GO_MODE_DIR = 1 << 31
+GO_MODE_SYMLINK = 1 << 27
+GO_MODE_DEVICE = 1 << 26
+GO_MODE_NAMED_PIPE = 1 << 25
+GO_MODE_SOCKET = 1 << 24
+GO_MODE_SETUID = 1 << 23
+GO_MODE_SETGID = 1 << 22
+GO_MODE_CHAR_DEVICE = 1 << 21
+GO_MODE_STICKY = 1 << 20
+
+RO_ROOTFS_MESSAGE = "container rootfs is marked read-only"
+RO_VOLUME_MESSAGE = "mounted volume is marked read-only"
+
+
+class ContainerFileNotFound(NotFound):
+    """dockerd's wording for a path that does not exist in the container."""
+
+    def __init__(self, path: str, container: str) -> None:
+        super().__init__(f"Could not find the file {path} in container {container}")
+
+
+# ----------------------------------------------------------------------------- pure rules
+
+
+def go_file_mode(st_mode: int) -> int:
+    """Go's ``os.FileMode`` (uint32) for a ``st_mode``: permission bits plus type/special bits."""
+    mode = st_mode & 0o777
+    fmt = stat.S_IFMT(st_mode)
+    if fmt == stat.S_IFDIR:
+        mode |= GO_MODE_DIR
+    elif fmt == stat.S_IFLNK:
+        mode |= GO_MODE_SYMLINK
+    elif fmt == stat.S_IFBLK:
+        mode |= GO_MODE_DEVICE
+    elif fmt == stat.S_IFCHR:
+        mode |= GO_MODE_DEVICE | GO_MODE_CHAR_DEVICE
+    elif fmt == stat.S_IFIFO:
+        mode |= GO_MODE_NAMED_PIPE
+    elif fmt == stat.S_IFSOCK:
+        mode |= GO_MODE_SOCKET
+    if st_mode & stat.S_ISUID:
+        mode |= GO_MODE_SETUID
+    if st_mode & stat.S_ISGID:
+        mode |= GO_MODE_SETGID
+    if st_mode & stat.S_ISVTX:
+        mode |= GO_MODE_STICKY
+    return mode
+
+
+def format_go_time(ns: int, utc_offset: int) -> str:
+    """A Unix time in nanoseconds as Go's JSON time (RFC 3339, trailing zeros trimmed)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    tz = UTC if utc_offset == 0 else timezone(timedelta(seconds=utc_offset))
+    text = datetime.fromtimestamp(sec, tz=tz).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += f".{frac:09d}".rstrip("0")
+    if utc_offset == 0:
+        return text + "Z"
+    sign = "+" if utc_offset > 0 else "-"
+    hours, minutes = divmod(abs(utc_offset) // 60, 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def go_base(path: str) -> str:
+    """Go's ``filepath.Base``: ``""`` → ``"."``, trailing slashes ignored, all slashes → ``"/"``."""
+    if path == "":
+        return "."
+    path = path.rstrip("/")
+    if path == "":
+        return "/"
+    return path.rsplit("/", 1)[-1]
+
+
+def container_abs_path(path: str) -> str:
+    """The client's path made absolute and cleaned, keeping a trailing ``/`` or ``/.``.
+
+    That suffix is what ``docker cp`` uses to tell "this directory" from "its contents".
+    """
+    if "\x00" in path:
+        raise InvalidParameter("path must not contain NUL bytes")
+    cleaned = "/" + posixpath.normpath("/" + path).lstrip("/")
+    if go_base(cleaned) != "." and go_base(path) == ".":
+        if not cleaned.endswith("/"):
+            cleaned += "/"
+        cleaned += "."
+    if not cleaned.endswith("/") and path.endswith("/"):
+        cleaned += "/"
+    return cleaned
+
+
+def _components(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def _lexical_parts(path: str) -> tuple[str, ...]:
+    return tuple(_components(posixpath.normpath("/" + path)))
+
+
+def entry_parts(name: str, dest: str) -> tuple[str, ...]:
+    """Components of a tar member name below the extraction directory ``dest``.
+
+    Like dockerd's unpacker: the name is cleaned lexically, an absolute name is taken
+    relative to the extraction directory, a name whose ``..`` climbs out of it is refused.
+    """
+    if "\x00" in name:
+        raise InvalidParameter(f"invalid tar entry name {_q(name)}")
+    clean = posixpath.normpath(name) if name else "."
+    if not clean.startswith("/") and (clean == ".." or clean.startswith("../")):
+        raise InvalidParameter(f"{_q(name)} is outside of {_q(dest)}")
+    return tuple(_components(clean))
+
+
+def _q(text: str) -> str:
+    """Go's ``%q`` (close enough for messages)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _cpath_text(cpath: Sequence[str]) -> str:
+    return "/" + "/".join(cpath)
+
+
+def _path_stat(name: str, st: os.stat_result, link_target: str) -> dict[str, Any]:
+    sec = st.st_mtime_ns // 1_000_000_000
+    return {
+        "name": name,
+        "size": st.st_size,
+        "mode": go_file_mode(st.st_mode),
+        "mtime": format_go_time(st.st_mtime_ns, time.localtime(sec).tm_gmtoff),
+        "linkTarget": link_target,
+    }
+
+
+# ----------------------------------------------------------------------------- the walker
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Mount:
+    dest: tuple[str, ...]  # resolved container path
+    source: str  # host path (trusted: chosen by the daemon or the user at create)
+    readonly: bool
+
+
+@dataclass(slots=True, kw_only=True)
+class _Node:
+    """One resolved object: its container path, host path and an ``O_PATH`` fd (owned)."""
+
+    cpath: tuple[str, ...]
+    host: str
+    fd: int | None  # None: does not exist
+    st: os.stat_result | None
+    mount: _Mount | None  # the innermost mount holding it; None = the rootfs
+
+    @property
+    def is_dir(self) -> bool:
+        return self.st is not None and stat.S_ISDIR(self.st.st_mode)
+
+    @property
+    def is_link(self) -> bool:
+        return self.st is not None and stat.S_ISLNK(self.st.st_mode)
+
+    def proc(self) -> str:
+        """A path that reaches exactly this inode (the fd's magic link)."""
+        assert self.fd is not None
+        return f"/proc/self/fd/{self.fd}"
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _host_join(parent: str, name: str) -> str:
+    return parent.rstrip("/") + "/" + name
+
+
+# Creates the missing directory ``name`` under ``parent`` and returns its node.
+_Creator = Callable[[_Node, str], _Node]
+
+
+class _View:
+    """The container's file system seen from the host: rootfs plus mounts."""
+
+    def __init__(
+        self,
+        root: str,
+        mounts: Mapping[str, str],
+        readonly_mounts: Collection[str] = (),
+    ) -> None:
+        self.root = root
+        self._mounts: dict[tuple[str, ...], _Mount] = {}
+        ro = {_lexical_parts(d) for d in readonly_mounts}
+        for dest, source in sorted(mounts.items(), key=lambda kv: len(_lexical_parts(kv[0]))):
+            lexical = _lexical_parts(dest)
+            key = lexical
+            try:
+                node = self.resolve(lexical)
+            except (InvalidParameter, OSError):
+                pass
+            else:
+                key = node.cpath
+                node.close()
+            self._mounts[key] = _Mount(dest=key, source=source, readonly=lexical in ro)
+        self._mount_children: dict[tuple[str, ...], set[str]] = {}
+        for key in self._mounts:
+            if key:
+                self._mount_children.setdefault(key[:-1], set()).add(key[-1])
+
+    def _open_host(self, host: str, cpath: tuple[str, ...], mount: _Mount | None) -> _Node:
+        try:
+            fd = os.open(host, os.O_PATH | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return _Node(cpath=cpath, host=host, fd=None, st=None, mount=mount)
+        return _Node(cpath=cpath, host=host, fd=fd, st=os.fstat(fd), mount=mount)
+
+    def root_node(self) -> _Node:
+        mount = self._mounts.get(())
+        node = self._open_host(mount.source if mount else self.root, (), mount)
+        if not node.is_dir:
+            node.close()
+            raise SystemFailure(f"container file system {node.host} is not available")
+        return node
+
+    def child(self, parent: _Node, name: str) -> _Node:
+        """``name`` in ``parent`` without following a final symlink (mounts are entered)."""
+        cpath = (*parent.cpath, name)
+        mount = self._mounts.get(cpath)
+        if mount is not None:
+            return self._open_host(mount.source, cpath, mount)
+        host = _host_join(parent.host, name)
+        missing = _Node(cpath=cpath, host=host, fd=None, st=None, mount=parent.mount)
+        if parent.fd is None or not parent.is_dir:
+            return missing
+        try:
+            fd = os.open(name, _O_LOOKUP, dir_fd=parent.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return missing
+        return _Node(cpath=cpath, host=host, fd=fd, st=os.fstat(fd), mount=parent.mount)
+
+    def resolve(self, parts: Sequence[str], *, create: _Creator | None = None) -> _Node:
+        """Follow every component of ``parts`` (symlinks included) inside the container.
+
+        Missing components are kept lexically (like dockerd's FollowSymlinkInScope) unless
+        ``create`` makes them. The caller owns (closes) the returned node.
+        """
+        stack = [self.root_node()]
+        pending = list(reversed(parts))
+        links = 0
+        try:
+            while pending:
+                comp = pending.pop()
+                if comp in ("", "."):
+                    continue
+                if comp == "..":
+                    if len(stack) > 1:
+                        stack.pop().close()
+                    continue
+                node = self.child(stack[-1], comp)
+                if node.st is None and create is not None:
+                    node = create(stack[-1], comp)
+                if node.is_link:
+                    links += 1
+                    try:
+                        if links > MAX_SYMLINKS:
+                            raise InvalidParameter(f"too many links in {_cpath_text(node.cpath)}")
+                        assert node.fd is not None
+                        target = os.readlink("", dir_fd=node.fd)
+                    finally:
+                        node.close()
+                    if target.startswith("/"):
+                        while len(stack) > 1:
+                            stack.pop().close()
+                    pending.extend(reversed(target.split("/")))
+                    continue
+                stack.append(node)
+            return stack.pop()
+        finally:
+            for node in stack:
+                node.close()
+
+    def resolve_path(self, abs_path: str, *, follow_final: bool) -> _Node:
+        """The object at ``abs_path``; a trailing ``/`` or ``/.`` always follows the final link."""
+        parts = _components(abs_path)
+        if not parts or follow_final or abs_path.endswith(("/", "/.")):
+            return self.resolve(parts)
+        parent = self.resolve(parts[:-1])
+        try:
+            return self.child(parent, parts[-1])
+        finally:
+            parent.close()
+
+    def names(self, node: _Node) -> list[str]:
+        """Directory entries of ``node`` plus mount destinations directly below it."""
+        fd = os.open(node.proc(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            found = set(os.listdir(fd))
+        finally:
+            os.close(fd)
+        found |= self._mount_children.get(node.cpath, set())
+        return sorted(found)
+
+    def mount_at(self, cpath: tuple[str, ...]) -> _Mount | None:
+        return self._mounts.get(cpath)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _xattr_pax(node: _Node) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if node.fd is None or node.is_link:
+        return out  # Linux keeps no user xattrs on symlinks; the magic link would follow
+    try:
+        keys = os.listxattr(node.proc())
+    except OSError:
+        return out
+    for key in keys:
+        if key.startswith("trusted.overlay."):
+            continue
+        try:
+            value = os.getxattr(node.proc(), key)
+        except OSError:
+            continue
+        out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
+    if any(not _is_utf8(v) for v in out.values()):
+        out["hdrcharset"] = "BINARY"
+    return out
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _exact_chunks(node: _Node, size: int) -> Callable[[], Iterator[bytes]]:
+    """Exactly ``size`` bytes of the file (zero-padded if it shrank, cut if it grew)."""
+
+    def chunks() -> Iterator[bytes]:
+        fd = os.open(node.proc(), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            left = size
+            while left > 0:
+                data = os.read(fd, min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+            while left > 0:
+                pad = min(CHUNK, left)
+                left -= pad
+                yield b"\0" * pad
+        finally:
+            os.close(fd)
+
+    return chunks
+
+
+def _tar_entry(node: _Node, name: str, hardlinks: dict[tuple[int, int], str]) -> TarEntry | None:
+    """The tar member for ``node`` named ``name``; None for sockets (dockerd skips them)."""
+    st = node.st
+    assert st is not None and node.fd is not None
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = st.st_mtime_ns // 1_000_000_000
+    fmt = stat.S_IFMT(st.st_mode)
+    if fmt == stat.S_IFSOCK:
+        return None
+    if fmt == stat.S_IFLNK:
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink("", dir_fd=node.fd)
+        return TarEntry(info=info)
+    info.pax_headers = _xattr_pax(node)
+    if fmt == stat.S_IFDIR:
+        info.type = tarfile.DIRTYPE
+        return TarEntry(info=info)
+    if fmt == stat.S_IFREG:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1:
+            first = hardlinks.get(key)
+            if first is not None:
+                info.type = tarfile.LNKTYPE
+                info.linkname = first
+                return TarEntry(info=info)
+            hardlinks[key] = name
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+        return TarEntry(info=info, data=_exact_chunks(node, st.st_size))
+    if fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        info.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        return TarEntry(info=info)
+    if fmt == stat.S_IFIFO:
+        info.type = tarfile.FIFOTYPE
+        return TarEntry(info=info)
+    return None
+
+
+def _tree_entries(
+    view: _View, top: _Node, name_of: Callable[[str], str], *, include_top: bool
+) -> Iterator[TarEntry]:
+    """Pre-order, name-sorted tar entries of ``top`` (owned: closed at the end)."""
+    hardlinks: dict[tuple[int, int], str] = {}
+    stack: list[tuple[_Node, str, Iterator[str]]] = []
+    try:
+        if include_top:
+            entry = _tar_entry(top, name_of(""), hardlinks)
+            if entry is not None:
+                yield entry
+        if not top.is_dir:
+            return
+        stack.append((top, "", iter(view.names(top))))
+        while stack:
+            parent, rel, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if parent is not top:
+                    parent.close()
+                continue
+            node = view.child(parent, name)
+            keep = False
+            try:
+                if node.st is None:
+                    continue  # removed while we walk
+                crel = f"{rel}/{name}" if rel else name
+                entry = _tar_entry(node, name_of(crel), hardlinks)
+                if entry is not None:
+                    yield entry
+                if node.is_dir:
+                    stack.append((node, crel, iter(view.names(node))))
+                    keep = True
+            finally:
+                if not keep:
+                    node.close()
+    finally:
+        for parent, _, _ in stack:
+            if parent is not top:
+                parent.close()
+        top.close()
+
+
+def _rebaser(prefix: str) -> Callable[[str], str]:
+    """dockerd's entry names: the base of the requested path, then the relative path."""
+
+    def name_of(rel: str) -> str:
+        if not rel:
+            return prefix
+        if prefix == "/":
+            return "/" + rel
+        return f"{prefix}/{rel}"
+
+    return name_of
+
+
+def _open_target(view: _View, abs_path: str, path: str, container: str) -> _Node:
+    node = view.resolve_path(abs_path, follow_final=False)
+    trailing = abs_path.endswith(("/", "/.")) and abs_path != "/"
+    if node.st is None or (trailing and not node.is_dir):
+        # (dockerd answers "not a directory" for "file/" with a 500; a 404 says it better)
+        node.close()
+        raise ContainerFileNotFound(path, container)
+    return node
+
+
+def resolve(root: str, mounts: Mapping[str, str], path: str, *, follow_final: bool = True) -> str:
+    """The host path of the container path ``path`` (which need not exist).
+
+    A trailing ``/`` or ``/.`` follows a final symlink even with ``follow_final=False``.
+    The answer is a snapshot: the container may change its file system right after.
+    """
+    node = _View(root, mounts).resolve_path(container_abs_path(path), follow_final=follow_final)
+    node.close()
+    return node.host
+
+
+def _target_stat(view: _View, abs_path: str, node: _Node) -> dict[str, Any]:
+    assert node.st is not None
+    link_target = ""
+    if node.is_link:  # dockerd: the fully resolved path, as seen in the container
+        target = view.resolve(_components(abs_path))
+        target.close()
+        link_target = _cpath_text(target.cpath)
+    return _path_stat(go_base(abs_path), node.st, link_target)
+
+
+def stat_path(root: str, mounts: Mapping[str, str], path: str, *, container: str) -> dict[str, Any]:
+    """dockerd's ContainerPathStat of ``path`` (``X-Docker-Container-Path-Stat``, pre-base64)."""
+    view = _View(root, mounts)
+    abs_path = container_abs_path(path)
+    node = _open_target(view, abs_path, path, container)
+    try:
+        return _target_stat(view, abs_path, node)
+    finally:
+        node.close()
+
+
+def archive_path(
+    root: str, mounts: Mapping[str, str], path: str, *, container: str
+) -> tuple[dict[str, Any], Iterator[bytes]]:
+    """Stat and tar stream of ``path`` for ``GET /containers/{id}/archive``.
+
+    Names start with the base of the path (``/etc`` → ``etc/``, ``etc/passwd``; ``/etc/.``
+    → ``./``, ``./passwd``; ``/`` → ``/``, ``/bin/``…) and the CLI rebases them itself. A
+    final symlink is archived as the link; ``/link/`` and ``/link/.`` archive its target's
+    content under the requested name. The stream holds the opened object, so what is
+    archived is what was stat'ed. Errors before the first byte are raised here.
+    """
+    view = _View(root, mounts)
+    abs_path = container_abs_path(path)
+    node = _open_target(view, abs_path, path, container)
+    try:
+        info = _target_stat(view, abs_path, node)
+    except BaseException:
+        node.close()
+        raise
+    return info, _OwnedStream(
+        node, stream_tar(_tree_entries(view, node, _rebaser(go_base(abs_path)), include_top=True))
+    )
+
+
+def export_rootfs(root: str) -> Iterator[bytes]:
+    """Tar of the whole rootfs for ``GET /containers/{id}/export``: ``bin/``, ``bin/sh``…
+
+    No mounts, no root entry, special files kept, sockets skipped (as dockerd).
+    """
+    view = _View(root, {})
+    top = view.root_node()
+    return _OwnedStream(
+        top, stream_tar(_tree_entries(view, top, lambda rel: rel, include_top=False))
+    )
+
+
+class _OwnedStream(Iterator[bytes]):
+    """A tar stream that releases its top fd even if nobody ever iterates it."""
+
+    def __init__(self, top: _Node, chunks: Iterator[bytes]) -> None:
+        self._top = top
+        self._chunks = chunks
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        self._top.close()
+
+    def __del__(self) -> None:
+        self._top.close()
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+class _Prepended:
+    """``head`` followed by the rest of ``reader``."""
+
+    def __init__(self, head: bytes, reader: Readable) -> None:
+        self._head = head
+        self._reader = reader
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._head:
+            if n < 0:
+                out, self._head = self._head + self._reader.read(-1), b""
+                return out
+            out, self._head = self._head[:n], self._head[n:]
+            return out
+        return self._reader.read(n)
+
+
+def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
+    mtime = int(float(member.mtime) * 1_000_000_000)
+    atime_s = member.pax_headers.get("atime")
+    atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
+    return atime, mtime
+
+
+def _set_xattrs(target: int | str, xattrs: Mapping[str, bytes]) -> None:
+    for key, value in xattrs.items():
+        if key.startswith("trusted.overlay."):
+            continue  # would steer overlayfs
+        try:
+            os.setxattr(target, key, value)
+        except OSError as e:
+            # Best effort like dockerd for file systems that refuse some namespaces.
+            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
+                raise
+
+
+class _Extractor:
+    def __init__(
+        self,
+        view: _View,
+        dest: _Node,
+        *,
+        no_overwrite_dir_non_dir: bool,
+        readonly_rootfs: bool,
+        owner: tuple[int, int] | None,
+    ) -> None:
+        self.view = view
+        self.dest = dest
+        self.dest_text = _cpath_text(dest.cpath)
+        self.no_overwrite = no_overwrite_dir_non_dir
+        self.readonly_rootfs = readonly_rootfs
+        self.owner = owner
+        self._parents: dict[tuple[str, ...], _Node] = {}
+        self._dirs: list[tuple[tuple[str, ...], tuple[int, int]]] = []
+
+    # -- helpers
+
+    def close(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the parent cache (a directory or symlink it may pass through was replaced)."""
+        for node in self._parents.values():
+            node.close()
+        self._parents.clear()
+
+    def trim(self) -> None:
+        """Bound the open fds; only between members, when no cached node is in use."""
+        if len(self._parents) >= _PARENT_CACHE_MAX:
+            self.forget()
+
+    def check_writable(self, mount: _Mount | None, entry: str) -> None:
+        if mount is not None:
+            if mount.readonly:
+                raise Forbidden(f"cannot extract {_q(entry)}: {RO_VOLUME_MESSAGE}")
+        elif self.readonly_rootfs:
+            raise Forbidden(f"cannot extract {_q(entry)}: {RO_ROOTFS_MESSAGE}")
+
+    def parent(self, parts: tuple[str, ...], entry: str, *, create: bool) -> _Node:
+        """The directory holding ``parts`` (relative to dest), resolved in the container."""
+        if not parts:
+            return self.dest
+        cached = self._parents.get(parts)
+        if cached is not None:
+            return cached
+
+        def mkdir(parent: _Node, name: str) -> _Node:
+            if parent.fd is None or not parent.is_dir:
+                raise InvalidParameter(
+                    f"cannot extract {_q(entry)}: {_cpath_text(parent.cpath)} is not a directory"
+                )
+            self.check_writable(parent.mount, entry)
+            try:
+                os.mkdir(name, 0o755, dir_fd=parent.fd)
+            except FileExistsError:
+                pass  # raced with the container: look again
+            return self.view.child(parent, name)
+
+        node = self.view.resolve((*self.dest.cpath, *parts), create=mkdir if create else None)
+        if not node.is_dir:
+            node.close()
+            where = _cpath_text((*self.dest.cpath, *parts))
+            raise InvalidParameter(f"cannot extract {_q(entry)}: {where} is not a directory")
+        self._parents[parts] = node
+        return node
+
+    def ids(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        return self.owner if self.owner is not None else (member.uid, member.gid)
+
+    # -- one member
+
+    def member(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self.trim()
+        name = member.name
+        parts = entry_parts(name, self.dest_text)
+        if not parts:
+            if member.isdir():
+                return  # the extraction directory itself: dockerd leaves it alone
+            if self.no_overwrite:
+                raise InvalidParameter(
+                    f"cannot overwrite directory {_q(self.dest_text)} with non-directory "
+                    f"{_q(self.dest_text)}"
+                )
+            raise InvalidParameter(f"cannot replace the extraction directory with {_q(name)}")
+        parent = self.parent(parts[:-1], name, create=True)
+        assert parent.fd is not None
+        base = parts[-1]
+        cpath = (*parent.cpath, base)
+        where = self.dest_text.rstrip("/") + "/" + "/".join(parts)
+
+        mount = self.view.mount_at(cpath)
+        if mount is not None:
+            # A mount point: only a directory can be merged into a directory mount.
+            node = self.view.child(parent, base)
+            try:
+                if not (member.isdir() and node.is_dir):
+                    raise InvalidParameter(
+                        f"cannot extract {_q(name)}: {_cpath_text(cpath)} is a mount point"
+                    )
+                self.check_writable(mount, name)
+                self._apply_dir(node, member)
+            finally:
+                node.close()
+            return
+        self.check_writable(parent.mount, name)
+
+        try:
+            existing: os.stat_result | None = os.lstat(base, dir_fd=parent.fd)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None:
+            is_dir = stat.S_ISDIR(existing.st_mode)
+            if self.no_overwrite and is_dir and not member.isdir():
+                raise InvalidParameter(
+                    f"cannot overwrite directory {_q(where)} with non-directory "
+                    f"{_q(self.dest_text)}"
+                )
+            if self.no_overwrite and not is_dir and member.isdir():
+                raise InvalidParameter(
+                    f"cannot overwrite non-directory {_q(where)} with directory "
+                    f"{_q(self.dest_text)}"
+                )
+            if not (is_dir and member.isdir()):
+                if is_dir:
+                    shutil.rmtree(base, dir_fd=parent.fd)
+                else:
+                    os.unlink(base, dir_fd=parent.fd)
+                if is_dir or stat.S_ISLNK(existing.st_mode):
+                    self.forget()  # cached parents may pass through what was removed
+                    parent = self.parent(parts[:-1], name, create=True)
+                    assert parent.fd is not None
+        self._create(tf, member, parent, base, parts)
+
+    def _create(
+        self,
+        tf: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        parent: _Node,
+        base: str,
+        parts: tuple[str, ...],
+    ) -> None:
+        assert parent.fd is not None
+        pfd = parent.fd
+        uid, gid = self.ids(member)
+        mode = member.mode & 0o7777
+        times = _times_ns(member)
+        xattrs = pax_xattrs(member.pax_headers)
+
+        if member.isdir():
+            try:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                pass  # an existing directory: merge
+            node = self.view.child(parent, base)
+            try:
+                self._apply_dir(node, member)
+            finally:
+                node.close()
+            self._dirs.append((parts, times))
+            return
+
+        if member.isreg():
+            fd = os.open(
+                base,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=pfd,
+            )
+            try:
+                src = tf.extractfile(member)
+                if src is not None:
+                    while data := src.read(CHUNK):
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, mode)
+                _set_xattrs(fd, xattrs)
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
+            return
+
+        if member.issym():
+            os.symlink(member.linkname, base, dir_fd=pfd)
+            os.chown(base, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
+            return
+
+        if member.islnk():
+            tparts = entry_parts(member.linkname, self.dest_text)
+            if not tparts:
+                raise InvalidParameter(
+                    f"cannot extract hard link {_q(member.name)}: target is a directory"
+                )
+            tparent = self.parent(tparts[:-1], member.name, create=False)
+            assert tparent.fd is not None
+            try:
+                os.link(
+                    tparts[-1],
+                    base,
+                    src_dir_fd=tparent.fd,
+                    dst_dir_fd=pfd,
+                    follow_symlinks=False,
+                )
+            except FileNotFoundError:
+                raise InvalidParameter(
+                    f"cannot extract hard link {_q(member.name)}: target "
+                    f"{_q(member.linkname)} does not exist"
+                ) from None
+            return
+
+        if member.ischr() or member.isblk() or member.isfifo():
+            if member.isfifo():
+                kind = stat.S_IFIFO
+            else:
+                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
+            # Re-open what we created without following anything, then work on that inode
+            # only: a process in the container cannot swap a symlink in between.
+            node = self.view.child(parent, base)
+            try:
+                if node.st is None or stat.S_IFMT(node.st.st_mode) != kind:
+                    raise InvalidParameter(f"cannot extract {_q(member.name)}: it was replaced")
+                os.chown(node.proc(), uid, gid)
+                os.chmod(node.proc(), mode)
+                _set_xattrs(node.proc(), xattrs)
+                os.utime(node.proc(), ns=times)
+            finally:
+                node.close()
+            return
+
+        raise InvalidParameter(
+            f"cannot extract {_q(member.name)}: unsupported tar entry type {member.type!r}"
+        )
+
+    def _apply_dir(self, node: _Node, member: tarfile.TarInfo) -> None:
+        if not node.is_dir:
+            raise InvalidParameter(f"cannot extract {_q(member.name)}: it was replaced")
+        fd = os.open(node.proc(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            uid, gid = self.ids(member)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, member.mode & 0o7777)
+            _set_xattrs(fd, pax_xattrs(member.pax_headers))
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Directory times last (creating their content changed them)."""
+        for parts, times in reversed(self._dirs):
+            self.trim()
+            try:
+                parent = self.parent(parts[:-1], "/".join(parts), create=False)
+            except (InvalidParameter, OSError):
+                continue
+            node = self.view.child(parent, parts[-1])
+            try:
+                if node.is_dir:
+                    os.utime(node.proc(), ns=times)
+            except OSError:
+                pass
+            finally:
+                node.close()
+
+
+def extract_to(
+    root: str,
+    mounts: Mapping[str, str],
+    path: str,
+    stream: Readable,
+    *,
+    container: str,
+    no_overwrite_dir_non_dir: bool,
+    copy_uid_gid: bool,
+    readonly_rootfs: bool = False,
+    readonly_mounts: Collection[str] = (),
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Unpack the tar ``stream`` (plain, gzip, bzip2, xz; zstd if available) into ``path``.
+
+    ``path`` is resolved with its final symlink and must be a directory. Members keep their
+    uid/gid; ``copy_uid_gid`` with an ``owner`` (the container's Config.User, resolved by the
+    caller) gives every member that owner instead, like ``docker cp -a`` on dockerd. Nothing
+    is ever written outside the container's root and its mounts; ``readonly_mounts`` lists the
+    destinations mounted read-only.
+
+    Raises ContainerFileNotFound (404), InvalidParameter (400) for a bad extraction point or
+    a refused member, Forbidden (403, as the API documents; current dockerd sends 400) when
+    the place is read-only, SystemFailure for host errors.
+    """
+    view = _View(root, mounts, readonly_mounts)
+    abs_path = container_abs_path(path)
+    dest = view.resolve(_components(abs_path))
+    if dest.st is None:
+        dest.close()
+        raise ContainerFileNotFound(path, container)
+    if not dest.is_dir:
+        dest.close()
+        raise InvalidParameter("extraction point is not a directory")
+    if dest.mount is not None:
+        if dest.mount.readonly:
+            dest.close()
+            raise Forbidden(RO_VOLUME_MESSAGE)
+    elif readonly_rootfs:
+        dest.close()
+        raise Forbidden(RO_ROOTFS_MESSAGE)
+
+    ex = _Extractor(
+        view,
+        dest,
+        no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+        readonly_rootfs=readonly_rootfs,
+        owner=owner if copy_uid_gid else None,
+    )
+    current = ""
+    try:
+        reader = LayerReader(stream)
+        head = reader.read(_BLOCK)
+        if not head:
+            return  # an empty body extracts nothing (dockerd: same)
+        # (typeshed wants a full file object; tarfile's stream mode only calls read())
+        src: Any = _Prepended(head, reader)
+        with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tf:
+            for member in tf:
+                current = member.name
+                ex.member(tf, member)
+        ex.finish()
+    except WhaledError:
+        raise
+    except tarfile.TarError as e:
+        raise InvalidParameter(f"invalid tar archive: {e}") from None
+    except OSError as e:
+        if e.errno in (
+            errno.ENAMETOOLONG,
+            errno.EEXIST,
+            errno.EPERM,
+            errno.EISDIR,
+            errno.ENOTDIR,
+            errno.EXDEV,
+            errno.ELOOP,
+            errno.EBUSY,
+        ):
+            raise InvalidParameter(f"cannot extract {_q(current)}: {e.strerror}") from None
+        raise SystemFailure(f"failed to extract {_q(current)}: {e}") from e
+    finally:
+        ex.close()
+        dest.close()

@@ -1,0 +1,143 @@
+"""``GET /containers/json`` selection: all/limit/before/since and the filters (pure).
+
+dockerd's rules: newest first; without ``all`` only running (and paused/restarting)
+containers, but ``limit``, ``before`` and ``since`` imply ``all``; ``id`` and ``name`` are
+regular expressions searched in the ID / in the name with its leading ``/``; ``label`` takes
+``key`` or ``key=value``; ``status`` one of the states; ``exited`` an exit code (only exited
+containers match); ``ancestor`` an image (reference or ID) the container's image is or
+descends from; ``volume`` a mount source or destination; ``health`` starting, healthy,
+unhealthy or none; ``network`` the network mode; ``before``/``since`` a container.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+from whaled.container.model import Container
+from whaled.container.state import Status
+from whaled.errors import InvalidParameter
+from whaled.image.filters import match_kv_list
+
+Filters = Mapping[str, Sequence[str]]
+
+ACCEPTED = frozenset(
+    {
+        "id",
+        "name",
+        "label",
+        "status",
+        "exited",
+        "ancestor",
+        "before",
+        "since",
+        "volume",
+        "health",
+        "network",
+        "isolation",
+        "is-task",
+        "publish",
+        "expose",
+    }
+)
+STATUSES = tuple(s.value for s in Status)
+HEALTH = ("starting", "healthy", "unhealthy", "none")
+
+
+def _regex(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise InvalidParameter(f"invalid filter value '{value}': {e}") from None
+
+
+def _mount_points(c: Container) -> list[str]:
+    points = []
+    for bind in c.host_config.get("Binds") or []:
+        parts = str(bind).split(":")
+        points.extend(parts[:2])
+    for m in c.host_config.get("Mounts") or []:
+        points.extend(str(m.get(k, "")) for k in ("Source", "Target"))
+    points.extend((c.host_config.get("Tmpfs") or {}).keys())
+    return points
+
+
+def select(
+    containers: Sequence[Container],
+    filters: Filters,
+    *,
+    all: bool,
+    limit: int,
+    lookup: Callable[[str], Container],
+    image_matches: Callable[[str], Callable[[str], bool]],
+) -> list[Container]:
+    """``lookup``: a container by name/ID for before/since (NotFound propagates);
+    ``image_matches(ancestor)``: a predicate on image IDs for one ``ancestor`` value."""
+    for key in filters:
+        if key not in ACCEPTED:
+            raise InvalidParameter(f"invalid filter '{key}'")
+    for value in filters.get("status", ()):
+        if value not in STATUSES:
+            raise InvalidParameter(
+                f"invalid filter 'status={value}': Invalid filter 'status={value}'"
+            )
+    for value in filters.get("health", ()):
+        if value not in HEALTH:
+            raise InvalidParameter(f"Unrecognised filter value for health: {value}")
+    exited: set[int] = set()
+    for value in filters.get("exited", ()):
+        try:
+            exited.add(int(value))
+        except ValueError:
+            raise InvalidParameter(f"invalid filter 'exited={value}'") from None
+    ordered = sorted(containers, key=lambda c: c.created, reverse=True)
+    before = [lookup(v) for v in filters.get("before", ())]
+    since = [lookup(v) for v in filters.get("since", ())]
+    if before or since or limit > 0:
+        all = True
+    if filters.get("status") or exited:
+        all = True
+    id_res = [_regex(v) for v in filters.get("id", ())]
+    name_res = [_regex(v) for v in filters.get("name", ())]
+    ancestors = [image_matches(v) for v in filters.get("ancestor", ())]
+    out: list[Container] = []
+    for c in ordered:
+        status = c.state.status
+        if not all and status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            continue
+        if before and not builtins.all(c.created < b.created for b in before):
+            continue
+        if since and not builtins.all(c.created > s.created for s in since):
+            continue
+        if id_res and not any(r.search(c.id) for r in id_res):
+            continue
+        if name_res and not any(r.search("/" + c.name) for r in name_res):
+            continue
+        if filters.get("label") and not match_kv_list(
+            list(filters["label"]), c.config.get("Labels") or {}
+        ):
+            continue
+        if filters.get("status") and status.value not in filters["status"]:
+            continue
+        if exited and (status != Status.EXITED or c.state.exit_code not in exited):
+            continue
+        if ancestors and not any(m(c.image_id) for m in ancestors):
+            continue
+        if filters.get("volume") and not any(v in _mount_points(c) for v in filters["volume"]):
+            continue
+        if filters.get("health"):
+            health = c.state.health.status if c.state.health is not None else "none"
+            if health not in filters["health"]:
+                continue
+        if (
+            filters.get("network")
+            and str(c.host_config.get("NetworkMode", "default")) not in filters["network"]
+        ):
+            continue
+        if filters.get("is-task") and "true" in filters["is-task"]:
+            continue
+        out.append(c)
+        if limit > 0 and len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,475 @@
+"""Container queries and file operations: list, inspect views, logs, top, stats samples,
+``docker cp``, export, changes, commit and prune. Blocking work runs in worker threads.
+
+File operations see the container's file system as a process inside it would: the overlay
+root (mounted for the duration of the operation, ref-counted, so a running container's
+mount is shared) plus the bind mounts the daemon made (/etc/hosts, /etc/resolv.conf,
+/etc/hostname and the user's binds); ``whaled.container.archive`` resolves every path inside
+that view and never follows a link out to the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from whaled.container import archive as cp
+from whaled.container.listing import select
+from whaled.container.model import Container
+from whaled.container.spec_input import parse_bind
+from whaled.container.state import Status, is_running
+from whaled.container.top import (
+    DEFAULT_PS_ARGS,
+    parse_ps,
+    ps_argvs,
+    ps_error,
+    validate_ps_args,
+)
+from whaled.daemon.containers import ContainerService
+from whaled.daemon.execs import ExecService
+from whaled.daemon.images import SaveStream
+from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
+from whaled.host.procstat import online_cpus, system_cpu_ns
+from whaled.image.filters import match_labels, parse_timestamp
+from whaled.image.layers import ChangeKind
+from whaled.image.tarsafe import Readable
+from whaled.logger.options import check_readable, parse_log_config
+from whaled.logger.reader import LogEntry, read_logs
+
+log = logging.getLogger("whaled.containers")
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerSummary:
+    """What list/inspect need beside the record (the API layer shapes it)."""
+
+    container: Container
+    graph_driver: Mapping[str, str]
+    exec_ids: Sequence[str]
+    size_rw: int | None
+    size_root_fs: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsSample:
+    container_id: str
+    name: str
+    raw: Mapping[str, Any]  # the runtime's stats; {} when the container is not running
+    read: datetime
+    system_cpu_ns: int
+    online_cpus: int
+    cgroup_version: int
+    host_memory: int
+    running: bool
+
+
+def parse_log_time(text: str, now: float | None = None) -> int:
+    """``since``/``until``: Unix seconds (with fraction), RFC 3339, or a Go duration meaning
+    "that long ago" → Unix nanoseconds; "" → 0."""
+    if not text:
+        return 0
+    now = time.time() if now is None else now
+    m = _DURATION.match(text)
+    if m:
+        return int((now - float(m.group(1)) * _DURATION_UNITS[m.group(2)]) * 1e9)
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        whole, _, frac = text.partition(".")
+        return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+    try:
+        stamp = text.replace("Z", "+00:00")
+        main, dot, rest = stamp.partition(".")
+        nanos = 0
+        if dot:
+            digits = re.match(r"\d+", rest)
+            assert digits is not None
+            nanos = int((digits.group(0) + "000000000")[:9])
+            stamp = main + rest[digits.end() :]
+        parsed = datetime.fromisoformat(stamp)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp()) * 1_000_000_000 + nanos
+    except (ValueError, AssertionError):
+        raise InvalidParameter(
+            f'invalid value for "since"/"until": {text!r} is not a timestamp or duration'
+        ) from None
+
+
+def format_timestamp(ns: int) -> str:
+    """dockerd's RFC3339NanoFixed (always nine digits, UTC)."""
+    stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{ns % 1_000_000_000:09d}Z"
+
+
+class ContainerIO:
+    def __init__(self, containers: ContainerService, execs: ExecService) -> None:
+        self.svc = containers
+        self.execs = execs
+
+    # ------------------------------------------------------------------ list / inspect
+
+    def _summary(self, c: Container, *, size: bool) -> ContainerSummary:
+        layers = self.svc.images.layers
+        try:
+            graph: Mapping[str, str] = layers.rw_paths(c.id)
+        except (NotFound, OSError):
+            graph = {}  # half-removed: the RW layer is gone, inspect still answers
+        size_rw = size_root = None
+        if size:
+            try:
+                size_rw = layers.rw_size(c.id)
+            except (NotFound, OSError):
+                size_rw = 0
+            try:
+                rw = layers.get_rw(c.id)
+                size_root = size_rw + layers.chain_size(rw.parent)
+            except (NotFound, OSError):
+                size_root = size_rw
+        return ContainerSummary(
+            container=c,
+            graph_driver=graph,
+            exec_ids=self.execs.ids_for(c.id),
+            size_rw=size_rw,
+            size_root_fs=size_root,
+        )
+
+    async def list_containers(
+        self, *, filters: Mapping[str, Sequence[str]], all: bool, limit: int, size: bool
+    ) -> list[ContainerSummary]:
+        chosen = select(
+            self.svc.all(),
+            filters,
+            all=all,
+            limit=limit,
+            lookup=self.svc.get,
+            image_matches=self._ancestor,
+        )
+        if not size:
+            return [self._summary(c, size=False) for c in chosen]
+        return await asyncio.to_thread(lambda: [self._summary(c, size=True) for c in chosen])
+
+    def _ancestor(self, ref: str) -> Callable[[str], bool]:
+        images = self.svc.images
+        try:
+            target = images.resolve(ref).id
+        except WhaledError:
+            return lambda _: False
+
+        def matches(image_id: str) -> bool:
+            seen = 0
+            current: str | None = image_id
+            while current and seen < 256:
+                if current == target:
+                    return True
+                try:
+                    current = images.images.get(current).parent
+                except WhaledError:
+                    return False
+                seen += 1
+            return False
+
+        return matches
+
+    async def view(self, name_or_id: str, *, size: bool) -> ContainerSummary:
+        c = self.svc.get(name_or_id)
+        if size:
+            return await asyncio.to_thread(self._summary, c, size=True)
+        return self._summary(c, size=False)
+
+    # ------------------------------------------------------------------ logs
+
+    def logs(
+        self,
+        name_or_id: str,
+        *,
+        stdout: bool,
+        stderr: bool,
+        since_ns: int = 0,
+        until_ns: int = 0,
+        tail: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[LogEntry]:
+        c = self.svc.get(name_or_id)
+        lc = c.host_config.get("LogConfig") or {}
+        driver = str(lc.get("Type") or "json-file")
+        if driver == "none":
+            raise InvalidParameter("configured logging driver does not support reading")
+        options = parse_log_config(driver, lc.get("Config") or {})
+        run = self.svc.run_of(c.id)
+        done = asyncio.Event()
+        if run is not None and is_running(c.state.status) and run.exit_status is None:
+            done = run.cleaned
+        else:
+            done.set()
+        return read_logs(
+            c.log_path,
+            stdout=stdout,
+            stderr=stderr,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            tail=tail,
+            follow=follow,
+            done=done,
+            max_files=options.max_file,
+        )
+
+    parse_log_time = staticmethod(parse_log_time)
+    format_timestamp = staticmethod(format_timestamp)
+
+    # ------------------------------------------------------------------ top / stats
+
+    async def top(self, name_or_id: str, ps_args: str) -> tuple[list[str], list[list[str]]]:
+        c = self.svc.get(name_or_id)
+        task = self.svc.running_task(c)
+        args = validate_ps_args(ps_args or DEFAULT_PS_ARGS)
+        pids = set(await task.pids())
+        first, fallback = ps_argvs(args, pids)
+        out, err, code = await _run(first)
+        if code != 0:
+            out, err2, code = await _run(fallback)
+            if code != 0:
+                raise ps_error(err2 or err, f"exit status {code}")
+        return parse_ps(out, pids, ps_args or DEFAULT_PS_ARGS)
+
+    def is_running(self, name_or_id: str) -> bool:
+        try:
+            return is_running(self.svc.get(name_or_id).state.status)
+        except NotFound:
+            return False
+
+    async def stats_sample(self, name_or_id: str) -> StatsSample:
+        c = self.svc.get(name_or_id)
+        run = self.svc.run_of(c.id)
+        raw: Mapping[str, Any] = {}
+        running = run is not None and c.state.status in (Status.RUNNING, Status.PAUSED)
+        if running and run is not None:
+            try:
+                raw = await run.task.stats()
+            except WhaledError as e:
+                log.debug("stats of %s: %s", c.id[:12], e)
+                raw = {}
+        facts = self.svc.facts
+        return StatsSample(
+            container_id=c.id,
+            name=c.name,
+            raw=raw,
+            read=datetime.now(UTC),
+            system_cpu_ns=await asyncio.to_thread(system_cpu_ns),
+            online_cpus=online_cpus(),
+            cgroup_version=2 if facts.cgroups.version == 2 else 1,
+            host_memory=facts.host.mem_total,
+            running=running,
+        )
+
+    # ------------------------------------------------------------------ files
+
+    def _mounts_of(self, c: Container) -> dict[str, str]:
+        hc = c.host_config
+        mounts = {
+            "/etc/hosts": c.hosts_path,
+            "/etc/resolv.conf": c.resolv_conf_path,
+            "/etc/hostname": c.hostname_path,
+        }
+        for bind in hc.get("Binds") or []:
+            with contextlib.suppress(WhaledError):
+                b = parse_bind(str(bind))
+                mounts[b.destination] = b.source
+        for m in hc.get("Mounts") or []:
+            if m.get("Type") == "bind":
+                mounts[str(m.get("Target"))] = str(m.get("Source"))
+        return mounts
+
+    def _readonly_mounts(self, c: Container) -> list[str]:
+        out = []
+        for bind in c.host_config.get("Binds") or []:
+            with contextlib.suppress(WhaledError):
+                b = parse_bind(str(bind))
+                if b.readonly:
+                    out.append(b.destination)
+        for m in c.host_config.get("Mounts") or []:
+            if m.get("Type") == "bind" and m.get("ReadOnly"):
+                out.append(str(m.get("Target")))
+        return out
+
+    @contextlib.contextmanager
+    def _rootfs(self, c: Container) -> Iterator[str]:
+        layers = self.svc.images.layers
+        try:
+            root = layers.mount(c.id)
+        except NotFound:
+            raise Conflict(f"container {c.id} has no file system (it is being removed)") from None
+        try:
+            yield root
+        finally:
+            with contextlib.suppress(WhaledError, OSError):
+                layers.unmount(c.id)
+
+    async def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]:
+        c = self.svc.get(name_or_id)
+
+        def work() -> dict[str, Any]:
+            with self._rootfs(c) as root:
+                return cp.stat_path(root, self._mounts_of(c), path, container=c.name)
+
+        return await asyncio.to_thread(work)
+
+    async def archive(
+        self, name_or_id: str, path: str
+    ) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
+        c = self.svc.get(name_or_id)
+        layers = self.svc.images.layers
+
+        def prepare() -> tuple[dict[str, Any], Iterator[bytes]]:
+            root = layers.mount(c.id)
+            try:
+                stat, chunks = cp.archive_path(root, self._mounts_of(c), path, container=c.name)
+            except BaseException:
+                layers.unmount(c.id)
+                raise
+            return stat, _then(chunks, lambda: layers.unmount(c.id))
+
+        stat, chunks = await asyncio.to_thread(prepare)
+        return stat, aiter(SaveStream(chunks))
+
+    async def extract(
+        self,
+        name_or_id: str,
+        path: str,
+        body: Readable,
+        *,
+        no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+    ) -> None:
+        c = self.svc.get(name_or_id)
+
+        def work() -> None:
+            with self._rootfs(c) as root:
+                cp.extract_to(
+                    root,
+                    self._mounts_of(c),
+                    path,
+                    body,
+                    no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+                    copy_uid_gid=copy_uid_gid,
+                    readonly_rootfs=bool(c.host_config.get("ReadonlyRootfs")),
+                    readonly_mounts=self._readonly_mounts(c),
+                    container=c.name,
+                )
+
+        await asyncio.to_thread(work)
+        self.svc._event(c, "extract-to-dir", {"path": path})
+
+    async def export(self, name_or_id: str) -> AsyncIterator[bytes]:
+        c = self.svc.get(name_or_id)
+        layers = self.svc.images.layers
+
+        def prepare() -> Iterator[bytes]:
+            root = layers.mount(c.id)
+            return _then(cp.export_rootfs(root), lambda: layers.unmount(c.id))
+
+        chunks = await asyncio.to_thread(prepare)
+        self.svc._event(c, "export")
+        return aiter(SaveStream(chunks))
+
+    async def changes(self, name_or_id: str) -> list[dict[str, Any]]:
+        c = self.svc.get(name_or_id)
+        changes = await asyncio.to_thread(self.svc.images.layers.changes, c.id)
+        return [{"Path": ch.path, "Kind": int(ChangeKind(ch.kind))} for ch in changes]
+
+    async def commit(
+        self,
+        name_or_id: str,
+        *,
+        repo: str | None,
+        tag: str | None,
+        comment: str,
+        author: str,
+        pause: bool,
+        changes: Sequence[str],
+        config: Mapping[str, Any] | None,
+    ) -> str:
+        c = self.svc.get(name_or_id)
+        paused_here = False
+        if pause and c.state.status == Status.RUNNING:
+            with contextlib.suppress(Conflict):
+                await self.svc.pause(c.id)
+                paused_here = True
+        try:
+            container_config = dict(c.config)
+            if config:
+                container_config.update({k: v for k, v in config.items() if v})
+            image_id = await asyncio.to_thread(
+                self.svc.images.commit,
+                c.id,
+                parent_image=c.image_id,
+                container_config=container_config,
+                changes=changes,
+                author=author,
+                comment=comment,
+                repo=repo,
+                tag=tag,
+            )
+        finally:
+            if paused_here:
+                with contextlib.suppress(Conflict):
+                    await self.svc.unpause(c.id)
+        self.svc._event(c, "commit", {"comment": comment} if comment else None)
+        return image_id
+
+    async def prune(self, filters: Mapping[str, Sequence[str]]) -> tuple[list[str], int]:
+        for key in filters:
+            if key not in ("until", "label", "label!"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        until: float | None = None
+        for value in filters.get("until", ()):
+            until = parse_timestamp(value, time.time())
+        deleted: list[str] = []
+        reclaimed = 0
+        for c in list(self.svc.all()):
+            if c.state.status not in (Status.CREATED, Status.EXITED, Status.DEAD):
+                continue
+            if not match_labels(filters, c.config.get("Labels") or {}):
+                continue
+            if until is not None and parse_log_time(c.created) / 1e9 >= until:
+                continue
+            try:
+                size = await asyncio.to_thread(self.svc.images.layers.rw_size, c.id)
+            except (NotFound, OSError):
+                size = 0
+            try:
+                await self.svc.remove(c.id, force=False, volumes=False)
+            except WhaledError as e:
+                log.warning("prune: could not remove %s: %s", c.id[:12], e)
+                continue
+            deleted.append(c.id)
+            reclaimed += size
+        self.svc.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return deleted, reclaimed
+
+
+async def _run(argv: list[str]) -> tuple[str, str, int]:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except FileNotFoundError:
+        raise SystemFailure("ps is not installed on this host (package procps)") from None
+    out, err = await proc.communicate()
+    return out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode or 0
+
+
+def _then(chunks: Iterator[bytes], after: Callable[[], None]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        with contextlib.suppress(WhaledError, OSError):
+            after()

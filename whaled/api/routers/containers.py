@@ -20,12 +20,12 @@ from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
 from whaled.api.filters import parse_filters
 from whaled.api.hijack import DetachScanner, hijack, mux_frame, parse_detach_keys
 from whaled.api.routers.images import bool_param
-from whaled.api.shape.containers import ContainerView, shape_inspect, shape_list_item
+from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body
 from whaled.api.versions import ApiVersion
 from whaled.daemon.attach import connect, pump
-from whaled.daemon.container_io import ContainerIO, ContainerSummary, StatsSample
+from whaled.daemon.container_io import ContainerIO, StatsSample
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
 from whaled.errors import InvalidParameter
@@ -108,22 +108,12 @@ async def get_list(request: web.Request) -> web.StreamResponse:
         size=size,
     )
     now = time.time()
-    return json_response([shape_list_item(_view(v), now) for v in views])
+    return json_response([shape_list_item(view_of(v), now) for v in views])
 
 
 async def get_inspect(request: web.Request) -> web.StreamResponse:
     summary = await _io(request).view(_id(request), size=bool_param(request, "size"))
-    return json_response(shape_inspect(_view(summary), _version(request)))
-
-
-def _view(s: ContainerSummary) -> ContainerView:
-    return ContainerView(
-        container=s.container,
-        graph_driver=s.graph_driver,
-        exec_ids=s.exec_ids,
-        size_rw=s.size_rw,
-        size_root_fs=s.size_root_fs,
-    )
+    return json_response(shape_inspect(view_of(summary), _version(request)))
 
 
 # ------------------------------------------------------------------ lifecycle

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
 from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
 from whaled.api.filters import Filters, parse_filters
+from whaled.api.shape.containers import shape_list_item, view_of
 from whaled.api.shape.images import (
     DF_TYPES,
     progress_json,
@@ -105,7 +108,14 @@ async def get_system_df(request: web.Request) -> web.StreamResponse:
             if kind not in DF_TYPES:
                 raise InvalidParameter(f"unknown object type: {kind}")
     usage = await _images(request).disk_usage() if "image" in types else None
-    return json_response(shape_disk_usage(usage, version, types))
+    containers: list[dict[str, Any]] = []
+    if "container" in types:
+        views = await request.app[DAEMON_KEY].container_io.list_containers(
+            filters={}, all=True, limit=-1, size=True
+        )
+        now = time.time()
+        containers = [shape_list_item(view_of(v), now) for v in views]
+    return json_response(shape_disk_usage(usage, version, types, containers))
 
 
 # ------------------------------------------------------------------ tag / delete / prune

@@ -6,7 +6,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from whaled.api.versions import ApiVersion
 from whaled.container.model import Container
@@ -22,6 +22,31 @@ class ContainerView:
     exec_ids: Sequence[str] = ()
     size_rw: int | None = None
     size_root_fs: int | None = None
+
+
+class HasView(Protocol):
+    """What the container service hands out for list/inspect (same fields as the view)."""
+
+    @property
+    def container(self) -> Container: ...
+    @property
+    def graph_driver(self) -> Mapping[str, str]: ...
+    @property
+    def exec_ids(self) -> Sequence[str]: ...
+    @property
+    def size_rw(self) -> int | None: ...
+    @property
+    def size_root_fs(self) -> int | None: ...
+
+
+def view_of(summary: HasView) -> ContainerView:
+    return ContainerView(
+        container=summary.container,
+        graph_driver=summary.graph_driver,
+        exec_ids=summary.exec_ids,
+        size_rw=summary.size_rw,
+        size_root_fs=summary.size_root_fs,
+    )
 
 
 def parse_time(text: str) -> float:
@@ -68,8 +93,11 @@ def status_text(c: Container, now: float) -> str:
         if st.status is Status.PAUSED:
             text += " (Paused)"
         elif st.health is not None:
-            text += f" (health: {st.health.status})" if st.health.status == "starting" else (
-                f" ({st.health.status})")
+            text += (
+                f" (health: {st.health.status})"
+                if st.health.status == "starting"
+                else (f" ({st.health.status})")
+            )
         return text
     if st.status is Status.RESTARTING:
         return f"Restarting ({st.exit_code}) {human_duration(now - parse_time(st.finished_at))} ago"
@@ -112,12 +140,27 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
     for bind in hc.get("Binds") or []:
         parts = str(bind).split(":")
         opts = parts[2] if len(parts) > 2 else ""
-        out.append({"Type": "bind", "Source": parts[0], "Destination": parts[1],
-                    "Mode": opts, "RW": "ro" not in opts.split(","), "Propagation": "rprivate"})
+        out.append(
+            {
+                "Type": "bind",
+                "Source": parts[0],
+                "Destination": parts[1],
+                "Mode": opts,
+                "RW": "ro" not in opts.split(","),
+                "Propagation": "rprivate",
+            }
+        )
     for m in hc.get("Mounts") or []:
-        out.append({"Type": m.get("Type"), "Source": m.get("Source", ""),
-                    "Destination": m.get("Target"), "Mode": "",
-                    "RW": not m.get("ReadOnly", False), "Propagation": "rprivate"})
+        out.append(
+            {
+                "Type": m.get("Type"),
+                "Source": m.get("Source", ""),
+                "Destination": m.get("Target"),
+                "Mode": "",
+                "RW": not m.get("ReadOnly", False),
+                "Propagation": "rprivate",
+            }
+        )
     return out
 
 
@@ -126,17 +169,40 @@ def _network_settings(c: Container) -> dict[str, Any]:
     networks: dict[str, Any] = {}
     if mode in ("none", "host"):
         networks[mode] = {
-            "IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "",
-            "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
-            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None,
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": None,
+            "MacAddress": "",
+            "NetworkID": "",
+            "EndpointID": "",
+            "Gateway": "",
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DriverOpts": None,
+            "DNSNames": None,
         }
     return {
-        "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
-        "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": networks,
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": "",
+        "Ports": {},
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": networks,
     }
 
 

@@ -202,17 +202,20 @@ DF_TYPES = ("container", "image", "volume", "build-cache")
 
 
 def shape_disk_usage(
-    usage: DiskUsage | None, api_version: ApiVersion, types: Sequence[str]
+    usage: DiskUsage | None,
+    api_version: ApiVersion,
+    types: Sequence[str],
+    containers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """``GET /system/df``. Only images exist so far: containers, volumes and the build
-    cache are empty lists when asked for. ``usage`` is None when images were not asked for."""
+    """``GET /system/df``. ``usage`` is None when images were not asked for; ``containers``
+    are list items with sizes; volumes and the build cache are empty lists when asked for."""
     body: dict[str, Any] = {}
     if "image" in types and usage is not None:
         body["LayersSize"] = usage.layers_size
         body["Images"] = [shape_summary(r, api_version) for r in usage.images]
     else:
         body["Images"] = None
-    body["Containers"] = [] if "container" in types else None
+    body["Containers"] = [dict(c) for c in containers] if "container" in types else None
     body["Volumes"] = [] if "volume" in types else None
     body["BuildCache"] = [] if "build-cache" in types else None
     if api_version < (1, 42):

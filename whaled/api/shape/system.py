@@ -204,4 +204,3 @@ def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
     if api_version < (1, 42):
         body["KernelMemory"] = caps.kernel_memory
     return body
-

@@ -41,7 +41,7 @@ from whaled.image.filters import match_labels, parse_timestamp
 from whaled.image.layers import ChangeKind
 from whaled.image.tarsafe import Readable
 from whaled.logger.options import check_readable, parse_log_config
-from whaled.logger.reader import LogEntry, read_logs
+from whaled.logger.reader import LogEntry, read_log_batches
 
 log = logging.getLogger("whaled.containers")
 
@@ -197,20 +197,19 @@ class ContainerIO:
         until_ns: int = 0,
         tail: int | None = None,
         follow: bool = False,
-    ) -> AsyncIterator[LogEntry]:
+    ) -> AsyncIterator[list[LogEntry]]:
         c = self.svc.get(name_or_id)
         lc = c.host_config.get("LogConfig") or {}
         driver = str(lc.get("Type") or "json-file")
-        if driver == "none":
-            raise InvalidParameter("configured logging driver does not support reading")
         options = parse_log_config(driver, lc.get("Config") or {})
+        check_readable(options)
         run = self.svc.run_of(c.id)
         done = asyncio.Event()
         if run is not None and is_running(c.state.status) and run.exit_status is None:
             done = run.cleaned
         else:
             done.set()
-        return read_logs(
+        return read_log_batches(
             c.log_path,
             stdout=stdout,
             stderr=stderr,

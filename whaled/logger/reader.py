@@ -564,8 +564,40 @@ async def read_logs(
     done: asyncio.Event | None = None,
     max_files: int = 1,
 ) -> AsyncIterator[LogEntry]:
+    """:func:`read_log_batches` one entry at a time."""
+    batches = read_log_batches(
+        path,
+        stdout=stdout,
+        stderr=stderr,
+        since_ns=since_ns,
+        until_ns=until_ns,
+        tail=tail,
+        follow=follow,
+        done=done,
+        max_files=max_files,
+    )
+    try:
+        async for batch in batches:
+            for entry in batch:
+                yield entry
+    finally:
+        await batches.aclose()  # type: ignore[attr-defined]
+
+
+async def read_log_batches(
+    path: str,
+    *,
+    stdout: bool,
+    stderr: bool,
+    since_ns: int = 0,
+    until_ns: int = 0,
+    tail: int | None = None,
+    follow: bool = False,
+    done: asyncio.Event | None = None,
+    max_files: int = 1,
+) -> AsyncIterator[list[LogEntry]]:
     """The entries of the log at ``path`` and its rotated files (``<path>.1`` …
-    ``<path>.<max_files-1>``), oldest first.
+    ``<path>.<max_files-1>``), oldest first, in batches (what one read of a file gave).
 
     ``since_ns`` / ``until_ns``: unix nanoseconds, 0 = unset; entries before ``since_ns``
     are dropped, the first entry after ``until_ns`` ends the read (dockerd's rules).
@@ -617,21 +649,21 @@ async def read_logs(
                 if not data:
                     break
                 offset += len(data)
-                for entry in asm.feed(data):
-                    yield entry
+                if batch := list(asm.feed(data)):
+                    yield batch
                 if asm.past_until:
                     return
             if newest and follow:
                 cur = f
             elif not newest:
-                for entry in asm.end_file():
-                    yield entry
+                if batch := list(asm.end_file()):
+                    yield batch
         if not follow:
-            for entry in asm.finish(torn=not running):
-                yield entry
+            if batch := list(asm.finish(torn=not running)):
+                yield batch
             return
-        async for entry in _follow(path, cur, offset, asm, done, until_ns, max_files):
-            yield entry
+        async for batch in _follow(path, cur, offset, asm, done, until_ns, max_files):
+            yield batch
     finally:
         for f in files:
             f.close()
@@ -645,7 +677,7 @@ async def _follow(
     done: asyncio.Event | None,
     until_ns: int,
     max_files: int,
-) -> AsyncIterator[LogEntry]:
+) -> AsyncIterator[list[LogEntry]]:
     delay = POLL_MIN
     owned: _File | None = None  # the file opened here last (earlier ones are the caller's)
     try:
@@ -655,8 +687,8 @@ async def _follow(
                 data = await _pread(cur.fd, CHUNK_SIZE, offset)
                 if data:
                     offset += len(data)
-                    for entry in asm.feed(data):
-                        yield entry
+                    if batch := list(asm.feed(data)):
+                        yield batch
                     if asm.past_until:
                         return
                     delay = POLL_MIN
@@ -667,10 +699,10 @@ async def _follow(
                     # What reached the old file between the last read and the switch.
                     while data := await _pread(cur.fd, CHUNK_SIZE, offset):
                         offset += len(data)
-                        for entry in asm.feed(data):
-                            yield entry
-                    for entry in asm.end_file():
-                        yield entry
+                        if batch := list(asm.feed(data)):
+                            yield batch
+                    if batch := list(asm.end_file()):
+                        yield batch
                     if asm.past_until:
                         return
                 if owned is not None:
@@ -680,8 +712,8 @@ async def _follow(
                 delay = POLL_MIN
                 continue
             if final or (until_ns and time.time_ns() > until_ns):
-                for entry in asm.finish():
-                    yield entry
+                if batch := list(asm.finish()):
+                    yield batch
                 return
             if done is None:
                 await asyncio.sleep(delay)

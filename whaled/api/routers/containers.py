@@ -25,10 +25,11 @@ from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body
 from whaled.api.versions import ApiVersion
 from whaled.daemon.attach import connect, pump
-from whaled.daemon.container_io import ContainerIO, StatsSample
+from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
 from whaled.errors import InvalidParameter
+from whaled.logger.reader import LogEntry
 
 log = logging.getLogger("whaled.api")
 
@@ -224,10 +225,11 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
     stream = await hijack(request, tty=tty)
     try:
         if bool_param(request, "logs"):
-            async for entry in _io(request).logs(
+            async for batch in _io(request).logs(
                 c.id, stdout=want_out, stderr=want_err, follow=False
             ):
-                await stream.write_frame(1 if entry.stream == "stdout" else 2, entry.data)
+                for entry in batch:
+                    await stream.write_frame(1 if entry.stream == "stdout" else 2, entry.data)
         if bool_param(request, "stream"):
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -293,22 +295,16 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
         tail=tail,
         follow=bool_param(request, "follow"),
     )
-    first = await _first(entries)
+    first = await _next(entries)  # errors surface before the status line goes out
     tty = bool(c.config.get("Tty"))
     response = web.StreamResponse(headers={"Content-Type": RAW if tty else MUX})
     await response.prepare(request)
     timestamps = bool_param(request, "timestamps")
     try:
-        entry = first
-        while entry is not None:
-            data = entry.data
-            if timestamps:
-                data = io.format_timestamp(entry.timestamp_ns).encode() + b" " + data
-            if tty:
-                await response.write(data)
-            else:
-                await response.write(mux_frame(1 if entry.stream == "stdout" else 2, data))
-            entry = await _next(entries)
+        batch = first
+        while batch is not None:
+            await response.write(_log_bytes(batch, tty=tty, timestamps=timestamps))
+            batch = await _next(entries)
     except ConnectionError:
         return response
     finally:
@@ -319,9 +315,15 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _first(entries: Any) -> Any:
-    """The first entry (errors surface before the status line goes out)."""
-    return await _next(entries)
+def _log_bytes(batch: list[LogEntry], *, tty: bool, timestamps: bool) -> bytes:
+    """One write per batch: a 200 MB log is ~2 M lines."""
+    parts: list[bytes] = []
+    for entry in batch:
+        data = entry.data
+        if timestamps:
+            data = format_timestamp(entry.timestamp_ns).encode() + b" " + data
+        parts.append(data if tty else mux_frame(1 if entry.stream == "stdout" else 2, data))
+    return b"".join(parts)
 
 
 async def _next(entries: Any) -> Any:

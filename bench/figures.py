@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from bench import httpclient
+from bench import reload as reload_bench
 from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
 from bench.engines import Engine, rss_mib, wait_ping
 from bench.floors import (
@@ -763,6 +764,20 @@ class Memory(Group):
         return out
 
 
+class Reload(Group):
+    name = "reload"
+    help = (
+        f"config reload latency: SIGHUP -> reload event while {reload_bench.CLIENTS} clients "
+        "hammer /_ping and /containers/json (zero failed requests allowed)"
+    )
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [FigureSpec(*spec) for spec in reload_bench.FIGURES]
+
+    def on_engine(self, ctx: Ctx, engine: str) -> Result:
+        return reload_bench.measure(ctx.engines[engine], quick=ctx.params.quick, log=ctx.log)
+
+
 GROUPS: tuple[Group, ...] = (
     Startup(),
     IdleRSS(),
@@ -774,6 +789,7 @@ GROUPS: tuple[Group, ...] = (
     Logs(),
     ManyContainers(),
     Memory(),
+    Reload(),
 )
 
 

@@ -40,6 +40,7 @@ from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageCases, image_event_hook
 from whaled.daemon.reload import ReloadService
+from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ContainerCounts, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import WhaledError
@@ -182,6 +183,12 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             name=facts.host.hostname,
         )
         reloader.add_reloader(_log_level_reloader)
+        reloader.add_reloader(
+            RuntimeReloader(
+                builtin_paths=builtin_runtime_paths(facts.binaries),
+                wrappers_dir=containers.wrappers_dir,
+            )
+        )
         daemon = Daemon(
             store=store,
             events=bus,

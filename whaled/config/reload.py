@@ -106,7 +106,10 @@ def reload_event_attributes(plan: ReloadPlan, name: str) -> dict[str, str]:
             continue
         value = encode_value(getattr(cfg, option.field))
         if option.key == "runtimes":
-            attrs[option.key] = " ".join(sorted(value))
+            # dockerd's shape: space-separated "name:runtime" entries.
+            attrs[option.key] = " ".join(
+                f"{name}:{rt.path}" for name, rt in sorted(cfg.runtimes.items())
+            )
         else:
             attrs[option.key] = _attr(value)
     attrs["name"] = name

@@ -91,7 +91,9 @@ def _check_cidr(key: str, value: str) -> None:
         raise ConfigError(f'invalid value for "{key}": {value} is not a valid CIDR') from None
 
 
-def _check_runtimes(cfg: Config) -> None:
+def check_runtime_config(cfg: Config) -> None:
+    """The runtime rules of daemon.json (pure): reserved names, a path for each runtime, a
+    default runtime that exists. Shared by start-up, ``--validate`` and reload."""
     for name, runtime in cfg.runtimes.items():
         if name in RESERVED_RUNTIME_NAMES:
             raise ConfigError(f"runtime name '{name}' is reserved")
@@ -217,7 +219,7 @@ def validate_config(cfg: Config) -> None:
             "://" not in entry,
             f"allow-nondistributable-artifacts registry {entry} should not contain '://'",
         )
-    _check_runtimes(cfg)
+    check_runtime_config(cfg)
     for name, ulimit in cfg.default_ulimits.items():
         _check(name in ULIMIT_NAMES, f"invalid ulimit type: {name}")
         _check(
@@ -269,12 +271,20 @@ def tls_paths(cfg: Config, home: str) -> tuple[str, str, str]:
     )
 
 
-def check_host(cfg: Config, probe: HostProbe, home: str = "/root") -> None:
-    """Raise ConfigError when the config names files or limits this host cannot honour."""
+def check_runtime_paths(cfg: Config, probe: HostProbe) -> None:
+    """Every configured runtime names an executable file (absolute, or found on PATH), and
+    a built-in default runtime other than runc is installed."""
     for name, runtime in cfg.runtimes.items():
         path = runtime.path if os.path.isabs(runtime.path) else probe.which(runtime.path)
         if path is None or not probe.is_executable(path):
             raise ConfigError(f'runtime {name}: path "{runtime.path}" is not an executable file')
+    if cfg.default_runtime == "crun" and probe.which("crun") is None:
+        raise ConfigError("default runtime crun is not installed on this host")
+
+
+def check_host(cfg: Config, probe: HostProbe, home: str = "/root") -> None:
+    """Raise ConfigError when the config names files or limits this host cannot honour."""
+    check_runtime_paths(cfg, probe)
     if cfg.init_path and not probe.is_executable(cfg.init_path):
         raise ConfigError(f'init-path "{cfg.init_path}" is not an executable file')
     if cfg.seccomp_profile not in ("", "builtin", "unconfined") and not probe.is_file(

@@ -4,6 +4,8 @@
    validate it with the start-up rules. Failure: nothing changes.
 2. Plan the change (pure), then let every registered reloader prepare it inside one
    ``ReloadTransaction``; a reloader may refuse (raise), which rolls everything back.
+   A reloader may be a coroutine function (its I/O runs off the event loop); readers are
+   never blocked meanwhile: they keep getting the live snapshot until the swap.
 3. Success: swap the new snapshot in with one assignment, run the commit actions, log the
    new configuration (proxy credentials masked) and emit the ``daemon`` ``reload`` event.
 
@@ -13,8 +15,9 @@ Every outcome is also emitted as an event, so ``whaled reload`` can wait for it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from whaled.config.model import Config
@@ -32,8 +35,9 @@ from whaled.events import EventBus
 log = logging.getLogger("whaled.reload")
 
 # A reloader prepares one setting: it reads plan.new / plan.live, may raise to refuse the
-# reload, and registers commit/rollback side effects on the transaction.
-Reloader = Callable[[ReloadPlan, ReloadTransaction], None]
+# reload, and registers commit/rollback side effects on the transaction. It may return an
+# awaitable (an ``async`` reloader), which is awaited before the next reloader runs.
+Reloader = Callable[[ReloadPlan, ReloadTransaction], Awaitable[None] | None]
 # Builds and validates the candidate config with the start-up rules.
 CandidateLoader = Callable[[], Config]
 
@@ -72,14 +76,20 @@ class ReloadService:
     async def reload(self) -> ReloadOutcome:
         async with self._lock:  # one reload at a time; readers never wait
             try:
-                candidate = self._load_candidate()
+                # Reading the file and checking paths is I/O: off the event loop.
+                candidate = await asyncio.to_thread(self._load_candidate)
             except WhaledError as e:
                 return self._failed(str(e))
+            except Exception as e:
+                log.exception("loading the configuration failed")
+                return self._failed(f"internal error: {e}")
             plan = plan_reload(self._store.current(), candidate)
             txn = ReloadTransaction()
             try:
                 for reloader in self._reloaders:
-                    reloader(plan, txn)
+                    result = reloader(plan, txn)
+                    if inspect.isawaitable(result):
+                        await result
             except WhaledError as e:
                 txn.rollback()
                 return self._failed(str(e))
@@ -87,6 +97,11 @@ class ReloadService:
                 log.exception("reloader failed")
                 txn.rollback()
                 return self._failed(f"internal error: {e}")
+            except BaseException:  # cancelled (daemon shutdown): nothing was swapped in
+                txn.rollback()
+                raise
+            # Only this task swaps (the lock), and the live snapshot cannot have changed
+            # since the plan was made from it.
             self._store.swap(plan.new)
             txn.commit()
             log.info("Reloaded configuration: %s", config_json_for_log(plan.new))

@@ -18,9 +18,11 @@ from typing import Protocol
 
 from whaled import __version__
 from whaled.config.model import Config
+from whaled.daemon.runtimes import builtin_runtime_paths
 from whaled.host.binaries import BinaryVersion, probe_binary
 from whaled.host.cgroups import CgroupInfo, cgroup_warnings, read_cgroup_info
 from whaled.host.sysinfo import HostInfo, network_warnings, read_host_info, read_open_fd_count
+from whaled.runtime.registry import RuntimeDescription, describe_runtimes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,11 +78,8 @@ class HostFacts:
     python_version: str = field(default_factory=platform.python_version)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuntimeView:
-    name: str
-    path: str
-    args: tuple[str, ...] = ()
+# One runtime of /info: name, binary as configured, runtimeArgs (never a wrapper's path).
+RuntimeView = RuntimeDescription
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,15 +166,9 @@ class SystemService:
         )
 
     def runtimes(self, cfg: Config) -> tuple[RuntimeView, ...]:
-        runc = self.facts.binaries.get("runc")
-        crun = self.facts.binaries.get("crun")
-        views = [RuntimeView(name="runc", path=(runc.path if runc and runc.path else "runc"))]
-        views.append(RuntimeView(name="io.containerd.runc.v2", path=views[0].path))
-        if crun is not None and crun.path:
-            views.append(RuntimeView(name="crun", path=crun.path))
-        for name, rt in cfg.runtimes.items():
-            views.append(RuntimeView(name=name, path=rt.path, args=rt.runtime_args))
-        return tuple(views)
+        """The runtimes of this snapshot, from the registry (the names a container create
+        accepts, nothing more)."""
+        return describe_runtimes(cfg, builtin_runtime_paths(self.facts.binaries))
 
     def info(self, cfg: Config) -> InfoView:
         warnings = list(cgroup_warnings(self.facts.cgroups))

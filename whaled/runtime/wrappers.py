@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from whaled.osutil.atomic import atomic_write
 from whaled.runtime.registry import Wrapper
@@ -18,11 +18,24 @@ log = logging.getLogger("whaled.runtime")
 
 
 def ensure_wrapper(directory: str, wrapper: Wrapper) -> str:
+    """Write ``wrapper`` under ``directory`` unless a file of that name exists (then it is
+    already correct); return its path. Safe to call concurrently for the same wrapper: each
+    writer renames its own complete temp file into place."""
     path = os.path.join(directory, wrapper.name)
     if not os.path.exists(path):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         atomic_write(path, wrapper.content, 0o700)
     return path
+
+
+def ensure_wrappers(directory: str, wrappers: Sequence[Wrapper]) -> list[str]:
+    """``ensure_wrapper`` for each; return the names of the files this call created."""
+    created = []
+    for wrapper in wrappers:
+        if not os.path.exists(os.path.join(directory, wrapper.name)):
+            ensure_wrapper(directory, wrapper)
+            created.append(wrapper.name)
+    return created
 
 
 def remove_unreferenced(directory: str, referenced: Iterable[str]) -> list[str]:

@@ -81,7 +81,7 @@ def test_event_attributes_carry_the_new_values() -> None:
     assert attrs["debug"] == "true"
     assert attrs["labels"] == '["a=b"]'
     assert attrs["max-concurrent-downloads"] == "9"
-    assert attrs["runtimes"] == "c z"
+    assert attrs["runtimes"] == "c:/c z:/z"
     assert attrs["name"] == "host1"
     assert attrs["changed"] == "debug,labels,runtimes,max-concurrent-downloads"
     assert "data-root" not in attrs

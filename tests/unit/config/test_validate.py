@@ -141,3 +141,10 @@ def test_check_host_nofile_above_hard_limit() -> None:
     with pytest.raises(ConfigError, match="exceeds this host's hard limit of 20000"):
         check_host(cfg, probe(nofile=20000))
     check_host(cfg, probe(nofile=1 << 20))
+
+
+def test_check_host_default_crun_must_be_installed() -> None:
+    with pytest.raises(ConfigError, match="default runtime crun is not installed on this host"):
+        check_host(Config(default_runtime="crun"), probe())
+    check_host(Config(default_runtime="crun"), probe(executables={"/usr/bin/crun"}))
+    check_host(Config(default_runtime="runc"), probe())  # runc's absence shows elsewhere

@@ -85,9 +85,16 @@ def registry_config(cfg: Config) -> dict[str, Any]:
     }
     for name in insecure_names:
         index_configs[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+    nd_cidrs: list[str] = []
+    nd_hosts: list[str] = []
+    for entry in cfg.allow_nondistributable_artifacts:
+        try:
+            nd_cidrs.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            nd_hosts.append(entry)
     return {
-        "AllowNondistributableArtifactsCIDRs": None,
-        "AllowNondistributableArtifactsHostnames": None,
+        "AllowNondistributableArtifactsCIDRs": nd_cidrs or None,
+        "AllowNondistributableArtifactsHostnames": nd_hosts or None,
         "InsecureRegistryCIDRs": cidrs,
         "IndexConfigs": index_configs,
         "Mirrors": list(cfg.registry_mirrors),
@@ -114,6 +121,8 @@ def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
         security.append("name=cgroupns")
     if cfg.no_new_privileges:
         security.append("name=no-new-privileges")
+    # dockerd's shape: {"name": {"path": ..., "runtimeArgs": [...]}}, runtimeArgs only when
+    # set; the path is the configured binary (a wrapper script is internal).
     runtimes: dict[str, Any] = {}
     for rt in view.runtimes:
         entry: dict[str, Any] = {"path": rt.path}

@@ -23,7 +23,6 @@ from whaled.config.hosts import parse_host
 from whaled.config.loader import ConfigSource, load
 from whaled.config.model import DEFAULT_CONFIG_FILE, DEFAULT_HOST
 from whaled.config.source import read_config_file
-from whaled.config.validate import check_host, real_host_probe, validate_config
 from whaled.daemon.reload import RELOAD_ACTION, RELOAD_FAILED_ACTION
 from whaled.errors import ConfigError
 from whaled.osutil.pidfile import read_pid
@@ -64,9 +63,10 @@ def main(argv: Sequence[str]) -> int:
     ns = _parser().parse_args(list(argv))
     try:
         text = read_config_file(ns.config_file, explicit=True)
-        cfg = load(ConfigSource(flags={}, file_path=ns.config_file, file_text=text))
-        validate_config(cfg)
-        check_host(cfg, real_host_probe(), home=os.path.expanduser("~"))
+        # Syntax, keys and value types only: the cross-checks (a default-runtime that a
+        # start-up flag defines, flag/file conflicts, paths) need the daemon's flags, so the
+        # daemon makes them and its ``reload_failed`` event says why.
+        load(ConfigSource(flags={}, file_path=ns.config_file, file_text=text))
     except ConfigError as e:
         print(f"reload refused, the file is invalid: {e}", file=sys.stderr)
         return 1

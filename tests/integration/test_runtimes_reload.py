@@ -332,6 +332,11 @@ def test_a_bad_reload_changes_nothing_and_says_why(
     assert json.dumps(reason)[1:-1] in log  # the log line is logfmt: quotes are escaped
     done = reload_cmd(whaled)
     assert done.returncode == 1 and reason in done.stderr, done
+    if "the file is invalid" not in done.stderr:
+        # Checks that need the daemon's flags are the daemon's: it was signalled and said no.
+        again = events.next()
+        assert again["Action"] == "reload_failed"
+        assert reason in again["Actor"]["Attributes"]["error"]
     assert stable_info(whaled) == before
     # a good file afterwards applies
     assert reloaded(whaled, events, {**BASE, "labels": ["stage=three"]})["labels"] == (

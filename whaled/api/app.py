@@ -12,6 +12,7 @@ from aiohttp import web
 from whaled import __version__
 from whaled.api.errors import status_for
 from whaled.api.versions import CURRENT_API_VERSION, check_api_version
+from whaled.config.model import Config
 from whaled.daemon.daemon import Daemon
 from whaled.errors import WhaledError
 
@@ -21,6 +22,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DAEMON_KEY = web.AppKey("daemon", Daemon)
 API_VERSION_KEY = "api_version"
+CONFIG_KEY = "config_snapshot"
 SERVER_HEADER = f"whaled/{__version__} (linux)"
 
 
@@ -71,10 +73,19 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
+def request_config(request: web.Request) -> Config:
+    """The config snapshot of this request: taken once, on first use, then the same object
+    for the handler, its helpers and the response headers (DESIGN §4)."""
+    cfg: Config | None = request.get(CONFIG_KEY)
+    if cfg is None:
+        cfg = request[CONFIG_KEY] = request.app[DAEMON_KEY].config()
+    return cfg
+
+
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    daemon = request.app[DAEMON_KEY]
     response.headers["Api-Version"] = CURRENT_API_VERSION
-    response.headers["Docker-Experimental"] = "true" if daemon.config().experimental else "false"
+    experimental = request_config(request).experimental
+    response.headers["Docker-Experimental"] = "true" if experimental else "false"
     response.headers["Ostype"] = "linux"
     response.headers["Server"] = SERVER_HEADER
     response.headers.setdefault("Cache-Control", "no-cache")

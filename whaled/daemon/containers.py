@@ -363,7 +363,7 @@ class ContainerService:
         await asyncio.to_thread(self.images.layers.create_rw, cid, image.top_chain)
         try:
             self.store.reserve(c)
-            await asyncio.to_thread(self._write_etc_files, c)
+            await asyncio.to_thread(self._write_etc_files, c, cfg)
         except BaseException:
             self.store.forget(cid)
             shutil.rmtree(cdir, ignore_errors=True)
@@ -403,7 +403,7 @@ class ContainerService:
                 return candidate
         return "whaled_" + secrets.token_hex(6)
 
-    def _write_etc_files(self, c: Container) -> None:
+    def _write_etc_files(self, c: Container, run_cfg: Config) -> None:
         cfg, hc = c.config, c.host_config
         host_net = hc.get("NetworkMode") == "host"
         hostname = str(cfg.get("Hostname") or c.id[:12])
@@ -418,7 +418,6 @@ class ContainerService:
                 host_hosts=_read_text("/etc/hosts"),
             ),
         )
-        run_cfg = self.config()
         _write(
             c.resolv_conf_path,
             etcfiles.resolv_conf_file(

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
+from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
 from whaled.api.filters import parse_filters
 from whaled.api.hijack import DetachScanner, hijack, mux_frame, parse_detach_keys
 from whaled.api.routers.images import bool_param
@@ -89,9 +89,8 @@ async def _json_body(request: web.Request, *, required: bool = True) -> dict[str
 
 async def post_create(request: web.Request) -> web.StreamResponse:
     body = await _json_body(request)
-    daemon = request.app[DAEMON_KEY]
     result = await _svc(request).create(
-        daemon.config(),
+        request_config(request),
         body,
         name=request.query.get("name") or None,
         platform=request.query.get("platform") or None,
@@ -121,8 +120,7 @@ async def get_inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def post_start(request: web.Request) -> web.StreamResponse:
-    daemon = request.app[DAEMON_KEY]
-    await _svc(request).start(daemon.config(), _id(request))
+    await _svc(request).start(request_config(request), _id(request))
     return web.Response(status=204)
 
 
@@ -134,8 +132,9 @@ async def post_stop(request: web.Request) -> web.StreamResponse:
 
 
 async def post_restart(request: web.Request) -> web.StreamResponse:
-    daemon = request.app[DAEMON_KEY]
-    await _svc(request).restart(daemon.config(), _id(request), timeout=_int_param(request, "t"))
+    await _svc(request).restart(
+        request_config(request), _id(request), timeout=_int_param(request, "t")
+    )
     return web.Response(status=204)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from whaled.api.app import DAEMON_KEY, Routes, json_response
+from whaled.api.app import DAEMON_KEY, Routes, json_response, request_config
 from whaled.api.shape.system import shape_info, shape_version
 from whaled.api.versions import CURRENT_API_VERSION
 
@@ -25,13 +25,13 @@ async def get_ping(request: web.Request) -> web.StreamResponse:
 
 async def get_version(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
-    cfg = daemon.config()
+    cfg = request_config(request)
     return json_response(shape_version(daemon.system.version(cfg)))
 
 
 async def get_info(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
-    cfg = daemon.config()
+    cfg = request_config(request)
     return json_response(shape_info(daemon.system.info(cfg), request["api_version"]))
 
 

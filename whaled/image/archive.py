@@ -8,9 +8,13 @@ Load accepts (optionally gzip/bzip2/xz-compressed):
 - a plain OCI image layout (``index.json`` + ``blobs``), nested indexes resolved for the
   host platform; blob digests are verified.
 
-The archive is first unpacked into a scratch dir under ``<data-root>/image/tmp`` (the
-manifest comes last in ``docker save`` output) with the same safety rules as layers; layer
-tars are then unpacked from there and kept in the content store by hard link.
+The archive is read once, as a stream (see :class:`Loader`): layer tars are unpacked as
+they stream past, into temp layer dirs of the layer store, because the manifest comes last
+in ``docker save`` output; once it has arrived the layers are matched to it and moved into
+place. Member names follow the layer rules (no absolute or escaping names, no member under
+a symlink); links between members are followed lexically, only inside the archive. Members
+that are not layers stay in memory when small, else in a scratch dir under
+``<data-root>/image/tmp`` (emptied at start).
 
 Save writes the docker 25+ layout (OCI layout + ``manifest.json`` + ``repositories``), which
 old and new ``docker load`` accept, as a stream of bytes (no temp files).
@@ -19,9 +23,11 @@ old and new ``docker load`` accept, as a stream of bytes (no temp files).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import time
@@ -35,11 +41,23 @@ from whaled.image.changes import apply_changes
 from whaled.image.content import CHUNK
 from whaled.image.digests import chain_id, digest_hex, is_digest, sha256_digest, short_id
 from whaled.image.filters import format_rfc3339_nano
-from whaled.image.layers import Layer, LayerStore
+from whaled.image.layers import Layer, LayerIngest, LayerStore
 from whaled.image.reference import ImageIDRef, Reference
 from whaled.image.store import Image, ImageStore, parse_config
-from whaled.image.tarsafe import ARCHIVE_POLICY, LayerReader, Readable, unpack
-from whaled.image.tarstream import TarEntry, bytes_entry, dir_info, file_entry, stream_tar
+from whaled.image.tarsafe import (
+    BLOCK,
+    Compression,
+    Readable,
+    TarInput,
+    TarParser,
+    UnsafeLayer,
+    clean_link_target,
+    clean_path,
+    detect_compression,
+    looks_like_tar,
+    open_stream,
+)
+from whaled.image.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -98,38 +116,176 @@ def host_platform() -> tuple[str, str, str | None]:
 
 # ------------------------------------------------------------------------------ load
 
+#: Archive members that are not layers are kept in memory up to this size each ...
+SMALL_FILE_BYTES = 1 << 20
+#: ... and this much in total; beyond that they go to a scratch file.
+SMALL_FILES_TOTAL = 16 << 20
+_MAX_LINK_HOPS = 40
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_BLOB_KEY = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 
-def _safe_path(root: str, rel: str) -> str:
-    """``rel`` inside ``root`` with symlinks resolved; refuses anything that leaves ``root``."""
+
+def archive_key(rel: Any) -> str:
+    """A manifest's path of an archive member as a lookup key (lexically cleaned)."""
     if not isinstance(rel, str) or not rel:
         raise InvalidParameter("invalid path in image archive manifest")
-    real_root = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(real_root, rel.lstrip("/")))
-    if path != real_root and not path.startswith(real_root + os.sep):
-        raise InvalidParameter(f"invalid path in image archive: {rel!r} is outside the archive")
-    return path
-
-
-def _read_json(path: str, what: str) -> Any:
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        raise InvalidParameter(f"invalid image archive: {what} not found") from None
+        return "/".join(clean_path(rel.lstrip("/")))
+    except InvalidParameter:
+        raise InvalidParameter(
+            f"invalid path in image archive: {rel!r} is outside the archive"
+        ) from None
+
+
+def progress_id(key: str) -> str:
+    """The 12-character ID a layer's progress is shown under while it streams past (its
+    chain ID is not known before the manifest, which comes last): the digest or v1 ID in
+    its archive path, else a digest of the path."""
+    m = _HEX64.search(key)
+    return (m.group(0) if m else hashlib.sha256(key.encode()).hexdigest())[:12]
+
+
+class _MemberReader:
+    """``Source`` over the data of the current member of ``parser`` (slices, no copies)."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self, parser: TarParser) -> None:
+        self._parser = parser
+
+    def read(self, n: int = -1, /) -> memoryview:
+        return self._parser.read_data(CHUNK if n < 0 else n)
+
+
+class _Staged:
+    """What an archive held, by member path: unpacked layer ingests, other (small) files in
+    memory or in the scratch dir, symbolic and hard links, directories."""
+
+    def __init__(self, scratch: str) -> None:
+        self.scratch = scratch
+        self.ingests: dict[str, LayerIngest] = {}
+        self.files: dict[str, bytes | str] = {}  # bytes, or the path of a scratch file
+        self.links: dict[str, tuple[bool, str]] = {}  # (hard, target)
+        self.dirs: set[str] = set()
+        self._memory = 0
+        self._count = 0
+
+    def has(self, key: str) -> bool:
+        return key in self.files or key in self.ingests or key in self.links or key in self.dirs
+
+    def check_parents(self, parts: tuple[str, ...], name: str) -> None:
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in self.links and not self.links[prefix][0]:
+                raise UnsafeLayer(
+                    f"refusing to unpack {name!r}: parent {prefix!r} is a symbolic link"
+                )
+            if prefix in self.files or prefix in self.ingests:
+                raise UnsafeLayer(
+                    f"refusing to unpack {name!r}: parent {prefix!r} is not a directory"
+                )
+
+    def take(self, key: str) -> LayerIngest | None:
+        """Forget what ``key`` held (a later member replaces it); returns a dropped ingest."""
+        self.files.pop(key, None)
+        self.links.pop(key, None)
+        self.dirs.discard(key)
+        return self.ingests.pop(key, None)
+
+    def put_file(self, key: str, parser: TarParser) -> None:
+        size = parser.data_left
+        if size <= SMALL_FILE_BYTES and self._memory + size <= SMALL_FILES_TOTAL:
+            parts = []
+            while data := parser.read_data():
+                parts.append(data)
+            self.files[key] = b"".join(parts)
+            self._memory += size
+            return
+        self._count += 1
+        path = os.path.join(self.scratch, str(self._count))
+        with open(path, "wb") as f:
+            while data := parser.read_data():
+                f.write(data)
+        self.files[key] = path
+
+    def resolve(self, key: str) -> str:
+        """``key`` with symbolic and hard links followed (lexically, inside the archive)."""
+        parts = key.split("/") if key else []
+        hops = 0
+        i = 0
+        while i < len(parts):
+            prefix = "/".join(parts[: i + 1])
+            link = self.links.get(prefix)
+            if link is None:
+                i += 1
+                continue
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                raise InvalidParameter(f"invalid image archive: too many links for {key!r}")
+            hard, target = link
+            if hard:
+                base = target.split("/")
+            else:
+                if target.startswith("/"):
+                    raise InvalidParameter(
+                        f"invalid path in image archive: {key!r} is outside the archive"
+                    )
+                joined = "/".join([*parts[:i], target])
+                try:
+                    base = list(clean_path(joined))
+                except InvalidParameter:
+                    raise InvalidParameter(
+                        f"invalid path in image archive: {key!r} is outside the archive"
+                    ) from None
+            parts = base + parts[i + 1 :]
+            i = 0
+        return "/".join(parts)
+
+    def read(self, key: str) -> bytes | None:
+        """Content of a (small) file member, None if there is none under ``key``."""
+        target = self.resolve(key)
+        held = self.files.get(target)
+        if held is None:
+            return None
+        if isinstance(held, bytes):
+            return held
+        with open(held, "rb") as f:
+            return f.read()
+
+    def open(self, key: str) -> BinaryIO | None:
+        held = self.files.get(key)
+        if held is None:
+            return None
+        if isinstance(held, bytes):
+            return io.BytesIO(held)
+        return open(held, "rb")  # the caller closes it
+
+
+def _read_json(staged: _Staged, key: str, what: str) -> Any:
+    data = staged.read(key)
+    if data is None:
+        raise InvalidParameter(f"invalid image archive: {what} not found")
+    try:
+        return json.loads(data)
     except ValueError as e:
         raise InvalidParameter(f"invalid image archive: bad {what}: {e}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Candidate:
-    config_path: str
-    layer_paths: tuple[str, ...]
+    config_key: str
+    layer_keys: tuple[str, ...]
     tags: tuple[Reference, ...]
-    untagged_names: tuple[str, ...] = ()
-    verify: tuple[tuple[str, str], ...] = ()  # (path, digest) pairs of compressed blobs
+    verify: tuple[tuple[str, str], ...] = ()  # (key, digest) pairs of (compressed) blobs
 
 
 class Loader:
+    """``docker load``: the archive is read once, as a stream. Each member that looks like a
+    layer tar is unpacked while it streams past into a temp layer dir (its diff ID computed
+    on the way); other members are kept (small ones in memory). When the manifest — which
+    ``docker save`` writes last — has arrived, layers are matched to it and registered in
+    chain order by moving their dirs into place; unreferenced ones are dropped."""
+
     def __init__(self, data_root: str, images: ImageStore, layers: LayerStore) -> None:
         self.tmp_root = os.path.join(data_root, "image", "tmp")
         os.makedirs(self.tmp_root, exist_ok=True)
@@ -141,17 +297,16 @@ class Loader:
     def load(
         self, stream: BinaryIO | Readable, *, progress: ProgressFn = _noop, quiet: bool = False
     ) -> list[LoadedImage]:
-        tmp = os.path.join(self.tmp_root, "load-" + secrets.token_hex(8))
-        os.mkdir(tmp, 0o700)
+        scratch = os.path.join(self.tmp_root, "load-" + secrets.token_hex(8))
+        os.mkdir(scratch, 0o700)
+        staged = _Staged(scratch)
         try:
-            reader = LayerReader(stream)
-            unpack(reader, tmp, ARCHIVE_POLICY)
-            reader.drain()
-            if os.path.lexists(os.path.join(tmp, "manifest.json")):
-                candidates = self._docker_manifest(tmp)
-            elif os.path.lexists(os.path.join(tmp, "index.json")):
-                candidates = self._oci_layout(tmp)
-            elif os.path.lexists(os.path.join(tmp, "repositories")):
+            self._receive(stream, staged, progress, quiet)
+            if staged.has("manifest.json"):
+                candidates = self._docker_manifest(staged)
+            elif staged.has("index.json"):
+                candidates = self._oci_layout(staged)
+            elif staged.has("repositories"):
                 raise InvalidParameter(
                     "legacy (pre-1.10) docker image archives without manifest.json are not "
                     "supported"
@@ -160,12 +315,73 @@ class Loader:
                 raise InvalidParameter(
                     "invalid image archive: neither manifest.json nor index.json found"
                 )
-            return [self._load_one(c, progress, quiet) for c in candidates]
+            return [self._load_one(c, staged, progress, quiet) for c in candidates]
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for ingest in staged.ingests.values():
+                self._layers.discard(ingest)
+            shutil.rmtree(scratch, ignore_errors=True)
 
-    def _docker_manifest(self, tmp: str) -> list[_Candidate]:
-        manifest = _read_json(os.path.join(tmp, "manifest.json"), "manifest.json")
+    def _receive(
+        self, stream: BinaryIO | Readable, staged: _Staged, progress: ProgressFn, quiet: bool
+    ) -> None:
+        src, _ = open_stream(stream)
+        parser = TarParser(TarInput(src))
+        for member in parser:
+            parts = clean_path(member.name)
+            if not parts:
+                continue
+            key = "/".join(parts)
+            staged.check_parents(parts, member.name)
+            dropped = staged.take(key)
+            if dropped is not None:
+                self._layers.discard(dropped)
+            if member.isdir():
+                staged.dirs.add(key)
+            elif member.issym():
+                staged.links[key] = (False, member.linkname)
+            elif member.islnk():
+                target = "/".join(clean_link_target(member.linkname))
+                if not staged.has(target):
+                    raise UnsafeLayer(
+                        f"refusing hard link {member.name!r} -> {member.linkname!r}: "
+                        "target is not in the archive"
+                    )
+                staged.links[key] = (True, target)
+            elif member.ischr() or member.isblk():
+                raise UnsafeLayer(f"refusing device node {member.name!r} here")
+            elif member.isfifo():
+                continue
+            elif not member.isreg():
+                raise UnsafeLayer(
+                    f"refusing to unpack {member.name!r}: unsupported tar entry type "
+                    f"{member.type!r}"
+                )
+            else:
+                head = parser.peek_data(BLOCK)
+                if looks_like_tar(head):
+                    staged.ingests[key] = self._ingest(parser, key, head, progress, quiet)
+                else:
+                    staged.put_file(key, parser)
+        parser.drain()
+
+    def _ingest(
+        self, parser: TarParser, key: str, head: bytes, progress: ProgressFn, quiet: bool
+    ) -> LayerIngest:
+        total = parser.data_left
+        pid = progress_id(key)
+
+        def report(n: int) -> None:
+            if not quiet:
+                progress(ProgressEvent(message="Loading layer", id=pid, current=n, total=total))
+
+        known: str | None = None
+        m = _BLOB_KEY.fullmatch(key)
+        if m is not None and detect_compression(head) is Compression.NONE:
+            known = "sha256:" + m.group(1)  # if the store has it, only check the digest
+        return self._layers.ingest(_MemberReader(parser), on_progress=report, known_diff_id=known)
+
+    def _docker_manifest(self, staged: _Staged) -> list[_Candidate]:
+        manifest = _read_json(staged, "manifest.json", "manifest.json")
         if not isinstance(manifest, list):
             raise InvalidParameter("invalid image archive: manifest.json is not a list")
         out: list[_Candidate] = []
@@ -183,28 +399,25 @@ class Loader:
                 raise InvalidParameter("invalid image archive: bad Layers in manifest.json")
             out.append(
                 _Candidate(
-                    config_path=_safe_path(tmp, entry.get("Config", "")),
-                    layer_paths=tuple(_safe_path(tmp, p) for p in layers),
+                    config_key=archive_key(entry.get("Config", "")),
+                    layer_keys=tuple(archive_key(p) for p in layers),
                     tags=tuple(tags),
                 )
             )
         return out
 
-    def _oci_blob(self, tmp: str, desc: Any) -> str:
+    def _oci_blob(self, desc: Any) -> str:
         if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
             raise InvalidParameter("invalid OCI layout: bad descriptor")
         digest = desc["digest"]
         if not is_digest(digest):
             raise InvalidParameter(f"invalid OCI layout: unsupported digest {digest!r}")
-        return _safe_path(tmp, f"blobs/sha256/{digest_hex(digest)}")
+        return f"blobs/sha256/{digest_hex(digest)}"
 
-    def _oci_json(self, tmp: str, desc: Any) -> Any:
-        path = self._oci_blob(tmp, desc)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise InvalidParameter(f"invalid OCI layout: missing blob {desc['digest']}") from None
+    def _oci_json(self, staged: _Staged, desc: Any) -> Any:
+        data = staged.read(self._oci_blob(desc))
+        if data is None:
+            raise InvalidParameter(f"invalid OCI layout: missing blob {desc['digest']}")
         if sha256_digest(data) != desc["digest"]:
             raise InvalidParameter(f"invalid OCI layout: blob {desc['digest']} is corrupted")
         try:
@@ -214,7 +427,7 @@ class Loader:
                 f"invalid OCI layout: bad JSON in {desc['digest']}: {e}"
             ) from None
 
-    def _pick_platform(self, tmp: str, index: Any) -> Any:
+    def _pick_platform(self, index: Any) -> Any:
         os_name, arch, variant = host_platform()
         manifests = index.get("manifests") or []
         best = None
@@ -232,11 +445,11 @@ class Loader:
             )
         return best
 
-    def _oci_layout(self, tmp: str) -> list[_Candidate]:
-        index = _read_json(os.path.join(tmp, "index.json"), "index.json")
+    def _oci_layout(self, staged: _Staged) -> list[_Candidate]:
+        index = _read_json(staged, "index.json", "index.json")
         if not isinstance(index, dict):
             raise InvalidParameter("invalid OCI layout: index.json is not an object")
-        by_manifest: dict[str, tuple[Any, list[Reference], list[str]]] = {}
+        by_manifest: dict[str, tuple[Any, list[Reference]]] = {}
         for desc in index.get("manifests") or []:
             if not isinstance(desc, dict):
                 continue
@@ -260,45 +473,44 @@ class Loader:
                 depth += 1
                 if depth > 4:
                     raise InvalidParameter("invalid OCI layout: index nesting too deep")
-                resolved = self._pick_platform(tmp, self._oci_json(tmp, resolved))
+                resolved = self._pick_platform(self._oci_json(staged, resolved))
             key = resolved["digest"]
             if key not in by_manifest:
-                by_manifest[key] = (resolved, [], [])
+                by_manifest[key] = (resolved, [])
             by_manifest[key][1].extend(n for n in names if n not in by_manifest[key][1])
         out: list[_Candidate] = []
-        for resolved, names, _ in by_manifest.values():
-            manifest = self._oci_json(tmp, resolved)
+        for resolved, names in by_manifest.values():
+            manifest = self._oci_json(staged, resolved)
             if not isinstance(manifest, dict) or "config" not in manifest:
                 raise InvalidParameter("invalid OCI layout: manifest without config")
-            config_path = self._oci_blob(tmp, manifest["config"])
-            layer_paths: list[str] = []
+            layer_keys: list[str] = []
             verify: list[tuple[str, str]] = []
             for ldesc in manifest.get("layers") or []:
-                path = self._oci_blob(tmp, ldesc)
-                layer_paths.append(path)
-                verify.append((path, ldesc["digest"]))
+                blob = self._oci_blob(ldesc)
+                layer_keys.append(blob)
+                verify.append((blob, ldesc["digest"]))
             out.append(
                 _Candidate(
-                    config_path=config_path,
-                    layer_paths=tuple(layer_paths),
+                    config_key=self._oci_blob(manifest["config"]),
+                    layer_keys=tuple(layer_keys),
                     tags=tuple(names),
                     verify=tuple(verify),
                 )
             )
         return out
 
-    def _load_one(self, c: _Candidate, progress: ProgressFn, quiet: bool) -> LoadedImage:
-        try:
-            with open(c.config_path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise InvalidParameter("invalid image archive: config file not found") from None
+    def _load_one(
+        self, c: _Candidate, staged: _Staged, progress: ProgressFn, quiet: bool
+    ) -> LoadedImage:
+        raw = staged.read(c.config_key)
+        if raw is None:
+            raise InvalidParameter("invalid image archive: config file not found")
         image = Image(id=sha256_digest(raw), raw=raw, config=parse_config(raw))
         diff_ids = image.diff_ids
-        if len(diff_ids) != len(c.layer_paths):
+        if len(diff_ids) != len(c.layer_keys):
             raise InvalidParameter(
                 f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
-                f"got {len(c.layer_paths)}"
+                f"got {len(c.layer_keys)}"
             )
         host_os = host_platform()[0]
         image_os = image.config.get("os") or host_os
@@ -310,29 +522,23 @@ class Loader:
         held: list[str] = []
         try:
             parent: str | None = None
-            for path, diff_id in zip(c.layer_paths, diff_ids, strict=True):
-                expected_raw = verified.get(path)
-                if expected_raw is not None and expected_raw != diff_id:
-                    if _file_digest(path) != expected_raw:
+            for key, diff_id in zip(c.layer_keys, diff_ids, strict=True):
+                expected_raw = verified.get(key)
+                target = staged.resolve(key)
+                ingest = staged.ingests.get(target)
+                if ingest is not None:
+                    if (
+                        expected_raw is not None
+                        and expected_raw != diff_id
+                        and ingest.raw_digest != expected_raw
+                    ):
                         raise InvalidParameter(
                             f"invalid OCI layout: blob {expected_raw} is corrupted"
                         )
-                total = os.path.getsize(path)
-                pid = short_id(chain_id(parent, diff_id))
-
-                def report(n: int, pid: str = pid, total: int = total) -> None:
-                    if not quiet:
-                        progress(
-                            ProgressEvent(message="Loading layer", id=pid, current=n, total=total)
-                        )
-
-                with open(path, "rb") as f:
-                    layer: Layer = self._layers.register(
-                        f,
-                        parent,
-                        expected_diff_id=diff_id,
-                        source_path=path,
-                        on_progress=report,
+                    layer = self._layers.commit(ingest, parent, expected_diff_id=diff_id)
+                else:
+                    layer = self._register_file(
+                        staged, target, parent, diff_id, expected_raw, progress, quiet
                     )
                 held.append(layer.chain_id)
                 parent = layer.chain_id
@@ -358,13 +564,38 @@ class Loader:
             progress(ProgressEvent(message=f"Loaded image ID: {stored.id}", stream=True))
         return LoadedImage(image_id=stored.id, tags=tuple(tags))
 
+    def _register_file(
+        self,
+        staged: _Staged,
+        key: str,
+        parent: str | None,
+        diff_id: str,
+        expected_raw: str | None,
+        progress: ProgressFn,
+        quiet: bool,
+    ) -> Layer:
+        """A layer that did not look like a tar while streaming past (kept as a file):
+        unpack it now, which gives the precise error if it is not a layer."""
+        f = staged.open(key)
+        if f is None:
+            raise InvalidParameter(f"invalid image archive: layer {key!r} not found")
+        with f:
+            if expected_raw is not None and expected_raw != diff_id:
+                h = hashlib.sha256()
+                while data := f.read(CHUNK):
+                    h.update(data)
+                if "sha256:" + h.hexdigest() != expected_raw:
+                    raise InvalidParameter(f"invalid OCI layout: blob {expected_raw} is corrupted")
+                f.seek(0)
+            total = f.seek(0, os.SEEK_END)
+            f.seek(0)
+            pid = short_id(chain_id(parent, diff_id))
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(CHUNK):
-            h.update(data)
-    return "sha256:" + h.hexdigest()
+            def report(n: int) -> None:
+                if not quiet:
+                    progress(ProgressEvent(message="Loading layer", id=pid, current=n, total=total))
+
+            return self._layers.register(f, parent, expected_diff_id=diff_id, on_progress=report)
 
 
 # ------------------------------------------------------------------------------ save
@@ -428,6 +659,10 @@ def save_stream(layers: LayerStore, items: Sequence[SaveItem]) -> Iterator[bytes
     return stream_tar(_save_entries(layers, items))
 
 
+def _layer_tar_source(layers: LayerStore, chain: str) -> Callable[[], Iterator[bytes]]:
+    return lambda: layers.layer_tar(chain)
+
+
 def _save_entries(layers: LayerStore, items: Sequence[SaveItem]) -> Iterator[TarEntry]:
     yield TarEntry(info=dir_info("blobs"))
     yield TarEntry(info=dir_info("blobs/sha256"))
@@ -441,12 +676,14 @@ def _save_entries(layers: LayerStore, items: Sequence[SaveItem]) -> Iterator[Tar
         layer_descs: list[dict[str, Any]] = []
         layer_paths: list[str] = []
         for layer in layers.chain(image.top_chain):
-            path = layers.layer_tar_path(layer.chain_id)
-            size = os.path.getsize(path)
+            size = layers.layer_tar_size(layer.chain_id)
             name = f"blobs/sha256/{digest_hex(layer.diff_id)}"
             if layer.diff_id not in written:
                 written.add(layer.diff_id)
-                yield file_entry(name, path, size, mode=0o444, mtime=mtime)
+                yield TarEntry(
+                    info=file_info(name, size, mode=0o444, mtime=mtime),
+                    data=_layer_tar_source(layers, layer.chain_id),
+                )
             layer_descs.append(
                 {"mediaType": MEDIA_OCI_LAYER, "digest": layer.diff_id, "size": size}
             )

@@ -5,6 +5,7 @@ On disk::
     <data-root>/overlay2/<cache-id>/diff      unpacked layer content (overlay form)
     <data-root>/overlay2/<cache-id>/link      the layer's short link name
     <data-root>/overlay2/<cache-id>/lower     "l/<parent link>:l/<grandparent link>:..."
+    <data-root>/overlay2/<cache-id>/tar-split how to rebuild the layer's tar (+ shadow/)
     <data-root>/overlay2/<rw-id>/{diff,work,merged}   a container's read-write layer
     <data-root>/overlay2/l/<26 chars> -> ../<cache-id>/diff
     <data-root>/image/layerdb/sha256/<chain hex>.json  layer metadata (commit point)
@@ -15,11 +16,18 @@ Reference counts are in memory and rebuilt at start: a layer is referenced by ea
 whose top layer it is (``acquire``), by each child layer and by each RW layer on top of it.
 When the count drops to zero the layer is deleted (``release``), then its parent released.
 
-Layer tars: the *original uncompressed tar* of every layer is kept in the content store
-under its diff ID. That doubles disk use per layer but is the only way to guarantee that
-``docker save`` emits tars whose sha256 equals the diff ID (regenerating a tar from the
-unpacked directory is not byte-identical to what the image author produced). The blob is
-hard-linked (not copied) when the source is an uncompressed file on the same filesystem.
+Layer tars: ``docker save`` must emit tars whose sha256 equals the diff ID, and a tar
+regenerated from the unpacked directory is not byte-identical to what the image author
+produced. So while a layer is unpacked, everything of its tar that is not file content
+(headers, padding, the end blocks...) is recorded in ``<cache-id>/tar-split`` and the tar is
+rebuilt from that record and the files in ``diff`` (see ``tarstream``; dockerd does the same
+with its ``tar-split.json.gz``). The tar is therefore neither copied nor stored twice;
+entries that a later member of the same tar replaced are kept under ``<cache-id>/shadow``.
+Layers stored by earlier versions keep their tar in the content store under the diff ID.
+
+Unpacking happens in ``<data-root>/overlay2/.tmp-<cache-id>`` (an *ingest*: see
+``ingest`` / ``commit`` / ``discard``); the directory becomes the layer by one rename, and
+leftovers of a crash are removed at start with the other orphaned driver directories.
 
 Record mutability: ``Layer`` and ``RWLayer`` are immutable once written.
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -42,7 +51,7 @@ from enum import IntEnum
 
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure
 from whaled.image import mounts
-from whaled.image.content import BlobWriter, ContentStore
+from whaled.image.content import ContentStore
 from whaled.image.digests import chain_id as compute_chain_id
 from whaled.image.digests import digest_hex, is_digest
 from whaled.image.tarsafe import (
@@ -50,15 +59,24 @@ from whaled.image.tarsafe import (
     OPAQUE_XATTR,
     WHITEOUT_OPAQUE,
     WHITEOUT_PREFIX,
+    Buffer,
     Compression,
-    LayerReader,
-    Readable,
+    Source,
+    TarInput,
+    TarParser,
     UnpackPolicy,
-    detect_compression,
     is_whiteout_device,
-    unpack,
+    open_stream,
+    unpack_tar,
 )
-from whaled.image.tarstream import TarEntry, stream_tar
+from whaled.image.tarstream import (
+    SplitError,
+    SplitWriter,
+    TarEntry,
+    split_chunks,
+    split_tar_size,
+    stream_tar,
+)
 from whaled.osutil.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -66,6 +84,7 @@ log = logging.getLogger(__name__)
 DRIVER_NAME = "overlay2"
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
+TAR_SPLIT = "tar-split"
 
 
 class ChangeKind(IntEnum):
@@ -90,6 +109,23 @@ class Layer:
     size: int  # bytes of content in this layer alone
     cache_id: str
     link: str
+
+
+@dataclass(slots=True, kw_only=True)
+class LayerIngest:
+    """A layer tar unpacked into a temp dir (or only hashed), not yet a layer.
+
+    Mutable: ``tmp_dir`` becomes None once the directory was moved into place or dropped;
+    ``donor`` is the chain ID of a stored layer with the same content that the ingest keeps
+    pinned (a layer it already became, or the one a hash-only ingest matched)."""
+
+    cache_id: str
+    tmp_dir: str | None
+    diff_id: str
+    raw_digest: str  # sha256 of the bytes as read (the compressed blob); diff ID when plain
+    size: int  # bytes of regular-file content
+    tar_size: int  # bytes of the uncompressed tar
+    donor: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +164,10 @@ class LayerStore:
             os.makedirs(d, exist_ok=True)
         os.chmod(self.root, 0o710)
         self._content = content
-        self._fsync_blobs = fsync_blobs
+        # Accepted for compatibility: layer tars are no longer written to the content store,
+        # and layer content is not fsync-ed (as with dockerd; a layer damaged by a power
+        # loss is detected by the digest check when its tar is rebuilt).
+        del fsync_blobs
         self._lock = threading.RLock()
         self._layers: dict[str, Layer] = {}
         self._refs: dict[str, int] = {}
@@ -339,20 +378,19 @@ class LayerStore:
 
     def register(
         self,
-        source: Readable,
+        source: Source,
         parent: str | None,
         *,
         expected_diff_id: str | None = None,
-        source_path: str | None = None,
         policy: UnpackPolicy = LAYER_POLICY,
         on_progress: Callable[[int], None] | None = None,
     ) -> Layer:
-        """Unpack a layer tar (gzip/zstd/plain) on top of ``parent``; the caller gets one ref.
+        """Unpack a layer tar (gzip/zstd/bzip2/xz/plain) on top of ``parent``; the caller
+        gets one ref.
 
         ``expected_diff_id``: verify it (DiffIDMismatch otherwise) and skip the work when the
-        chain already exists. ``source_path``: ``source`` is that file, which allows keeping
-        the tar by hard link instead of a copy. ``on_progress`` receives bytes read so far.
-        Nothing is left behind on failure.
+        chain already exists. ``on_progress`` receives bytes read so far. Nothing is left
+        behind on failure.
         """
         if expected_diff_id is not None and not is_digest(expected_diff_id):
             raise InvalidParameter(f"invalid diff ID {expected_diff_id!r}")
@@ -367,126 +405,217 @@ class LayerStore:
                         self.release(parent)
                     return self._layers[chain]
         try:
-            return self._register(
-                source, parent, expected_diff_id, source_path, policy, on_progress
-            )
+            ingest = self.ingest(source, policy=policy, on_progress=on_progress)
+            try:
+                return self.commit(ingest, parent, expected_diff_id=expected_diff_id)
+            finally:
+                self.discard(ingest)
         finally:
             if parent is not None:
                 self.release(parent)
 
-    def _register(
+    def ingest(
         self,
-        source: Readable,
-        parent: str | None,
-        expected: str | None,
-        source_path: str | None,
-        policy: UnpackPolicy,
-        on_progress: Callable[[int], None] | None,
-    ) -> Layer:
+        source: Source,
+        *,
+        policy: UnpackPolicy = LAYER_POLICY,
+        on_progress: Callable[[int], None] | None = None,
+        known_diff_id: str | None = None,
+    ) -> LayerIngest:
+        """Unpack a layer tar into a temp dir under the driver root (removed at start if a
+        crash leaves it) and compute its diff ID; :meth:`commit` makes it a layer.
+
+        ``known_diff_id``: the stream should be the (uncompressed) tar of that diff ID; if
+        a stored layer has it, the bytes are only hashed, not unpacked (InvalidParameter if
+        the digest differs). Raises like :meth:`register`; nothing is left behind on
+        failure. The caller must :meth:`discard` the result.
+        """
+        src: Source = source if on_progress is None else _ProgressReader(source, on_progress)
+        donor: Layer | None = None
+        if known_diff_id is not None:
+            with self._lock:
+                donor = next((x for x in self._layers.values() if x.diff_id == known_diff_id), None)
+                if donor is not None:
+                    self._refs[donor.chain_id] += 1  # pinned until discard
+        if donor is not None:
+            try:
+                return self._hash_only(src, donor)
+            except BaseException:
+                self.release(donor.chain_id)
+                raise
+        raw_hash = _RawHash()
+        stream, compression = open_stream(src, on_raw=raw_hash.update)
+        raw_hash.active = compression is not Compression.NONE
         cache_id = secrets.token_hex(32)
         tmp_dir = os.path.join(self.root, ".tmp-" + cache_id)
         diff_dir = os.path.join(tmp_dir, "diff")
         os.mkdir(tmp_dir, 0o700)
-        os.mkdir(diff_dir, 0o755)
-        link_source = False
-        if source_path is not None:
-            with open(source_path, "rb") as f:
-                link_source = detect_compression(f.read(8)) is Compression.NONE
-        writer: BlobWriter | None = None
-        if not link_source and not (expected is not None and self._content.exists(expected)):
-            writer = self._content.writer(fsync=self._fsync_blobs)
+        writer: SplitWriter | None = None
         try:
-            tee = writer.write if writer is not None else None
-            reader = LayerReader(_ProgressReader(source, on_progress), tee=tee)
-            result = unpack(reader, diff_dir, policy)
-            reader.drain()
-            diff_id = reader.diff_id
-            if expected is not None and diff_id != expected:
-                raise DiffIDMismatch(expected, diff_id)
-            chain = compute_chain_id(parent, diff_id)
-            with self._lock:
-                existing = self._layers.get(chain)
-                if existing is not None:
-                    self._refs[chain] += 1
-                    if writer is not None:
-                        if self._content.exists(diff_id):
-                            writer.abort()
-                        else:
-                            writer.commit(diff_id)
-                    shutil.rmtree(tmp_dir, ignore_errors=True)
-                    return existing
-                if writer is not None:
-                    writer.commit(diff_id)
-                elif link_source and source_path is not None:
-                    if not self._content.link_file(source_path, diff_id):
-                        self._content.copy_file(source_path, diff_id)
-                link = _new_link()
-                with open(os.path.join(tmp_dir, "link"), "w", encoding="ascii") as f:
-                    f.write(link)
-                lowers = self._lower_links(parent)
-                if lowers:
-                    with open(os.path.join(tmp_dir, "lower"), "w", encoding="ascii") as f:
-                        f.write(":".join(lowers))
-                os.mkdir(os.path.join(tmp_dir, "work"), 0o700)
-                os.mkdir(os.path.join(tmp_dir, "merged"), 0o700)
-                final_dir = self._dir(cache_id)
-                os.rename(tmp_dir, final_dir)
-                os.symlink(f"../{cache_id}/diff", os.path.join(self.link_dir, link))
-                layer = Layer(
-                    chain_id=chain,
-                    diff_id=diff_id,
-                    parent=parent,
-                    size=result.size,
-                    cache_id=cache_id,
-                    link=link,
-                )
-                try:
-                    atomic_write_json(
-                        os.path.join(self.meta_dir, digest_hex(chain) + ".json"),
-                        {
-                            "chain_id": chain,
-                            "diff_id": diff_id,
-                            "parent": parent,
-                            "size": result.size,
-                            "cache_id": cache_id,
-                            "link": link,
-                        },
-                    )
-                except BaseException:
-                    os.unlink(os.path.join(self.link_dir, link))
-                    shutil.rmtree(final_dir, ignore_errors=True)
-                    raise
-                self._layers[chain] = layer
-                self._refs[chain] = 1
-                if parent is not None:
-                    self._refs[parent] += 1
-                return layer
+            os.mkdir(diff_dir, 0o755)
+            writer = SplitWriter(tmp_dir, os.path.join(tmp_dir, TAR_SPLIT))
+            digest = _Hasher()
+            inp = TarInput(stream, on_data=digest.update)
+            parser = TarParser(inp, writer)
+            result = unpack_tar(parser, diff_dir, policy, writer)
+            parser.drain()
+            writer.finish(inp.offset)
+            diff_id = digest.hexdigest()
         except BaseException:
             if writer is not None:
                 writer.abort()
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
+        return LayerIngest(
+            cache_id=cache_id,
+            tmp_dir=tmp_dir,
+            diff_id=diff_id,
+            raw_digest=raw_hash.hexdigest() if raw_hash.active else diff_id,
+            size=result.size,
+            tar_size=inp.offset,
+        )
+
+    def _hash_only(self, src: Source, donor: Layer) -> LayerIngest:
+        raw_hash = _RawHash()
+        stream, compression = open_stream(src, on_raw=raw_hash.update)
+        raw_hash.active = compression is not Compression.NONE
+        digest = _Hasher()
+        inp = TarInput(stream, on_data=digest.update)
+        while inp.read_some(CHUNK):
+            pass
+        diff_id = digest.hexdigest()
+        if diff_id != donor.diff_id:
+            raise InvalidParameter(
+                f"invalid image archive: the layer blob named {donor.diff_id} does not match "
+                f"its digest ({diff_id})"
+            )
+        return LayerIngest(
+            cache_id="",
+            tmp_dir=None,
+            diff_id=diff_id,
+            raw_digest=raw_hash.hexdigest() if raw_hash.active else diff_id,
+            size=donor.size,
+            tar_size=inp.offset,
+            donor=donor.chain_id,
+        )
+
+    def commit(
+        self, ingest: LayerIngest, parent: str | None, *, expected_diff_id: str | None = None
+    ) -> Layer:
+        """Make ``ingest`` the layer on top of ``parent``; the caller gets one ref.
+
+        An existing layer for the chain is used as is (the ingest stays unused). Otherwise
+        the ingest's directory is moved into place (no copy); an ingest whose content was
+        already used (or only hashed) is rebuilt from the stored layer it keeps pinned.
+        """
+        if expected_diff_id is not None and ingest.diff_id != expected_diff_id:
+            raise DiffIDMismatch(expected_diff_id, ingest.diff_id)
+        chain = compute_chain_id(parent, ingest.diff_id)
+        with self._lock:
+            if parent is not None:
+                self.acquire(parent)
+            try:
+                existing = self._layers.get(chain)
+                if existing is not None:
+                    self._refs[chain] += 1
+                    return existing
+                if ingest.tmp_dir is not None:
+                    return self._install(ingest, parent, chain)
+            finally:
+                if parent is not None:
+                    self.release(parent)
+        if ingest.donor is None:
+            raise SystemFailure(f"the content of layer {ingest.diff_id} is not available")
+        fresh = self.ingest(_IterReader(self.layer_tar(ingest.donor)))
+        try:
+            return self.commit(fresh, parent, expected_diff_id=ingest.diff_id)
+        finally:
+            self.discard(fresh)
+
+    def _install(self, ingest: LayerIngest, parent: str | None, chain: str) -> Layer:
+        """Move an unpacked ingest into place as ``chain`` (store lock held)."""
+        tmp_dir = ingest.tmp_dir
+        assert tmp_dir is not None
+        cache_id = ingest.cache_id
+        link = _new_link()
+        with open(os.path.join(tmp_dir, "link"), "w", encoding="ascii") as f:
+            f.write(link)
+        lowers = self._lower_links(parent)
+        if lowers:
+            with open(os.path.join(tmp_dir, "lower"), "w", encoding="ascii") as f:
+                f.write(":".join(lowers))
+        os.mkdir(os.path.join(tmp_dir, "work"), 0o700)
+        os.mkdir(os.path.join(tmp_dir, "merged"), 0o700)
+        final_dir = self._dir(cache_id)
+        os.rename(tmp_dir, final_dir)
+        ingest.tmp_dir = None
+        os.symlink(f"../{cache_id}/diff", os.path.join(self.link_dir, link))
+        layer = Layer(
+            chain_id=chain,
+            diff_id=ingest.diff_id,
+            parent=parent,
+            size=ingest.size,
+            cache_id=cache_id,
+            link=link,
+        )
+        try:
+            atomic_write_json(
+                os.path.join(self.meta_dir, digest_hex(chain) + ".json"),
+                {
+                    "chain_id": chain,
+                    "diff_id": ingest.diff_id,
+                    "parent": parent,
+                    "size": ingest.size,
+                    "cache_id": cache_id,
+                    "link": link,
+                },
+            )
+        except BaseException:
+            os.unlink(os.path.join(self.link_dir, link))
+            shutil.rmtree(final_dir, ignore_errors=True)
+            raise
+        self._layers[chain] = layer
+        self._refs[chain] = 2  # the caller's, and the ingest's pin (for another parent)
+        if parent is not None:
+            self._refs[parent] += 1
+        ingest.donor = chain
+        return layer
+
+    def discard(self, ingest: LayerIngest) -> None:
+        """Drop what an ingest still holds (its temp dir, its pin on a stored layer)."""
+        if ingest.tmp_dir is not None:
+            shutil.rmtree(ingest.tmp_dir, ignore_errors=True)
+            ingest.tmp_dir = None
+        donor, ingest.donor = ingest.donor, None
+        if donor is not None:
+            self.release(donor)
+
+    def _split_path(self, layer: Layer) -> str:
+        return os.path.join(self._dir(layer.cache_id), TAR_SPLIT)
 
     def layer_tar_size(self, chain: str) -> int:
-        return self._content.size(self.get(chain).diff_id)
+        """Size of the layer's original tar; SystemFailure when it cannot be produced."""
+        layer = self.get(chain)
+        try:
+            return split_tar_size(self._split_path(layer))
+        except FileNotFoundError:
+            pass
+        except (OSError, SplitError) as e:
+            raise SystemFailure(f"the tar of layer {layer.diff_id} is damaged: {e}") from None
+        if self._content.exists(layer.diff_id):  # layers stored by earlier whaled versions
+            return self._content.size(layer.diff_id)
+        raise SystemFailure(f"the tar of layer {layer.diff_id} is missing")
 
     def layer_tar(self, chain: str) -> Iterator[bytes]:
-        """The layer's original uncompressed tar; its sha256 is the diff ID."""
+        """The layer's original uncompressed tar; its sha256 is the diff ID (checked while
+        the tar is rebuilt: a mismatch raises SystemFailure after the last chunk)."""
         layer = self.get(chain)
+        split = self._split_path(layer)
+        if os.path.exists(split):
+            return _split_tar(self._dir(layer.cache_id), split, layer.diff_id)
         if not self._content.exists(layer.diff_id):
-            raise SystemFailure(
-                f"the tar of layer {layer.diff_id} is missing from the content store"
-            )
+            raise SystemFailure(f"the tar of layer {layer.diff_id} is missing")
         return self._content.iter_chunks(layer.diff_id)
-
-    def layer_tar_path(self, chain: str) -> str:
-        layer = self.get(chain)
-        path = self._content.path(layer.diff_id)
-        if not os.path.exists(path):
-            raise SystemFailure(
-                f"the tar of layer {layer.diff_id} is missing from the content store"
-            )
-        return path
 
     def driver_data(self, chain: str | None) -> dict[str, str]:
         """GraphDriver.Data of an image whose top layer is ``chain`` (like dockerd)."""
@@ -657,13 +786,66 @@ class LayerStore:
         return stream_tar(upper_entries(os.path.join(self._dir(rw.mount_id), "diff")))
 
 
+def _split_tar(layer_dir: str, split: str, diff_id: str) -> Iterator[bytes]:
+    try:
+        yield from split_chunks(layer_dir, split, expected=diff_id)
+    except (OSError, SplitError) as e:
+        raise SystemFailure(f"cannot rebuild the tar of layer {diff_id}: {e}") from None
+
+
+class _Hasher:
+    """sha256 of everything ``update`` sees; ``hexdigest`` as ``sha256:<hex>``."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def update(self, data: Buffer) -> None:
+        self._h.update(data)
+
+    def hexdigest(self) -> str:
+        return "sha256:" + self._h.hexdigest()
+
+
+class _RawHash(_Hasher):
+    """Hashes the raw (possibly compressed) bytes only while ``active``."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = True
+
+    def update(self, data: Buffer) -> None:
+        if self.active:
+            self._h.update(data)
+
+
+class _IterReader:
+    """A ``read(n)`` source over an iterator of byte chunks (chunks are passed on whole)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, n: int = -1, /) -> bytes:
+        if not self._buf:
+            self._buf = next(self._chunks, b"")
+        if n < 0 or n >= len(self._buf):
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
 class _ProgressReader:
-    def __init__(self, raw: Readable, cb: Callable[[int], None] | None) -> None:
+    def __init__(self, raw: Source, cb: Callable[[int], None] | None) -> None:
         self._raw = raw
         self._cb = cb
         self.count = 0
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1, /) -> Buffer:
         data = self._raw.read(n)
         if data and self._cb is not None:
             self.count += len(data)

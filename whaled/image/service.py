@@ -485,7 +485,7 @@ class ImageService:
         items: list[SaveItem] = archive.plan_save(self.images, names)
         for item in items:  # fail before the first byte if a layer tar is missing
             for layer in self.layers.chain(item.image.top_chain):
-                self.layers.layer_tar_path(layer.chain_id)
+                self.layers.layer_tar_size(layer.chain_id)
         for item in items:
             self._event(
                 "save", item.image.id, item.tags[0].familiar if item.tags else item.image.id

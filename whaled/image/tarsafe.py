@@ -1,4 +1,5 @@
-"""Safe tar unpacking for layers (we run as root) and the stream reader that feeds it.
+"""Safe tar unpacking for layers (we run as root), the streaming tar reader behind it and the
+decompressing stream reader that feeds it.
 
 Rules (the pure ones are functions at the top and unit tested):
 
@@ -14,10 +15,20 @@ Rules (the pure ones are functions at the top and unit tested):
   entries are skipped;
 - ``trusted.overlay.*`` xattrs inside the tar are dropped (they would steer overlayfs);
 - ownership (numeric uid/gid), modes incl. setuid, mtimes, PAX ``SCHILY.xattr.*``, device
-  nodes, fifos and symlinks are preserved; directory mtimes are set after their content.
+  nodes, fifos and symlinks are preserved; directory mtimes are set after their content;
+- sparse members (GNU ``S`` / PAX ``GNU.sparse.*``) are refused: docker never writes them.
 
 On any refusal :class:`UnsafeLayer` (InvalidParameter) is raised; the caller removes the
 partial layer directory (see :mod:`whaled.image.layers`).
+
+The reader (:class:`TarInput` + :class:`TarParser`) is our own rather than :mod:`tarfile`'s
+stream mode: file content is handed on as slices of the chunks read from the source (no
+per-block copies), and every byte that is *not* file content written to disk (headers,
+padding, skipped data, the end-of-archive blocks and whatever follows them) can be passed to a
+:class:`SplitRecorder`, which is how a layer's original tar is rebuilt byte for byte later
+(:mod:`whaled.image.tarstream`). Header blocks are decoded by ``tarfile.TarInfo.frombuf``;
+PAX and GNU long-name records follow :mod:`tarfile`'s semantics, including its leniency: a
+damaged or short header after the first member ends the archive.
 """
 
 from __future__ import annotations
@@ -27,11 +38,12 @@ import errno
 import hashlib
 import lzma
 import os
+import re
 import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -39,12 +51,18 @@ from typing import Any, Protocol
 from whaled.errors import InvalidParameter, SystemFailure
 
 CHUNK = 1 << 20
+BLOCK = 512
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+#: Largest PAX / GNU long-name record accepted (Go's archive/tar has the same limit).
+MAX_SPECIAL_HEADER = 1 << 20
 _XATTR_PAX_PREFIX = "SCHILY.xattr."
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_EMPTY = memoryview(b"")
+
+Buffer = bytes | bytearray | memoryview
 
 
 class UnsafeLayer(InvalidParameter):
@@ -73,6 +91,24 @@ def detect_compression(head: bytes) -> Compression:
     if head.startswith(b"\xfd7zXZ\x00"):
         return Compression.XZ
     return Compression.NONE
+
+
+def looks_like_tar(head: bytes) -> bool:
+    """Whether ``head`` (the first bytes of a file, up to one block) starts a tar stream or
+    a compressed stream: a valid header block, an all-zero block (an empty tar), or a
+    compression magic."""
+    if detect_compression(head) is not Compression.NONE:
+        return True
+    if len(head) < BLOCK:
+        return False
+    block = head[:BLOCK]
+    if block.count(0) == BLOCK:
+        return True
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def clean_path(name: str, *, what: str = "entry") -> tuple[str, ...]:
@@ -133,121 +169,343 @@ def pax_xattrs(pax_headers: Mapping[str, str]) -> dict[str, bytes]:
     return out
 
 
-# ----------------------------------------------------------------------------- stream reader
+_PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
+
+
+def parse_pax(buf: bytes) -> dict[str, str]:
+    """The records of a PAX extended header (``"%d %s=%s\\n"``), decoded like :mod:`tarfile`
+    does (UTF-8, undecodable bytes kept as surrogates). Parsing stops at the first thing
+    that is not a record (the NUL padding)."""
+    out: dict[str, str] = {}
+    pos = 0
+    while True:
+        m = _PAX_RECORD.match(buf, pos)
+        if m is None:
+            return out
+        length = int(m.group(1))
+        if length <= 0 or m.start(1) + length > len(buf) or m.end(2) + 1 > pos + length:
+            raise InvalidParameter("invalid tar archive: bad PAX extended header")
+        value = buf[m.end(2) + 1 : m.start(1) + length - 1]
+        key = m.group(2).decode("utf-8", "surrogateescape")
+        out[key] = value.decode("utf-8", "surrogateescape")
+        pos += length
+
+
+_PAX_INT = ("size", "uid", "gid")
+
+
+def apply_pax(info: tarfile.TarInfo, headers: Mapping[str, str]) -> None:
+    """Patch ``info`` with PAX values, as :mod:`tarfile` does (bad numbers become 0)."""
+    for key, value in headers.items():
+        if key == "path":
+            info.name = value.rstrip("/")
+        elif key == "linkpath":
+            info.linkname = value
+        elif key in _PAX_INT:
+            try:
+                setattr(info, key, int(value))
+            except ValueError:
+                setattr(info, key, 0)
+        elif key == "mtime":
+            try:
+                info.mtime = float(value)
+            except ValueError:
+                info.mtime = 0
+        elif key in ("uname", "gname"):
+            setattr(info, key, value)
+    info.pax_headers = dict(headers)
+
+
+# ----------------------------------------------------------------------------- stream input
 
 
 class Readable(Protocol):
+    """A blocking byte stream (request bodies, files)."""
+
     def read(self, n: int = -1, /) -> bytes: ...
 
 
-class _Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
+class Source(Protocol):
+    """What the readers here consume: like :class:`Readable` but any buffer may come back
+    (slices of a larger chunk, handed on without a copy). Every ``Readable`` is a source."""
+
+    def read(self, n: int = -1, /) -> Buffer: ...
+
+
+class TarInput:
+    """Buffered reading of a :class:`Source` in large chunks.
+
+    ``read_some`` hands out slices (memoryviews) of the chunks as read — no copies for file
+    content; ``read_exact`` assembles small exact reads (headers). ``on_data`` sees every
+    chunk once, as it is read from the source (hashing). ``offset`` counts consumed bytes.
+    """
+
+    __slots__ = ("_buf", "_chunk", "_eof", "_on_data", "_raw", "offset")
+
+    def __init__(
+        self,
+        raw: Source,
+        *,
+        chunk: int = CHUNK,
+        on_data: Callable[[Buffer], object] | None = None,
+    ) -> None:
+        self._raw = raw
+        self._chunk = chunk
+        self._on_data = on_data
+        self._buf = _EMPTY
+        self._eof = False
+        self.offset = 0
+
+    def _read_raw(self) -> memoryview | None:
+        if self._eof:
+            return None
+        data = self._raw.read(self._chunk)
+        if not data:
+            self._eof = True
+            return None
+        if self._on_data is not None:
+            self._on_data(data)
+        return memoryview(data)
+
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` bytes without consuming them (fewer only at the end of the stream)."""
+        while len(self._buf) < n:
+            more = self._read_raw()
+            if more is None:
+                break
+            self._buf = memoryview(b"".join((self._buf, more))) if self._buf else more
+        return bytes(self._buf[:n])
+
+    def read_exact(self, n: int) -> bytes:
+        """``n`` bytes (fewer only at the end of the stream)."""
+        buf = self._buf
+        if len(buf) >= n:
+            self._buf = buf[n:]
+            self.offset += n
+            return bytes(buf[:n])
+        parts: list[Buffer] = [buf] if buf else []
+        have = len(buf)
+        self._buf = _EMPTY
+        while have < n:
+            more = self._read_raw()
+            if more is None:
+                break
+            take = n - have
+            if len(more) > take:
+                parts.append(more[:take])
+                self._buf = more[take:]
+                have = n
+            else:
+                parts.append(more)
+                have += len(more)
+        self.offset += have
+        return b"".join(parts)
+
+    def read_some(self, n: int) -> memoryview:
+        """Between 1 and ``n`` bytes; empty only at the end of the stream."""
+        buf = self._buf
+        if not buf:
+            more = self._read_raw()
+            if more is None:
+                return _EMPTY
+            buf = more
+        if len(buf) > n:
+            self._buf = buf[n:]
+            buf = buf[:n]
+        else:
+            self._buf = _EMPTY
+        self.offset += len(buf)
+        return buf
+
+    def read(self, n: int = -1, /) -> Buffer:
+        """``Source``: up to ``n`` bytes (a chunk when ``n`` < 0)."""
+        return self.read_some(self._chunk if n < 0 else n)
+
+
+class _Decompressing:
+    """``Source`` of the decompressed bytes of ``raw``; each read returns at most ``n``
+    bytes, so a small compressed input cannot blow up memory. Concatenated streams (several
+    gzip members, pbzip2, multi-stream xz) are decoded one after the other; zero padding
+    after the last one is ignored."""
+
+    def __init__(self, raw: Source, compression: Compression) -> None:
+        self._raw = raw
+        self.compression = compression
+        self._dec: Any = _new_decompressor(compression)
+        self._tail = b""  # compressed input not fed yet (zlib's unconsumed tail, new members)
+        self._more = False  # the decompressor holds output that was not returned yet
+        self._between = False  # after the end of one compressed stream
+        self._eof = False
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n < 0:
+            n = CHUNK
+        try:
+            while True:
+                if self._more or self._tail:
+                    data, self._tail = self._tail, b""
+                else:
+                    if self._eof:
+                        return b""
+                    data = bytes(self._raw.read(CHUNK))
+                    if not data:
+                        self._eof = True
+                        if not self._between and hasattr(self._dec, "eof"):
+                            raise InvalidParameter(
+                                f"invalid {self.compression} layer data: "
+                                "unexpected end of compressed data"
+                            )
+                        return b""
+                if self._between:
+                    data = data.lstrip(b"\0")
+                    if not data:
+                        continue
+                    self._dec = _new_decompressor(self.compression)
+                    self._between = False
+                out = self._decompress(data, n)
+                if out:
+                    return out
+        except InvalidParameter:
+            raise
+        except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError) as e:
+            raise InvalidParameter(f"invalid {self.compression} layer data: {e}") from None
+        except Exception as e:  # zstandard.ZstdError and friends
+            raise InvalidParameter(f"invalid {self.compression} layer data: {e}") from None
+
+    def _decompress(self, data: bytes, n: int) -> bytes:
+        dec = self._dec
+        c = self.compression
+        if c is Compression.GZIP:
+            out: bytes = dec.decompress(data, n)
+            self._tail = dec.unconsumed_tail
+            self._more = False
+        elif c is Compression.ZSTD:
+            out = dec.decompress(data)
+            self._more = False
+        else:
+            out = dec.decompress(data, n)
+            self._more = not dec.needs_input and not dec.eof
+        if getattr(dec, "eof", False):
+            self._more = False
+            self._tail = bytes(dec.unused_data) + self._tail
+            self._between = True
+        return out
+
+
+def _new_decompressor(c: Compression) -> Any:
+    if c is Compression.GZIP:
+        return zlib.decompressobj(wbits=31)
+    if c is Compression.BZIP2:
+        return bz2.BZ2Decompressor()
+    if c is Compression.XZ:
+        return lzma.LZMADecompressor()
+    try:
+        import zstandard  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise InvalidParameter(
+            "layer is compressed with zstd, which this whaled cannot decompress: "
+            "the Python module 'zstandard' is not installed"
+        ) from None
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+class _Prefixed:
+    """``Source``: ``head`` first, then the rest of ``raw``."""
+
+    __slots__ = ("_head", "_raw")
+
+    def __init__(self, head: bytes, raw: Source) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, n: int = -1, /) -> Buffer:
+        head = self._head
+        if head:
+            if 0 <= n < len(head):
+                self._head = head[n:]
+                return head[:n]
+            self._head = b""
+            return head
+        return self._raw.read(n)
+
+
+def open_stream(
+    raw: Source, *, on_raw: Callable[[Buffer], object] | None = None
+) -> tuple[Source, Compression]:
+    """The decompressed stream of ``raw`` (gzip / zstd / bzip2 / xz detected by magic bytes,
+    plain passes through) and its compression. ``on_raw`` sees every byte read from ``raw``
+    (the digest of a compressed blob)."""
+    src: Source = raw if on_raw is None else _Observed(raw, on_raw)
+    head = bytes(src.read(8))
+    while 0 < len(head) < 8:  # a source may return short reads
+        more = src.read(8 - len(head))
+        if not more:
+            break
+        head += bytes(more)
+    compression = detect_compression(head)
+    prefixed = _Prefixed(head, src)
+    if compression is Compression.NONE:
+        return prefixed, compression
+    if compression is Compression.ZSTD:
+        _new_decompressor(compression)  # a clear error now if zstandard is missing
+    return _Decompressing(prefixed, compression), compression
+
+
+class _Observed:
+    __slots__ = ("_cb", "_raw")
+
+    def __init__(self, raw: Source, cb: Callable[[Buffer], object]) -> None:
+        self._raw = raw
+        self._cb = cb
+
+    def read(self, n: int = -1, /) -> Buffer:
+        data = self._raw.read(n)
+        if data:
+            self._cb(data)
+        return data
 
 
 class LayerReader:
-    """File-like reader of the *decompressed* tar stream of ``raw``.
+    """File-like reader of the *decompressed* tar stream of ``raw`` (``read(n)`` returns
+    exactly ``n`` bytes until the end), for :mod:`tarfile` users.
 
     Detects gzip / zstd / bzip2 / xz by magic bytes. Hashes the decompressed bytes (the diff
     ID) and optionally the raw bytes (a compressed blob digest); ``tee`` receives every
-    decompressed byte (to keep the uncompressed tar in the content store).
+    decompressed byte.
     """
 
     def __init__(
         self,
         raw: Readable,
         *,
-        tee: Callable[[bytes], Any] | None = None,
+        tee: Callable[[Buffer], Any] | None = None,
         hash_raw: bool = False,
     ) -> None:
-        self._raw = raw
         self._tee = tee
         self._hash = hashlib.sha256()
         self._raw_hash = hashlib.sha256() if hash_raw else None
-        self._buf = bytearray()
-        self._eof = False
         self.uncompressed_size = 0
-        head = self._read_raw(8)
-        self.compression = detect_compression(head)
-        self._dec: _Decompressor | None = self._new_decompressor()
-        self._feed(head)
+        on_raw = self._raw_hash.update if self._raw_hash is not None else None
+        src, self.compression = open_stream(raw, on_raw=on_raw)
+        self._input = TarInput(src, on_data=self._emit)
 
-    def _new_decompressor(self) -> _Decompressor | None:
-        c = self.compression
-        if c is Compression.NONE:
-            return None
-        if c is Compression.GZIP:
-            return zlib.decompressobj(wbits=31)
-        if c is Compression.BZIP2:
-            return bz2.BZ2Decompressor()
-        if c is Compression.XZ:
-            return lzma.LZMADecompressor()
-        try:
-            import zstandard  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise InvalidParameter(
-                "layer is compressed with zstd, which this whaled cannot decompress: "
-                "the Python module 'zstandard' is not installed"
-            ) from None
-        dec: _Decompressor = zstandard.ZstdDecompressor().decompressobj()
-        return dec
-
-    def _read_raw(self, n: int) -> bytes:
-        data = self._raw.read(n)
-        if data and self._raw_hash is not None:
-            self._raw_hash.update(data)
-        return data or b""
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self._hash.update(data)
-            if self._tee is not None:
-                self._tee(data)
-            self.uncompressed_size += len(data)
-            self._buf += data
-
-    def _feed(self, data: bytes) -> None:
-        dec = self._dec
-        if dec is None:
-            self._emit(data)
-            return
-        try:
-            while data:
-                self._emit(dec.decompress(data))
-                # gzip streams may have several members: restart on the unused tail.
-                unused = getattr(dec, "unused_data", b"")
-                if self.compression is Compression.GZIP and getattr(dec, "eof", False):
-                    dec = zlib.decompressobj(wbits=31)
-                    self._dec = dec
-                    data = bytes(unused)
-                    if data.strip(b"\x00") == b"":
-                        data = b""
-                else:
-                    data = b""
-        except (zlib.error, OSError, lzma.LZMAError, EOFError) as e:
-            raise InvalidParameter(f"invalid {self.compression} layer data: {e}") from None
-        except InvalidParameter:
-            raise
-        except Exception as e:  # zstandard.ZstdError and friends
-            raise InvalidParameter(f"invalid {self.compression} layer data: {e}") from None
+    def _emit(self, data: Buffer) -> None:
+        self._hash.update(data)
+        if self._tee is not None:
+            self._tee(data)
+        self.uncompressed_size += len(data)
 
     def read(self, n: int = -1) -> bytes:
-        while not self._eof and (n < 0 or len(self._buf) < n):
-            data = self._read_raw(CHUNK)
-            if not data:
-                self._eof = True
-                break
-            self._feed(data)
-        if n < 0 or n >= len(self._buf):
-            out = bytes(self._buf)
-            self._buf.clear()
-        else:
-            out = bytes(self._buf[:n])
-            del self._buf[:n]
-        return out
+        if n >= 0:
+            return self._input.read_exact(n)
+        parts = []
+        while data := self._input.read_some(CHUNK):
+            parts.append(data)
+        return b"".join(parts)
 
     def drain(self) -> None:
         """Consume the rest of the stream (padding after the end-of-archive blocks)."""
-        while self.read(CHUNK):
+        while self._input.read_some(CHUNK):
             pass
 
     @property
@@ -257,6 +515,223 @@ class LayerReader:
     @property
     def raw_digest(self) -> str | None:
         return None if self._raw_hash is None else "sha256:" + self._raw_hash.hexdigest()
+
+
+# ----------------------------------------------------------------------------- tar parsing
+
+
+class SplitRecorder(Protocol):
+    """Receives what is needed to rebuild the tar stream later (see ``tarstream``)."""
+
+    def raw(self, data: Buffer, /) -> None:
+        """Bytes of the stream that are not kept as file content (headers, padding...)."""
+
+    def file(self, path: str, size: int, /) -> None:
+        """The next ``size`` bytes of the stream are the content of file ``path`` (relative
+        to the unpack root)."""
+
+    def shadow(self, dir_fd: int, name: str, path: str, /) -> None:
+        """Entry ``name`` in ``dir_fd`` (``path`` relative to the unpack root) is about to be
+        replaced: move it aside instead of deleting it (its content is still needed)."""
+
+
+_DATA_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_NO_DATA_TYPES = (
+    tarfile.LNKTYPE,
+    tarfile.SYMTYPE,
+    tarfile.CHRTYPE,
+    tarfile.BLKTYPE,
+    tarfile.DIRTYPE,
+    tarfile.FIFOTYPE,
+)
+_PAX_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+_LONG_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+def _truncated() -> InvalidParameter:
+    return InvalidParameter("invalid tar archive: unexpected end of data")
+
+
+class TarParser:
+    """Members of a tar stream, one header at a time.
+
+    After :meth:`next` returns a member that carries data (``data_left`` > 0), the caller
+    may consume it with :meth:`copy_data` / :meth:`read_data`; whatever it leaves is skipped
+    by the following :meth:`next`. With a ``recorder``, every byte read goes either to
+    ``recorder.raw`` or (for :meth:`copy_data` with a path) is announced by
+    ``recorder.file``. After the end, :meth:`drain` consumes what follows the archive.
+    """
+
+    def __init__(self, inp: TarInput, recorder: SplitRecorder | None = None) -> None:
+        self.inp = inp
+        self._rec = recorder
+        self.data_left = 0
+        self._pad = 0
+        self._done = False
+        self._global: dict[str, str] = {}
+
+    def _raw(self, data: Buffer) -> None:
+        if self._rec is not None and data:
+            self._rec.raw(data)
+
+    def _finish_member(self) -> None:
+        left = self.data_left
+        while left > 0:
+            view = self.inp.read_some(min(left, CHUNK))
+            if not view:
+                raise _truncated()
+            self._raw(view)
+            left -= len(view)
+        self.data_left = 0
+        if self._pad:
+            pad = self.inp.read_exact(self._pad)
+            self._raw(pad)
+            if len(pad) < self._pad:
+                self._done = True  # tarfile accepts a stream cut in the last padding
+            self._pad = 0
+
+    def _special(self, size: int) -> bytes:
+        if size < 0 or size > MAX_SPECIAL_HEADER:
+            raise InvalidParameter("invalid tar archive: extended header too large")
+        want = size + (-size) % BLOCK
+        data = self.inp.read_exact(want)
+        self._raw(data)
+        if len(data) < want:
+            raise _truncated()
+        return data[:size]
+
+    def next(self) -> tarfile.TarInfo | None:
+        """The next member, or None at the end of the archive."""
+        self._finish_member()
+        if self._done:
+            return None
+        pax: dict[str, str] | None = None
+        long_name: str | None = None
+        long_link: str | None = None
+        while True:
+            at = self.inp.offset
+            block = self.inp.read_exact(BLOCK)
+            self._raw(block)
+            pending = pax is not None or long_name is not None or long_link is not None
+            if len(block) < BLOCK:
+                if at == 0:
+                    raise InvalidParameter(
+                        "invalid tar archive: " + ("empty file" if not block else "truncated")
+                    )
+                if pending:
+                    raise InvalidParameter("invalid tar archive: missing header after extension")
+                self._done = True
+                return None
+            if block.count(0) == BLOCK:  # end-of-archive marker
+                if pending:
+                    raise InvalidParameter("invalid tar archive: missing header after extension")
+                self._done = True
+                return None
+            try:
+                info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            except tarfile.HeaderError as e:
+                if at == 0 or pending:
+                    raise InvalidParameter(f"invalid tar archive: {e}") from None
+                self._done = True  # tarfile ends the archive at a damaged header
+                return None
+            typ = info.type
+            if typ in _PAX_TYPES:
+                records = parse_pax(self._special(info.size))
+                if typ == tarfile.XGLTYPE:
+                    self._global.update(records)
+                else:
+                    pax = {**(pax or {}), **records}
+                continue
+            if typ in _LONG_TYPES:
+                value = self._special(info.size).split(b"\0", 1)[0]
+                text = value.decode("utf-8", "surrogateescape")
+                if typ == tarfile.GNUTYPE_LONGNAME:
+                    long_name = text
+                else:
+                    long_link = text
+                continue
+            break
+        if long_name is not None:
+            info.name = long_name
+        if long_link is not None:
+            info.linkname = long_link
+        headers = {**self._global, **(pax or {})}
+        if headers:
+            apply_pax(info, headers)
+        if info.isdir():
+            info.name = info.name.rstrip("/")
+        if typ == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse.") for k in headers):
+            raise InvalidParameter(
+                f"invalid tar archive: sparse file {info.name!r} is not supported"
+            )
+        if info.size < 0:
+            raise InvalidParameter(f"invalid tar archive: negative size for {info.name!r}")
+        if typ in _NO_DATA_TYPES:
+            self.data_left = 0
+            self._pad = 0
+        else:  # regular files and unknown types (tarfile treats those as data-carrying)
+            self.data_left = info.size
+            self._pad = (-info.size) % BLOCK
+        return info
+
+    def __iter__(self) -> Iterator[tarfile.TarInfo]:
+        while (member := self.next()) is not None:
+            yield member
+
+    def peek_data(self, n: int) -> bytes:
+        """Up to ``n`` first bytes of the current member's data, not consumed."""
+        return self.inp.peek(min(n, self.data_left))
+
+    def read_data(self, n: int = CHUNK) -> memoryview:
+        """Up to ``n`` bytes of the current member's data (empty when it is all read).
+        Recorded as raw bytes."""
+        if self.data_left <= 0:
+            return _EMPTY
+        view = self.inp.read_some(min(n, self.data_left))
+        if not view:
+            raise _truncated()
+        self.data_left -= len(view)
+        self._raw(view)
+        return view
+
+    def copy_data(self, fd: int, path: str | None = None) -> int:
+        """Write the rest of the current member's data to ``fd``. With ``path`` (the file's
+        path relative to the unpack root) the recorder is told where the bytes live instead
+        of receiving them."""
+        left = self.data_left
+        if left <= 0:
+            return 0
+        rec = self._rec
+        if rec is not None and path is not None:
+            rec.file(path, left)
+            rec = None
+        inp = self.inp
+        written = 0
+        write = os.write
+        while left > 0:
+            view = inp.read_some(min(left, CHUNK))
+            if not view:
+                self.data_left = left
+                raise _truncated()
+            if rec is not None:
+                rec.raw(view)
+            n = len(view)
+            done = write(fd, view)
+            while done < n:
+                done += write(fd, view[done:])
+            left -= n
+            written += n
+        self.data_left = 0
+        return written
+
+    def drain(self) -> int:
+        """Consume (and record) everything after the end of the archive; returns its size."""
+        self._finish_member()
+        total = 0
+        while view := self.inp.read_some(CHUNK):
+            self._raw(view)
+            total += len(view)
+        return total
 
 
 # ----------------------------------------------------------------------------- unpacking
@@ -273,8 +748,6 @@ class UnpackPolicy:
 
 
 LAYER_POLICY = UnpackPolicy()
-# For unpacking a docker-archive into a scratch dir: plain files, dirs and symlinks only.
-ARCHIVE_POLICY = UnpackPolicy(whiteouts=False, owners=False, xattrs=False, devices=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,57 +831,224 @@ def _set_xattrs(target: int | str, xattrs: dict[str, bytes], *, follow: bool) ->
                 raise
 
 
-def _remove_existing(pfd: int, base: str) -> os.stat_result | None:
-    try:
-        st = os.lstat(base, dir_fd=pfd)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(base, dir_fd=pfd)
-    else:
-        os.unlink(base, dir_fd=pfd)
-    return st
+class _Unpacker:
+    """Applies members to a directory; see the module docstring for the rules."""
 
+    def __init__(
+        self,
+        parser: TarParser,
+        dirs: _Dirs,
+        policy: UnpackPolicy,
+        recorder: SplitRecorder | None,
+    ) -> None:
+        self.parser = parser
+        self.dirs = dirs
+        self.policy = policy
+        self.recorder = recorder
+        self.deferred_dirs: list[tuple[tuple[str, ...], tuple[int, int]]] = []
 
-def _mtime_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
-    atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    return atime, mtime
+    def remove_existing(self, pfd: int, base: str, parts: tuple[str, ...]) -> os.stat_result | None:
+        """Remove what a member replaces (something an earlier member of this tar made).
+        With a recorder, files and directories are moved aside instead: their content is
+        part of the original tar."""
+        try:
+            st = os.lstat(base, dir_fd=pfd)
+        except FileNotFoundError:
+            return None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if self.recorder is not None and (is_dir or stat.S_ISREG(st.st_mode)):
+            self.recorder.shadow(pfd, base, "/".join(parts))
+        elif is_dir:
+            shutil.rmtree(base, dir_fd=pfd)
+        else:
+            os.unlink(base, dir_fd=pfd)
+        if is_dir:
+            self.dirs.forget(parts)
+        return st
 
+    def member(self, member: tarfile.TarInfo) -> int:
+        policy = self.policy
+        dirs = self.dirs
+        name = member.name
+        parts = clean_path(name)
+        if policy.whiteouts:
+            wh = classify_whiteout(parts)
+            if wh is not None:
+                self._whiteout(wh, member, name)
+                return 0
+        times = _mtime_ns(member)
+        mode = member.mode & 0o7777
+        xattrs = pax_xattrs(member.pax_headers) if policy.xattrs else {}
 
-def unpack(reader: Any, dest: str, policy: UnpackPolicy = LAYER_POLICY) -> UnpackResult:
-    """Unpack the tar stream ``reader`` (file-like, ``read(n)``) into existing dir ``dest``.
+        if not parts:
+            if not member.isdir():
+                raise UnsafeLayer(
+                    f"refusing to unpack {name!r}: the layer root must be a directory"
+                )
+            if policy.owners:
+                os.fchown(dirs.root_fd, member.uid, member.gid)
+            os.fchmod(dirs.root_fd, mode)
+            _set_xattrs(dirs.root_fd, xattrs, follow=False)
+            self.deferred_dirs.append(((), times))
+            return 0
 
-    Raises UnsafeLayer / InvalidParameter for refused or malformed input, SystemFailure for
-    host errors. Leaves cleanup of ``dest`` to the caller.
-    """
-    root_fd = os.open(dest, _OPEN_DIR)
-    dirs = _Dirs(root_fd, dest)
-    deferred_dirs: list[tuple[tuple[str, ...], tuple[int, int]]] = []
-    size = 0
-    entries = 0
-    current = ""
-    try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tf:
-            for member in tf:
-                current = member.name
-                entries += 1
-                dirs.trim()
-                size += _unpack_member(tf, member, dirs, policy, deferred_dirs)
-        for parts, times in reversed(deferred_dirs):
+        pfd = dirs.get(parts[:-1], create=True, entry=name)
+        base = parts[-1]
+        typ = member.type
+
+        if typ == tarfile.DIRTYPE:
+            try:
+                st: os.stat_result | None = os.lstat(base, dir_fd=pfd)
+            except FileNotFoundError:
+                st = None
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                self.remove_existing(pfd, base, parts)
+                st = None
+            if st is None:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            fd = os.open(base, _OPEN_DIR, dir_fd=pfd)
+            try:
+                if policy.owners:
+                    os.fchown(fd, member.uid, member.gid)
+                os.fchmod(fd, mode)
+                _set_xattrs(fd, xattrs, follow=False)
+            finally:
+                os.close(fd)
+            self.deferred_dirs.append((parts, times))
+            return 0
+
+        self.remove_existing(pfd, base, parts)
+
+        if typ in _DATA_TYPES:
+            fd = os.open(
+                base,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=pfd,
+            )
+            try:
+                self.parser.copy_data(fd, "/".join(parts))
+                if policy.owners:
+                    os.fchown(fd, member.uid, member.gid)
+                os.fchmod(fd, mode)
+                if xattrs:
+                    _set_xattrs(fd, xattrs, follow=False)
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
+            return member.size
+
+        if typ == tarfile.SYMTYPE:
+            os.symlink(member.linkname, base, dir_fd=pfd)
+            if policy.owners:
+                os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+            if xattrs:
+                _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
+            os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
+            return 0
+
+        if typ == tarfile.LNKTYPE:
+            tparts = clean_link_target(member.linkname)
+            if not tparts:
+                raise UnsafeLayer(f"refusing hard link {name!r}: target is the layer root")
+            try:
+                tpfd = dirs.get(tparts[:-1], create=False, entry=name)
+                os.lstat(tparts[-1], dir_fd=tpfd)
+            except FileNotFoundError:
+                raise UnsafeLayer(
+                    f"refusing hard link {name!r} -> {member.linkname!r}: "
+                    "target is not in this layer"
+                ) from None
+            try:
+                os.link(tparts[-1], base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+            except PermissionError:
+                raise UnsafeLayer(
+                    f"refusing hard link {name!r} -> {member.linkname!r}: cannot link a directory"
+                ) from None
+            return 0
+
+        if typ in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+            if typ == tarfile.FIFOTYPE:
+                kind = stat.S_IFIFO
+            elif not policy.devices:
+                raise UnsafeLayer(f"refusing device node {name!r} here")
+            else:
+                kind = stat.S_IFCHR if typ == tarfile.CHRTYPE else stat.S_IFBLK
+            os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
+            if policy.owners:
+                os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+            # Just created by us in a private directory: not a symlink, chmod cannot be
+            # redirected.
+            os.chmod(base, mode, dir_fd=pfd)
+            _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
+            os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
+            return 0
+
+        raise UnsafeLayer(f"refusing to unpack {name!r}: unsupported tar entry type {typ!r}")
+
+    def _whiteout(self, wh: Whiteout, member: tarfile.TarInfo, name: str) -> None:
+        pfd = self.dirs.get(wh.parent, create=True, entry=name)
+        if wh.target is None:
+            os.setxattr(pfd, OPAQUE_XATTR, b"y")
+            return
+        if wh.target == "":
+            return  # other aufs meta entries (.wh..wh.plnk etc.) carry nothing for overlay
+        self.remove_existing(pfd, wh.target, (*wh.parent, wh.target))
+        os.mknod(wh.target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
+        os.chown(wh.target, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+
+    def finish(self) -> None:
+        dirs = self.dirs
+        for parts, times in reversed(self.deferred_dirs):
             try:
                 if parts:
                     pfd = dirs.get(parts[:-1], create=False, entry="/".join(parts))
                     os.utime(parts[-1], ns=times, dir_fd=pfd, follow_symlinks=False)
                 else:
-                    os.utime(root_fd, ns=times)
+                    os.utime(dirs.root_fd, ns=times)
             except FileNotFoundError:
                 pass  # removed by a later entry
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> tuple[int, int]:
+    mtime = int(float(member.mtime) * 1_000_000_000)
+    atime_s = member.pax_headers.get("atime")
+    try:
+        atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
+    except ValueError:
+        atime = mtime
+    return atime, mtime
+
+
+def unpack_tar(
+    parser: TarParser,
+    dest: str,
+    policy: UnpackPolicy = LAYER_POLICY,
+    recorder: SplitRecorder | None = None,
+) -> UnpackResult:
+    """Unpack the members ``parser`` yields into the existing directory ``dest`` (stops at
+    the end of the archive; what follows it is left to the caller, see ``drain``).
+
+    ``recorder`` must be the one ``parser`` records to: the unpacker tells it where file
+    content lives and asks it to move replaced entries aside. Raises UnsafeLayer /
+    InvalidParameter for refused or malformed input, SystemFailure for host errors. Leaves
+    cleanup of ``dest`` to the caller.
+    """
+    root_fd = os.open(dest, _OPEN_DIR)
+    dirs = _Dirs(root_fd, dest)
+    unpacker = _Unpacker(parser, dirs, policy, recorder)
+    size = 0
+    entries = 0
+    current = ""
+    try:
+        while (member := parser.next()) is not None:
+            current = member.name
+            entries += 1
+            dirs.trim()
+            size += unpacker.member(member)
+        unpacker.finish()
     except InvalidParameter:
         raise
-    except tarfile.TarError as e:
-        raise InvalidParameter(f"invalid tar archive: {e}") from None
     except OSError as e:
         if e.errno in (errno.ENAMETOOLONG, errno.EEXIST, errno.EPERM, errno.EISDIR):
             raise InvalidParameter(f"cannot unpack entry {current!r}: {e.strerror}") from None
@@ -417,145 +1057,6 @@ def unpack(reader: Any, dest: str, policy: UnpackPolicy = LAYER_POLICY) -> Unpac
         dirs.close()
         os.close(root_fd)
     return UnpackResult(size=size, entries=entries)
-
-
-def _unpack_member(
-    tf: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    dirs: _Dirs,
-    policy: UnpackPolicy,
-    deferred_dirs: list[tuple[tuple[str, ...], tuple[int, int]]],
-) -> int:
-    name = member.name
-    parts = clean_path(name)
-    if policy.whiteouts:
-        wh = classify_whiteout(parts)
-        if wh is not None:
-            _apply_whiteout(wh, member, dirs, name)
-            return 0
-    times = _mtime_ns(member)
-    mode = member.mode & 0o7777
-    xattrs = pax_xattrs(member.pax_headers) if policy.xattrs else {}
-
-    if not parts:
-        if not member.isdir():
-            raise UnsafeLayer(f"refusing to unpack {name!r}: the layer root must be a directory")
-        if policy.owners:
-            os.fchown(dirs.root_fd, member.uid, member.gid)
-        os.fchmod(dirs.root_fd, mode)
-        _set_xattrs(dirs.root_fd, xattrs, follow=False)
-        deferred_dirs.append(((), times))
-        return 0
-
-    pfd = dirs.get(parts[:-1], create=True, entry=name)
-    base = parts[-1]
-
-    if member.isdir():
-        try:
-            st: os.stat_result | None = os.lstat(base, dir_fd=pfd)
-        except FileNotFoundError:
-            st = None
-        if st is not None and not stat.S_ISDIR(st.st_mode):
-            os.unlink(base, dir_fd=pfd)
-            st = None
-        if st is None:
-            os.mkdir(base, 0o700, dir_fd=pfd)
-        fd = os.open(base, _OPEN_DIR, dir_fd=pfd)
-        try:
-            if policy.owners:
-                os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, mode)
-            _set_xattrs(fd, xattrs, follow=False)
-        finally:
-            os.close(fd)
-        deferred_dirs.append((parts, times))
-        return 0
-
-    existing = _remove_existing(pfd, base)
-    if existing is not None and stat.S_ISDIR(existing.st_mode):
-        dirs.forget(parts)
-
-    if member.isreg():
-        fd = os.open(
-            base,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=pfd,
-        )
-        try:
-            src = tf.extractfile(member)
-            if src is not None:
-                while data := src.read(CHUNK):
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-            if policy.owners:
-                os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, mode)
-            _set_xattrs(fd, xattrs, follow=False)
-            os.utime(fd, ns=times)
-        finally:
-            os.close(fd)
-        return member.size
-
-    if member.issym():
-        os.symlink(member.linkname, base, dir_fd=pfd)
-        if policy.owners:
-            os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
-        _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
-        os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
-        return 0
-
-    if member.islnk():
-        tparts = clean_link_target(member.linkname)
-        if not tparts:
-            raise UnsafeLayer(f"refusing hard link {name!r}: target is the layer root")
-        try:
-            tpfd = dirs.get(tparts[:-1], create=False, entry=name)
-            os.lstat(tparts[-1], dir_fd=tpfd)
-        except FileNotFoundError:
-            raise UnsafeLayer(
-                f"refusing hard link {name!r} -> {member.linkname!r}: target is not in this layer"
-            ) from None
-        try:
-            os.link(tparts[-1], base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
-        except PermissionError:
-            raise UnsafeLayer(
-                f"refusing hard link {name!r} -> {member.linkname!r}: cannot link a directory"
-            ) from None
-        return 0
-
-    if member.ischr() or member.isblk() or member.isfifo():
-        if member.isfifo():
-            kind = stat.S_IFIFO
-        elif not policy.devices:
-            raise UnsafeLayer(f"refusing device node {name!r} here")
-        else:
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
-        if policy.owners:
-            os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
-        # Just created by us in a private directory: not a symlink, chmod cannot be redirected.
-        os.chmod(base, mode, dir_fd=pfd)
-        _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
-        os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
-        return 0
-
-    raise UnsafeLayer(f"refusing to unpack {name!r}: unsupported tar entry type {member.type!r}")
-
-
-def _apply_whiteout(wh: Whiteout, member: tarfile.TarInfo, dirs: _Dirs, name: str) -> None:
-    pfd = dirs.get(wh.parent, create=True, entry=name)
-    if wh.target is None:
-        os.setxattr(pfd, OPAQUE_XATTR, b"y")
-        return
-    if wh.target == "":
-        return  # other aufs meta entries (.wh..wh.plnk etc.) carry nothing for overlay
-    existing = _remove_existing(pfd, wh.target)
-    if existing is not None and stat.S_ISDIR(existing.st_mode):
-        dirs.forget((*wh.parent, wh.target))
-    os.mknod(wh.target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
-    os.chown(wh.target, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
 
 
 def is_whiteout_device(st: os.stat_result) -> bool:

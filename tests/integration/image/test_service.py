@@ -384,3 +384,136 @@ def test_disk_usage_and_shared_size(data_root: str) -> None:
     svc.remove("b")
     svc.remove("a")
     assert svc.layers.all() == []
+
+
+class OneWay:
+    """A stream that can only be read forward (no seek, no tell), in small pieces."""
+
+    def __init__(self, data: bytes, n: int = 100_003) -> None:
+        self._f = io.BytesIO(data)
+        self._n = n
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._f.read(self._n if n < 0 else min(n, self._n))
+
+
+def _classic_archive(images: list[tuple[bytes, list[bytes], str]]) -> bytes:
+    """docker save 20.10 style: one ``<id>/layer.tar`` per distinct layer, then configs, then
+    manifest.json (last, as dockerd writes it)."""
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
+    manifest = []
+    seen: set[str] = set()
+    for cfg, layers, tag in images:
+        paths = []
+        for layer in layers:
+            hexid = tb.digest(layer)[7:]
+            if hexid not in seen:
+                seen.add(hexid)
+                members += [tb.dir_(hexid), tb.reg(f"{hexid}/layer.tar", layer)]
+            paths.append(f"{hexid}/layer.tar")
+        h = hashlib.sha256(cfg).hexdigest()
+        members.append(tb.reg(f"{h}.json", cfg))
+        manifest.append({"Config": f"{h}.json", "RepoTags": [tag], "Layers": paths})
+    members.append(tb.reg("manifest.json", json.dumps(manifest).encode()))
+    return tb.build(members)
+
+
+def test_load_a_layer_under_two_parents(data_root: str) -> None:
+    """One layer tar of the archive is the base of one image and the top of another: it is
+    unpacked once and its second use is rebuilt from the first."""
+    l1 = tb.build([tb.reg("one", b"1" * 5000)])
+    l2 = tb.build([tb.reg("two", b"2")])
+    cfg_a = _config([tb.digest(l1)])
+    cfg_b = _config([tb.digest(l2), tb.digest(l1)], created="2024-03-01T00:00:00Z")
+    archive = _classic_archive([(cfg_a, [l1], "a:1"), (cfg_b, [l2, l1], "b:1")])
+    svc = ImageService(data_root)
+    loaded = svc.load(OneWay(tb.gz(archive)))
+    assert [x.tags for x in loaded] == [("a:1",), ("b:1",)]
+    b = svc.resolve("b:1")
+    chain = svc.layers.chain(b.top_chain)
+    assert [x.diff_id for x in chain] == [tb.digest(l2), tb.digest(l1)]
+    assert b"".join(svc.layers.layer_tar(chain[1].chain_id)) == l1
+    with open(os.path.join(svc.layers.driver_data(b.top_chain)["UpperDir"], "one"), "rb") as f:
+        assert f.read() == b"1" * 5000
+    assert len(svc.layers.all()) == 3
+    assert sorted(n for n in os.listdir(svc.layers.root) if n.startswith(".tmp-")) == []
+    svc.remove("a:1")
+    svc.remove("b:1")
+    assert svc.layers.all() == []
+
+
+def test_load_of_present_layers_only_checks_digests(
+    data_root: str, busybox_tar: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = ImageService(data_root)
+    image_id = imported(svc, busybox_tar)
+    saved = b"".join(svc.save(["busybox:latest"]))
+    svc.tag("busybox", "keep", "1")
+    svc.remove("busybox:latest")
+
+    def no_unpack(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a layer the store has was unpacked again")
+
+    monkeypatch.setattr("whaled.image.layers.unpack_tar", no_unpack)
+    events: list[ProgressEvent] = []
+    assert svc.load(OneWay(saved), progress=events.append)[0].image_id == image_id
+    assert any(e.message == "Loading layer" for e in events)
+    # a blob named after a present layer whose bytes differ is refused
+    layer_hex = tb.digest(busybox_tar)[7:]
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tf:
+        members = [
+            (m, tf.extractfile(m).read() if m.isreg() else b"")  # type: ignore[union-attr]
+            for m in tf.getmembers()
+        ]
+    forged = []
+    for m, data in members:
+        if m.name == f"blobs/sha256/{layer_hex}":
+            data = tb.build([tb.reg("evil", b"x")])
+            m.size = len(data)
+        forged.append((m, data))
+    with pytest.raises(InvalidParameter, match="does not match"):
+        svc.load(io.BytesIO(tb.build(forged)))
+    assert svc.resolve("busybox").id == image_id and len(svc.layers.all()) == 1
+
+
+def test_load_refuses_hostile_archive_members(data_root: str, outside: str) -> None:
+    svc = ImageService(data_root)
+    cases = {
+        "under a symlink": [tb.sym("d", outside), tb.reg("d/layer.tar", b"x")],
+        "hard link to nothing": [tb.hard("x", "missing")],
+        "device": [tb.chr_("dev", 1, 3)],
+        "under a file": [tb.reg("f", b"1"), tb.reg("f/layer.tar", b"x")],
+    }
+    for what, members in cases.items():
+        with pytest.raises(InvalidParameter, match="refus"):
+            svc.load(io.BytesIO(tb.build([*members, tb.reg("manifest.json", b"[]")])))
+        assert os.listdir(outside) == [], what
+    loop = [tb.sym("a", "b"), tb.sym("b", "a"), tb.reg("manifest.json", b'[{"Config": "a"}]')]
+    with pytest.raises(InvalidParameter, match="too many links"):
+        svc.load(io.BytesIO(tb.build(loop)))
+    assert os.listdir(os.path.join(data_root, "image", "tmp")) == []
+    assert sorted(os.listdir(svc.layers.root)) == ["l"]
+
+
+def test_load_keeps_large_non_layer_members_in_scratch(data_root: str) -> None:
+    layer = tb.build([tb.reg("a", b"1")])
+    cfg = json.loads(_config([tb.digest(layer)]))
+    cfg["config"]["Labels"] = {"big": "x" * (3 << 20)}  # a 3 MB config
+    raw = json.dumps(cfg).encode()
+    archive = _classic_archive([(raw, [layer], "big:1")])
+    svc = ImageService(data_root)
+    assert svc.load(OneWay(archive))[0].image_id == tb.digest(raw)
+    assert svc.inspect("big:1").config["Labels"]["big"] == "x" * (3 << 20)  # type: ignore[index]
+    assert os.listdir(os.path.join(data_root, "image", "tmp")) == []
+
+
+def test_crash_leftovers_of_a_load_are_removed_at_start(data_root: str) -> None:
+    svc = ImageService(data_root)
+    scratch = os.path.join(data_root, "image", "tmp", "load-0123")
+    ingest = os.path.join(svc.layers.root, ".tmp-" + "cd" * 32)
+    for d in (scratch, os.path.join(ingest, "diff")):
+        os.makedirs(d)
+        with open(os.path.join(d, "x"), "w") as f:
+            f.write("partial")
+    ImageService(data_root)
+    assert not os.path.exists(scratch) and not os.path.exists(ingest)

@@ -35,6 +35,8 @@ class DaemonDefaults:
     log_opts: Mapping[str, str]
     ulimits: Sequence[Ulimit]
     init: bool
+    #: The host can limit swap (cgroup v1 memsw / v2 memory.swap.max).
+    swap_limit: bool = False
 
 
 def merge_config(request: Mapping[str, Any], image: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,11 +102,21 @@ def complete_host_config(request: Mapping[str, Any], d: DaemonDefaults) -> dict[
         hc["CgroupnsMode"] = d.cgroupns_mode
     if not hc.get("NetworkMode"):
         hc["NetworkMode"] = "default"
+    # dockerd's mergeAndVerifyLogConfig: no type means the daemon's driver; options given
+    # without a type are kept; the daemon's log-opts fill the gaps for the daemon's driver.
     log_config = dict(hc.get("LogConfig") or {})
     if not log_config.get("Type"):
-        log_config = {"Type": d.log_driver, "Config": dict(d.log_opts)}
-    log_config.setdefault("Config", {})
+        log_config["Type"] = d.log_driver
+    options = dict(log_config.get("Config") or {})
+    if log_config["Type"] == d.log_driver:
+        for key, value in d.log_opts.items():
+            options.setdefault(key, value)
+    log_config["Config"] = options
     hc["LogConfig"] = log_config
+    # dockerd's adaptContainerSettings: --memory without --memory-swap gets as much swap
+    # again (MemorySwap = 2 * Memory) where swap can be limited.
+    if hc.get("Memory") and not hc.get("MemorySwap") and d.swap_limit:
+        hc["MemorySwap"] = 2 * int(hc["Memory"])
     policy = dict(hc.get("RestartPolicy") or {})
     policy.setdefault("Name", "no")
     if not policy["Name"]:

@@ -15,9 +15,12 @@ only, container:<id>):
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from whaled.errors import InvalidParameter
+
+HOST_GATEWAY = "host-gateway"
 
 LOOPBACK_HOSTS = (
     "127.0.0.1\tlocalhost\n"
@@ -33,12 +36,21 @@ def hostname_file(hostname: str) -> str:
     return hostname + "\n"
 
 
-def _extra_host_lines(extra_hosts: Sequence[str]) -> list[str]:
+def _extra_host_lines(extra_hosts: Sequence[str], host_gateway_ip: str | None) -> list[str]:
     lines = []
     for entry in extra_hosts:
         name, sep, ip = entry.partition(":")
         if not sep or not name or not ip:
             raise InvalidParameter(f'invalid IP address in add-host: "{ip or entry}"')
+        if ip == HOST_GATEWAY:
+            if not host_gateway_ip:
+                raise InvalidParameter("unable to derive the IP value for host-gateway")
+            ip = host_gateway_ip
+        ip = ip.strip("[]")
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InvalidParameter(f'invalid IP address in add-host: "{ip}"') from None
         lines.append(f"{ip}\t{name}\n")
     return lines
 
@@ -50,8 +62,9 @@ def hosts_file(
     extra_hosts: Sequence[str],
     host_network: bool,
     host_hosts: str | None,
+    host_gateway_ip: str | None = None,
 ) -> str:
-    extra = "".join(_extra_host_lines(extra_hosts))
+    extra = "".join(_extra_host_lines(extra_hosts, host_gateway_ip))
     if host_network:
         base = host_hosts if host_hosts is not None else LOOPBACK_HOSTS
         if base and not base.endswith("\n"):
@@ -86,7 +99,9 @@ def resolv_conf_file(
         lines = [ln for ln in lines if not _is_localhost_nameserver(ln.strip())]
     if dns_search:
         lines = [ln for ln in lines if not ln.strip().startswith(("search", "domain"))]
-        lines.append("search " + " ".join(dns_search))
+        domains = [d for d in dns_search if d != "."]  # "." means: no search domains
+        if domains:
+            lines.append("search " + " ".join(domains))
     if dns_options:
         lines = [ln for ln in lines if not ln.strip().startswith("options")]
         lines.append("options " + " ".join(dns_options))

@@ -80,7 +80,7 @@ def select(
     for value in filters.get("status", ()):
         if value not in STATUSES:
             raise InvalidParameter(
-                f"invalid filter 'status={value}': Invalid filter 'status={value}'"
+                f"Invalid filter 'status={value}'"
             )
     for value in filters.get("health", ()):
         if value not in HEALTH:

@@ -65,8 +65,13 @@ async def pump(
     stderr: bool = True,
     close_stdin: Callable[[], Awaitable[None]] | None = None,
     detacher: Detacher | None = None,
+    eof_closes_stdin: bool = True,
 ) -> PumpEnd:
-    """Run until the output ends, the client detaches or goes away. Closes ``sock``."""
+    """Run until the output ends, the client detaches or goes away. Closes ``sock``.
+
+    ``eof_closes_stdin``: the client's stdin EOF ends the process's stdin (Docker's
+    StdinOnce, and exec sessions); otherwise the process's stdin stays open for later
+    attaches and the EOF only stops this client's input."""
     loop = asyncio.get_running_loop()
     wanted = {STREAM_STDOUT: stdout, STREAM_STDERR: stderr}
     docker_stream = {STREAM_STDOUT: DOCKER_STDOUT, STREAM_STDERR: DOCKER_STDERR}
@@ -95,18 +100,19 @@ async def pump(
             except (ConnectionError, OSError):
                 return PumpEnd.CLIENT_GONE
             if not data:
-                # Half-close: conmon sees this client's stdin end (and closes the process's
-                # stdin once no attached client still writes, unless it keeps stdin open)
-                # while it goes on sending output on this connection.
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
-                if close_stdin is not None:
-                    with contextlib.suppress(Conflict, OSError):
-                        await close_stdin()
+                if eof_closes_stdin:
+                    # Half-close: conmon ends the process's stdin while it goes on sending
+                    # output on this connection.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                    if close_stdin is not None:
+                        with contextlib.suppress(Conflict, OSError):
+                            await close_stdin()
                 return None  # stdin done; keep the output flowing
             detached = False
             if detacher is not None:
                 data, detached = detacher.feed(data)
+            # Never an empty packet: conmon reads a zero-length packet as the end of stdin.
             for i in range(0, len(data), STDIN_PACKET):
                 try:
                     await loop.sock_sendall(sock, data[i : i + STDIN_PACKET])

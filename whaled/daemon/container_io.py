@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whaled.container import archive as cp
+from whaled.container.initpaths import hide_init_paths, init_exclusions
 from whaled.container.listing import select
 from whaled.container.model import Container
 from whaled.container.spec_input import parse_bind
@@ -381,7 +382,13 @@ class ContainerIO:
 
     async def changes(self, name_or_id: str) -> list[dict[str, Any]]:
         c = self.svc.get(name_or_id)
-        changes = await asyncio.to_thread(self.svc.images.layers.changes, c.id)
+        try:
+            changes = await asyncio.to_thread(self.svc.images.layers.changes, c.id)
+        except (NotFound, FileNotFoundError):
+            raise Conflict(
+                f"container {c.id} has no file system (it is being removed or is dead)"
+            ) from None
+        changes = hide_init_paths(changes)
         return [{"Path": ch.path, "Kind": int(ChangeKind(ch.kind))} for ch in changes]
 
     async def commit(
@@ -416,6 +423,7 @@ class ContainerIO:
                 comment=comment,
                 repo=repo,
                 tag=tag,
+                exclude=init_exclusions(),
             )
         finally:
             if paused_here:

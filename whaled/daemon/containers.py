@@ -64,6 +64,7 @@ from whaled.errors import (
 )
 from whaled.events import EventBus
 from whaled.host.devices import all_device_nodes, device_node
+from whaled.host.sysinfo import read_capability_bounding_mask
 from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions, parse_log_config
@@ -78,6 +79,7 @@ from whaled.runtime.backend.api import (
 )
 from whaled.runtime.backend.api import Container as RuntimeContainer
 from whaled.runtime.command import process_args
+from whaled.runtime.defaults import capabilities_from_mask
 from whaled.runtime.devices import Device
 from whaled.runtime.registry import known_runtimes, resolve_runtime
 from whaled.runtime.resources import to_oci_resources
@@ -89,6 +91,8 @@ from whaled.runtime.wrappers import ensure_wrapper
 log = logging.getLogger("whaled.containers")
 
 DEFAULT_STOP_TIMEOUT = 10
+#: How long shutdown waits for exit clean-ups (runtime delete, unmount) still running.
+SHUTDOWN_CLEANUP_SECONDS = 10.0
 #: How long a start waits for clients that asked to attach before it was started.
 ATTACH_CONNECT_TIMEOUT = 5.0
 CONTAINER_EVENT = "container"
@@ -193,6 +197,8 @@ class ContainerService:
         self._slots: dict[str, _Slot] = {}
         self._rng = random.Random()
         self._shutting_down = False
+        mask = read_capability_bounding_mask()
+        self.capability_bounding = capabilities_from_mask(mask) if mask is not None else None
         #: Called when a run ends (exec sessions of that run are over).
         self.on_exec_cleanup: Callable[[str], None] | None = None
         #: Runs a started container's healthcheck (set by the health service).
@@ -264,7 +270,8 @@ class ContainerService:
             stdio=StdioOptions(
                 tty=bool(cfg.get("Tty")),
                 stdin=bool(cfg.get("OpenStdin")),
-                stdin_once=bool(cfg.get("StdinOnce")),
+                # dockerd closes the process's stdin at a client's EOF only without a TTY.
+                stdin_once=bool(cfg.get("StdinOnce")) and not cfg.get("Tty"),
             ),
             log_path=c.log_path if log_opts is not None else None,
             timeout=30.0,
@@ -293,6 +300,7 @@ class ContainerService:
             log_opts=dict(cfg.log_opts),
             ulimits=tuple(_ulimit(u.name, u.soft, u.hard) for u in cfg.default_ulimits.values()),
             init=cfg.init,
+            swap_limit=self.facts.cgroups.capabilities.swap_limit,
         )
 
     def _builtin_paths(self) -> dict[str, str | None]:
@@ -416,6 +424,7 @@ class ContainerService:
                 extra_hosts=list(hc.get("ExtraHosts") or []),
                 host_network=host_net,
                 host_hosts=_read_text("/etc/hosts"),
+                host_gateway_ip=run_cfg.host_gateway_ip or None,
             ),
         )
         _write(
@@ -627,6 +636,7 @@ class ContainerService:
             swap_limit=caps.swap_limit,
             cpus=self.facts.host.ncpu,
             rlimit_hard=limits,
+            capability_bounding=self.capability_bounding,
         )
 
     # ------------------------------------------------------------------ exit handling
@@ -652,6 +662,33 @@ class ContainerService:
         c.state.finished_at = _exit_time(status)
         if c.state.health is not None:
             mark_stopped(c.state.health)
+        ran_for = time.monotonic() - run.started
+        policy = RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {})
+        restart = (
+            not slot.removing
+            and c.id in self._slots
+            and should_restart(
+                policy,
+                exit_code=status.exit_code,
+                manually_stopped=c.manually_stopped,
+                restart_count=c.restart_count,
+                daemon_shutting_down=self._shutting_down,
+            )
+        )
+        if restart:
+            c.state.status = next_state(c.state.status, Event.RESTART)
+        # State change, record, events and waiters in one step (no await in between), as
+        # dockerd does: a ``next-exit`` wait sent after this point waits for the next run.
+        with contextlib.suppress(OSError, NoSuchContainer):
+            if self.store.exists(c.id):
+                self._save(c)
+        if status.oom_killed:
+            self._event(c, "oom")
+        self._event(c, "die", {"exitCode": str(status.exit_code)})
+        waiters, slot.exit_waiters = slot.exit_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(status)
         try:
             with contextlib.suppress(WhaledError, OSError):
                 await run.runtime.delete(force=True)
@@ -659,33 +696,8 @@ class ContainerService:
                 await asyncio.to_thread(self.images.layers.unmount, c.id)
             if self.on_exec_cleanup is not None:
                 self.on_exec_cleanup(c.id)
-            ran_for = time.monotonic() - run.started
-            policy = RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {})
-            restart = (
-                not slot.removing
-                and c.id in self._slots
-                and should_restart(
-                    policy,
-                    exit_code=status.exit_code,
-                    manually_stopped=c.manually_stopped,
-                    restart_count=c.restart_count,
-                    daemon_shutting_down=self._shutting_down,
-                )
-            )
-            if restart:
-                c.state.status = next_state(c.state.status, Event.RESTART)
-            with contextlib.suppress(OSError, NoSuchContainer):
-                if self.store.exists(c.id):
-                    self._save(c)
-            if status.oom_killed:
-                self._event(c, "oom")
-            self._event(c, "die", {"exitCode": str(status.exit_code)})
         finally:
             run.cleaned.set()
-        waiters, slot.exit_waiters = slot.exit_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(status)
         if restart:
             delay = slot.backoff.next_delay(ran_for)
             slot.restart_timer = self.tasks.spawn(
@@ -840,7 +852,7 @@ class ContainerService:
 
     async def wait(self, name_or_id: str, condition: str) -> WaitResult:
         if condition not in ("", "not-running", "next-exit", "removed"):
-            raise InvalidParameter(f"invalid condition: {condition!r}")
+            raise InvalidParameter(f'invalid condition: "{condition}"')
         c = self.store.get(name_or_id)
         slot = self._slot(c.id)
         loop = asyncio.get_running_loop()
@@ -925,10 +937,10 @@ class ContainerService:
     # ------------------------------------------------------------------ rename / update
 
     async def rename(self, name_or_id: str, new_name: str) -> None:
+        c = self.store.get(name_or_id)  # 404 first, like dockerd
         if not new_name:
             raise InvalidParameter("Neither old nor new names may be empty")
         new_name = validate_name(new_name)
-        c = self.store.get(name_or_id)
         slot = self._slot(c.id)
         async with slot.lock:
             old = c.name
@@ -967,6 +979,13 @@ class ContainerService:
                     changed[key] = body[key]
             if body.get("PidsLimit") is not None:
                 changed["PidsLimit"] = body["PidsLimit"]
+            memory = int(changed.get("Memory") or 0)
+            swap = int(hc.get("MemorySwap") or 0)
+            if memory and "MemorySwap" not in changed and swap > 0 and memory > swap:
+                raise InvalidParameter(
+                    f"Cannot update container {c.id}: Memory limit should be smaller than "
+                    "already set memoryswap limit, update the memoryswap at the same time"
+                )
             policy = body.get("RestartPolicy")
             if policy and policy.get("Name") is not None:
                 if hc.get("AutoRemove") and policy.get("Name") not in ("", "no"):
@@ -1027,9 +1046,6 @@ class ContainerService:
             if live and c.runtime_path:
                 if await self._adopt(c, slot):
                     continue
-                policy = RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {})
-                if policy.name in ("always", "unless-stopped") and not c.manually_stopped:
-                    to_start.append(c)
             elif live:
                 c.state.status = Status.EXITED
                 self._save(c)
@@ -1039,12 +1055,16 @@ class ContainerService:
             await asyncio.to_thread(self._unmount_all, c.id)
             shutil.rmtree(self._run_dir(c.id), ignore_errors=True)
         for c in loaded:
-            policy = RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {})
-            if (
-                c.state.status == Status.EXITED
-                and policy.name in ("always", "unless-stopped")
-                and not c.manually_stopped
-                and c not in to_start
+            # dockerd's rule at daemon start: ``always`` comes back even after a manual
+            # stop, ``unless-stopped`` only if not stopped by hand, ``on-failure`` after a
+            # failure within its retry budget.
+            if c.state.status == Status.EXITED and should_restart(
+                RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {}),
+                exit_code=c.state.exit_code,
+                manually_stopped=c.manually_stopped,
+                restart_count=c.restart_count,
+                daemon_shutting_down=False,
+                at_daemon_start=True,
             ):
                 to_start.append(c)
         return to_start
@@ -1121,8 +1141,20 @@ class ContainerService:
         for slot in self._slots.values():
             if slot.restart_timer is not None:
                 slot.restart_timer.cancel()
-        if cfg.live_restore:
-            return
+        if not cfg.live_restore:
+            await self._stop_all(cfg)
+        # Exits being cleaned up right now finish first: no mount or monitor is left behind.
+        pending = [
+            s.run.cleaned.wait()
+            for s in self._slots.values()
+            if s.run is not None and s.run.exit_status is not None and not s.run.cleaned.is_set()
+        ]
+        if pending:
+            await asyncio.wait(
+                [asyncio.ensure_future(p) for p in pending], timeout=SHUTDOWN_CLEANUP_SECONDS
+            )
+
+    async def _stop_all(self, cfg: Config) -> None:
         running = [c for c in self.store.all() if is_running(c.state.status)]
         if not running:
             return

@@ -69,10 +69,19 @@ class ExecService:
         containers.on_exec_cleanup = self.drop_for
 
     def ids_for(self, container_id: str) -> list[str]:
+        """Sessions of the container that run or have not started (dockerd drops an exec
+        from ExecIDs when it exits; it can still be inspected by ID)."""
+        return [
+            s.id
+            for s in self._sessions.values()
+            if s.container_id == container_id and (s.running or not s.started)
+        ]
+
+    def all_for(self, container_id: str) -> list[str]:
         return [s.id for s in self._sessions.values() if s.container_id == container_id]
 
     def drop_for(self, container_id: str) -> None:
-        for exec_id in self.ids_for(container_id):
+        for exec_id in self.all_for(container_id):
             session = self._sessions[exec_id]
             if not session.running:
                 del self._sessions[exec_id]
@@ -158,6 +167,9 @@ class ExecService:
             }
         if session.privileged:
             caps = list(effective_capabilities(privileged=True))
+            bounding = self.containers.capability_bounding
+            if bounding is not None:
+                caps = [cap for cap in caps if cap in bounding]
             process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
         if session.console_size and session.tty:
             process["consoleSize"] = {

@@ -257,3 +257,15 @@ def read_open_fd_count(proc_root: str = "/proc") -> int:
         return len(os.listdir(os.path.join(proc_root, "self", "fd")))
     except OSError:
         return -1
+
+
+def read_capability_bounding_mask(path: str = "/proc/self/status") -> int | None:
+    """The ``CapBnd`` mask of this process, or None when it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -45,7 +45,7 @@ import shutil
 import stat
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -780,10 +780,15 @@ class LayerStore:
         rw = self.get_rw(container_id)
         return dir_size(os.path.join(self._dir(rw.mount_id), "diff"))
 
-    def diff(self, container_id: str) -> Iterator[bytes]:
-        """Tar stream of the container's changes, whiteouts in ``.wh.`` form."""
+    def diff(self, container_id: str, exclude: Collection[str] = ()) -> Iterator[bytes]:
+        """Tar stream of the container's changes, whiteouts in ``.wh.`` form, without the
+        members named in ``exclude`` (tar names, no leading slash)."""
         rw = self.get_rw(container_id)
-        return stream_tar(upper_entries(os.path.join(self._dir(rw.mount_id), "diff")))
+        entries = upper_entries(os.path.join(self._dir(rw.mount_id), "diff"))
+        if exclude:
+            skip = frozenset(exclude)
+            entries = (e for e in entries if e.info.name.rstrip("/") not in skip)
+        return stream_tar(entries)
 
 
 def _split_tar(layer_dir: str, split: str, diff_id: str) -> Iterator[bytes]:

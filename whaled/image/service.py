@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -553,6 +553,7 @@ class ImageService:
         comment: str = "",
         repo: str | None = None,
         tag: str | None = None,
+        exclude: Collection[str] = (),
     ) -> str:
         """``POST /commit``: the container's RW layer diff becomes a new image.
 
@@ -566,7 +567,7 @@ class ImageService:
         parent_diffs = list(parent.diff_ids) if parent else []
         if rw.parent != (parent.top_chain if parent else None):
             raise Conflict("the container's read-write layer does not sit on its image")
-        diff_stream = _IterReader(self.layers.diff(container_id))
+        diff_stream = _IterReader(self.layers.diff(container_id, exclude))
         layer = self.layers.register(diff_stream, rw.parent)
         try:
             empty = layer.diff_id == EMPTY_LAYER_DIFF_ID

@@ -59,6 +59,12 @@ ALL_CAPABILITIES: tuple[str, ...] = (
 
 _KNOWN = frozenset(ALL_CAPABILITIES)
 
+
+def capabilities_from_mask(mask: int) -> frozenset[str]:
+    """Capability names of a ``/proc/<pid>/status`` mask (``CapBnd`` …); ALL_CAPABILITIES
+    is in kernel bit order."""
+    return frozenset(name for bit, name in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
+
 #: dockerd's default capability set for an unprivileged container.
 DEFAULT_CAPABILITIES: tuple[str, ...] = (
     "CAP_CHOWN",

@@ -116,6 +116,8 @@ class HostFacts:
     cpus: int | None = None
     #: Hard limits whaled runs under and cannot raise, by ulimit name (e.g. {"nofile": 20000}).
     rlimit_hard: Mapping[str, int] = field(default_factory=dict)
+    #: The daemon's own capability bounding set (None: unknown, no filtering).
+    capability_bounding: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +230,9 @@ def build_spec(inp: SpecInput) -> dict[str, Any]:
             cap_add=inp.cap_add, cap_drop=inp.cap_drop, privileged=inp.privileged
         )
     )
+    if inp.host.capability_bounding is not None:
+        # A capability the daemon itself lacks cannot be granted (runc: EPERM).
+        caps = [c for c in caps if c in inp.host.capability_bounding]
 
     user: dict[str, Any] = {"uid": inp.user.uid, "gid": inp.user.gid}
     if inp.user.additional_gids:

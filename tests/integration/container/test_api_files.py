@@ -187,12 +187,6 @@ def test_changes_kinds(whaled: WhaledProcess, docker_client: Any, busybox_image:
     c.remove(force=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the mount points of /etc/hosts and /etc/resolv.conf (and whatever runc creates) "
-    "show up as added in a fresh container's changes (and get committed); dockerd keeps them "
-    "in the init layer, so an untouched container's diff is empty",
-)
 def test_untouched_container_has_no_changes(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:

@@ -173,11 +173,6 @@ def test_unknown_container_bad_signal_bad_condition(
     c.remove(force=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: message quotes like Python (invalid condition: 'bogus'); dockerd uses Go's "
-    '%q: invalid condition: "bogus"',
-)
 def test_wait_bad_condition_message_is_dockerds(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
@@ -219,13 +214,6 @@ def test_wait_not_running_and_removed_with_auto_remove(
         api.inspect_container(cid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the exit is announced (status exited, default wait answers) before the exit "
-    "clean-up; a next-exit wait registered in that window (runc delete + unmount, ~50 ms) is "
-    "answered by the exit that already happened (ContainerService._handle_exit flushes "
-    "exit_waiters only after its awaits)",
-)
 def test_wait_next_exit_waits_for_the_next_run(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
@@ -273,11 +261,6 @@ def test_wait_next_exit_after_cleanup_answers_the_next_run(
     assert result["wait"]["StatusCode"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a daemon stop right after a container exited leaves its rootfs mounted "
-    "(shutdown does not wait for the exit clean-up in flight; the next start repairs it)",
-)
 def test_daemon_stop_right_after_an_exit_leaves_no_mount(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
@@ -415,12 +398,6 @@ def test_always_and_unless_stopped_restart_until_stopped(
         c.remove(force=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ContainerService.restore restarts 'always' containers only when not manually "
-    "stopped; dockerd (and its docs) start an 'always' container at daemon start even after "
-    "a docker stop (only unless-stopped honours it)",
-)
 def test_always_container_stopped_by_user_starts_with_the_daemon(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
@@ -676,11 +653,6 @@ def test_resources_show_in_the_cgroups(
     c.remove(force=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --memory without --memory-swap leaves swap unlimited (HostConfig.MemorySwap 0, "
-    "memsw unlimited); dockerd sets MemorySwap to twice the memory where swap limits work",
-)
 def test_memory_without_swap_gets_as_much_swap_as_memory(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
@@ -693,13 +665,6 @@ def test_memory_without_swap_gets_as_much_swap_as_memory(
     assert int(swap) in (128 << 20, 64 << 20)  # v1: memory+swap; v2: swap alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: update of Memory above the container's MemorySwap is passed to runc (its "
-    "cgroup write error comes back); dockerd refuses it first with 400 'Cannot update "
-    "container <id>: Memory limit should be smaller than already set memoryswap limit, "
-    "update the memoryswap at the same time'",
-)
 def test_update_memory_above_swap_is_refused_like_dockerd(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:

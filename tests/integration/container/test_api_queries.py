@@ -484,12 +484,6 @@ def test_log_rotation_keeps_each_file_near_max_size(
     c.remove()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: log opts sent without a driver name (what `docker run --log-opt max-size=…` "
-    'sends: LogConfig.Type "") are dropped by complete_host_config; dockerd fills in the '
-    "default driver and keeps the opts",
-)
 def test_log_opts_without_driver_name_are_kept(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:

@@ -119,11 +119,6 @@ def test_malformed_extra_host_is_invalid_parameter(entry: str) -> None:
     assert "invalid IP address in add-host" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: add-host values are not checked to be IP addresses (dockerd: 400 "
-    "'invalid IP address in add-host: \"<value>\"'); 'host-gateway' is written literally",
-)
 @pytest.mark.parametrize("entry", ["db:not-an-ip", "db:300.1.1.1", "gw:host-gateway"])
 def test_extra_host_that_is_not_an_ip_is_refused(entry: str) -> None:
     with pytest.raises(InvalidParameter):
@@ -170,11 +165,6 @@ def test_output_always_ends_with_a_newline() -> None:
     assert _resolv(host_resolv="nameserver 10.0.0.2", dns_options=["ndots:1"]).endswith("\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --dns-search . must mean 'no search domains' (libnetwork resolvconf.Build "
-    "writes no search line for '.'); whaled writes 'search .'",
-)
 def test_dns_search_dot_means_no_search_line() -> None:
     lines = _resolv(dns_search=["."]).splitlines()
     assert not [ln for ln in lines if ln.startswith(("search", "domain"))]

@@ -207,11 +207,6 @@ def test_bad_filters_are_invalid_parameters(
     assert fragment in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the status message repeats itself (\"invalid filter 'status=x': Invalid "
-    "filter 'status=x'\"); dockerd's invalidFilter says it once",
-)
 def test_bad_status_message_is_dockerds() -> None:
     # dockerd (daemon/errors.go invalidFilter{"status", value}): "Invalid filter 'status=x'".
     with pytest.raises(InvalidParameter) as info:

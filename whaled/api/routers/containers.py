@@ -244,6 +244,7 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
                             stdout=want_out,
                             stderr=want_err,
                             detacher=DetachScanner(keys) if want_stdin and keys else None,
+                            eof_closes_stdin=bool(c.config.get("StdinOnce")) and not tty,
                         )
                     finally:
                         if not done.done():

@@ -690,10 +690,15 @@ class ContainerService:
             if not w.done():
                 w.set_result(status)
         try:
-            with contextlib.suppress(WhaledError, OSError):
-                await run.runtime.delete(force=True)
-            with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.images.layers.unmount, c.id)
+            # The process is gone: the runtime's delete and the unmount are independent.
+            results = await asyncio.gather(
+                run.runtime.delete(force=True),
+                asyncio.to_thread(self.images.layers.unmount, c.id),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.warning("clean-up after the exit of %s: %s", c.id[:12], result)
             if self.on_exec_cleanup is not None:
                 self.on_exec_cleanup(c.id)
         finally:

@@ -4,52 +4,20 @@ socket, detached exec, resize; attach with stdin and detach keys, logs on attach
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import docker.errors
 import pytest
 
+from tests.integration.container.helpers import NONE, V, create_id, is_zombie, poll, run_bg
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
-
-T = TypeVar("T")
-NONE = "none"
-V = "/v1.45"
-
-
-@pytest.fixture(autouse=True)
-def _force_remove_leftovers(whaled: WhaledProcess) -> Iterator[None]:
-    """Containers a failing (or xfail) test left running would cost the daemon's stop
-    timeout at teardown: remove them first."""
-    yield
-    with contextlib.suppress(Exception):
-        status, _, out = whaled.request("GET", "/v1.45/containers/json?all=1", timeout=5)
-        if status == 200:
-            for c in json.loads(out):
-                whaled.request("DELETE", f"/v1.45/containers/{c['Id']}?force=1", timeout=10)
-
-
-def poll(fn: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
-
-def run_bg(client: Any, image: str, *cmd: str, **kw: Any) -> Any:
-    kw.setdefault("network_mode", NONE)
-    return client.containers.run(image, list(cmd), detach=True, **kw)
 
 
 def raw_socket(sock: Any) -> socket.socket:
@@ -271,18 +239,10 @@ def test_exec_sessions_go_with_the_run(
     docker_client.api.exec_start(ex["Id"], detach=True)
     pid = poll(lambda: exec_inspect(docker_client, ex["Id"])["Pid"])
     c.stop(timeout=0)
-    assert not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
+    assert not os.path.exists(f"/proc/{pid}") or is_zombie(pid)
     c.start()
     assert not docker_client.api.inspect_container(c.id)["ExecIDs"]
     c.remove(force=True)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 # ================================================================== attach
@@ -307,13 +267,19 @@ def _shell(api: Any, image: str, *, tty: bool, stdin_once: bool = True) -> str:
 ATTACH_ALL = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
 
 
+def _attach(api: Any, cid: str, **params: Any) -> tuple[Any, socket.socket]:
+    """``attach_socket`` with ``ATTACH_ALL`` (and ``params``): the socket to close and the plain
+    socket under it."""
+    sock = api.attach_socket(cid, params={**ATTACH_ALL, **params})
+    return sock, raw_socket(sock)
+
+
 def test_attach_tty_stdin_resize_and_detach_keys(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     api = docker_client.api
     cid = _shell(api, busybox_image, tty=True)
-    sock = api.attach_socket(cid, params=ATTACH_ALL)
-    raw = raw_socket(sock)
+    sock, raw = _attach(api, cid)
     api.resize(cid, height=40, width=120)
     raw.sendall(b"stty size; echo mark$((40+2))\n")
     data = read_until(raw, lambda d: b"mark42" in d)
@@ -324,8 +290,7 @@ def test_attach_tty_stdin_resize_and_detach_keys(
     time.sleep(0.2)
     assert api.inspect_container(cid)["State"]["Running"] is True
     # A new attach (custom keys) sees the same shell's output.
-    sock = api.attach_socket(cid, params={**ATTACH_ALL, "detachKeys": "ctrl-x"})
-    raw = raw_socket(sock)
+    sock, raw = _attach(api, cid, detachKeys="ctrl-x")
     docker_client.containers.get(cid).exec_run(["sh", "-c", "echo via-pid1-tty > /proc/1/fd/1"])
     assert b"via-pid1-tty" in read_until(raw, lambda d: b"via-pid1-tty" in d)
     raw.sendall(b"\x18")  # ctrl-x
@@ -340,12 +305,11 @@ def test_attach_again_after_detach_still_types_into_the_tty(
 ) -> None:
     api = docker_client.api
     cid = _shell(api, busybox_image, tty=True)
-    sock = api.attach_socket(cid, params=ATTACH_ALL)
-    raw_socket(sock).sendall(b"\x10\x11")
-    read_to_eof(raw_socket(sock), timeout=5)
+    sock, raw = _attach(api, cid)
+    raw.sendall(b"\x10\x11")
+    read_to_eof(raw, timeout=5)
     sock.close()
-    sock = api.attach_socket(cid, params=ATTACH_ALL)
-    raw = raw_socket(sock)
+    sock, raw = _attach(api, cid)
     raw.sendall(b"echo again$((1+1))\n")
     assert b"again2" in read_until(raw, lambda d: b"again2" in d, timeout=3)
     sock.close()
@@ -357,8 +321,7 @@ def test_non_tty_container_survives_a_client_leaving(
 ) -> None:
     api = docker_client.api
     cid = _shell(api, busybox_image, tty=False, stdin_once=False)
-    sock = api.attach_socket(cid, params=ATTACH_ALL)
-    raw = raw_socket(sock)
+    sock, raw = _attach(api, cid)
     raw.sendall(b"echo one\n")
     assert demux(read_until(raw, lambda d: b"one" in d))[0] == b"one\n"
     if how == "detach-keys":
@@ -375,16 +338,12 @@ def test_attach_non_tty_stdin_frames_and_exit(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     api = docker_client.api
-    cid = api.create_container(
-        busybox_image,
-        ["sh", "-c", "read line; echo got:$line; echo bye >&2"],
-        stdin_open=True,
-        host_config=api.create_host_config(network_mode=NONE),
-    )["Id"]
+    cid = create_id(
+        api, busybox_image, ["sh", "-c", "read line; echo got:$line; echo bye >&2"], stdin_open=True
+    )
     # Attached before the start, like `docker run -i`.
-    sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    sock, raw = _attach(api, cid)
     api.start(cid)
-    raw = raw_socket(sock)
     raw.sendall(b"ping\n")
     out, err = demux(read_to_eof(raw))
     sock.close()

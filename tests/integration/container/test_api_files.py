@@ -4,56 +4,24 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import os
 import tarfile
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import docker.errors
 import pytest
 
+from tests.integration.container.helpers import NONE, V, run_bg, run_until_file
 from tests.support.whaled_proc import WhaledProcess
 
-T = TypeVar("T")
-NONE = "none"
-V = "/v1.45"
 # Go's os.FileMode bits, as dockerd puts them in the stat header.
 MODE_DIR = 1 << 31
 MODE_SYMLINK = 1 << 27
 MODE_STICKY = 1 << 20
 ADDED, MODIFIED, DELETED = 1, 0, 2
-
-
-@pytest.fixture(autouse=True)
-def _force_remove_leftovers(whaled: WhaledProcess) -> Iterator[None]:
-    """Containers a failing (or xfail) test left running would cost the daemon's stop
-    timeout at teardown: remove them first."""
-    yield
-    with contextlib.suppress(Exception):
-        status, _, out = whaled.request("GET", "/v1.45/containers/json?all=1", timeout=5)
-        if status == 200:
-            for c in json.loads(out):
-                whaled.request("DELETE", f"/v1.45/containers/{c['Id']}?force=1", timeout=10)
-
-
-def poll(fn: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
-
-def run_bg(client: Any, image: str, *cmd: str, **kw: Any) -> Any:
-    kw.setdefault("network_mode", NONE)
-    return client.containers.run(image, list(cmd), detach=True, **kw)
 
 
 def stat_header(w: WhaledProcess, cid: str, path: str) -> tuple[int, dict[str, Any] | None]:
@@ -162,10 +130,9 @@ def test_copy_into_a_read_only_rootfs_is_refused(
 def test_export_contains_the_rootfs(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = run_bg(
-        docker_client, busybox_image, "sh", "-c", "echo added > /added; rm /bin/ls; sleep 300"
+    c = run_until_file(
+        docker_client, busybox_image, "/added", "echo added > /added; rm /bin/ls; sleep 300"
     )
-    poll(lambda: c.exec_run(["test", "-f", "/added"]).exit_code == 0)
     got = members(c.export())
     names = set(got)
     assert "bin/busybox" in names and "etc/passwd" in names
@@ -197,8 +164,9 @@ def test_untouched_container_has_no_changes(
 def test_commit_creates_a_runnable_image_with_changes(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = run_bg(docker_client, busybox_image, "sh", "-c", "echo committed > /marker; sleep 300")
-    poll(lambda: c.exec_run(["test", "-f", "/marker"]).exit_code == 0)
+    c = run_until_file(
+        docker_client, busybox_image, "/marker", "echo committed > /marker; sleep 300"
+    )
     since = time.time()
     image = c.commit(
         repository="committed",
@@ -232,14 +200,13 @@ def test_prune_only_stopped_with_label_filter(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     running = run_bg(docker_client, busybox_image, "sleep", "300", labels={"prune": "yes"})
-    keep = docker_client.containers.run(
-        busybox_image, ["true"], detach=True, network_mode=NONE, labels={"prune": "no"}
-    )
-    big = docker_client.containers.run(
+    keep = run_bg(docker_client, busybox_image, "true", labels={"prune": "no"})
+    big = run_bg(
+        docker_client,
         busybox_image,
-        ["sh", "-c", "head -c 20000 /dev/zero > /blob"],
-        detach=True,
-        network_mode=NONE,
+        "sh",
+        "-c",
+        "head -c 20000 /dev/zero > /blob",
         labels={"prune": "yes"},
     )
     created = docker_client.containers.create(

@@ -5,61 +5,20 @@ really does inside it (cgroups, mounts, /etc files, users, devices, seccomp)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import docker.errors
 import pytest
 import requests
 
+from tests.integration.container.helpers import NONE, call, create_id, poll, run_bg
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess, mounts_under
-
-T = TypeVar("T")
-NONE = "none"
-V = "/v1.45"
-
-
-@pytest.fixture(autouse=True)
-def _force_remove_leftovers(whaled: WhaledProcess) -> Iterator[None]:
-    """Containers a failing (or xfail) test left running would cost the daemon's stop
-    timeout at teardown: remove them first."""
-    yield
-    with contextlib.suppress(Exception):
-        status, _, out = whaled.request("GET", "/v1.45/containers/json?all=1", timeout=5)
-        if status == 200:
-            for c in json.loads(out):
-                whaled.request("DELETE", f"/v1.45/containers/{c['Id']}?force=1", timeout=10)
-
-
-def poll(fn: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
-    """``fn()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
-
-def run_bg(client: Any, image: str, *cmd: str, **kw: Any) -> Any:
-    kw.setdefault("network_mode", NONE)
-    return client.containers.run(image, list(cmd), detach=True, **kw)
-
-
-def call(w: WhaledProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """Raw request; returns (status, decoded JSON body or None)."""
-    status, _, out = w.request(method, V + path, body)
-    return status, json.loads(out) if out.strip() else None
 
 
 def state_of(client: Any, cid: str) -> dict[str, Any]:
@@ -188,17 +147,13 @@ def test_wait_not_running_and_removed_with_auto_remove(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     api = docker_client.api
-    cid = api.create_container(
-        busybox_image, ["sh", "-c", "exit 4"], host_config=api.create_host_config(network_mode=NONE)
-    )["Id"]
+    cid = create_id(api, busybox_image, ["sh", "-c", "exit 4"])
     api.start(cid)
     assert api.wait(cid, condition="not-running", timeout=30)["StatusCode"] == 4
     assert api.wait(cid, timeout=30) == {"StatusCode": 4, "Error": None}
-    cid = api.create_container(
-        busybox_image,
-        ["sh", "-c", "sleep 0.3; exit 5"],
-        host_config=api.create_host_config(network_mode=NONE, auto_remove=True),
-    )["Id"]
+    cid = create_id(
+        api, busybox_image, ["sh", "-c", "sleep 0.3; exit 5"], host={"auto_remove": True}
+    )
     result: dict[str, Any] = {}
 
     def wait_removed() -> None:
@@ -218,9 +173,7 @@ def test_wait_next_exit_waits_for_the_next_run(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     api = docker_client.api
-    cid = api.create_container(
-        busybox_image, ["sh", "-c", "exit 5"], host_config=api.create_host_config(network_mode=NONE)
-    )["Id"]
+    cid = create_id(api, busybox_image, ["sh", "-c", "exit 5"])
     early = []
     for _ in range(5):  # the window is short: try a few runs
         api.start(cid)
@@ -237,11 +190,7 @@ def test_wait_next_exit_after_cleanup_answers_the_next_run(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     api = docker_client.api
-    cid = api.create_container(
-        busybox_image,
-        ["sh", "-c", "sleep 0.3; exit 6"],
-        host_config=api.create_host_config(network_mode=NONE),
-    )["Id"]
+    cid = create_id(api, busybox_image, ["sh", "-c", "sleep 0.3; exit 6"])
     api.start(cid)
     api.wait(cid, timeout=30)
     merged = api.inspect_container(cid)["GraphDriver"]["Data"]["MergedDir"]
@@ -469,12 +418,7 @@ def test_stop_timeout_from_config(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
     api = docker_client.api
-    cid = api.create_container(
-        busybox_image,
-        ["sleep", "300"],
-        stop_timeout=1,
-        host_config=api.create_host_config(network_mode=NONE),
-    )["Id"]
+    cid = create_id(api, busybox_image, ["sleep", "300"], stop_timeout=1)
     api.start(cid)
     assert api.inspect_container(cid)["Config"]["StopTimeout"] == 1
     started = time.monotonic()

@@ -4,56 +4,24 @@ filters, and logs (since/until/tail/timestamps/streams/follow, driver none, rota
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import docker.errors
 import pytest
 
+from tests.integration.container.helpers import (
+    NONE,
+    create_id,
+    poll,
+    raw_json,
+    run_bg,
+    run_until_file,
+)
 from tests.support.whaled_proc import WhaledProcess, mounts_under
-
-T = TypeVar("T")
-NONE = "none"
-
-
-@pytest.fixture(autouse=True)
-def _force_remove_leftovers(whaled: WhaledProcess) -> Iterator[None]:
-    """Containers a failing (or xfail) test left running would cost the daemon's stop
-    timeout at teardown: remove them first."""
-    yield
-    with contextlib.suppress(Exception):
-        status, _, out = whaled.request("GET", "/v1.45/containers/json?all=1", timeout=5)
-        if status == 200:
-            for c in json.loads(out):
-                whaled.request("DELETE", f"/v1.45/containers/{c['Id']}?force=1", timeout=10)
-
-
-def poll(fn: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.05) -> T:
-    """``fn()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
-
-def run_bg(client: Any, image: str, *cmd: str, **kw: Any) -> Any:
-    kw.setdefault("network_mode", NONE)
-    return client.containers.run(image, list(cmd), detach=True, **kw)
-
-
-def raw_json(w: WhaledProcess, path: str) -> tuple[int, Any]:
-    status, _, body = w.request("GET", path)
-    return status, json.loads(body) if body.strip() else None
-
 
 # ================================================================== inspect
 
@@ -149,10 +117,9 @@ def test_inspect_by_name_prefix_and_slash_name(
 def test_inspect_size_fields_and_old_api_version(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = run_bg(
-        docker_client, busybox_image, "sh", "-c", "head -c 5000 /dev/zero > /blob; sleep 300"
+    c = run_until_file(
+        docker_client, busybox_image, "/blob", "head -c 5000 /dev/zero > /blob; sleep 300"
     )
-    poll(lambda: c.exec_run(["test", "-f", "/blob"]).exit_code == 0)
     status, plain = raw_json(whaled, f"/v1.45/containers/{c.id}/json")
     assert status == 200 and "SizeRw" not in plain
     status, sized = raw_json(whaled, f"/v1.45/containers/{c.id}/json?size=1")
@@ -174,9 +141,7 @@ def _make_half_removed(whaled: WhaledProcess, client: Any, image: str) -> tuple[
     ids = []
     uppers = []
     for _ in range(2):
-        c = client.containers.run(
-            image, ["sh", "-c", "echo x > /f"], detach=True, network_mode=NONE
-        )
+        c = run_bg(client, image, "sh", "-c", "echo x > /f")
         c.wait(timeout=30)
         data = client.api.inspect_container(c.id)["GraphDriver"]["Data"]
         upper = data["UpperDir"]
@@ -269,19 +234,14 @@ def test_list_filters_and_order(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str, tmp_path: Any
 ) -> None:
     api = docker_client.api
-    api.create_container(
+    create_id(api, busybox_image, ["true"], name="l1", labels={"tier": "db"})
+    c2 = run_bg(
+        docker_client,
         busybox_image,
-        ["true"],
-        name="l1",
-        labels={"tier": "db"},
-        host_config=api.create_host_config(network_mode=NONE),
-    )
-    c2 = docker_client.containers.run(
-        busybox_image,
-        ["sh", "-c", "exit 3"],
+        "sh",
+        "-c",
+        "exit 3",
         name="l2",
-        detach=True,
-        network_mode=NONE,
         labels={"tier": "web", "env": "prod"},
     )
     c2.wait(timeout=30)
@@ -339,10 +299,9 @@ def test_list_filters_and_order(
 def test_list_item_shape_and_size(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = run_bg(
-        docker_client, busybox_image, "sh", "-c", "echo hi > /x; sleep 300", labels={"a": "b"}
+    c = run_until_file(
+        docker_client, busybox_image, "/x", "echo hi > /x; sleep 300", labels={"a": "b"}
     )
-    poll(lambda: c.exec_run(["test", "-f", "/x"]).exit_code == 0)
     [item] = docker_client.api.containers(size=True)
     assert item["Id"] == c.id
     assert item["Image"] == busybox_image
@@ -364,11 +323,12 @@ def test_list_item_shape_and_size(
 def test_logs_streams_tail_timestamps_since_until(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = docker_client.containers.run(
+    c = run_bg(
+        docker_client,
         busybox_image,
-        ["sh", "-c", "echo o1; echo e1 >&2; sleep 1.2; echo o2; echo e2 >&2"],
-        detach=True,
-        network_mode=NONE,
+        "sh",
+        "-c",
+        "echo o1; echo e1 >&2; sleep 1.2; echo o2; echo e2 >&2",
     )
     c.wait(timeout=30)
     assert c.logs(stdout=True, stderr=False) == b"o1\no2\n"
@@ -413,12 +373,8 @@ def test_logs_follow_ends_when_the_container_exits(
 def test_logs_with_driver_none_is_not_implemented(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = docker_client.containers.run(
-        busybox_image,
-        ["echo", "hi"],
-        detach=True,
-        network_mode=NONE,
-        log_config=docker.types.LogConfig(type="none"),
+    c = run_bg(
+        docker_client, busybox_image, "echo", "hi", log_config=docker.types.LogConfig(type="none")
     )
     c.wait(timeout=30)
     status, _, out = whaled.request("GET", f"/v1.45/containers/{c.id}/logs?stdout=1")
@@ -434,6 +390,23 @@ _SPAM = (
 )
 
 
+_ROTATION = {"max-size": "10k", "max-file": "3"}
+
+
+def _spam_with_rotation(client: Any, image: str) -> Any:
+    """A container that wrote 3000 log lines (about 140 kB) with json-file's ``_ROTATION``."""
+    c = run_bg(
+        client,
+        image,
+        "sh",
+        "-c",
+        _SPAM,
+        log_config=docker.types.LogConfig(type="json-file", config=_ROTATION),
+    )
+    c.wait(timeout=60)
+    return c
+
+
 def _log_files(logpath: str) -> dict[str, int]:
     d, base = os.path.split(logpath)
     return {n: os.path.getsize(os.path.join(d, n)) for n in os.listdir(d) if n.startswith(base)}
@@ -442,16 +415,7 @@ def _log_files(logpath: str) -> dict[str, int]:
 def test_log_rotation_keeps_max_file_and_the_last_lines(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = docker_client.containers.run(
-        busybox_image,
-        ["sh", "-c", _SPAM],
-        detach=True,
-        network_mode=NONE,
-        log_config=docker.types.LogConfig(
-            type="json-file", config={"max-size": "10k", "max-file": "3"}
-        ),
-    )
-    c.wait(timeout=60)
+    c = _spam_with_rotation(docker_client, busybox_image)
     body = docker_client.api.inspect_container(c.id)
     assert body["HostConfig"]["LogConfig"]["Config"] == {"max-size": "10k", "max-file": "3"}
     files = _log_files(body["LogPath"])
@@ -469,16 +433,7 @@ def test_log_rotation_keeps_max_file_and_the_last_lines(
 def test_log_rotation_keeps_each_file_near_max_size(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
-    c = docker_client.containers.run(
-        busybox_image,
-        ["sh", "-c", _SPAM],
-        detach=True,
-        network_mode=NONE,
-        log_config=docker.types.LogConfig(
-            type="json-file", config={"max-size": "10k", "max-file": "3"}
-        ),
-    )
-    c.wait(timeout=60)
+    c = _spam_with_rotation(docker_client, busybox_image)
     files = _log_files(docker_client.api.inspect_container(c.id)["LogPath"])
     assert all(size <= 2 * 10 * 1024 for size in files.values()), files
     c.remove()

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.integration.container.helpers import is_zombie, poll
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
 
@@ -164,19 +165,14 @@ def test_on_failure_2_ends_with_restart_count_2(
     cid = docker_cli.run(
         *RUN, "-d", "--restart", "on-failure:2", busybox_image, "sh", "-c", "exit 1"
     ).stdout.strip()
-    deadline = time.monotonic() + 30
-    state: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        state = json.loads(
-            docker_cli.run(
-                "inspect", "--format", "{{json .State}}|{{.RestartCount}}", cid
-            ).stdout.split("|")[0]
-        )
-        count = int(docker_cli.run("inspect", "--format", "{{.RestartCount}}", cid).stdout)
-        if count == 2 and state["Status"] == "exited":
-            break
-        time.sleep(0.2)
-    assert count == 2 and state["Status"] == "exited", state
+
+    def exited_after_two_restarts() -> dict[str, object] | None:
+        out = docker_cli.run("inspect", "--format", "{{json .State}}|{{.RestartCount}}", cid)
+        state_json, count = out.stdout.rsplit("|", 1)
+        state: dict[str, object] = json.loads(state_json)
+        return state if int(count) == 2 and state["Status"] == "exited" else None
+
+    state = poll(exited_after_two_restarts, timeout=30, interval=0.2)
     assert state["ExitCode"] == 1
     docker_cli.run("rm", cid)
 
@@ -195,14 +191,12 @@ def test_healthcheck_turns_healthy(
         "sleep",
         "300",
     ).stdout.strip()
-    deadline = time.monotonic() + 20
-    status = ""
-    while time.monotonic() < deadline:
-        status = docker_cli.run("inspect", "--format", "{{.State.Health.Status}}", cid).stdout
-        if status.strip() == "healthy":
-            break
-        time.sleep(0.2)
-    assert status.strip() == "healthy"
+
+    def healthy() -> bool:
+        out = docker_cli.run("inspect", "--format", "{{.State.Health.Status}}", cid).stdout
+        return out.strip() == "healthy"
+
+    poll(healthy, timeout=20, interval=0.2)
     listed = docker_cli.run("ps", "-q", "--no-trunc", "--filter", "health=healthy").stdout
     assert cid in listed
     docker_cli.run("rm", "-f", cid)
@@ -279,16 +273,8 @@ def test_live_restore_keeps_a_container_across_a_daemon_restart(
     assert docker_cli.run("logs", cid).stdout == "before\n"
     assert docker_cli.run("exec", cid, "echo", "after").stdout == "after\n"
     docker_cli.run("stop", "-t", "1", cid)
-    assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    assert not os.path.exists(f"/proc/{pid}") or is_zombie(pid)
     docker_cli.run("rm", cid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_without_live_restore_shutdown_stops_containers(
@@ -297,7 +283,7 @@ def test_without_live_restore_shutdown_stops_containers(
     cid = docker_cli.run(*RUN, "-d", busybox_image, "sleep", "300").stdout.strip()
     pid = int(docker_cli.run("inspect", "--format", "{{.State.Pid}}", cid).stdout)
     whaled.restart()
-    assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    assert not os.path.exists(f"/proc/{pid}") or is_zombie(pid)
     assert docker_cli.run("inspect", "--format", "{{.State.Status}}", cid).stdout.strip() == (
         "exited"
     )

@@ -5,8 +5,9 @@ dockerd is Debian's ``docker.io`` (20.10), started privately the way the bench d
 under ``/tmp/wbd-*``, ``--bridge=none --iptables=false``, its managed containerd under that
 root too. It is stopped by the PID we started (and strays by pidfd), everything mounted under
 the root is unmounted and the root removed; ``/var/lib/docker`` and ``/run/docker.sock`` are
-never used. ``make test`` does not install docker.io (installing it would start the system
-docker service where apt may start services): without ``/usr/sbin/dockerd`` the tests skip.
+never used. When docker.io is missing it is installed the way the bench installs it
+(``bench.prereqs.ensure_dockerd``: apt is kept from starting the system docker service); the
+tests skip only where that cannot be done.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from bench.engines import DOCKERD, DockerdEngine, EngineError, HostDirs
+from bench.engines import DockerdEngine, EngineError, HostDirs
+from bench.prereqs import ensure_dockerd
 from tests.support.busybox import busybox_available, busybox_tar_cached
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
@@ -33,11 +35,11 @@ SECOND_LAYER = "mkdir -p /data && echo hello > /data/hello.txt && rm /bin/vi && 
 def dockerd() -> Iterator[DockerdEngine]:
     if os.geteuid() != 0:
         pytest.skip("needs root (starts dockerd)")
-    if not os.access(DOCKERD, os.X_OK):
-        pytest.skip(
-            f"{DOCKERD} is missing: Debian's docker.io is not installed (bench/run --reference "
-            "installs it; make test does not)"
-        )
+    # Installs Debian's docker.io when missing, the way the bench does (apt is kept from
+    # starting the system docker service); skips only when that is impossible here.
+    reason = ensure_dockerd(log=lambda _: None)
+    if reason is not None:
+        pytest.skip(reason)
     host_dirs = HostDirs()
     engine = DockerdEngine()
     try:

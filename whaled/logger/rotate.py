@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from whaled.errors import SystemFailure, WhaledError
+from whaled.osutil.inotify import open_dir_watch
 
 log = logging.getLogger("whaled.logger")
 
@@ -166,12 +167,40 @@ class LogRotator:
         return True
 
     async def run(self, stop: asyncio.Event, interval: float = 0.25) -> None:
-        """``check`` every ``interval`` seconds until ``stop`` is set. Errors are logged and
-        the next check tries again."""
-        while not stop.is_set():
-            try:
-                await self.check()
-            except WhaledError as e:
-                log.warning("log rotation of %s failed: %s", self.path, e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        """Until ``stop`` is set: ``check`` whenever the log file is written to (inotify on
+        its directory, so a fast writer is rotated within milliseconds of passing the size),
+        and at least every ``interval`` seconds (the fallback where inotify is missing).
+        Errors are logged and the next check tries again."""
+        watch = open_dir_watch(os.path.dirname(self.path) or ".")
+        loop = asyncio.get_running_loop()
+        name = os.path.basename(self.path)
+        written = asyncio.Event()
+        if watch is not None:
+
+            def on_event() -> None:
+                if name in watch.names():
+                    written.set()
+
+            loop.add_reader(watch.fileno(), on_event)
+        try:
+            while not stop.is_set():
+                written.clear()
+                try:
+                    await self.check()
+                except WhaledError as e:
+                    log.warning("log rotation of %s failed: %s", self.path, e)
+                waiters = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(written.wait()),
+                ]
+                try:
+                    await asyncio.wait(
+                        waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for w in waiters:
+                        w.cancel()
+        finally:
+            if watch is not None:
+                loop.remove_reader(watch.fileno())
+                watch.close()

@@ -448,3 +448,32 @@ def test_log_opts_without_driver_name_are_kept(
     cid = api.create_container(busybox_image, ["true"], host_config=hc)["Id"]
     log_config = api.inspect_container(cid)["HostConfig"]["LogConfig"]
     assert log_config == {"Type": "json-file", "Config": {"max-size": "10k", "max-file": "3"}}
+
+
+def test_log_rotation_keeps_a_steady_writers_files_at_max_size(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str
+) -> None:
+    """Rotation reacts to each write: a writer that does not outrun the monitor's reopen
+    gets files of max-size plus at most a few lines, and every line stays readable."""
+    script = (
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-$(printf '%050d' 0); "
+        "i=$((i+1)); usleep 2000; done"
+    )
+    c = run_bg(
+        docker_client,
+        busybox_image,
+        "sh",
+        "-c",
+        script,
+        log_config=docker.types.LogConfig(
+            type="json-file", config={"max-size": "10k", "max-file": "10"}
+        ),
+    )
+    c.wait(timeout=60)
+    files = _log_files(docker_client.api.inspect_container(c.id)["LogPath"])
+    rotated = {name: size for name, size in files.items() if not name.endswith(".log")}
+    assert len(rotated) >= 2, files
+    assert all(size <= 10_000 + 1_000 for size in rotated.values()), files
+    lines = c.logs().decode().splitlines()
+    assert len(lines) == 300 and lines[-1].startswith("line-299-")
+    c.remove()

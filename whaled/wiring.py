@@ -41,7 +41,7 @@ from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageCases, image_event_hook
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
-from whaled.daemon.system import ContainerCounts, SystemService, gather_host_facts
+from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import WhaledError
 from whaled.events import EventBus
@@ -71,21 +71,6 @@ def load_engine_id(data_root: str) -> str:
     value = str(uuid.uuid4())
     atomic_write(path, value.encode() + b"\n", 0o600)
     return value
-
-
-class Inventory:
-    """Counts for /info from the image and container services."""
-
-    def __init__(self, images: ImageCases, containers: ContainerService) -> None:
-        self._images = images
-        self._containers = containers
-
-    def container_counts(self) -> ContainerCounts:
-        total, running, paused, stopped = self._containers.counts()
-        return ContainerCounts(total=total, running=running, paused=paused, stopped=stopped)
-
-    def image_count(self) -> int:
-        return self._images.count()
 
 
 def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
@@ -172,7 +157,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         system = SystemService(
             engine_id=engine_id,
             facts=facts,
-            inventory=Inventory(images, containers),
+            inventory=ServiceInventory(images, containers),
             events_listeners=lambda: bus.subscriber_count,
         )
         reloader = ReloadService(

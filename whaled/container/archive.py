@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
+from whaled.image.layers import xattr_pax
 from whaled.image.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
 from whaled.image.tarstream import TarEntry, stream_tar
 
@@ -362,32 +363,9 @@ class _View:
 
 
 def _xattr_pax(node: _Node) -> dict[str, str]:
-    out: dict[str, str] = {}
     if node.fd is None or node.is_link:
-        return out  # Linux keeps no user xattrs on symlinks; the magic link would follow
-    try:
-        keys = os.listxattr(node.proc())
-    except OSError:
-        return out
-    for key in keys:
-        if key.startswith("trusted.overlay."):
-            continue
-        try:
-            value = os.getxattr(node.proc(), key)
-        except OSError:
-            continue
-        out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
-    if any(not _is_utf8(v) for v in out.values()):
-        out["hdrcharset"] = "BINARY"
-    return out
-
-
-def _is_utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        return {}  # Linux keeps no user xattrs on symlinks; the magic link would follow
+    return xattr_pax(node.proc(), follow_symlinks=True)
 
 
 def _exact_chunks(node: _Node, size: int) -> Callable[[], Iterator[bytes]]:

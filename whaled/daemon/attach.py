@@ -4,8 +4,8 @@ conmon's attach socket is a SOCK_SEQPACKET unix socket: each packet the monitor 
 byte naming the stream (``STREAM_STDOUT``/``STREAM_STDERR``) followed by the data; what we
 send is the process's stdin. :func:`pump` moves bytes both ways until the output ends (the
 process exited and the monitor hung up), the client detached with the detach keys, or the
-client went away. Stdin EOF from the client is passed on by half-closing the connection
-(``close_stdin`` may add more), so the output of e.g. ``cat`` still arrives on it afterwards.
+client went away. Stdin EOF from the client is passed on by half-closing the connection,
+so the output of e.g. ``cat`` still arrives on it afterwards.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ async def pump(
     output: OutputSink,
     stdout: bool = True,
     stderr: bool = True,
-    close_stdin: Callable[[], Awaitable[None]] | None = None,
     detacher: Detacher | None = None,
     eof_closes_stdin: bool = True,
 ) -> PumpEnd:
@@ -105,9 +104,6 @@ async def pump(
                     # output on this connection.
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_WR)
-                    if close_stdin is not None:
-                        with contextlib.suppress(Conflict, OSError):
-                            await close_stdin()
                 return None  # stdin done; keep the output flowing
             detached = False
             if detacher is not None:

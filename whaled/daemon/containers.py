@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from whaled.config.model import Config
+from whaled.container import archive as cp
 from whaled.container import etcfiles
 from whaled.container.create import (
     DaemonDefaults,
@@ -548,8 +549,8 @@ class ContainerService:
 
     def _spec_for(self, cfg: Config, c: Container, rootfs: str) -> dict[str, Any]:
         hc = c.host_config
-        passwd = _read_in_root(rootfs, "etc/passwd")
-        group = _read_in_root(rootfs, "etc/group")
+        passwd = read_in_root(rootfs, "/etc/passwd")
+        group = read_in_root(rootfs, "/etc/group")
         user = resolve_user(
             str(c.config.get("User") or ""),
             passwd=passwd,
@@ -1240,9 +1241,10 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-def _read_in_root(root: str, rel: str) -> str | None:
-    """A file of the container's root, refusing symlinks that leave it."""
-    path = os.path.realpath(os.path.join(root, rel))
-    if not (path + "/").startswith(os.path.realpath(root).rstrip("/") + "/"):
+def read_in_root(root: str, path: str) -> str | None:
+    """A file of the container's root file system, its path resolved inside the container
+    (``whaled.container.archive.resolve``: links never lead to the host); None if missing."""
+    try:
+        return _read_text(cp.resolve(root, {}, path))
+    except WhaledError:
         return None
-    return _read_text(path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from whaled.container.model import Container
 from whaled.container.state import Status
-from whaled.daemon.containers import ContainerService
+from whaled.daemon.containers import ContainerService, read_in_root
 from whaled.errors import Conflict, InvalidParameter, NotFound, WhaledError
 from whaled.runtime.backend.api import Process
 from whaled.runtime.command import process_env
@@ -157,8 +157,8 @@ class ExecService:
         if session.user:
             user = resolve_user(
                 session.user,
-                passwd=_read_in(root, "etc/passwd"),
-                group=_read_in(root, "etc/group"),
+                passwd=read_in_root(root, "/etc/passwd"),
+                group=read_in_root(root, "/etc/group"),
             )
             process["user"] = {
                 "uid": user.uid,
@@ -255,14 +255,3 @@ class ExecService:
             "DetachKeys": s.detach_keys,
             "Pid": s.pid,
         }
-
-
-def _read_in(root: str, rel: str) -> str | None:
-    path = os.path.realpath(os.path.join(root, rel))
-    if not (path + "/").startswith(os.path.realpath(root).rstrip("/") + "/"):
-        return None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None

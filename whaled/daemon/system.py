@@ -1,8 +1,7 @@
 """System facts for /version and /info, gathered once at start and per request.
 
-Counts of containers and images come from providers the container and image services
-implement (``Inventory``); until those services are wired in, the daemon has none of them
-and says so honestly with ``EmptyInventory``.
+Counts of containers and images come from the container and image services
+(``ServiceInventory`` over the ``Inventory`` protocol).
 """
 
 from __future__ import annotations
@@ -43,25 +42,26 @@ class ListenerCount(Protocol):
     def __call__(self) -> int: ...
 
 
-class EmptyInventory:
-    """No container or image store is wired in: nothing exists."""
-
-    def container_counts(self) -> ContainerCounts:
-        return ContainerCounts()
-
-    def image_count(self) -> int:
-        return 0
-
-
 class ImageCounter(Protocol):
     def count(self) -> int: ...
 
 
-class ImagesOnlyInventory(EmptyInventory):
-    """Images come from the image service; no container service is wired in yet."""
+class ContainerCounter(Protocol):
+    def counts(self) -> tuple[int, int, int, int]:
+        """(total, running, paused, stopped)."""
+        ...
 
-    def __init__(self, images: ImageCounter) -> None:
+
+class ServiceInventory:
+    """Counts for /info from the image and container services."""
+
+    def __init__(self, images: ImageCounter, containers: ContainerCounter) -> None:
         self._images = images
+        self._containers = containers
+
+    def container_counts(self) -> ContainerCounts:
+        total, running, paused, stopped = self._containers.counts()
+        return ContainerCounts(total=total, running=running, paused=paused, stopped=stopped)
 
     def image_count(self) -> int:
         return self._images.count()

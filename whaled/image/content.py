@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -166,39 +165,6 @@ class ContentStore:
         final = self.path(digest)
         os.rename(tmp_path, final)
         fsync_dir(self.blob_dir)
-
-    def link_file(self, path: str, digest: str) -> bool:
-        """Hard-link an existing file whose content hashes to ``digest`` into the store.
-
-        Used to keep a layer tar that was already written (e.g. extracted from an archive
-        on the same filesystem) without copying it. Returns False when linking is not
-        possible (other filesystem) so the caller copies instead.
-        """
-        final = self.path(digest)
-        if os.path.exists(final):
-            return True
-        tmp = os.path.join(self.ingest_dir, f"link-{os.getpid()}-{digest_hex(digest)[:16]}")
-        _unlink(tmp)
-        try:
-            os.link(path, tmp)
-        except OSError:
-            return False
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            self.install(tmp, digest)
-        except BaseException:
-            _unlink(tmp)
-            raise
-        return True
-
-    def copy_file(self, path: str, digest: str) -> None:
-        with open(path, "rb") as src, self.writer() as w:
-            shutil.copyfileobj(src, w, CHUNK)
-            w.commit(digest)
 
     def delete(self, digest: str) -> bool:
         try:

@@ -968,25 +968,23 @@ def dir_size(root: str) -> int:
     return total
 
 
-def _xattr_pax(target: str | int) -> dict[str, str]:
+def xattr_pax(target: str | int, *, follow_symlinks: bool = False) -> dict[str, str]:
+    """PAX headers (``SCHILY.xattr.*``) for the xattrs of a file given by fd or path,
+    overlay's own ``trusted.overlay.*`` left out. ``follow_symlinks`` applies to paths only
+    (e.g. ``/proc/self/fd/N`` of an O_PATH fd must be followed)."""
     out: dict[str, str] = {}
+    follow: dict[str, bool] = (
+        {} if isinstance(target, int) else {"follow_symlinks": follow_symlinks}
+    )
     try:
-        names = (
-            os.listxattr(target)
-            if isinstance(target, int)
-            else os.listxattr(target, follow_symlinks=False)
-        )
+        names = os.listxattr(target, **follow)
     except OSError:
         return out
     for key in names:
         if key.startswith("trusted.overlay."):
             continue
         try:
-            value = (
-                os.getxattr(target, key)
-                if isinstance(target, int)
-                else os.getxattr(target, key, follow_symlinks=False)
-            )
+            value = os.getxattr(target, key, **follow)
         except OSError:
             continue
         out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
@@ -1050,7 +1048,7 @@ def upper_entries(upper: str) -> Iterator[TarEntry]:
         if stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
             info.name = w.path + "/"
-            info.pax_headers = _xattr_pax(proc)
+            info.pax_headers = xattr_pax(proc)
             yield TarEntry(info=info)
             if _is_opaque(w):
                 wo = _info_from_stat(w.path + "/" + WHITEOUT_OPAQUE, st)
@@ -1069,7 +1067,7 @@ def upper_entries(upper: str) -> Iterator[TarEntry]:
                 hardlinks[key] = w.path
             info.type = tarfile.REGTYPE
             info.size = st.st_size
-            info.pax_headers = _xattr_pax(proc)
+            info.pax_headers = xattr_pax(proc)
             yield TarEntry(info=info, data=_exact_chunks(w.parent_fd, w.name, st.st_size))
         elif stat.S_ISLNK(mode):
             info.type = tarfile.SYMTYPE

@@ -638,6 +638,7 @@ class ContainerService:
             cpus=self.facts.host.ncpu,
             rlimit_hard=limits,
             capability_bounding=self.capability_bounding,
+            absent_syscall_abis=self.facts.host.absent_syscall_abis,
         )
 
     # ------------------------------------------------------------------ exit handling

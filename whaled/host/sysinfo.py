@@ -10,6 +10,7 @@ pointed at a fake tree.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
@@ -62,6 +63,9 @@ class HostInfo:
     apparmor_enabled: bool
     selinux_enabled: bool
     cgroup_namespaces: bool
+    #: libseccomp names of compat ABIs this kernel does not run (e.g. x32 on most kernels):
+    #: a seccomp filter for them is dead weight (each costs the runtime milliseconds).
+    absent_syscall_abis: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------- pure parsers
@@ -247,7 +251,33 @@ def read_host_info(
         apparmor_enabled=_apparmor_enabled(sys_root),
         selinux_enabled=_selinux_enabled(sys_root),
         cgroup_namespaces=os.path.exists(os.path.join(proc_root, "self", "ns", "cgroup")),
+        absent_syscall_abis=probe_absent_syscall_abis(uname.machine),
     )
+
+
+#: x32 syscall numbers are the x86_64 ones with this bit set.
+_X32_SYSCALL_BIT = 0x40000000
+_X86_64_GETPID = 39
+
+
+def probe_absent_syscall_abis(machine: str) -> frozenset[str]:
+    """Compat syscall ABIs the running kernel rejects, by libseccomp name.
+
+    Only x32 is probed (x86_64 kernels built without ``CONFIG_X86_X32_ABI`` or booted with
+    ``syscall.x32=n``): an x32 ``getpid`` answers ENOSYS there. The 32-bit x86 ABI is
+    assumed present (it cannot be probed without issuing ``int 0x80``)."""
+    if machine != "x86_64":
+        return frozenset()
+    import ctypes  # only here: the probe runs once at start-up
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        answer = libc.syscall(ctypes.c_long(_X32_SYSCALL_BIT | _X86_64_GETPID))
+    except (OSError, AttributeError):
+        return frozenset()
+    if answer == -1 and ctypes.get_errno() == errno.ENOSYS:
+        return frozenset({"SCMP_ARCH_X32"})
+    return frozenset()
 
 
 def read_open_fd_count(proc_root: str = "/proc") -> int:

@@ -17,7 +17,7 @@ syscalls newer than the filter, which is what lets glibc fall back to older call
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from whaled.errors import InvalidParameter
@@ -221,6 +221,7 @@ def seccomp_for(
     profile_override: str | Mapping[str, Any] | None = None,
     *,
     machine: str = "x86_64",
+    absent_arches: Collection[str] = (),
 ) -> dict[str, Any] | None:
     """The ``linux.seccomp`` object for a container, or None for no filter.
 
@@ -228,6 +229,9 @@ def seccomp_for(
     ``profile_override``: None for the default profile, ``"unconfined"`` for none, or a
     profile (a JSON string as the API carries it, or an already-decoded mapping).
     ``machine``: the host's ``uname -m`` (selects the architectures and arch conditions).
+    ``absent_arches``: compat architectures the kernel does not run; an ``archMap`` entry's
+    sub-architectures leave them out (a filter for an ABI the kernel rejects anyway only
+    slows the runtime down). An explicit ``architectures`` list is used as written.
     """
     if profile_override is None:
         profile: Mapping[str, Any] = DEFAULT_PROFILE
@@ -237,7 +241,7 @@ def seccomp_for(
         profile = _decode(profile_override)
     else:
         profile = profile_override
-    return _to_oci(profile, frozenset(capabilities), machine)
+    return _to_oci(profile, frozenset(capabilities), machine, frozenset(absent_arches))
 
 
 def _decode(text: str) -> Mapping[str, Any]:
@@ -267,7 +271,9 @@ def _rule_applies(rule: Mapping[str, Any], caps: frozenset[str], machine: str) -
     return not (excludes.get("arches") and _arch_matches(excludes["arches"], machine))
 
 
-def _architectures(profile: Mapping[str, Any], machine: str) -> list[str]:
+def _architectures(
+    profile: Mapping[str, Any], machine: str, absent: frozenset[str] = frozenset()
+) -> list[str]:
     if profile.get("architectures") and profile.get("archMap"):
         raise InvalidParameter(
             "'architectures' and 'archMap' were specified in the seccomp profile, "
@@ -278,11 +284,14 @@ def _architectures(profile: Mapping[str, Any], machine: str) -> list[str]:
     native = _ARCHES.get(machine, ())
     for entry in profile.get("archMap") or ():
         if native and entry.get("architecture") == native[0]:
-            return [entry["architecture"], *(entry.get("subArchitectures") or ())]
+            subs = [a for a in entry.get("subArchitectures") or () if a not in absent]
+            return [entry["architecture"], *subs]
     return []
 
 
-def _to_oci(profile: Mapping[str, Any], caps: frozenset[str], machine: str) -> dict[str, Any]:
+def _to_oci(
+    profile: Mapping[str, Any], caps: frozenset[str], machine: str, absent: frozenset[str]
+) -> dict[str, Any]:
     default_action = profile.get("defaultAction")
     if not isinstance(default_action, str) or not default_action:
         raise InvalidParameter("the seccomp profile has no defaultAction")
@@ -290,7 +299,7 @@ def _to_oci(profile: Mapping[str, Any], caps: frozenset[str], machine: str) -> d
     for key in ("defaultErrnoRet", "listenerPath", "listenerMetadata", "flags"):
         if profile.get(key) is not None:
             out[key] = profile[key]
-    arches = _architectures(profile, machine)
+    arches = _architectures(profile, machine, absent)
     if arches:
         out["architectures"] = arches
     syscalls = []

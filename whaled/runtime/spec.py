@@ -118,6 +118,9 @@ class HostFacts:
     rlimit_hard: Mapping[str, int] = field(default_factory=dict)
     #: The daemon's own capability bounding set (None: unknown, no filtering).
     capability_bounding: frozenset[str] | None = None
+    #: Compat syscall ABIs the kernel does not run (libseccomp names): left out of the
+    #: seccomp filter's architectures.
+    absent_syscall_abis: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,7 +334,9 @@ def _seccomp(
                 "seccomp is not enabled in your kernel, cannot run a custom seccomp profile."
             )
         return None
-    return seccomp_for(caps, profile, machine=inp.host.machine)
+    return seccomp_for(
+        caps, profile, machine=inp.host.machine, absent_arches=inp.host.absent_syscall_abis
+    )
 
 
 def _check_namespaces(inp: SpecInput) -> None:

@@ -12,6 +12,7 @@ from whaled.host.sysinfo import (
     parse_os_release,
     parse_proc_status,
     parse_sysctl_bool,
+    probe_absent_syscall_abis,
     read_host_info,
     read_open_fd_count,
     seccomp_supported,
@@ -203,3 +204,9 @@ def test_network_warnings() -> None:
         "WARNING: IPv4 forwarding is disabled",
         "WARNING: bridge-nf-call-ip6tables is disabled",
     )
+
+
+def test_probe_absent_syscall_abis() -> None:
+    # Only x32 is ever reported, and only on x86_64 (the probe is one harmless getpid).
+    assert probe_absent_syscall_abis("aarch64") == frozenset()
+    assert probe_absent_syscall_abis(os.uname().machine) <= {"SCMP_ARCH_X32"}

@@ -41,6 +41,19 @@ def test_architectures() -> None:
     assert "architectures" not in default(machine="riscv64")
 
 
+def test_absent_compat_abis_are_left_out_of_the_arch_map() -> None:
+    # A kernel without x32: the filter covers x86_64 and i386 only.
+    p = seccomp_for([], machine="x86_64", absent_arches={"SCMP_ARCH_X32"})
+    assert p is not None
+    assert p["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    # The native architecture always stays; an explicit list is taken as written.
+    p = seccomp_for([], machine="x86_64", absent_arches={"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"})
+    assert p is not None and p["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"]
+    explicit = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X32"]}
+    p = seccomp_for([], explicit, absent_arches={"SCMP_ARCH_X32"})
+    assert p is not None and p["architectures"] == ["SCMP_ARCH_X32"]
+
+
 # What busybox sh, ls, cat, chown, sleep, ps… and runc's own init (between loading the filter
 # and exec) call.
 ORDINARY = """

@@ -4,6 +4,7 @@ pause/resume, re-adoption after a "daemon restart", runtime lock-in and OOM."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -382,5 +383,46 @@ def test_update_and_stats(rig: Rig) -> None:
         await task.kill(signal.SIGKILL, all=True)
         assert (await task.wait()).exit_code == 137
         await task.container.delete()
+
+    asyncio.run(main())
+
+
+def test_start_through_the_exec_fifo(rig: Rig) -> None:
+    """runc's ``start`` done in-process: the process runs, runc sees it running, the FIFO
+    is gone and the output reaches the log."""
+
+    async def main() -> None:
+        backend = ConmonBackend()
+        cid = "fifo1"
+        fifo = os.path.join(rig.runc_root, cid, "exec.fifo")
+        opts = rig.options(cid, rig.bundle(cid, ["sh", "-c", "echo started; sleep 30"]))
+        opts = dataclasses.replace(opts, exec_fifo=fifo)
+        container = await backend.create(opts)
+        assert os.path.exists(fifo)  # where runc create leaves it
+        task = await container.start()
+        assert not os.path.exists(fifo)
+        assert (await task.state()).status == TaskStatus.RUNNING
+        assert opts.log_path is not None
+        deadline = time.monotonic() + 10
+        while read_log(opts.log_path) != [("stdout", b"started\n")]:
+            assert time.monotonic() < deadline, read_log(opts.log_path)
+            await asyncio.sleep(0.05)
+        await task.kill(signal.SIGKILL)
+        assert (await task.wait()).exit_code == 137
+        await container.delete()
+
+    asyncio.run(main())
+
+
+def test_exec_fifo_elsewhere_falls_back_to_the_runtime(rig: Rig) -> None:
+    async def main() -> None:
+        backend = ConmonBackend()
+        cid = "fifo2"
+        opts = rig.options(cid, rig.bundle(cid, ["sh", "-c", "exit 4"]))
+        opts = dataclasses.replace(opts, exec_fifo=os.path.join(rig.root, "no-such.fifo"))
+        container = await backend.create(opts)
+        task = await container.start()  # through ``runc start``
+        assert (await task.wait()).exit_code == 4
+        await container.delete()
 
     asyncio.run(main())

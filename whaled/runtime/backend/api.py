@@ -88,6 +88,7 @@ class CreateOptions:
     - ``log_path``: where the CRI-format log goes; ``None`` disables logging (log driver
       ``none``). ``log_size_max``: the monitor truncates the log beyond this many bytes
       (a backstop; rotation is the logger's job, see ``Task.reopen_log``).
+    - ``exec_fifo``: see the field.
     """
 
     container_id: str
@@ -102,6 +103,10 @@ class CreateOptions:
     log_tag: str | None = None
     exit_command: tuple[str, ...] = ()
     timeout: float = 30.0
+    #: Set only when the runtime is runc itself (no wrapper): where ``runc create`` leaves
+    #: the exec FIFO that ``start`` reads (see ``execfifo``); the backend then starts the
+    #: container without another runtime process.
+    exec_fifo: str | None = None
 
 
 # Called with the attach socket path of an exec session before the process starts, so a

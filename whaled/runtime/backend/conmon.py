@@ -31,6 +31,7 @@ from typing import Any
 
 from whaled.errors import Conflict, NotFound, SystemFailure, WhaledError
 
+from . import execfifo
 from .api import AttachReady, CreateOptions, ExitStatus, TaskState, TaskStatus
 from .conmon_args import (
     ConmonArgs,
@@ -611,7 +612,9 @@ class ConmonContainer:
         pid = _read_pid(self.paths.pidfile)
         if pid is None:
             raise NotFound(f"container {self.id} is not created")
-        await self.runtime.call("start", start_argv(self.runtime.rt, self.id))
+        fifo = self._options.exec_fifo
+        if fifo is None or not await execfifo.release(fifo, pid, self._options.timeout):
+            await self.runtime.call("start", start_argv(self.runtime.rt, self.id))
         return ConmonTask(self, pid)
 
     async def task(self) -> ConmonTask:

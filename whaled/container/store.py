@@ -123,6 +123,9 @@ class ContainerStore:
     def all(self) -> list[Container]:
         return list(self._by_id.values())
 
+    def by_id(self, container_id: str) -> Container | None:
+        return self._by_id.get(container_id)
+
     def exists(self, container_id: str) -> bool:
         return container_id in self._by_id
 

@@ -136,6 +136,11 @@ class Run:
     runtime: RuntimeContainer
     task: Task
     started: float
+    #: The exit is recorded (state, events, waiters): what stop and kill wait for.
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The root filesystem is unmounted: the container's files may go (what remove waits for).
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The runtime forgot the container too: it may start again.
     cleaned: asyncio.Event = field(default_factory=asyncio.Event)
     exit_status: ExitStatus | None = None
     stop_rotation: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,6 +203,8 @@ class ContainerService:
         self._slots: dict[str, _Slot] = {}
         self._rng = random.Random()
         self._shutting_down = False
+        #: Removals whose run directory waits for the runtime's delete (see ``remove``).
+        self._finishing: set[asyncio.Task[None]] = set()
         mask = read_capability_bounding_mask()
         self.capability_bounding = capabilities_from_mask(mask) if mask is not None else None
         #: Called when a run ends (exec sessions of that run are over).
@@ -276,6 +283,11 @@ class ContainerService:
             ),
             log_path=c.log_path if log_opts is not None else None,
             timeout=30.0,
+            exec_fifo=(
+                os.path.join(self.runtime_state, c.id, "exec.fifo")
+                if runtime_path == self._builtin_paths().get("runc")
+                else None
+            ),
         )
 
     def _log_options(self, c: Container) -> LogOptions | None:
@@ -691,27 +703,34 @@ class ContainerService:
         for w in waiters:
             if not w.done():
                 w.set_result(status)
+        run.exited.set()
+        # The process is gone: the runtime's delete and the unmount are independent, and
+        # an auto-removal needs only the unmount (it leaves the run directory to the end).
+        delete = asyncio.ensure_future(run.runtime.delete(force=True))
         try:
-            # The process is gone: the runtime's delete and the unmount are independent.
-            results = await asyncio.gather(
-                run.runtime.delete(force=True),
-                asyncio.to_thread(self.images.layers.unmount, c.id),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    log.warning("clean-up after the exit of %s: %s", c.id[:12], result)
+            try:
+                await asyncio.to_thread(self.images.layers.unmount, c.id)
+            except Exception as e:
+                log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
+            run.released.set()
+            if not restart and c.host_config.get("AutoRemove") and not slot.removing:
+                self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
+            try:
+                await delete
+            except Exception as e:
+                log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
             if self.on_exec_cleanup is not None:
                 self.on_exec_cleanup(c.id)
         finally:
+            if not delete.done():
+                delete.cancel()
+            run.released.set()
             run.cleaned.set()
         if restart:
             delay = slot.backoff.next_delay(ran_for)
             slot.restart_timer = self.tasks.spawn(
                 f"restart-{c.id[:12]}", self._restart_later(c, slot, delay)
             )
-        elif c.host_config.get("AutoRemove") and not slot.removing:
-            self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
 
     async def _restart_later(self, c: Container, slot: _Slot, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -776,10 +795,10 @@ class ContainerService:
         sig = self._stop_signal(c, signal)
         await self._signal(c, run, sig)
         if timeout < 0:
-            await run.cleaned.wait()
+            await run.exited.wait()
         else:
             try:
-                await asyncio.wait_for(asyncio.shield(run.cleaned.wait()), timeout)
+                await asyncio.wait_for(asyncio.shield(run.exited.wait()), timeout)
             except TimeoutError:
                 log.info(
                     "Container %s failed to exit within %d seconds of signal %d - using the force",
@@ -788,7 +807,7 @@ class ContainerService:
                     sig,
                 )
                 await self._signal(c, run, signals.SIGKILL)
-                await run.cleaned.wait()
+                await run.exited.wait()
         self._event(c, "stop")
 
     async def _signal(self, c: Container, run: Run, sig: int) -> None:
@@ -816,7 +835,7 @@ class ContainerService:
                 self._save(c)
             await self._signal(c, run, sig)
             if sig == signals.SIGKILL:
-                await run.cleaned.wait()
+                await run.exited.wait()
 
     async def restart(self, cfg: Config, name_or_id: str, *, timeout: int | None) -> None:
         c = self.store.get(name_or_id)
@@ -907,9 +926,9 @@ class ContainerService:
                 run = slot.run
                 if is_running(c.state.status) and run is not None:
                     await self._signal(c, run, signals.SIGKILL)
-                    await run.cleaned.wait()
+                    await run.released.wait()
                 elif run is not None:
-                    await run.cleaned.wait()
+                    await run.released.wait()
                 c.state.status = Status.REMOVING
                 await self._remove_files(c)
             except BaseException:
@@ -921,6 +940,14 @@ class ContainerService:
                 raise
         self._event(c, "destroy")
         self._slots.pop(c.id, None)
+        run = slot.run
+        if run is None or run.cleaned.is_set():
+            await asyncio.to_thread(shutil.rmtree, self._run_dir(c.id), True)
+        else:
+            # The runtime's delete still reads its files there; the directory goes after it.
+            task = self.tasks.spawn(f"rundir-{c.id[:12]}", self._remove_run_dir(c.id, run))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
         for w in slot.removed_waiters:
             if not w.done():
                 w.set_result(c.state.exit_code)
@@ -936,10 +963,13 @@ class ContainerService:
                     layers.unmount(c.id)
             with contextlib.suppress(NotFound):
                 layers.remove_rw(c.id)
-            shutil.rmtree(self._run_dir(c.id), ignore_errors=True)
             self.store.delete(c.id)
 
         await asyncio.to_thread(remove)
+
+    async def _remove_run_dir(self, cid: str, run: Run) -> None:
+        await run.cleaned.wait()
+        await asyncio.to_thread(shutil.rmtree, self._run_dir(cid), True)
 
     # ------------------------------------------------------------------ rename / update
 
@@ -1061,6 +1091,8 @@ class ContainerService:
                 self._save(c)
             await asyncio.to_thread(self._unmount_all, c.id)
             shutil.rmtree(self._run_dir(c.id), ignore_errors=True)
+        adopted = {c.id for c in loaded if self._slots[c.id].run is not None}
+        await self._sweep_leftovers(adopted)
         for c in loaded:
             # dockerd's rule at daemon start: ``always`` comes back even after a manual
             # stop, ``unless-stopped`` only if not stopped by hand, ``on-failure`` after a
@@ -1075,6 +1107,42 @@ class ContainerService:
             ):
                 to_start.append(c)
         return to_start
+
+    async def _sweep_leftovers(self, live: set[str]) -> None:
+        """Runtime state and run directories that no live container owns: what a daemon
+        that died between a container's exit (or removal) and the end of its clean-up left."""
+        try:
+            names = os.listdir(self.runtime_state)
+        except FileNotFoundError:
+            names = []
+        for cid in names:
+            if cid in live or not os.path.isdir(os.path.join(self.runtime_state, cid)):
+                continue
+            known = self.store.by_id(cid)
+            path = (known.runtime_path if known is not None else "") or self._builtin_paths().get(
+                "runc"
+            )
+            if not path:
+                continue
+            run_dir = self._run_dir(cid)
+            options = CreateOptions(
+                container_id=cid,
+                bundle_dir=run_dir,
+                state_dir=os.path.join(run_dir, "m"),
+                runtime_path=path,
+                runtime_args=("--root", self.runtime_state),
+            )
+            try:
+                await self.backend.load(options).delete(force=True)
+                log.info("removed the runtime's leftover state of container %s", cid[:12])
+            except (WhaledError, OSError) as e:
+                log.warning("leftover runtime state of %s: %s", cid[:12], e)
+        keep = {cid[:16] for cid in live}
+        runs = os.path.join(self.exec_root, "c")
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(runs):
+                if name not in keep:
+                    await asyncio.to_thread(shutil.rmtree, os.path.join(runs, name), True)
 
     def live_runtime_paths(self) -> list[str]:
         """Runtime executables that running (adopted) containers are locked to."""
@@ -1151,11 +1219,12 @@ class ContainerService:
         if not cfg.live_restore:
             await self._stop_all(cfg)
         # Exits being cleaned up right now finish first: no mount or monitor is left behind.
-        pending = [
+        pending: list[Awaitable[Any]] = [
             s.run.cleaned.wait()
             for s in self._slots.values()
             if s.run is not None and s.run.exit_status is not None and not s.run.cleaned.is_set()
         ]
+        pending += list(self._finishing)
         if pending:
             await asyncio.wait(
                 [asyncio.ensure_future(p) for p in pending], timeout=SHUTDOWN_CLEANUP_SECONDS

@@ -308,6 +308,44 @@ def test_kill9_of_the_daemon_then_restart_matches_reality(
     docker_cli.run("rm", "-f", running, short)
 
 
+def test_restart_removes_runtime_state_and_run_dirs_nobody_owns(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, busybox_tar: str
+) -> None:
+    """What a daemon killed between a container's removal and the end of its runtime
+    clean-up leaves (runtime state of an unknown container, its run directory) is gone after
+    the next start; a live container's own state stays."""
+    running = docker_cli.run(*RUN, "-d", busybox_image, "sleep", "300").stdout.strip()
+    whaled.kill9()
+    runc = "/usr/sbin/runc"
+    runc_root = os.path.join(whaled.exec_root, "runc")
+    bundle = os.path.join(whaled.root, "orphan-bundle")
+    os.makedirs(os.path.join(bundle, "rootfs"))
+    subprocess.run(["tar", "-xf", busybox_tar, "-C", os.path.join(bundle, "rootfs")], check=True)
+    subprocess.run([runc, "spec", "--bundle", bundle], check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    spec["process"]["args"], spec["process"]["terminal"] = ["true"], False
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(spec, f)
+    orphan = "0f" * 32
+    subprocess.run(
+        [runc, "--root", runc_root, "run", "--bundle", bundle, orphan],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )  # exits at once: runtime state "stopped" stays until a delete
+    run_dir = os.path.join(whaled.exec_root, "c", orphan[:16])
+    os.makedirs(os.path.join(run_dir, "m"))
+    whaled.start()
+    whaled.wait_ready()
+    state = subprocess.run([runc, "--root", runc_root, "state", orphan], capture_output=True)
+    assert state.returncode != 0
+    assert not os.path.exists(run_dir)
+    assert os.path.isdir(os.path.join(whaled.exec_root, "c", running[:16]))
+    docker_cli.run("exec", running, "true")
+    docker_cli.run("rm", "-f", running)
+
+
 def test_subprocess_cli_wait_and_rm_running_conflict(
     whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str
 ) -> None:

@@ -10,6 +10,8 @@ engine; once the endpoint lands, the same code reports numbers. To add a figure:
 from __future__ import annotations
 
 import contextlib
+import glob
+import json
 import os
 import subprocess
 import time
@@ -23,11 +25,14 @@ from typing import Any, TypeVar
 from bench import httpclient
 from bench import reload as reload_bench
 from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
-from bench.engines import Engine, rss_mib, wait_ping
+from bench.engines import Engine, WhaledEngine, rss_mib, wait_ping
 from bench.floors import (
     STOPPABLE_CMD,
+    FloorError,
     FloorServer,
     RuncBundle,
+    WhaledSpec,
+    capture_bind_files,
     log_floor_ms,
     log_writer_cmd,
     tar_extract_ms,
@@ -100,11 +105,32 @@ class Ctx:
         archive: Archive = self.cache["load"]
         return archive
 
-    def bundle(self) -> RuncBundle:
+    def minimal_bundle(self) -> RuncBundle:
+        """``runc spec``'s default bundle (no seccomp, no network namespace)."""
         if "bundle" not in self.cache:
             rootfs = self.busybox_archive().layers[0]
             self.cache["bundle"] = RuncBundle(self._dir("runc"), rootfs)
         bundle: RuncBundle = self.cache["bundle"]
+        return bundle
+
+    def same_bundle(self) -> RuncBundle:
+        """The bundle whaled itself hands to runc for ``docker run --network none busybox``,
+        captured from a private whaled once per bench run (``capture_whaled_spec``); a failed
+        capture is remembered and raised again as ``FloorError``."""
+        if "same-bundle" not in self.cache:
+            try:
+                captured = capture_whaled_spec(self)
+                rootfs = self.busybox_archive().layers[0]
+                self.cache["same-bundle"] = RuncBundle(
+                    self._dir("runc-same"), rootfs, whaled=captured
+                )
+            except Exception as e:
+                why = f"whaled's bundle could not be captured: {error_text(e)}"
+                self.cache["same-bundle"] = why
+        got = self.cache["same-bundle"]
+        if isinstance(got, str):
+            raise FloorError(got)
+        bundle: RuncBundle = got
         return bundle
 
     def _dir(self, name: str) -> str:
@@ -113,9 +139,10 @@ class Ctx:
         return d
 
     def cleanup(self) -> None:
-        b = self.cache.pop("bundle", None)
-        if b is not None:
-            b.cleanup()
+        for key in ("bundle", "same-bundle"):
+            b = self.cache.pop(key, None)
+            if isinstance(b, RuncBundle):
+                b.cleanup()
 
     def ensure_busybox(self, engine: str) -> None:
         """Load ``busybox:latest`` into the engine (``/images/load``, or ``/images/create?
@@ -126,19 +153,77 @@ class Ctx:
             if reason is not None:
                 raise NotImplementedByEngine("POST", reason, 404)
             return
-        client = self.clients[engine]
-        archive = self.busybox_archive()
         try:
-            client.upload("POST", "/images/load?quiet=1", archive.path)
+            load_busybox(self.clients[engine], self.busybox_archive())
         except NotImplementedByEngine:
-            try:
-                q = urllib.parse.urlencode({"fromSrc": "-", "repo": "busybox", "tag": "latest"})
-                with open(archive.layers[0], "rb") as f:
-                    client.call("POST", f"/images/create?{q}", f.read())
-            except NotImplementedByEngine:
-                self.busybox[engine] = "/images/load and /images/create"
-                raise
+            self.busybox[engine] = "/images/load and /images/create"
+            raise
         self.busybox[engine] = None
+
+
+def load_busybox(client: Client, archive: Archive) -> None:
+    """``busybox:latest`` into the engine: ``/images/load``, else ``/images/create?fromSrc=-``
+    (``NotImplementedByEngine`` if it has neither)."""
+    try:
+        client.upload("POST", "/images/load?quiet=1", archive.path)
+    except NotImplementedByEngine:
+        q = urllib.parse.urlencode({"fromSrc": "-", "repo": "busybox", "tag": "latest"})
+        with open(archive.layers[0], "rb") as f:
+            client.call("POST", f"/images/create?{q}", f.read())
+
+
+CAPTURE_ARGS = ("--network", "none", "busybox", "sleep", "1000")
+
+
+def capture_whaled_spec(ctx: Ctx) -> WhaledSpec:
+    """The ``config.json`` a private whaled (own ``/tmp/wd-*`` root, same configuration as
+    the engine under test, made by ``ctx.factories``) generates for ``docker create
+    --network none busybox sleep 1000`` + ``docker start``, with the files it bind-mounts
+    from its root. The container is removed and that whaled cleaned up before returning, so
+    the floor never depends on the engine figures or on the order targets run in."""
+    eng = ctx.factories["whaled"]()
+    try:
+        if not isinstance(eng, WhaledEngine):
+            raise FloorError(f"whaled factory made a {type(eng).__name__}")
+        eng.timed_start()
+        client = Client(eng.sock)
+        try:
+            load_busybox(client, ctx.busybox_archive())
+            cid = client.cli("create", *CAPTURE_ARGS).stdout.decode().strip()
+            try:
+                client.cli("start", cid)
+                path = _bundle_config(eng.proc.exec_root, cid)
+                with open(path, encoding="utf-8") as f:
+                    spec: dict[str, Any] = json.load(f)
+                files = capture_bind_files(spec, eng.root)
+            finally:
+                client.cli("rm", "--force", cid, check=False)
+        finally:
+            client.close()
+    finally:
+        eng.cleanup()
+    linux = spec.get("linux", {})
+    seccomp = linux.get("seccomp") or {}
+    ctx.log(
+        f"  floor: captured whaled's config.json ({path.removeprefix(eng.root)} under its root): "
+        f"namespaces {','.join(str(n.get('type')) for n in linux.get('namespaces', []))}; "
+        f"seccomp {seccomp.get('defaultAction', 'none')} with {len(seccomp.get('syscalls', []))}"
+        f" rules; {len(spec.get('mounts', []))} mounts ({len(files)} files copied)"
+    )
+    return WhaledSpec(spec=spec, root=eng.root, files=files)
+
+
+def _bundle_config(exec_root: str, cid: str) -> str:
+    """``<exec_root>/c/<id[:16]>/config.json``; failing that, the only ``config.json`` below
+    ``exec_root`` (the private whaled runs one container)."""
+    path = os.path.join(exec_root, "c", cid[:16], "config.json")
+    if os.path.isfile(path):
+        return path
+    found = sorted(glob.glob(os.path.join(glob.escape(exec_root), "**", "config.json"),
+                             recursive=True))  # fmt: skip
+    if len(found) != 1:
+        raise FloorError(f"no bundle config.json for {cid[:12]} under {exec_root}: {found}")
+    return found[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,26 +553,55 @@ def _require_containers(ctx: Ctx, engine: str) -> Client:
     return client
 
 
+SAME_BUNDLE = (
+    "the bundle whaled itself generates for `docker run --network none busybox` (its "
+    "config.json, captured at bench time from a private whaled: process, seccomp, namespaces "
+    "incl. network, masked/readonly paths, devices, resources as generated; only root.path -> "
+    "the floor's own busybox rootfs dir, no cgroupsPath, its hosts/hostname/resolv.conf copied "
+    "into the bundle)"
+)
+MINIMAL_BUNDLE = "`runc spec`'s default bundle (no seccomp, no network namespace)"
+
+
 class Run(Interleaved):
     name = "run"
     help = "docker run --rm --network none busybox true (real CLI, wall time)"
     has_floor = True
-    floor_note = "floor: runc run of the same busybox bundle (no network namespace)"
+    floor_note = (
+        f"floor: `runc run` (args true, foreground, then delete) of {SAME_BUNDLE}; "
+        f"the 'minimal runc spec' row: `runc run` of {MINIMAL_BUNDLE}, args true"
+    )
     args = ("run", "--rm", "--network", "none", "busybox", "true")
 
     def figures(self, p: Params) -> list[FigureSpec]:
-        return [FigureSpec("run", "docker run --rm --network none busybox true", "ms", "lower")]
+        return [
+            FigureSpec("run", "docker run --rm --network none busybox true", "ms", "lower"),
+            FigureSpec("run-minimal", "runc run, minimal runc spec (no seccomp, no netns)",
+                       "ms", "lower"),
+        ]  # fmt: skip
 
     def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
         if target == FLOOR:
-            return {"bundle": ctx.bundle()}
+            state: dict[str, Any] = {"minimal": ctx.minimal_bundle(), "na": {}}
+            try:
+                state["bundle"] = ctx.same_bundle()
+            except FloorError as e:
+                ctx.log(f"  floor: {e} (same-bundle floor left empty)")
+                state["na"]["run"] = Outcome.error(str(e))
+            return state
         return {"client": _require_containers(ctx, target)}
 
     def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
         if target == FLOOR:
-            b: RuncBundle = state["bundle"]
-            b.write_spec(["true"])
-            return {"run": b.run_true()}
+            out: dict[str, float | Samples] = {}
+            if "bundle" in state:
+                b: RuncBundle = state["bundle"]
+                b.write_spec(["true"])
+                out["run"] = b.run_true()
+            m: RuncBundle = state["minimal"]
+            m.write_spec(["true"])
+            out["run-minimal"] = m.run_true()
+            return out
         client: Client = state["client"]
         return {"run": client.timed_cli(*self.args)}
 
@@ -496,7 +610,10 @@ class Lifecycle(Interleaved):
     name = "lifecycle"
     help = "docker create / start / stop / rm, each timed separately (real CLI)"
     has_floor = True
-    floor_note = "floor: runc create / start / kill TERM + exit / delete"
+    floor_note = (
+        "floor: `runc create` / `start` / `kill TERM` + wait for exit / `delete` of "
+        f"{SAME_BUNDLE}, args the same stoppable sh as the engines'"
+    )
     steps = ("create", "start", "stop", "rm")
 
     def figures(self, p: Params) -> list[FigureSpec]:
@@ -504,7 +621,7 @@ class Lifecycle(Interleaved):
 
     def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
         if target == FLOOR:
-            return {"bundle": ctx.bundle()}
+            return {"bundle": ctx.same_bundle()}
         return {"client": _require_containers(ctx, target)}
 
     def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
@@ -531,7 +648,9 @@ class ContainerOps(Interleaved):
     name = "container-ops"
     help = "docker exec true, docker inspect (CLI) and GET /containers/{id}/json (API)"
     has_floor = True
-    floor_note = "floor: runc exec true into a running runc container (exec only)"
+    floor_note = (
+        f"floor: `runc exec true` into a running runc container of {MINIMAL_BUNDLE} (exec only)"
+    )
 
     def figures(self, p: Params) -> list[FigureSpec]:
         return [
@@ -542,7 +661,7 @@ class ContainerOps(Interleaved):
 
     def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
         if target == FLOOR:
-            b = ctx.bundle()
+            b = ctx.minimal_bundle()
             b.write_spec(STOPPABLE_CMD)
             return {"bundle": b, "cid": b.start_sleeper()}
         client = _require_containers(ctx, target)

@@ -1,8 +1,12 @@
 """Floors: what the same work costs with no engine at all.
 
 - the OCI runtime alone: ``runc run`` / ``create`` / ``start`` / ``kill`` / ``delete`` /
-  ``exec`` of a bundle made from the busybox rootfs (``runc spec``, args edited, no network
-  namespace), with its own ``--root`` state dir and a unique container id per run;
+  ``exec`` of a bundle made from the busybox rootfs, with its own ``--root`` state dir and a
+  unique container id per run. Two kinds of bundle: the *same* bundle whaled hands to runc
+  (its ``config.json``, captured at bench time from a private whaled and rewritten by
+  ``floor_spec``: seccomp, namespaces including network, masked/readonly paths, devices and
+  resources as generated), and a *minimal* one (``runc spec``'s default: no seccomp, no
+  network namespace);
 - ``tar -x`` of the image's layer tars;
 - writing/reading the log payload with plain shell tools.
 """
@@ -17,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNC = "/usr/sbin/runc"
@@ -50,11 +56,93 @@ def _ms_since(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+@dataclass(frozen=True, slots=True)
+class BindFile:
+    """A file a captured spec bind-mounts from under whaled's temp root (copied, since that
+    root is deleted right after the capture)."""
+
+    index: int  # in spec["mounts"]
+    data: bytes
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class WhaledSpec:
+    """The ``config.json`` whaled generated for a container, as captured."""
+
+    spec: dict[str, Any]
+    root: str  # the whaled temp root it was captured under (gone by now)
+    files: tuple[BindFile, ...]
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def capture_bind_files(spec: Mapping[str, Any], root: str) -> tuple[BindFile, ...]:
+    """Read every bind-mount source of ``spec`` that lies under ``root`` (whaled's hosts,
+    hostname, resolv.conf). Only regular files can be carried over."""
+    out: list[BindFile] = []
+    for i, m in enumerate(spec.get("mounts") or []):
+        src = str(m.get("source", ""))
+        if not _under(src, root):
+            continue
+        if not os.path.isfile(src):
+            raise FloorError(f"captured spec bind-mounts {src!r}, not a regular file")
+        with open(src, "rb") as f:
+            data = f.read()
+        out.append(BindFile(index=i, data=data, mode=os.stat(src).st_mode & 0o7777))
+    return tuple(out)
+
+
+def floor_spec(captured: WhaledSpec, bundle_dir: str, rootfs: str) -> dict[str, Any]:
+    """whaled's spec made runnable as a floor bundle in ``bundle_dir``: root.path = our own
+    ``rootfs``, no linux.cgroupsPath (runc's default cgroup for the container id), and the
+    bind-mounted files under whaled's root copied into ``bundle_dir/mounts/`` with the mounts
+    pointing there. Everything else (process, seccomp, namespaces including network,
+    masked/readonly paths, devices, resources, other mounts) stays as captured; args and
+    terminal are set per run by ``RuncBundle.write_spec``."""
+    spec: dict[str, Any] = json.loads(json.dumps(captured.spec))
+    spec["root"]["path"] = rootfs
+    spec.get("linux", {}).pop("cgroupsPath", None)
+    mounts_dir = os.path.join(bundle_dir, "mounts")
+    os.makedirs(mounts_dir, exist_ok=True)
+    for bf in captured.files:
+        m = spec["mounts"][bf.index]
+        dest = os.path.join(mounts_dir, f"{bf.index}-{os.path.basename(m['source'])}")
+        with open(dest, "wb") as f:
+            f.write(bf.data)
+        os.chmod(dest, bf.mode)
+        m["source"] = dest
+    where = [k for k, v in _flatten(spec) if isinstance(v, str) and captured.root in v]
+    if where:
+        raise FloorError(
+            f"captured spec still refers to whaled's root {captured.root}: {', '.join(where)}"
+        )
+    return spec
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}.{k}".lstrip("."))]
+    if isinstance(obj, list):
+        return [kv for i, v in enumerate(obj) for kv in _flatten(v, f"{prefix}[{i}]")]
+    return [(prefix, obj)]
+
+
 class RuncBundle:
     """A runc bundle + state root under ``workdir``; every container it made is deleted by
-    ``cleanup`` (ids are unique per bundle)."""
+    ``cleanup`` (ids are unique per bundle). With ``whaled`` the bundle is the one whaled
+    generated (see ``floor_spec``), else ``runc spec``'s minimal default without a network
+    namespace."""
 
-    def __init__(self, workdir: str, rootfs_tar: str, runc: str = RUNC) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        rootfs_tar: str,
+        runc: str = RUNC,
+        whaled: WhaledSpec | None = None,
+    ) -> None:
         self.runc = runc
         self.dir = os.path.join(workdir, "runc-bundle")
         self.state = os.path.join(workdir, "runc-state")
@@ -65,18 +153,23 @@ class RuncBundle:
         os.makedirs(self.rootfs, exist_ok=True)
         os.makedirs(self.state, exist_ok=True)
         _run(["tar", "-xf", rootfs_tar, "-C", self.rootfs])
-        _run([runc, "spec", "--bundle", self.dir])
         self.config_path = os.path.join(self.dir, "config.json")
-        with open(self.config_path, encoding="utf-8") as f:
-            self.base_spec = json.load(f)
+        if whaled is not None:
+            self.base_spec = floor_spec(whaled, self.dir, self.rootfs)
+        else:
+            _run([runc, "spec", "--bundle", self.dir])
+            with open(self.config_path, encoding="utf-8") as f:
+                spec: dict[str, Any] = json.load(f)
+            spec["linux"]["namespaces"] = [
+                ns for ns in spec["linux"]["namespaces"] if ns.get("type") != "network"
+            ]
+            self.base_spec = spec
 
     def write_spec(self, args: Sequence[str]) -> None:
         spec = json.loads(json.dumps(self.base_spec))
         spec["process"]["args"] = list(args)
         spec["process"]["terminal"] = False
-        spec["linux"]["namespaces"] = [
-            ns for ns in spec["linux"]["namespaces"] if ns.get("type") != "network"
-        ]
+        spec["process"].pop("consoleSize", None)
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(spec, f)
 

@@ -371,9 +371,7 @@ class LayerStore:
             self._content.delete(layer.diff_id)
 
     def _remove_driver_dir(self, path: str) -> None:
-        merged = os.path.join(path, "merged")
-        if os.path.isdir(merged) and mounts.is_mounted(merged):
-            mounts.unmount(merged)
+        mounts.unmount_all(os.path.join(path, "merged"))
         shutil.rmtree(path, ignore_errors=True)
 
     def register(

@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.image import tarbuild as tb
 from whaled.errors import InvalidParameter
+from whaled.image import mounts
 from whaled.image.content import ContentStore
 from whaled.image.digests import chain_id
 from whaled.image.layers import ChangeKind, DiffIDMismatch, LayerStore
@@ -363,3 +364,17 @@ def test_ingest_leftovers_are_removed_at_start(data_root: str) -> None:
     os.makedirs(os.path.join(leftover, "diff", "x"))
     LayerStore(data_root, cs)
     assert not os.path.exists(leftover)
+
+
+def test_remove_rw_undoes_stacked_mounts(data_root: str) -> None:
+    """A rootfs mounted twice (e.g. a leftover of an earlier daemon under a new mount) is
+    fully undone by remove_rw, and unmount_all of a plain directory is a no-op."""
+    store = LayerStore(data_root, ContentStore(data_root))
+    store.create_rw("c2", None)
+    merged = store.mount("c2")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", merged], check=True)
+    assert mounts.is_mounted(merged)
+    store.remove_rw("c2")
+    assert not os.path.exists(merged)
+    assert merged not in mounts.mount_points()
+    mounts.unmount_all(data_root)  # not a mount point: nothing happens

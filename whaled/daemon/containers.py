@@ -474,17 +474,28 @@ class ContainerService:
         if manual:
             c.manually_stopped = False
             slot.backoff.reset()
-        rootfs = await asyncio.to_thread(self.images.layers.mount, c.id)
+        mounted = False
+
+        def prepare_bundle(bundle_dir: str) -> None:
+            nonlocal mounted
+            rootfs = self.images.layers.mount(c.id)
+            mounted = True
+            _write_bundle(bundle_dir, self._spec_for(cfg, c, rootfs))
+
         try:
             runtime_path = await self._resolve_runtime(cfg, c)
-            spec = await asyncio.to_thread(self._spec_for, cfg, c, rootfs)
             options = self._runtime_options(c, runtime_path)
-            await asyncio.to_thread(_write_bundle, options.bundle_dir, spec)
             log_opts = self._log_options(c)
-            runtime = await self.backend.create(options)
+            # The monitor starts while the rootfs is mounted and the bundle written: it waits
+            # for them before it runs the runtime.
+            runtime = await self.backend.create(
+                options,
+                before_runtime=lambda: asyncio.to_thread(prepare_bundle, options.bundle_dir),
+            )
         except BaseException as e:
-            with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.images.layers.unmount, c.id)
+            if mounted:
+                with contextlib.suppress(WhaledError, OSError):
+                    await asyncio.to_thread(self.images.layers.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         try:
             await self._connect_attachers(slot, runtime)
@@ -957,12 +968,8 @@ class ContainerService:
 
     async def _remove_files(self, c: Container) -> None:
         def remove() -> None:
-            layers = self.images.layers
             with contextlib.suppress(NotFound):
-                while layers.is_mounted(c.id):
-                    layers.unmount(c.id)
-            with contextlib.suppress(NotFound):
-                layers.remove_rw(c.id)
+                self.images.layers.remove_rw(c.id)  # unmounts whatever mounts remain
             self.store.delete(c.id)
 
         await asyncio.to_thread(remove)

@@ -109,6 +109,10 @@ class CreateOptions:
     exec_fifo: str | None = None
 
 
+# Run by ``Backend.create`` while the monitor starts (e.g. writing the bundle); the runtime
+# is called only once it returned.
+BeforeRuntime = Callable[[], Awaitable[None]]
+
 # Called with the attach socket path of an exec session before the process starts, so a
 # client can connect without missing output. The process starts when it returns.
 AttachReady = Callable[[str], Awaitable[None]]
@@ -213,8 +217,12 @@ class Container(Protocol):
 
 
 class Backend(Protocol):
-    async def create(self, options: CreateOptions) -> Container:
-        """Create the container (runtime ``create`` under a fresh monitor); not started."""
+    async def create(
+        self, options: CreateOptions, *, before_runtime: BeforeRuntime | None = None
+    ) -> Container:
+        """Create the container (runtime ``create`` under a fresh monitor); not started.
+        ``before_runtime``: awaited while the monitor starts, before the runtime runs (its
+        exception fails the create, and nothing of it is left)."""
         ...
 
     def load(self, options: CreateOptions) -> Container:

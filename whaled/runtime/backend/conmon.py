@@ -32,7 +32,7 @@ from typing import Any
 from whaled.errors import Conflict, NotFound, SystemFailure, WhaledError
 
 from . import execfifo
-from .api import AttachReady, CreateOptions, ExitStatus, TaskState, TaskStatus
+from .api import AttachReady, BeforeRuntime, CreateOptions, ExitStatus, TaskState, TaskStatus
 from .conmon_args import (
     ConmonArgs,
     MonitorPaths,
@@ -223,8 +223,12 @@ async def _launch(
     *,
     timeout: float,
     attach_ready: AttachReady | None = None,
+    before_runtime: BeforeRuntime | None = None,
 ) -> tuple[int, int]:
-    """Start conmon and wait until it reports the process started: (conmon pid, pid)."""
+    """Start conmon and wait until it reports the process started: (conmon pid, pid).
+
+    ``before_runtime`` runs while conmon starts up; conmon runs the runtime only after it
+    returned (and is killed, never released, when it raises)."""
     paths = args.paths
     check_socket_path(paths.attach_socket)
     for d in (paths.dir, paths.exit_dir, paths.persist_dir, paths.socket_dir):
@@ -234,14 +238,17 @@ async def _launch(
     env = dict(os.environ)
     env["_OCI_SYNCPIPE"] = str(sync_w)
     start_w = attach_r = -1
-    if attach_ready is not None:
-        # conmon signals on the attach pipe when its socket listens, then waits for a byte
-        # on the start pipe before it runs the process.
-        attach_r, attach_w = os.pipe()
+    if attach_ready is not None or before_runtime is not None:
+        # conmon waits for a byte on the start pipe before it does anything.
         start_r, start_w = os.pipe()
-        pass_fds += [attach_w, start_r]
-        env["_OCI_ATTACHPIPE"] = str(attach_w)
+        pass_fds.append(start_r)
         env["_OCI_STARTPIPE"] = str(start_r)
+    if attach_ready is not None:
+        # conmon signals on the attach pipe when its socket listens, then waits for a second
+        # byte on the start pipe before it runs the process.
+        attach_r, attach_w = os.pipe()
+        pass_fds.append(attach_w)
+        env["_OCI_ATTACHPIPE"] = str(attach_w)
     reader = _SyncReader(sync_r)
     argv = build_conmon_argv(args)
     try:
@@ -264,9 +271,18 @@ async def _launch(
                 for fd in pass_fds:
                     os.close(fd)
         try:
+            if before_runtime is not None:
+                try:
+                    await before_runtime()
+                except BaseException:
+                    # Killed before the byte: an EOF on the start pipe would let it go on.
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+                    raise
             if start_w >= 0:
-                # conmon first waits on the start pipe before it does anything (the caller may
-                # set up its cgroup meanwhile); the second byte below releases the exec.
+                # The first byte lets conmon go on; with an exec attach a second byte below
+                # releases the exec.
                 os.write(start_w, b"0")
             rc = await asyncio.wait_for(proc.wait(), timeout)
             if attach_ready is not None:
@@ -672,7 +688,9 @@ class ConmonBackend:
         self.conmon_path = conmon_path
         self.log_level = log_level
 
-    async def create(self, options: CreateOptions) -> ConmonContainer:
+    async def create(
+        self, options: CreateOptions, *, before_runtime: BeforeRuntime | None = None
+    ) -> ConmonContainer:
         container = ConmonContainer(self, options)
         paths = container.paths
         # A fresh state dir: stale exit files or pid files must not answer for this run.
@@ -699,8 +717,8 @@ class ConmonBackend:
             log_level=self.log_level,
         )
         try:
-            await _launch(args, timeout=options.timeout)
-        except WhaledError:
+            await _launch(args, timeout=options.timeout, before_runtime=before_runtime)
+        except BaseException:
             await _kill_monitor(paths)
             with contextlib.suppress(WhaledError):
                 await container.runtime.call(

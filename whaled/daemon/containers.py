@@ -353,6 +353,7 @@ class ContainerService:
         if not argv:
             raise InvalidParameter("No command specified")
         self._check_network_mode(host_config)
+        _check_bind_sources(host_config)
         cid = secrets.token_hex(32)
         while cid[:12].isdigit():  # dockerd avoids all-digit short IDs
             cid = secrets.token_hex(32)
@@ -478,6 +479,7 @@ class ContainerService:
 
         def prepare_bundle(bundle_dir: str) -> None:
             nonlocal mounted
+            _create_bind_sources(c.host_config)
             rootfs = self.images.layers.mount(c.id)
             mounted = True
             _write_bundle(bundle_dir, self._spec_for(cfg, c, rootfs))
@@ -1303,6 +1305,24 @@ def _init_binary(facts: DaemonFacts) -> str:
 
 def _write(path: str, text: str) -> None:
     atomic_write(path, text.encode(), 0o644)
+
+
+def _check_bind_sources(hc: Mapping[str, Any]) -> None:
+    """``--mount type=bind`` needs an existing source (dockerd's 400 and message)."""
+    for m in hc.get("Mounts") or []:
+        source = str(m.get("Source") or "")
+        if m.get("Type") == "bind" and source and not os.path.exists(source):
+            raise InvalidParameter(
+                f'invalid mount config for type "bind": bind source path does not exist: {source}'
+            )
+
+
+def _create_bind_sources(hc: Mapping[str, Any]) -> None:
+    """``-v /host/path:/path`` creates a missing host directory at start, as dockerd does."""
+    for bind in hc.get("Binds") or []:
+        source = str(bind).split(":", 1)[0]
+        if source.startswith("/") and not os.path.lexists(source):
+            os.makedirs(source, 0o755, exist_ok=True)
 
 
 def _write_bundle(bundle_dir: str, spec: Mapping[str, Any]) -> None:

@@ -700,6 +700,36 @@ def test_host_config_inside_the_container(
     c.remove()
 
 
+def test_bind_sources_missing_on_the_host(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, tmp_path: Any
+) -> None:
+    """As dockerd: ``-v`` creates a missing host directory at start; ``--mount type=bind``
+    refuses a missing source at create with a 400."""
+    fresh = tmp_path / "made" / "by-start"
+    out = docker_client.containers.run(
+        busybox_image,
+        ["sh", "-c", "touch /data/x && echo ok"],
+        network_mode="none",
+        volumes={str(fresh): {"bind": "/data", "mode": "rw"}},
+        remove=True,
+    )
+    assert out == b"ok\n"
+    assert (fresh / "x").exists() and oct(fresh.stat().st_mode & 0o777) == "0o755"
+    missing = tmp_path / "missing"
+    with pytest.raises(docker.errors.APIError) as err:
+        docker_client.containers.create(
+            busybox_image,
+            "true",
+            network_mode="none",
+            mounts=[docker.types.Mount("/data", str(missing), type="bind")],
+        )
+    assert err.value.status_code == 400
+    assert err.value.explanation == (
+        f'invalid mount config for type "bind": bind source path does not exist: {missing}'
+    )
+    assert not missing.exists()
+
+
 def test_user_and_group_add(whaled: WhaledProcess, docker_client: Any, busybox_image: str) -> None:
     c = run_bg(
         docker_client,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,6 +68,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, f"internal error: {e}")
 
 
+def clean_path(path: str) -> str:
+    """The path dockerd's router would redirect to: ``.``/``..`` resolved, slashes merged,
+    a trailing slash kept (Go's ``path.Clean`` plus gorilla/mux's trailing-slash rule)."""
+    if not path.startswith("/"):
+        path = "/" + path
+    cleaned = "/" + posixpath.normpath(path).lstrip("/")
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+@web.middleware
+async def clean_path_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A path that is not clean (docker-py's ``containers//name/json`` for a name given
+    with its leading slash) gets dockerd's 301 to the clean one, query kept."""
+    raw = request.rel_url.raw_path
+    cleaned = clean_path(raw)
+    if cleaned != raw:
+        query = request.rel_url.raw_query_string
+        location = cleaned + ("?" + query if query else "")
+        return web.Response(status=301, headers={"Location": location})
+    return await handler(request)
+
+
 @web.middleware
 async def version_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[API_VERSION_KEY] = check_api_version(request.match_info.get("version"))
@@ -107,7 +132,7 @@ class Routes:
 
 def build_app(daemon: Daemon, route_modules: list[Callable[[Routes], None]]) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, version_middleware],
+        middlewares=[clean_path_middleware, error_middleware, version_middleware],
         client_max_size=0,
         handler_args={"max_field_size": 65536},
     )

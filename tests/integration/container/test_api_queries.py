@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.container.helpers import (
     NONE,
+    V,
     create_id,
     poll,
     raw_json,
@@ -476,4 +477,17 @@ def test_log_rotation_keeps_a_steady_writers_files_at_max_size(
     assert all(size <= 10_000 + 1_000 for size in rotated.values()), files
     lines = c.logs().decode().splitlines()
     assert len(lines) == 300 and lines[-1].startswith("line-299-")
+    c.remove()
+
+
+def test_unclean_paths_redirect_like_dockerd(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str
+) -> None:
+    """docker-py sends ``containers//name/json`` for a name given with its leading slash;
+    dockerd's router answers 301 to the clean path (query kept), which clients follow."""
+    c = docker_client.containers.create(busybox_image, "true", name="slashy", network_mode="none")
+    assert docker_client.containers.get("/slashy").id == c.id
+    status, headers, _ = whaled.request("GET", f"{V}/containers//slashy/json?size=1")
+    assert status == 301
+    assert headers["Location"] == f"{V}/containers/slashy/json?size=1"
     c.remove()

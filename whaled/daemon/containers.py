@@ -1326,8 +1326,18 @@ def _create_bind_sources(hc: Mapping[str, Any]) -> None:
 
 
 def _write_bundle(bundle_dir: str, spec: Mapping[str, Any]) -> None:
+    """``config.json`` is written anew at every start and read only by the runtime's
+    ``create`` right after: atomic (temp + rename) but not fsynced — it is no state to
+    recover, and after a power loss it is rewritten before any use."""
     os.makedirs(bundle_dir, mode=0o700, exist_ok=True)
-    atomic_write(os.path.join(bundle_dir, "config.json"), json.dumps(spec).encode(), 0o600)
+    path = os.path.join(bundle_dir, "config.json")
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(spec).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
 
 
 def _read_text(path: str) -> str | None:

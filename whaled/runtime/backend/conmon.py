@@ -251,6 +251,8 @@ async def _launch(
         env["_OCI_ATTACHPIPE"] = str(attach_w)
     reader = _SyncReader(sync_r)
     argv = build_conmon_argv(args)
+    # Started first: it runs (in its thread) while conmon is spawned and starts up.
+    prepared = asyncio.ensure_future(before_runtime()) if before_runtime is not None else None
     try:
         with open(paths.conmon_log, "ab") as errlog:
             try:
@@ -266,14 +268,16 @@ async def _launch(
                     start_new_session=True,
                 )
             except OSError as e:
+                if prepared is not None:
+                    await asyncio.gather(prepared, return_exceptions=True)
                 raise SystemFailure(f"cannot start conmon ({args.conmon_path}): {e}") from e
             finally:
                 for fd in pass_fds:
                     os.close(fd)
         try:
-            if before_runtime is not None:
+            if prepared is not None:
                 try:
-                    await before_runtime()
+                    await prepared
                 except BaseException:
                     # Killed before the byte: an EOF on the start pipe would let it go on.
                     with contextlib.suppress(ProcessLookupError):

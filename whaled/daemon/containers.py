@@ -70,7 +70,7 @@ from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.logger.rotate import LogRotator
-from whaled.osutil.atomic import atomic_write
+from whaled.osutil.atomic import replace_file
 from whaled.runtime.backend.api import (
     Backend,
     CreateOptions,
@@ -1304,7 +1304,9 @@ def _init_binary(facts: DaemonFacts) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    atomic_write(path, text.encode(), 0o644)
+    """hosts / hostname / resolv.conf: derived from the container's record (which is
+    fsynced), like dockerd's plain writes of them."""
+    replace_file(path, text.encode(), 0o644)
 
 
 def _check_bind_sources(hc: Mapping[str, Any]) -> None:
@@ -1327,17 +1329,9 @@ def _create_bind_sources(hc: Mapping[str, Any]) -> None:
 
 def _write_bundle(bundle_dir: str, spec: Mapping[str, Any]) -> None:
     """``config.json`` is written anew at every start and read only by the runtime's
-    ``create`` right after: atomic (temp + rename) but not fsynced — it is no state to
-    recover, and after a power loss it is rewritten before any use."""
+    ``create`` right after: no state to recover, so no fsync."""
     os.makedirs(bundle_dir, mode=0o700, exist_ok=True)
-    path = os.path.join(bundle_dir, "config.json")
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(spec).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    replace_file(os.path.join(bundle_dir, "config.json"), json.dumps(spec).encode(), 0o600)
 
 
 def _read_text(path: str) -> str | None:

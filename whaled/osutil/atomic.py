@@ -8,6 +8,7 @@ directory, fsync-ing it, renaming it over ``path`` and fsync-ing the directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -31,6 +32,23 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             pass
         raise
     fsync_dir(directory)
+
+
+def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` through a temp file and a rename, without fsync: readers never see a
+    half-written file, but a power loss may lose it. Only for files derived from state
+    that is itself written with :func:`atomic_write` (regenerated, never recovered)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, mode)  # the umask may have narrowed it
+            f.write(data)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write_json(path: str, value: Any, mode: int = 0o644) -> None:

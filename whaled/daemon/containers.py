@@ -704,10 +704,13 @@ class ContainerService:
         )
         if restart:
             c.state.status = next_state(c.state.status, Event.RESTART)
+        auto_remove = not restart and c.host_config.get("AutoRemove") and not slot.removing
         # State change, record, events and waiters in one step (no await in between), as
         # dockerd does: a ``next-exit`` wait sent after this point waits for the next run.
+        # A record about to be removed is not written again (after a crash the daemon finds
+        # the exit and removes the container then).
         with contextlib.suppress(OSError, NoSuchContainer):
-            if self.store.exists(c.id):
+            if self.store.exists(c.id) and not auto_remove:
                 self._save(c)
         if status.oom_killed:
             self._event(c, "oom")
@@ -726,7 +729,7 @@ class ContainerService:
             except Exception as e:
                 log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
             run.released.set()
-            if not restart and c.host_config.get("AutoRemove") and not slot.removing:
+            if auto_remove:
                 self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
             try:
                 await delete
@@ -1102,6 +1105,10 @@ class ContainerService:
             shutil.rmtree(self._run_dir(c.id), ignore_errors=True)
         adopted = {c.id for c in loaded if self._slots[c.id].run is not None}
         await self._sweep_leftovers(adopted)
+        for c in loaded:
+            # dockerd's rule: a --rm container found not running at start is removed.
+            if c.host_config.get("AutoRemove") and c.id not in adopted:
+                self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
         for c in loaded:
             # dockerd's rule at daemon start: ``always`` comes back even after a manual
             # stop, ``unless-stopped`` only if not stopped by hand, ``on-failure`` after a

@@ -308,6 +308,22 @@ def test_kill9_of_the_daemon_then_restart_matches_reality(
     docker_cli.run("rm", "-f", running, short)
 
 
+def test_auto_remove_container_that_exited_while_the_daemon_was_down(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str
+) -> None:
+    cid = docker_cli.run(*RUN, "-d", "--rm", busybox_image, "sleep", "1").stdout.strip()
+    keep = docker_cli.run(*RUN, "-d", "--rm", busybox_image, "sleep", "300").stdout.strip()
+    whaled.kill9()
+    time.sleep(2)  # ``cid`` exits while nobody watches
+    whaled.start()
+    whaled.wait_ready()
+    poll(lambda: cid not in docker_cli.run("ps", "-aq", "--no-trunc").stdout or None)
+    assert docker_cli.run("inspect", "--format", "{{.State.Status}}", keep).stdout.strip() == (
+        "running"
+    )
+    docker_cli.run("rm", "-f", keep)
+
+
 def test_restart_removes_runtime_state_and_run_dirs_nobody_owns(
     whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, busybox_tar: str
 ) -> None:

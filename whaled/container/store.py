@@ -28,6 +28,10 @@ def name_conflict(name: str, holder: str) -> Conflict:
     )
 
 
+#: Directories of removed containers waiting for ``empty_trash``.
+TRASH_PREFIX = ".trash-"
+
+
 class ContainerStore:
     def __init__(self, data_root: str) -> None:
         self.root = os.path.join(data_root, "containers")
@@ -41,6 +45,7 @@ class ContainerStore:
     def load_all(self) -> list[Container]:
         """Read every record; a directory without a readable record is left for cleanup."""
         loaded = []
+        self.empty_trash()
         for entry in sorted(os.listdir(self.root)):
             path = os.path.join(self.root, entry, RECORD)
             try:
@@ -92,15 +97,26 @@ class ContainerStore:
             del self._by_name[container.name]
 
     def delete(self, container_id: str) -> None:
-        """Forget the container and remove its directory (record first, so a crash mid-way
-        leaves no half-valid record)."""
+        """Forget the container and move its directory aside for ``empty_trash`` (record
+        first, so a crash mid-way leaves no half-valid record; leftovers go at ``load_all``)."""
         self.forget(container_id)
         directory = self.dir_of(container_id)
         try:
             os.unlink(os.path.join(directory, RECORD))
         except FileNotFoundError:
             pass
-        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            os.rename(directory, os.path.join(self.root, TRASH_PREFIX + container_id))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        """Delete the directories ``delete`` moved aside."""
+        for entry in os.listdir(self.root):
+            if entry.startswith(TRASH_PREFIX):
+                shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
 
     def get(self, ref: str) -> Container:
         """By full ID, name (with or without '/'), or unique ID prefix."""

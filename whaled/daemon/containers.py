@@ -205,6 +205,8 @@ class ContainerService:
         self._shutting_down = False
         #: Removals whose run directory waits for the runtime's delete (see ``remove``).
         self._finishing: set[asyncio.Task[None]] = set()
+        self._trash_task: asyncio.Task[None] | None = None
+        self._trash_again = False
         mask = read_capability_bounding_mask()
         self.capability_bounding = capabilities_from_mask(mask) if mask is not None else None
         #: Called when a run ends (exec sessions of that run are over).
@@ -978,6 +980,22 @@ class ContainerService:
             self.store.delete(c.id)
 
         await asyncio.to_thread(remove)
+        self._empty_trash_soon()
+
+    def _empty_trash_soon(self) -> None:
+        """The removed container's files go in the background (one task at a time)."""
+        self._trash_again = True
+        if self._trash_task is None or self._trash_task.done():
+            self._trash_task = self.tasks.spawn("empty-trash", self._empty_trash())
+
+    async def _empty_trash(self) -> None:
+        await asyncio.sleep(0)  # let the removal's answer go out first
+        while True:
+            self._trash_again = False
+            await asyncio.to_thread(self.images.layers.empty_trash)
+            await asyncio.to_thread(self.store.empty_trash)
+            if not self._trash_again:
+                return
 
     async def _remove_run_dir(self, cid: str, run: Run) -> None:
         await run.cleaned.wait()

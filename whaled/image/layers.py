@@ -35,6 +35,7 @@ Record mutability: ``Layer`` and ``RWLayer`` are immutable once written.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import json
@@ -85,6 +86,10 @@ DRIVER_NAME = "overlay2"
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
 TAR_SPLIT = "tar-split"
+
+
+#: Driver dirs of removed RW layers waiting for ``empty_trash``.
+TRASH_PREFIX = ".trash-"
 
 
 class ChangeKind(IntEnum):
@@ -762,10 +767,20 @@ class LayerStore:
                     os.unlink(os.path.join(self.link_dir, f.read().strip()))
             except FileNotFoundError:
                 pass
-            self._remove_driver_dir(d)
+            mounts.unmount_all(os.path.join(d, "merged"))
+            # One rename now; the files go with ``empty_trash`` (or at the next start: an
+            # unknown driver dir is removed then).
+            with contextlib.suppress(FileNotFoundError):  # a half-removed one
+                os.rename(d, os.path.join(self.root, TRASH_PREFIX + rw.mount_id))
             del self._rw[container_id]
             if rw.parent is not None and rw.parent in self._layers:
                 self.release(rw.parent)
+
+    def empty_trash(self) -> None:
+        """Delete the driver dirs ``remove_rw`` moved aside."""
+        for name in os.listdir(self.root):
+            if name.startswith(TRASH_PREFIX):
+                self._remove_driver_dir(os.path.join(self.root, name))
 
     def changes(self, container_id: str) -> list[Change]:
         with self._lock:

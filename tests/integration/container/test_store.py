@@ -47,7 +47,10 @@ def test_reserve_get_rename_delete_and_reload(tmp_path: Any) -> None:
     assert {c.name for c in fresh.load_all()} == {"front", "db"}
     fresh.delete(b.id)
     assert not os.path.exists(fresh.dir_of(b.id))
+    # Its files wait aside until ``empty_trash`` (or the next ``load_all``).
+    assert [n for n in os.listdir(store.root) if n.startswith(".trash-")] == [".trash-" + b.id]
     assert [c.name for c in ContainerStore(str(tmp_path)).load_all()] == ["front"]
+    assert sorted(os.listdir(store.root)) == [a.id]
 
 
 def test_unreadable_record_is_skipped(tmp_path: Any) -> None:

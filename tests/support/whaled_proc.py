@@ -269,6 +269,9 @@ class WhaledProcess:
         self.pidfile = os.path.join(self.root, "whaled.pid")
         self.config_path = os.path.join(self.root, "daemon.json")
         self.log_path = os.path.join(self.root, "whaled.log")
+        # Containers' cgroups go below a parent of this daemon's own (not the shared
+        # default /whaled), removed at cleanup.
+        self.cgroup_parent = "/whaled-test-" + os.path.basename(self.root)
         if len(self.sock.encode()) >= UNIX_PATH_MAX:
             raise ValueError(f"socket path too long for AF_UNIX: {self.sock}")
         os.mkdir(self.data_root, 0o755)
@@ -309,6 +312,7 @@ class WhaledProcess:
             "--exec-root", self.exec_root,
             "--pidfile", self.pidfile,
             "--config-file", self.config_path,
+            "--cgroup-parent", self.cgroup_parent,
             *self.extra_args,
         ]  # fmt: skip
 
@@ -536,6 +540,7 @@ class WhaledProcess:
         left = unmount_all_under(self.root)
         if left:
             raise CleanupError(f"could not unmount under {self.root}: {left}")
+        remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.root, ignore_errors=False)
         self._cleaned = True
 
@@ -552,6 +557,22 @@ class WhaledProcess:
 
     def __repr__(self) -> str:
         return f"<WhaledProcess pid={self.pid} root={self.root}>"
+
+
+def remove_cgroups(parent: str, cgroup_root: str = "/sys/fs/cgroup") -> None:
+    """Remove the (empty) cgroup directories of ``parent`` in every hierarchy, deepest
+    first; a cgroup that still has processes stays (rmdir refuses it)."""
+    if not parent.strip("/") or not os.path.isdir(cgroup_root):
+        return
+    tops = [os.path.join(cgroup_root, parent.strip("/"))]
+    for hierarchy in os.listdir(cgroup_root):
+        tops.append(os.path.join(cgroup_root, hierarchy, parent.strip("/")))
+    for top in tops:
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda e: -e[0].count("/")):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
 
 
 def _is_zombie(pid: int) -> bool:

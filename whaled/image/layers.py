@@ -535,18 +535,24 @@ class LayerStore:
         finally:
             self.discard(fresh)
 
+    def _write_link_and_lowers(self, driver_dir: str, parent: str | None) -> str:
+        """A fresh short link name in ``driver_dir/link`` and the parent chain's links in
+        ``driver_dir/lower`` (none without a parent); returns the link name."""
+        link = _new_link()
+        with open(os.path.join(driver_dir, "link"), "w", encoding="ascii") as f:
+            f.write(link)
+        lowers = self._lower_links(parent)
+        if lowers:
+            with open(os.path.join(driver_dir, "lower"), "w", encoding="ascii") as f:
+                f.write(":".join(lowers))
+        return link
+
     def _install(self, ingest: LayerIngest, parent: str | None, chain: str) -> Layer:
         """Move an unpacked ingest into place as ``chain`` (store lock held)."""
         tmp_dir = ingest.tmp_dir
         assert tmp_dir is not None
         cache_id = ingest.cache_id
-        link = _new_link()
-        with open(os.path.join(tmp_dir, "link"), "w", encoding="ascii") as f:
-            f.write(link)
-        lowers = self._lower_links(parent)
-        if lowers:
-            with open(os.path.join(tmp_dir, "lower"), "w", encoding="ascii") as f:
-                f.write(":".join(lowers))
+        link = self._write_link_and_lowers(tmp_dir, parent)
         os.mkdir(os.path.join(tmp_dir, "work"), 0o700)
         os.mkdir(os.path.join(tmp_dir, "merged"), 0o700)
         final_dir = self._dir(cache_id)
@@ -653,14 +659,8 @@ class LayerStore:
                 os.mkdir(tmp, 0o700)
                 for sub in ("diff", "work", "merged"):
                     os.mkdir(os.path.join(tmp, sub), 0o755 if sub == "diff" else 0o700)
-                link = _new_link()
-                with open(os.path.join(tmp, "link"), "w", encoding="ascii") as f:
-                    f.write(link)
-                lowers = self._lower_links(parent)
-                if lowers:
-                    with open(os.path.join(tmp, "lower"), "w", encoding="ascii") as f:
-                        f.write(":".join(lowers))
-                else:
+                link = self._write_link_and_lowers(tmp, parent)
+                if parent is None:
                     os.mkdir(os.path.join(tmp, "empty"), 0o755)
                 os.rename(tmp, self._dir(mount_id))
                 os.symlink(f"../{mount_id}/diff", os.path.join(self.link_dir, link))

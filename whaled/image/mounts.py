@@ -64,24 +64,27 @@ def mount_from(cwd: str, source: str, target: str, fstype: str, data: str) -> No
         )
 
 
+def _umount2(target: str, flags: int) -> bool:
+    """One ``umount2``: ``True`` if a mount was undone, ``False`` if ``target`` is no mount
+    point (any more); other errors raise."""
+    if _libc.umount2(target.encode(), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOENT):
+        return False
+    raise SystemFailure(f"error unmounting {target}: {os.strerror(err)}")
+
+
 def unmount(target: str, *, detach: bool = True) -> None:
-    rc = _libc.umount2(target.encode(), MNT_DETACH if detach else 0)
-    if rc != 0:
-        err = ctypes.get_errno()
-        if err in (errno.EINVAL, errno.ENOENT):
-            return  # not mounted (any more)
-        raise SystemFailure(f"error unmounting {target}: {os.strerror(err)}")
+    _umount2(target, MNT_DETACH if detach else 0)
 
 
 def unmount_all(target: str, limit: int = 16) -> None:
     """Undo every mount stacked on ``target`` (lazily); a directory that is no mount point
     costs one failed ``umount2``, no read of the mount table."""
     for _ in range(limit):
-        if _libc.umount2(target.encode(), MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            if err in (errno.EINVAL, errno.ENOENT):
-                return
-            raise SystemFailure(f"error unmounting {target}: {os.strerror(err)}")
+        if not _umount2(target, MNT_DETACH):
+            return
     raise SystemFailure(f"error unmounting {target}: more than {limit} mounts stacked on it")
 
 

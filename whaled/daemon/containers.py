@@ -266,16 +266,22 @@ class ContainerService:
         # Short: conmon's attach socket lives below (unix socket paths < 108 bytes).
         return os.path.join(self.exec_root, "c", cid[:16])
 
-    def _runtime_options(self, c: Container, runtime_path: str) -> CreateOptions:
-        cfg = c.config
-        base = self._run_dir(c.id)
-        log_opts = self._log_options(c)
+    def _bare_options(self, cid: str, runtime_path: str) -> CreateOptions:
+        """Where a container's runtime files are: enough to delete it from the runtime."""
+        base = self._run_dir(cid)
         return CreateOptions(
-            container_id=c.id,
+            container_id=cid,
             bundle_dir=base,
             state_dir=os.path.join(base, "m"),
             runtime_path=runtime_path,
             runtime_args=("--root", self.runtime_state),
+        )
+
+    def _runtime_options(self, c: Container, runtime_path: str) -> CreateOptions:
+        cfg = c.config
+        log_opts = self._log_options(c)
+        return dataclasses.replace(
+            self._bare_options(c.id, runtime_path),
             name=c.name,
             stdio=StdioOptions(
                 tty=bool(cfg.get("Tty")),
@@ -1158,16 +1164,8 @@ class ContainerService:
             )
             if not path:
                 continue
-            run_dir = self._run_dir(cid)
-            options = CreateOptions(
-                container_id=cid,
-                bundle_dir=run_dir,
-                state_dir=os.path.join(run_dir, "m"),
-                runtime_path=path,
-                runtime_args=("--root", self.runtime_state),
-            )
             try:
-                await self.backend.load(options).delete(force=True)
+                await self.backend.load(self._bare_options(cid, path)).delete(force=True)
                 log.info("removed the runtime's leftover state of container %s", cid[:12])
             except (WhaledError, OSError) as e:
                 log.warning("leftover runtime state of %s: %s", cid[:12], e)

@@ -6,6 +6,10 @@ send is the process's stdin. :func:`pump` moves bytes both ways until the output
 process exited and the monitor hung up), the client detached with the detach keys, or the
 client went away. Stdin EOF from the client is passed on by half-closing the connection,
 so the output of e.g. ``cat`` still arrives on it afterwards.
+
+Input and output run as two independent tasks, so neither waits for the other (a process
+whose output fills up while stdin still comes cannot deadlock the pair); each side waits
+only for its own peer (the client's transport, the socket), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -79,11 +83,21 @@ async def pump(
     docker_stream = {STREAM_STDOUT: DOCKER_STDOUT, STREAM_STDERR: DOCKER_STDERR}
 
     async def pump_output() -> PumpEnd:
+        reset = False
         while True:
             try:
                 packet = await loop.sock_recv(sock, _RECV)
+            except ConnectionResetError:
+                # The monitor hung up with stdin we sent still unread (the process exited
+                # without reading it all). The kernel reports that once, ahead of the
+                # output still queued here: read on to the end.
+                if reset:
+                    return PumpEnd.OUTPUT_ENDED
+                reset = True
+                continue
             except OSError:
                 return PumpEnd.OUTPUT_ENDED
+            reset = False
             if not packet:
                 return PumpEnd.OUTPUT_ENDED
             kind = packet[0]

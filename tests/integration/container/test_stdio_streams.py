@@ -157,6 +157,36 @@ def test_start_a_i_100mib_arrives_intact(
     docker_cli.run("rm", cid)
 
 
+def test_docker_py_exec_and_attach_100mib_arrive_intact(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, big_input: tuple[bytes, str]
+) -> None:
+    data, digest = big_input
+    api = docker_client.api
+    c = run_bg(docker_client, busybox_image, "sleep", "300")
+    ex = api.exec_create(c.id, ["md5sum"], stdin=True)
+    sock = api.exec_start(ex["Id"], socket=True)
+    raw = raw_socket(sock)
+    raw.sendall(data)
+    raw.shutdown(socket.SHUT_WR)
+    out, err = demux(read_to_eof(raw, timeout=60))
+    sock.close()
+    assert (_md5_of(out), err) == (digest, b"")
+    c.remove(force=True)
+    cid = api.create_container(busybox_image, ["md5sum"], stdin_open=True, network_disabled=True)[
+        "Id"
+    ]
+    sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    raw = raw_socket(sock)
+    api.start(cid)
+    raw.sendall(data)
+    raw.shutdown(socket.SHUT_WR)
+    out, err = demux(read_to_eof(raw, timeout=60))
+    sock.close()
+    assert (_md5_of(out), err) == (digest, b"")
+    assert api.wait(cid, timeout=30)["StatusCode"] == 0
+    api.remove_container(cid)
+
+
 def test_cat_echoes_3mib_back_without_a_deadlock(
     whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str
 ) -> None:
@@ -165,6 +195,26 @@ def test_cat_echoes_3mib_back_without_a_deadlock(
     data = os.urandom(3 * 1024 * 1024)
     done = docker_cli.run_bytes(*RUN, "-i", "--rm", busybox_image, "cat", input=data, timeout=60)
     assert done.stdout == data
+
+
+def test_process_that_stops_reading_early_still_gives_output_and_exit_code(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, big_input: tuple[bytes, str]
+) -> None:
+    data, _ = big_input
+    done = docker_cli.run_bytes(
+        *RUN,
+        "-i",
+        "--rm",
+        busybox_image,
+        "sh",
+        "-c",
+        "head -c 5 | od -An -tx1; exit 4",
+        input=data[: 20 * 1024 * 1024],
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr
+    assert done.stdout.split() == [b"%02x" % b for b in data[:5]]
 
 
 # ================================================================== output after stdin's EOF

@@ -35,8 +35,8 @@ kernel reset the connection, which can cost the client the end of the output). T
 belongs to the handler's task: when that task ends, a stream the handler did not close is
 closed; a client that does not finish within :data:`CLOSE_TIMEOUT_SECONDS` is cut off.
 
-Pure helpers: :func:`mux_frame`, :func:`parse_detach_keys`, :class:`DetachScanner`,
-:func:`stream_content_type`, :func:`bytes_after_request`.
+Pure helpers: :func:`mux_frame`, :func:`parse_detach_keys`, :func:`detacher_for`,
+:class:`DetachScanner`, :func:`stream_content_type`, :func:`bytes_after_request`.
 """
 
 from __future__ import annotations
@@ -123,6 +123,16 @@ def parse_detach_keys(spec: str) -> bytes:
         else:
             raise InvalidParameter(f"Invalid detach keys ({spec}) provided")
     return bytes(codes)
+
+
+def detacher_for(keys: bytes, *, tty: bool, stdin: bool) -> DetachScanner | None:
+    """The scanner for a stream's stdin, or None when the detach keys do not apply.
+
+    dockerd looks for the detach keys only with a TTY: without one, stdin is data (any
+    binary input may hold a ctrl-p ctrl-q pair) and passes through untouched."""
+    if not (tty and stdin and keys):
+        return None
+    return DetachScanner(keys)
 
 
 class DetachScanner:

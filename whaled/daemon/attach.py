@@ -6,6 +6,10 @@ send is the process's stdin. :func:`pump` moves bytes both ways until the output
 process exited and the monitor hung up), the client detached with the detach keys, or the
 client went away. Stdin EOF from the client is passed on by half-closing the connection,
 so the output of e.g. ``cat`` still arrives on it afterwards.
+
+Input and output run as two independent tasks, so neither waits for the other (a process
+whose output fills up while stdin still comes cannot deadlock the pair); each side waits
+only for its own peer (the client's transport, the socket), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -65,22 +69,35 @@ async def pump(
     stderr: bool = True,
     detacher: Detacher | None = None,
     eof_closes_stdin: bool = True,
+    client_gone: Awaitable[None] | None = None,
 ) -> PumpEnd:
     """Run until the output ends, the client detaches or goes away. Closes ``sock``.
 
     ``eof_closes_stdin``: the client's stdin EOF ends the process's stdin (Docker's
     StdinOnce, and exec sessions); otherwise the process's stdin stays open for later
-    attaches and the EOF only stops this client's input."""
+    attaches and the EOF only stops this client's input. ``client_gone`` resolves when the
+    client's connection is gone: the pump ends then, also while there is no output (a
+    half-close only ends stdin)."""
     loop = asyncio.get_running_loop()
     wanted = {STREAM_STDOUT: stdout, STREAM_STDERR: stderr}
     docker_stream = {STREAM_STDOUT: DOCKER_STDOUT, STREAM_STDERR: DOCKER_STDERR}
 
     async def pump_output() -> PumpEnd:
+        reset = False
         while True:
             try:
                 packet = await loop.sock_recv(sock, _RECV)
+            except ConnectionResetError:
+                # The monitor hung up with stdin we sent still unread (the process exited
+                # without reading it all). The kernel reports that once, ahead of the
+                # output still queued here: read on to the end.
+                if reset:
+                    return PumpEnd.OUTPUT_ENDED
+                reset = True
+                continue
             except OSError:
                 return PumpEnd.OUTPUT_ENDED
+            reset = False
             if not packet:
                 return PumpEnd.OUTPUT_ENDED
             kind = packet[0]
@@ -119,10 +136,13 @@ async def pump(
 
     out_task = asyncio.ensure_future(pump_output())
     in_task = asyncio.ensure_future(pump_input()) if stdin is not None else None
+    gone_task = asyncio.ensure_future(client_gone) if client_gone is not None else None
     try:
         pending: set[asyncio.Future[Any]] = {out_task}
         if in_task is not None:
             pending.add(in_task)
+        if gone_task is not None:
+            pending.add(gone_task)
         while True:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if out_task in done:
@@ -131,8 +151,10 @@ async def pump(
                 end = in_task.result()
                 if end is not None:
                     return end
+            if gone_task is not None and gone_task in done:
+                return PumpEnd.CLIENT_GONE
     finally:
-        for t in (out_task, in_task):
+        for t in (out_task, in_task, gone_task):
             if t is not None and not t.done():
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

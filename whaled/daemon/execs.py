@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,6 +228,21 @@ class ExecService:
         self.containers._event(
             c, "exec_die", {"execID": session.id, "exitCode": str(session.exit_code)}
         )
+
+    async def detached(self, exec_id: str) -> None:
+        """The client detached from the session's stream with the detach keys.
+
+        dockerd then closes the session's stdin (the monitor already did: the client's
+        connection to it is gone). With a TTY, containerd answers the end of stdin by
+        closing the terminal, a hangup: the kernel sends the session leader SIGHUP and
+        SIGCONT. conmon keeps the terminal open, so the same signals are sent here."""
+        session = self.get(exec_id)
+        process = session.process
+        if not session.tty or process is None or not session.running:
+            return
+        for sig in (signal.SIGHUP, signal.SIGCONT):
+            with contextlib.suppress(WhaledError, OSError):
+                await process.kill(sig)
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         session = self.get(exec_id)

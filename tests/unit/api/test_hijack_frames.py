@@ -14,6 +14,7 @@ from whaled.api.hijack import (
     STDOUT,
     DetachScanner,
     bytes_after_request,
+    detacher_for,
     mux_frame,
     parse_detach_keys,
     stream_content_type,
@@ -172,6 +173,16 @@ def test_scanner_single_key() -> None:
 def test_scanner_with_no_keys_never_detaches() -> None:
     scanner = DetachScanner(b"")
     assert scanner.feed(CTRL_P + CTRL_Q) == (CTRL_P + CTRL_Q, False)
+
+
+def test_detach_keys_apply_only_to_a_tty_stdin_like_dockerd() -> None:
+    keys = CTRL_P + CTRL_Q
+    scanner = detacher_for(keys, tty=True, stdin=True)
+    assert scanner is not None and scanner.feed(b"a" + keys) == (b"a", True)
+    # Without a TTY, stdin is data: binary input may hold the sequence.
+    assert detacher_for(keys, tty=False, stdin=True) is None
+    assert detacher_for(keys, tty=True, stdin=False) is None
+    assert detacher_for(b"", tty=True, stdin=True) is None
 
 
 def test_scanner_many_chunk_boundaries_preserve_every_byte() -> None:

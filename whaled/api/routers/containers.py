@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -18,13 +19,13 @@ from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
 from whaled.api.filters import parse_filters
-from whaled.api.hijack import DetachScanner, hijack, mux_frame, parse_detach_keys
+from whaled.api.hijack import ClientGone, detacher_for, hijack, mux_frame, parse_detach_keys
 from whaled.api.routers.images import bool_param
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body
 from whaled.api.versions import ApiVersion
-from whaled.daemon.attach import connect, pump
+from whaled.daemon.attach import PumpEnd, connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
@@ -243,8 +244,9 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
                             output=stream.write_frame,
                             stdout=want_out,
                             stderr=want_err,
-                            detacher=DetachScanner(keys) if want_stdin and keys else None,
+                            detacher=detacher_for(keys, tty=tty, stdin=want_stdin),
                             eof_closes_stdin=bool(c.config.get("StdinOnce")) and not tty,
+                            client_gone=stream.wait_closed(),
                         )
                     finally:
                         if not done.done():
@@ -474,8 +476,24 @@ async def post_commit(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ exec
 
 
+#: dockerd's last words on an exec stream the client detached from (its error path).
+EXEC_DETACHED_MESSAGE = "exec attach failed: error on attach stdin: read escape sequence"
+
+
+def _field_ci(body: Mapping[str, Any], key: str) -> Any:
+    """``body[key]``, the key matched case-insensitively when not spelled exactly so
+    (docker-py sends ``detachKeys``, the docker CLI ``DetachKeys``)."""
+    if key in body:
+        return body[key]
+    wanted = key.lower()
+    return next((v for k, v in body.items() if str(k).lower() == wanted), None)
+
+
 async def post_exec_create(request: web.Request) -> web.StreamResponse:
     body = await _json_body(request)
+    keys = _field_ci(body, "DetachKeys")
+    if keys is not None:
+        body = {**body, "DetachKeys": keys}
     session = _execs(request).create(_id(request), body)
     return json_response({"Id": session.id}, status=201)
 
@@ -492,25 +510,27 @@ async def post_exec_start(request: web.Request) -> web.StreamResponse:
     keys = parse_detach_keys(session.detach_keys or DEFAULT_DETACH_KEYS)
     execs.get(exec_id)  # 404 before hijacking
     stream = await hijack(request, tty=tty)
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
     try:
 
         async def attached(path: str) -> None:
             sock = await connect(path)
 
             async def run() -> None:
+                end = PumpEnd.CLIENT_GONE
                 try:
-                    await pump(
+                    end = await pump(
                         sock,
                         stdin=stream.read if session.attach_stdin else None,
                         output=stream.write_frame,
                         stdout=session.attach_stdout or not session.attach_stdin,
                         stderr=session.attach_stderr or not session.attach_stdin,
-                        detacher=DetachScanner(keys) if session.attach_stdin and keys else None,
+                        detacher=detacher_for(keys, tty=session.tty, stdin=session.attach_stdin),
+                        client_gone=stream.wait_closed(),
                     )
                 finally:
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(end)
 
             execs.containers.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
 
@@ -519,8 +539,16 @@ async def post_exec_start(request: web.Request) -> web.StreamResponse:
         except Exception as e:
             await stream.write_frame(2, f"{e}\n".encode())
             return stream.response
-        await done
-        await session.done.wait()
+        end = await done
+        if end == PumpEnd.DETACHED:
+            # Like dockerd: the error line, then the stream ends and the session's stdin
+            # is closed.
+            await execs.detached(exec_id)
+            with contextlib.suppress(ClientGone):
+                await stream.write_frame(1, f"{EXEC_DETACHED_MESSAGE}\r\n".encode())
+            return stream.response
+        if end == PumpEnd.OUTPUT_ENDED:
+            await session.done.wait()
     finally:
         await stream.close()
     return stream.response

@@ -937,6 +937,11 @@ class ContainerService:
                     f"You cannot remove a paused container {c.id}. Unpause and then stop the "
                     "container before attempting removal or force remove"
                 )
+            if c.state.status == Status.RESTARTING and not force:
+                raise Conflict(
+                    f'cannot remove container "/{c.name}": container is restarting: stop the '
+                    "container before removing or force remove"
+                )
             if is_running(c.state.status) and not force:
                 raise Conflict(
                     f"You cannot remove a running container {c.id}. Stop the container "

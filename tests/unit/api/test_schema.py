@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -145,6 +146,26 @@ def test_depth_limit_counts_only_structure() -> None:
     assert create({"Image": "[" * 10_000}) == {"Image": "[" * 10_000}
     with pytest.raises(BodyError):
         parse_json(json.dumps([[nested]]).encode())
+
+
+def test_depth_scan_follows_strings_and_escapes() -> None:
+    # a backslash, an escaped quote, then brackets inside strings: none of them is structure
+    inner = ["\\", '"' + "[" * 100, "]" * 100 + "{" * 100]
+    raw = "[" * (MAX_DEPTH - 1) + json.dumps(inner) + "]" * (MAX_DEPTH - 1)
+    value = parse_json(raw.encode())
+    for _ in range(MAX_DEPTH - 1):
+        value = value[0]
+    assert value == inner
+    deep = "[" * (MAX_DEPTH + 1) + json.dumps(inner) + "]" * (MAX_DEPTH + 1)
+    with pytest.raises(BodyError):
+        parse_json(deep.encode())
+
+
+def test_depth_scan_is_linear() -> None:
+    started = time.monotonic()
+    with pytest.raises(BodyError):
+        parse_json(b"[" * 100 + b'"' + b'\\"' * 500_000)
+    assert time.monotonic() - started < 5
 
 
 def test_empty_body() -> None:

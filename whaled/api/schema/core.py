@@ -36,8 +36,7 @@ MAX_DEPTH = 64
 #: (MAX_ARG_STRLEN), which any string that ends up in a container must fit.
 MAX_STRING = 128 * 1024
 
-_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS_RE = re.compile(rb"[\[\]{}]")
+_SPECIAL_RE = re.compile(rb'[\[\]{}"\\]')
 
 
 class BodyError(InvalidParameter):
@@ -62,16 +61,29 @@ def _parse_float(text: str) -> float | _NonFinite:
 
 
 def _check_depth(raw: bytes) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before the parser recurses into it."""
+    """Refuse nesting deeper than MAX_DEPTH before the parser recurses into it (one linear
+    pass over the bytes that matter: brackets, quotes and escapes)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return
     depth = 0
-    for m in _BRACKETS_RE.finditer(_STRING_RE.sub(b"", raw)):
-        if m.group() in (b"[", b"{"):
+    in_string = False
+    escaped_at = -1  # the byte after a backslash in a string is not special
+    for m in _SPECIAL_RE.finditer(raw):
+        at, byte = m.start(), m.group()
+        if at == escaped_at:
+            continue
+        if in_string:
+            if byte == b"\\":
+                escaped_at = at + 1
+            elif byte == b'"':
+                in_string = False
+        elif byte == b'"':
+            in_string = True
+        elif byte in (b"[", b"{"):
             depth += 1
             if depth > MAX_DEPTH:
                 raise BodyError(f"invalid JSON: exceeded max depth of {MAX_DEPTH}")
-        else:
+        elif byte in (b"]", b"}"):
             depth -= 1
 
 

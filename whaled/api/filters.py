@@ -205,6 +205,8 @@ def parse_filters(raw: str | None) -> Filters:
     except ValueError as err:
         # JSONDecodeError is a ValueError; so is a number too large to convert.
         raise InvalidFilter(detail=f"not valid JSON ({err})") from None
+    except RecursionError:
+        raise InvalidFilter(detail="not valid JSON (nested too deeply)") from None
     if document is None:
         return Filters()  # Go unmarshals null into an empty map.
     if not isinstance(document, dict):

@@ -16,9 +16,13 @@ from typing import Any
 
 from whaled.errors import InvalidParameter, NotFound
 from whaled.runtime.command import merge_command, merge_config_env
+from whaled.runtime.defaults import normalize_capabilities
 from whaled.runtime.ulimits import Ulimit, merge_ulimits, validate_ulimit
 
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+#: The kernel's limit for a hostname (HOST_NAME_MAX); sethostname refuses longer ones.
+HOST_NAME_MAX = 64
+INT64_MAX = 2**63 - 1
 SUPPORTED_NETWORK_MODES = ("none", "host", "default", "bridge")
 
 
@@ -116,7 +120,8 @@ def complete_host_config(request: Mapping[str, Any], d: DaemonDefaults) -> dict[
     # dockerd's adaptContainerSettings: --memory without --memory-swap gets as much swap
     # again (MemorySwap = 2 * Memory) where swap can be limited.
     if hc.get("Memory") and not hc.get("MemorySwap") and d.swap_limit:
-        hc["MemorySwap"] = 2 * int(hc["Memory"])
+        swap = 2 * int(hc["Memory"])
+        hc["MemorySwap"] = swap if swap <= INT64_MAX else -1  # beyond int64: unlimited
     policy = dict(hc.get("RestartPolicy") or {})
     policy.setdefault("Name", "no")
     if not policy["Name"]:
@@ -187,3 +192,21 @@ def validate_host_config(hc: Mapping[str, Any], d: DaemonDefaults) -> list[str]:
         if kind not in ("bind", "tmpfs"):
             raise InvalidParameter(f"mount type '{kind}' is not supported by whaled yet")
     return warnings
+
+
+def check_request(request: Mapping[str, Any], hc: Mapping[str, Any]) -> None:
+    """dockerd's create-time checks of values in the request's Config and HostConfig that
+    the OCI spec checks (``validate_spec_input``) do not make, in its wording."""
+    hostname = str(request.get("Hostname") or "")
+    if len(hostname.encode()) > HOST_NAME_MAX:
+        raise InvalidParameter(
+            f'invalid hostname format: "{hostname[:80]}" is longer than {HOST_NAME_MAX} bytes'
+        )
+    for env in request.get("Env") or ():
+        if not str(env).partition("=")[0]:
+            raise InvalidParameter(f"invalid environment variable: {env}")
+    for key in ("CapAdd", "CapDrop"):
+        try:
+            normalize_capabilities(hc.get(key) or ())
+        except InvalidParameter as e:
+            raise InvalidParameter(f"invalid {key}: {e}") from None

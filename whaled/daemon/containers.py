@@ -41,6 +41,7 @@ from whaled.container import archive as cp
 from whaled.container import etcfiles
 from whaled.container.create import (
     DaemonDefaults,
+    check_request,
     complete_host_config,
     merge_config,
     validate_host_config,
@@ -83,10 +84,10 @@ from whaled.runtime.command import process_args
 from whaled.runtime.defaults import capabilities_from_mask
 from whaled.runtime.devices import Device
 from whaled.runtime.registry import known_runtimes, resolve_runtime
-from whaled.runtime.resources import to_oci_resources
-from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec
+from whaled.runtime.resources import to_oci_resources, validate_resources
+from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
 from whaled.runtime.ulimits import Ulimit
-from whaled.runtime.usermap import resolve_user
+from whaled.runtime.usermap import ResolvedUser, resolve_user
 from whaled.runtime.wrappers import ensure_wrapper
 
 log = logging.getLogger("whaled.containers")
@@ -362,6 +363,9 @@ class ContainerService:
             raise InvalidParameter("No command specified")
         self._check_network_mode(host_config)
         _check_bind_sources(host_config)
+        check_request(request, host_config)
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])
         cid = secrets.token_hex(32)
         while cid[:12].isdigit():  # dockerd avoids all-digit short IDs
             cid = secrets.token_hex(32)
@@ -390,6 +394,7 @@ class ContainerService:
                 config["Hostname"] = self.facts.host.hostname
             else:
                 config["Hostname"] = cid[:12]
+        warnings.extend(self._check_runnable(cfg, c))
         await asyncio.to_thread(self.images.layers.create_rw, cid, image.top_chain)
         try:
             self.store.reserve(c)
@@ -403,6 +408,32 @@ class ContainerService:
         self._slot(cid)
         self._event(c, "create")
         return CreateResult(id=cid, warnings=warnings)
+
+    def _check_runnable(self, cfg: Config, c: Container) -> list[str]:
+        """What a start would refuse for the container's settings alone (resources, OOM score,
+        capabilities, sysctls, security options, ...), refused at create as dockerd does;
+        returns the warnings for settings this host drops."""
+        hc = c.host_config
+        inp = build_spec_input(
+            c,
+            host=self._host_facts(),
+            rootfs="/",
+            user=ResolvedUser(uid=0, gid=0),
+            network=(
+                NamespaceMode.host()
+                if hc.get("NetworkMode") == "host"
+                else NamespaceMode.private()
+            ),
+            hosts_path=None,
+            resolv_conf_path=None,
+            hostname_path=None,
+            init_path=None,
+            cgroup_parent=cfg.cgroup_parent,
+        )
+        inp = dataclasses.replace(
+            inp, device_cgroup_rules=tuple(hc.get("DeviceCgroupRules") or ())
+        )
+        return validate_spec_input(inp)
 
     def _check_platform(self, platform: str) -> None:
         parts = platform.lower().split("/")
@@ -937,6 +968,11 @@ class ContainerService:
                     f"You cannot remove a paused container {c.id}. Unpause and then stop the "
                     "container before attempting removal or force remove"
                 )
+            if c.state.status == Status.RESTARTING and not force:
+                raise Conflict(
+                    f'cannot remove container "/{c.name}": container is restarting: stop the '
+                    "container before removing or force remove"
+                )
             if is_running(c.state.status) and not force:
                 raise Conflict(
                     f"You cannot remove a running container {c.id}. Stop the container "
@@ -1077,6 +1113,11 @@ class ContainerService:
                     "been set"
                 )
             hc.update(changed)
+            validate_resources(
+                resources_of(hc),
+                cgroup_version=2 if self.facts.cgroups.version == 2 else 1,
+                host_cpus=self.facts.host.ncpu,
+            )
             if changed and c.state.status in (Status.RUNNING, Status.PAUSED) and slot.run:
                 resources = to_oci_resources(
                     resources_of(hc),

@@ -60,6 +60,7 @@ def test_absent_key() -> None:
     ("raw", "detail"),
     [
         ("{not json", "not valid JSON"),
+        pytest.param("[" * 5000 + "]" * 5000, "nested too deeply", id="deep"),
         ('["type"]', "expected a JSON object, not array"),
         ('"type"', "expected a JSON object, not string"),
         ('{"type":"container"}', "values of 'type' must be an object or a list, not string"),

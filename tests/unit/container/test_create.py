@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from whaled.container.create import (
     DaemonDefaults,
+    check_request,
     complete_host_config,
     merge_config,
     validate_host_config,
@@ -145,3 +147,34 @@ def test_spec_input_builds_a_spec() -> None:
     assert spec["linux"]["resources"]["memory"]["limit"] == 32 << 20
     assert spec["hostname"] == "c" * 12
     assert {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048} in spec["process"]["rlimits"]
+
+
+@pytest.mark.parametrize(
+    ("request_config", "hc", "message"),
+    [
+        ({"Hostname": "h" * 65}, {}, 'invalid hostname format: "' + "h" * 65),
+        ({"Env": ["=x"]}, {}, "invalid environment variable: =x"),
+        ({"Env": [""]}, {}, "invalid environment variable: "),
+        ({}, {"CapAdd": ["NOSUCHCAP"]}, 'invalid CapAdd: unknown capability: "CAP_NOSUCHCAP"'),
+        ({}, {"CapDrop": ["bogus"]}, 'invalid CapDrop: unknown capability: "CAP_BOGUS"'),
+    ],
+)
+def test_create_time_request_checks(
+    request_config: dict[str, Any], hc: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidParameter) as e:
+        check_request(request_config, hc)
+    assert str(e.value).startswith(message)
+
+
+def test_create_time_request_checks_pass_good_values() -> None:
+    check_request(
+        {"Hostname": "h" * 64, "Env": ["A=b", "FLAG"]},
+        {"CapAdd": ["net_admin"], "CapDrop": ["ALL"]},
+    )
+
+
+def test_doubled_memory_beyond_int64_means_unlimited_swap() -> None:
+    swap = dataclasses.replace(DEFAULTS, swap_limit=True)
+    assert complete_host_config({"Memory": 2**63 - 1}, swap)["MemorySwap"] == -1
+    assert complete_host_config({"Memory": 8 << 20}, swap)["MemorySwap"] == 16 << 20

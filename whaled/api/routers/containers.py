@@ -21,6 +21,8 @@ from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, r
 from whaled.api.filters import parse_filters
 from whaled.api.hijack import ClientGone, detacher_for, hijack, mux_frame, parse_detach_keys
 from whaled.api.routers.images import bool_param
+from whaled.api.schema import Body, decode_body
+from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body
@@ -70,26 +72,23 @@ def _int_param(request: web.Request, key: str, default: int | None = None) -> in
         raise InvalidParameter(f"invalid value for {key}: {raw!r}") from None
 
 
-async def _json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise InvalidParameter("invalid JSON: empty request body")
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as e:
-        raise InvalidParameter(f"invalid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise InvalidParameter("invalid JSON: expected an object")
-    return body
+async def _body(request: web.Request, schema: Body, *, required: bool = True) -> dict[str, Any]:
+    """The request body decoded and checked against ``schema`` (canonical keys, checked types)."""
+    return decode_body(await request.read(), schema, required=required)
+
+
+def _size_param(request: web.Request, key: str) -> int:
+    value = _int_param(request, key, 0) or 0
+    if value < 0:
+        raise InvalidParameter(f"invalid value for {key}: {value}: must not be negative")
+    return value
 
 
 # ------------------------------------------------------------------ create / list / inspect
 
 
 async def post_create(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
+    body = await _body(request, schema.CREATE)
     result = await _svc(request).create(
         request_config(request),
         body,
@@ -198,7 +197,7 @@ async def post_rename(request: web.Request) -> web.StreamResponse:
 
 
 async def post_update(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
+    body = await _body(request, schema.UPDATE)
     warnings = await _svc(request).update(_id(request), body)
     return json_response({"Warnings": warnings})
 
@@ -264,7 +263,7 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
 async def post_resize(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(_id(request))
-    height, width = _int_param(request, "h", 0) or 0, _int_param(request, "w", 0) or 0
+    height, width = _size_param(request, "h"), _size_param(request, "w")
     task = svc.running_task(c)
     await task.resize(width, height)
     return web.Response(status=200)
@@ -458,7 +457,7 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
 
 
 async def post_commit(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request, required=False)
+    body = await _body(request, schema.COMMIT, required=False)
     q = request.query
     image_id = await _io(request).commit(
         q.get("container", ""),
@@ -480,27 +479,15 @@ async def post_commit(request: web.Request) -> web.StreamResponse:
 EXEC_DETACHED_MESSAGE = "exec attach failed: error on attach stdin: read escape sequence"
 
 
-def _field_ci(body: Mapping[str, Any], key: str) -> Any:
-    """``body[key]``, the key matched case-insensitively when not spelled exactly so
-    (docker-py sends ``detachKeys``, the docker CLI ``DetachKeys``)."""
-    if key in body:
-        return body[key]
-    wanted = key.lower()
-    return next((v for k, v in body.items() if str(k).lower() == wanted), None)
-
-
 async def post_exec_create(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
-    keys = _field_ci(body, "DetachKeys")
-    if keys is not None:
-        body = {**body, "DetachKeys": keys}
+    body = await _body(request, schema.EXEC_CREATE)
     session = _execs(request).create(_id(request), body)
     return json_response({"Id": session.id}, status=201)
 
 
 async def post_exec_start(request: web.Request) -> web.StreamResponse:
     execs = _execs(request)
-    body = await _json_body(request, required=False)
+    body = await _body(request, schema.EXEC_START, required=False)
     exec_id = _id(request)
     session = execs.get(exec_id)
     if body.get("Detach"):
@@ -555,9 +542,7 @@ async def post_exec_start(request: web.Request) -> web.StreamResponse:
 
 
 async def post_exec_resize(request: web.Request) -> web.StreamResponse:
-    await _execs(request).resize(
-        _id(request), _int_param(request, "h", 0) or 0, _int_param(request, "w", 0) or 0
-    )
+    await _execs(request).resize(_id(request), _size_param(request, "h"), _size_param(request, "w"))
     return web.Response(status=200)
 
 

@@ -156,8 +156,9 @@ def test_docker_py_exec_detach_keys_are_honoured(
 ) -> None:
     c = run_bg(docker_client, busybox_image, "sleep", "300")
     api = docker_client.api
-    ex = api.exec_create(c.id, ["cat"], stdin=True, detach_keys="ctrl-x")  # sends detachKeys
-    sock = api.exec_start(ex["Id"], socket=True)
+    # docker-py sends ``detachKeys``; detach keys apply only with a TTY (dockerd's rule)
+    ex = api.exec_create(c.id, ["cat"], stdin=True, tty=True, detach_keys="ctrl-x")
+    sock = api.exec_start(ex["Id"], socket=True, tty=True)
     raw = raw_socket(sock)
     raw.sendall(b"\x18")  # ctrl-x
     assert stream_ends(raw)

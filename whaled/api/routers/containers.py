@@ -16,7 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
+from whaled.api.app import (
+    API_VERSION_KEY,
+    DAEMON_KEY,
+    Routes,
+    json_response,
+    read_json_body,
+    request_config,
+)
 from whaled.api.filters import parse_filters
 from whaled.api.hijack import DetachScanner, hijack, mux_frame, parse_detach_keys
 from whaled.api.routers.images import bool_param
@@ -70,7 +77,7 @@ def _int_param(request: web.Request, key: str, default: int | None = None) -> in
 
 
 async def _json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await read_json_body(request)
     if not raw.strip():
         if required:
             raise InvalidParameter("invalid JSON: empty request body")

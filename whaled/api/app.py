@@ -14,6 +14,7 @@ from aiohttp import web
 from whaled import __version__
 from whaled.api.errors import status_for
 from whaled.api.server import ServerLimits
+from whaled.api.streams import client_gone
 from whaled.api.versions import CURRENT_API_VERSION, check_api_version
 from whaled.config.model import Config
 from whaled.daemon.daemon import Daemon
@@ -72,11 +73,6 @@ async def read_json_body(request: web.Request) -> bytes:
         raise BodyTimeout() from None
 
 
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -110,7 +106,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             request.transport.close()
         return response
     except ConnectionError as e:
-        if not _client_gone(request):
+        if not client_gone(request):
             log.exception("Handler for %s %s failed", request.method, request.path)
             return error_response(500, f"internal error: {e}")
         # The client went away mid-request: nothing to answer, nothing to report.

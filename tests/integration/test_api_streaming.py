@@ -3,6 +3,7 @@ is decided before the first byte and goes out at once; later errors are in the s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -133,3 +134,51 @@ def test_push_of_an_existing_tag_says_pushing_is_unsupported_in_the_stream(
     assert done.returncode == 1
     assert "The push refers to repository [docker.io/library/busybox]" in done.stdout
     assert done.stderr.strip() == "tag does not exist: busybox:nope"
+
+
+# ------------------------------------------------------------------ errors after the first byte
+
+
+def _serve_failing_stream() -> bytes:
+    """A toy app with whaled's error middleware whose stream handler fails after its
+    first chunk; returns every byte a raw client received."""
+    from aiohttp import web
+
+    from whaled.api.app import error_middleware, mark_response_started
+    from whaled.errors import NotFound
+
+    async def failing(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"partial":true}\n')
+        raise NotFound("No such container: gone")
+
+    async def scenario() -> bytes:
+        app = web.Application(middlewares=[error_middleware])
+        app.on_response_prepare.append(mark_response_started)
+        app.router.add_get("/stream", failing)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while chunk := await asyncio.wait_for(reader.read(65536), 5):
+                received += chunk
+            writer.close()
+            return received
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(scenario())
+
+
+def test_an_error_after_the_first_byte_cuts_the_stream_instead_of_a_second_response() -> None:
+    received = _serve_failing_stream()
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'{"partial":true}' in received
+    assert received.count(b"HTTP/1.1") == 1, received
+    assert not received.endswith(b"0\r\n\r\n"), "the chunked stream must not look complete"

@@ -28,6 +28,7 @@ DAEMON_KEY = web.AppKey("daemon", Daemon)
 LIMITS_KEY = web.AppKey("limits", ServerLimits)
 API_VERSION_KEY = "api_version"
 CONFIG_KEY = "config_snapshot"
+RESPONSE_STARTED_KEY = web.RequestKey("response_started", bool)
 SERVER_HEADER = f"whaled/{__version__} (linux)"
 
 
@@ -83,17 +84,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.error("Handler for %s %s returned error: %s", request.method, request.path, e)
         else:
             log.debug("Handler for %s %s returned error: %s", request.method, request.path, e)
-        return error_response(status, e.message)
+        return _error_answer(request, status, e.message)
     except web.HTTPNotFound:
-        return error_response(404, "page not found")
+        return _error_answer(request, 404, "page not found")
     except web.HTTPMethodNotAllowed:
-        return error_response(405, "method not allowed")
+        return _error_answer(request, 405, "method not allowed")
     except web.HTTPRequestEntityTooLarge:
-        return error_response(413, body_too_large_message(_limits(request).json_body_max))
+        limit = _limits(request).json_body_max
+        return _error_answer(request, 413, body_too_large_message(limit))
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return error_response(e.status, e.reason)
+        return _error_answer(request, e.status, e.reason)
     except BodyTimeout:
         log.debug("%s %s: the request body did not arrive in time", request.method, request.path)
         response = error_response(408, "timed out reading the request body")
@@ -108,7 +110,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionError as e:
         if not client_gone(request):
             log.exception("Handler for %s %s failed", request.method, request.path)
-            return error_response(500, f"internal error: {e}")
+            return _error_answer(request, 500, f"internal error: {e}")
         # The client went away mid-request: nothing to answer, nothing to report.
         log.debug("%s %s: the client closed the connection (%s)", request.method, request.path, e)
         response = web.Response(status=400)
@@ -116,7 +118,28 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return response
     except Exception as e:
         log.exception("Handler for %s %s failed", request.method, request.path)
-        return error_response(500, f"internal error: {e}")
+        return _error_answer(request, 500, f"internal error: {e}")
+
+
+def _error_answer(request: web.Request, status: int, message: str) -> web.StreamResponse:
+    """The error response, while the status can still be chosen. Once the handler's
+    response has started (status line out), a second response must not follow it: the
+    connection is closed instead, so the client sees a cut stream rather than a complete
+    one (streams that can carry an error message, like JSON progress and logs, send it
+    themselves before this point)."""
+    if not request.get(RESPONSE_STARTED_KEY, False):
+        return error_response(status, message)
+    log.debug(
+        "%s %s: error after the response started, closing: %s",
+        request.method,
+        request.path,
+        message,
+    )
+    if request.transport is not None:
+        request.transport.close()
+    response = web.Response(status=status)
+    response.force_close()
+    return response
 
 
 def clean_path(path: str) -> str:
@@ -158,6 +181,11 @@ def request_config(request: web.Request) -> Config:
     return cfg
 
 
+async def mark_response_started(request: web.Request, _: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: from now on errors cannot change the status."""
+    request[RESPONSE_STARTED_KEY] = True
+
+
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Api-Version"] = CURRENT_API_VERSION
     experimental = request_config(request).experimental
@@ -195,6 +223,7 @@ def build_app(
     )
     app[DAEMON_KEY] = daemon
     app[LIMITS_KEY] = limits
+    app.on_response_prepare.append(mark_response_started)
     app.on_response_prepare.append(_common_headers)
     routes = Routes(app)
     for register in route_modules:

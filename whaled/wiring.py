@@ -27,6 +27,7 @@ from whaled.api.hijack import capture_early_input
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import events as events_routes
 from whaled.api.routers import images as images_routes
+from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
 from whaled.config.hosts import parse_host
 from whaled.config.model import Config
@@ -194,6 +195,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 events_routes.register,
                 images_routes.register,
                 containers_routes.register,
+                swarm_routes.register,
             ],
             limits,
         )

@@ -12,8 +12,10 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +191,58 @@ def test_a_client_that_drops_mid_request_is_not_logged_as_an_error(
     text = whaled.log_text()
     assert "Traceback" not in text
     assert "level=error" not in text
+
+
+def _python_with_nofile(tmp_path: Path, soft: int) -> str:
+    """A python launcher that runs with a soft RLIMIT_NOFILE of ``soft``."""
+    wrapper = tmp_path / "python-nofile"
+    wrapper.write_text(f'#!/bin/sh\nulimit -S -n {soft}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+@pytest.fixture
+def start_limited_whaled(tmp_path: Path) -> Iterator[object]:
+    started: list[WhaledProcess] = []
+
+    def start(soft: int, env: Mapping[str, str]) -> WhaledProcess:
+        w = WhaledProcess(python=_python_with_nofile(tmp_path, soft), env={**os.environ, **env})
+        started.append(w)
+        w.start()
+        w.wait_ready()
+        return w
+
+    yield start
+    for w in reversed(started):
+        w.cleanup()
+
+
+def test_the_default_cap_follows_the_fd_limit(start_limited_whaled) -> None:  # type: ignore[no-untyped-def]
+    # A soft limit of 600 leaves 512 descriptors for containers: 88 connections.
+    w = start_limited_whaled(600, {"_WHALED_HEAD_TIMEOUT": "2"})
+    assert w.pid is not None
+    base_fds = fd_count(w.pid)
+    conns = open_partial(w.sock, 200)
+    try:
+        time.sleep(1.0)
+        assert fd_count(w.pid) <= base_fds + 88 + 5
+        assert ping(w, 30) == 200
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_running_out_of_descriptors_does_not_flood_the_log(start_limited_whaled) -> None:  # type: ignore[no-untyped-def]
+    # A cap above the fd limit (only possible through the test override) makes accept()
+    # fail with EMFILE: the daemon backs off and warns once instead of spinning.
+    w = start_limited_whaled(200, {"_WHALED_MAX_CONNECTIONS": "5000", "_WHALED_HEAD_TIMEOUT": "3"})
+    base_lines = len(log_lines(w))
+    conns = open_partial(w.sock, 300)
+    try:
+        time.sleep(2.0)
+    finally:
+        for s in conns:
+            s.close()
+    assert ping(w, 30) == 200
+    added = log_lines(w)[base_lines:]
+    assert len(added) < 20, "\n".join(added[:40])

@@ -246,3 +246,28 @@ def test_running_out_of_descriptors_does_not_flood_the_log(start_limited_whaled)
     assert ping(w, 30) == 200
     added = log_lines(w)[base_lines:]
     assert len(added) < 20, "\n".join(added[:40])
+
+
+def test_streams_outlive_the_head_timeout(start_whaled) -> None:  # type: ignore[no-untyped-def]
+    w = start_whaled({"_WHALED_HEAD_TIMEOUT": "1"})
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(w.sock)
+        s.sendall(b"GET " + API.encode() + b"/events HTTP/1.1\r\nHost: whaled\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(3)
+        s.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            s.recv(4096)  # still open, nothing to read: not closed by the head timeout
+    finally:
+        s.close()
+
+
+def test_clients_reconnect_after_an_idle_keep_alive_is_closed(start_whaled) -> None:  # type: ignore[no-untyped-def]
+    w = start_whaled({"_WHALED_HEAD_TIMEOUT": "1"})
+    client = w.client()
+    assert client.ping()
+    time.sleep(2.5)  # the pooled connection was closed meanwhile
+    assert client.ping()
+    assert client.version()["ApiVersion"]

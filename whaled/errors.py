@@ -7,6 +7,8 @@ clients that match on messages keep working.
 
 from __future__ import annotations
 
+import json
+
 
 class WhaledError(Exception):
     """Base of every error whaled reports to a client."""
@@ -67,3 +69,26 @@ class NoSuchContainer(NotFound):
 class NoSuchImage(NotFound):
     def __init__(self, ref: str) -> None:
         super().__init__(f"No such image: {ref}")
+
+
+class NotSwarmManager(Unavailable):
+    """dockerd's answer on a node outside any swarm to a request only a manager serves."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+            "to connect this node to swarm and try again."
+        )
+
+
+class NotInSwarm(Unavailable):
+    """dockerd's answer to ``swarm leave`` on a node outside any swarm."""
+
+    def __init__(self) -> None:
+        super().__init__("This node is not part of a swarm")
+
+
+class NoSuchPlugin(NotFound):
+    def __init__(self, name: str) -> None:
+        # Go's %q: a double-quoted, escaped string.
+        super().__init__(f"plugin {json.dumps(name, ensure_ascii=False)} not found")

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from whaled.config.model import Config
 
@@ -50,6 +52,61 @@ class JsonFormatter(logging.Formatter):
         return json.dumps({"level": level, "msg": msg, "time": _stamp(record.created)})
 
 
+@dataclass(slots=True)
+class _Window:
+    start: float
+    passed: int = 0
+    suppressed: int = 0
+
+
+class RepeatFilter(logging.Filter):
+    """Rate-limits repeated warnings and errors: of the records with the same logger, level
+    and message template, at most ``burst`` pass per ``window`` seconds; the first one that
+    passes after a suppression says how many were dropped. Debug and info records pass.
+
+    Keyed by the template (``record.msg``), so "accept failed: %s" repeated with different
+    arguments counts as one message. At most ``max_keys`` keys are tracked (the oldest
+    windows are forgotten first), so pre-formatted messages cannot grow it without bound.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = 60.0,
+        burst: int = 10,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._window = window
+        self._burst = burst
+        self._max_keys = max_keys
+        self._clock = clock
+        self._windows: dict[tuple[str, int, str], _Window] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        w = self._windows.get(key)
+        dropped = 0
+        if w is None or now - w.start >= self._window:
+            dropped = w.suppressed if w is not None else 0
+            w = _Window(start=now)
+            self._windows.pop(key, None)
+            self._windows[key] = w  # newest last: eviction takes the oldest window
+            while len(self._windows) > self._max_keys:
+                del self._windows[next(iter(self._windows))]
+        if w.passed >= self._burst:
+            w.suppressed += 1
+            return False
+        w.passed += 1
+        if dropped:
+            record.msg = f"{record.msg} (the same message was suppressed {dropped} times)"
+        return True
+
+
 def level_for(cfg: Config) -> int:
     return logging.DEBUG if cfg.debug else LEVELS.get(cfg.log_level, logging.INFO)
 
@@ -57,6 +114,7 @@ def level_for(cfg: Config) -> int:
 def setup_logging(cfg: Config) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if cfg.log_format == "json" else TextFormatter())
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_for(cfg))

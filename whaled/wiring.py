@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -26,6 +27,7 @@ from whaled.api.hijack import capture_early_input
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import events as events_routes
 from whaled.api.routers import images as images_routes
+from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
 from whaled.config.hosts import parse_host
 from whaled.config.model import Config
@@ -185,6 +187,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             container_io=ContainerIO(containers, execs),
         )
 
+        limits = server.server_limits(os.environ, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         app = build_app(
             daemon,
             [
@@ -192,7 +195,9 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 events_routes.register,
                 images_routes.register,
                 containers_routes.register,
+                swarm_routes.register,
             ],
+            limits,
         )
 
         async def close_event_streams(_: web.Application) -> None:
@@ -200,15 +205,22 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
 
         app.on_shutdown.append(close_event_streams)
         runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=REQUEST_DRAIN_SECONDS
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=REQUEST_DRAIN_SECONDS,
+            # aiohttp's keep-alive timer runs from the connection's start and from each
+            # response: a head that has not arrived (or is half-sent) by then is closed.
+            keepalive_timeout=limits.head_timeout,
         )
         await runner.setup()
         assert runner.server is not None
         capture_early_input(runner.server)  # stdin sent before the 101 is not lost
+        gate = server.ConnectionGate(limits.max_connections)
         for url, sock, context in _open_listeners(cfg):
             if url.startswith("unix://"):
                 unix_paths.append(url.removeprefix("unix://"))
-            site = web.SockSite(runner, sock, ssl_context=context)
+            site = server.GatedSite(runner, sock, gate, ssl_context=context)
             await site.start()
             log.info("API listen on %s", url)
 

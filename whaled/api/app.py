@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import posixpath
@@ -12,6 +13,8 @@ from aiohttp import web
 
 from whaled import __version__
 from whaled.api.errors import status_for
+from whaled.api.server import ServerLimits
+from whaled.api.streams import client_gone
 from whaled.api.versions import CURRENT_API_VERSION, check_api_version
 from whaled.config.model import Config
 from whaled.daemon.daemon import Daemon
@@ -22,8 +25,10 @@ log = logging.getLogger("whaled.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DAEMON_KEY = web.AppKey("daemon", Daemon)
+LIMITS_KEY = web.AppKey("limits", ServerLimits)
 API_VERSION_KEY = "api_version"
 CONFIG_KEY = "config_snapshot"
+RESPONSE_STARTED_KEY = web.RequestKey("response_started", bool)
 SERVER_HEADER = f"whaled/{__version__} (linux)"
 
 
@@ -42,6 +47,33 @@ def error_response(status: int, message: str) -> web.Response:
     return json_response({"message": message}, status=status)
 
 
+class BodyTimeout(Exception):
+    """A request body did not arrive within the limit (answered 408, connection closed)."""
+
+
+def body_too_large_message(limit: int) -> str:
+    return f"request body too large: the limit for JSON request bodies is {limit} bytes"
+
+
+def _limits(request: web.Request) -> ServerLimits:
+    return request.app.get(LIMITS_KEY) or ServerLimits()
+
+
+async def read_json_body(request: web.Request) -> bytes:
+    """The whole body of a request that carries JSON, bounded in size and read time
+    (``ServerLimits.json_body_max`` → 413, ``ServerLimits.body_timeout`` → 408). Streamed
+    uploads read ``request.content`` instead and are bounded by neither."""
+    limits = _limits(request)
+    length = request.content_length
+    if length is not None and length > limits.json_body_max:
+        raise web.HTTPRequestEntityTooLarge(max_size=limits.json_body_max, actual_size=length)
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout() from None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -52,20 +84,62 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.error("Handler for %s %s returned error: %s", request.method, request.path, e)
         else:
             log.debug("Handler for %s %s returned error: %s", request.method, request.path, e)
-        return error_response(status, e.message)
+        return _error_answer(request, status, e.message)
     except web.HTTPNotFound:
-        return error_response(404, "page not found")
+        return _error_answer(request, 404, "page not found")
     except web.HTTPMethodNotAllowed:
-        return error_response(405, "method not allowed")
+        return _error_answer(request, 405, "method not allowed")
+    except web.HTTPRequestEntityTooLarge:
+        limit = _limits(request).json_body_max
+        return _error_answer(request, 413, body_too_large_message(limit))
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return error_response(e.status, e.reason)
-    except (ConnectionResetError, ConnectionError):
-        raise
+        return _error_answer(request, e.status, e.reason)
+    except BodyTimeout:
+        log.debug("%s %s: the request body did not arrive in time", request.method, request.path)
+        response = error_response(408, "timed out reading the request body")
+        response.force_close()
+        # Answer and close now: aiohttp would otherwise linger, reading the rest of a
+        # body that is not coming.
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    except ConnectionError as e:
+        if not client_gone(request):
+            log.exception("Handler for %s %s failed", request.method, request.path)
+            return _error_answer(request, 500, f"internal error: {e}")
+        # The client went away mid-request: nothing to answer, nothing to report.
+        log.debug("%s %s: the client closed the connection (%s)", request.method, request.path, e)
+        response = web.Response(status=400)
+        response.force_close()
+        return response
     except Exception as e:
         log.exception("Handler for %s %s failed", request.method, request.path)
-        return error_response(500, f"internal error: {e}")
+        return _error_answer(request, 500, f"internal error: {e}")
+
+
+def _error_answer(request: web.Request, status: int, message: str) -> web.StreamResponse:
+    """The error response, while the status can still be chosen. Once the handler's
+    response has started (status line out), a second response must not follow it: the
+    connection is closed instead, so the client sees a cut stream rather than a complete
+    one (streams that can carry an error message, like JSON progress and logs, send it
+    themselves before this point)."""
+    if not request.get(RESPONSE_STARTED_KEY, False):
+        return error_response(status, message)
+    log.debug(
+        "%s %s: error after the response started, closing: %s",
+        request.method,
+        request.path,
+        message,
+    )
+    if request.transport is not None:
+        request.transport.close()
+    response = web.Response(status=status)
+    response.force_close()
+    return response
 
 
 def clean_path(path: str) -> str:
@@ -107,6 +181,11 @@ def request_config(request: web.Request) -> Config:
     return cfg
 
 
+async def mark_response_started(request: web.Request, _: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: from now on errors cannot change the status."""
+    request[RESPONSE_STARTED_KEY] = True
+
+
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Api-Version"] = CURRENT_API_VERSION
     experimental = request_config(request).experimental
@@ -130,13 +209,21 @@ class Routes:
                 self._router.add_route(method, prefix + path, handler)
 
 
-def build_app(daemon: Daemon, route_modules: list[Callable[[Routes], None]]) -> web.Application:
+def build_app(
+    daemon: Daemon,
+    route_modules: list[Callable[[Routes], None]],
+    limits: ServerLimits | None = None,
+) -> web.Application:
+    limits = limits or ServerLimits()
     app = web.Application(
         middlewares=[clean_path_middleware, error_middleware, version_middleware],
-        client_max_size=0,
+        # Bounds every whole-body read (``request.read()``); streamed bodies are not.
+        client_max_size=limits.json_body_max,
         handler_args={"max_field_size": 65536},
     )
     app[DAEMON_KEY] = daemon
+    app[LIMITS_KEY] = limits
+    app.on_response_prepare.append(mark_response_started)
     app.on_response_prepare.append(_common_headers)
     routes = Routes(app)
     for register in route_modules:

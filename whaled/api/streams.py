@@ -14,12 +14,13 @@ body, fed by the event loop one bounded chunk at a time (nothing is buffered who
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -32,6 +33,35 @@ STREAM_NEWLINE = b"\r\n"
 BODY_CHUNK_BYTES = 1 << 20
 #: How often a worker blocked on the body checks whether the request was abandoned.
 BODY_POLL_SECONDS = 1.0
+T = TypeVar("T")
+
+#: How often a stream waiting for something to send checks whether its client left.
+CLIENT_POLL_SECONDS = 1.0
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client closed the request's connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def while_connected(request: web.Request, waiting: Awaitable[T]) -> T:
+    """``await waiting``, unless the client goes away first: then it is cancelled and
+    ``ConnectionResetError`` raised. For streams that may wait long between messages (logs
+    follow of a silent container), so that a handler does not outlive its client."""
+    task = asyncio.ensure_future(waiting)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CLIENT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if client_gone(request):
+                raise ConnectionResetError("the client closed the stream")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 # ------------------------------------------------------------------ messages (pure)
@@ -107,10 +137,15 @@ class JsonStream:
         """Whether the status line went out (errors can no longer change it)."""
         return self._started
 
-    async def send(self, message: Mapping[str, Any]) -> None:
+    async def start(self) -> None:
+        """Send the status line and headers now (for endpoints whose status is 200 once the
+        request parsed, like dockerd's ``load``: every later error is in the stream)."""
         if not self._started:
             await self._response.prepare(self._request)
             self._started = True
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        await self.start()
         await self._response.write(encode_message(message))
 
     async def send_error(self, error: BaseException) -> None:

@@ -20,12 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 from whaled.errors import NotFound
 from whaled.events import EventBus
 from whaled.image.archive import LoadedImage, ProgressEvent, ProgressFn
+from whaled.image.reference import Reference, parse_normalized_named
 from whaled.image.service import (
     DiskUsage,
     EventHook,
@@ -249,3 +258,25 @@ class ImageCases:
         """Resolves every name first (errors keep their status), then streams."""
         chunks = await asyncio.to_thread(self.service.save, list(names))
         return SaveStream(chunks)
+
+    async def check_pushable(self, ref: Reference) -> None:
+        """dockerd's checks before a push: the repository has local tags and, for a tagged
+        reference, that tag is one of them (its wording, ``NotFound`` otherwise)."""
+        rows = await self.list_images(all=True, filters={}, shared_size=False)
+        problem = push_refusal(ref, [tag for row in rows for tag in row.repo_tags])
+        if problem is not None:
+            raise NotFound(problem)
+
+
+def push_refusal(ref: Reference, local_tags: Iterable[str]) -> str | None:
+    """Why ``ref`` cannot be pushed given the daemon's tags (familiar strings), or None."""
+    tags = {
+        tagged
+        for tagged in (parse_normalized_named(t) for t in local_tags)
+        if tagged.name == ref.name
+    }
+    if not tags:
+        return f"An image does not exist locally with the tag: {ref.familiar_name}"
+    if ref.tag is not None and ref not in tags:
+        return f"tag does not exist: {ref.familiar}"
+    return None

@@ -11,13 +11,21 @@ import base64
 import contextlib
 import json
 import logging
+import struct
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
+from whaled.api.app import (
+    API_VERSION_KEY,
+    DAEMON_KEY,
+    Routes,
+    json_response,
+    read_json_body,
+    request_config,
+)
 from whaled.api.filters import parse_filters
 from whaled.api.hijack import ClientGone, detacher_for, hijack, mux_frame, parse_detach_keys
 from whaled.api.routers.images import bool_param
@@ -25,7 +33,7 @@ from whaled.api.schema import Body, decode_body
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
-from whaled.api.streams import BlockingBodyReader, drain_body
+from whaled.api.streams import BlockingBodyReader, drain_body, while_connected
 from whaled.api.versions import ApiVersion
 from whaled.daemon.attach import PumpEnd, connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
@@ -74,7 +82,7 @@ def _int_param(request: web.Request, key: str, default: int | None = None) -> in
 
 async def _body(request: web.Request, schema: Body, *, required: bool = True) -> dict[str, Any]:
     """The request body decoded and checked against ``schema`` (canonical keys, checked types)."""
-    return decode_body(await request.read(), schema, required=required)
+    return decode_body(await read_json_body(request), schema, required=required)
 
 
 def _size_param(request: web.Request, key: str) -> int:
@@ -296,24 +304,38 @@ async def get_logs(request: web.Request) -> web.StreamResponse:
         tail=tail,
         follow=bool_param(request, "follow"),
     )
-    first = await _next(entries)  # errors surface before the status line goes out
+    # The status is decided (container found, log readable): headers go out now, not with
+    # the first output (a follower of a silent container must know it is attached), and
+    # a later read error goes into the stream, as dockerd's WriteLogStream does.
     tty = bool(c.config.get("Tty"))
-    response = web.StreamResponse(headers={"Content-Type": RAW if tty else MUX})
-    await response.prepare(request)
+    mux = not tty and _version(request) >= (1, 42)
+    response = web.StreamResponse(headers={"Content-Type": MUX if mux else RAW})
     timestamps = bool_param(request, "timestamps")
     try:
-        batch = first
-        while batch is not None:
+        await response.prepare(request)
+        while (batch := await while_connected(request, _next(entries))) is not None:
             await response.write(_log_bytes(batch, tty=tty, timestamps=timestamps))
-            batch = await _next(entries)
     except ConnectionError:
+        log.debug("logs of %s: the client closed the stream", c.id[:12])
         return response
+    except Exception as e:
+        log.debug("logs of %s failed mid-stream: %s", c.id[:12], e)
+        text = f"Error grabbing logs: {e}\n".encode()
+        try:
+            await response.write(_system_error_frame(text) if not tty else text)
+        except ConnectionError:
+            return response
     finally:
         close = getattr(entries, "aclose", None)
         if close is not None:
             await close()
     await response.write_eof()
     return response
+
+
+def _system_error_frame(data: bytes) -> bytes:
+    """A frame on dockerd's ``Systemerr`` stream (3), which ``mux_frame`` does not make."""
+    return struct.pack(">BxxxL", 3, len(data)) + data
 
 
 def _log_bytes(batch: list[LogEntry], *, tty: bool, timestamps: bool) -> bytes:

@@ -3,7 +3,8 @@
 Names may contain slashes (``localhost:5000/a/b:tag``), so name routes use ``{name:.*}``
 followed by a fixed suffix; the fixed paths (``/images/json``, ``/images/get``,
 ``/images/search``, ``/images/create``, ``/images/load``, ``/images/prune``) are registered
-first. Pull, push and search answer a clear 501 until the distribution issue.
+first. Pull and search answer a clear 501 until the distribution issue; push checks the local
+tag as dockerd does, then says in its stream that pushing is not supported yet.
 """
 
 from __future__ import annotations
@@ -154,14 +155,15 @@ async def post_images_load(request: web.Request) -> web.StreamResponse:
     async def send(event: ProgressEvent) -> None:
         await stream.send(progress_json(event))
 
+    # dockerd answers 200 before reading the archive: a broken or truncated one is an
+    # error in the stream (docker-py raises ImageLoadError for it, the CLI prints it).
+    await stream.start()
     try:
         async with stream.errors_in_stream():
             await _images(request).load(body, quiet=quiet, sink=send)
-    except Exception:
-        await drain_body(request)  # nothing sent yet: the error keeps its status code
-        raise
     finally:
         body.close()
+    await drain_body(request)  # what an error left unread, so that the client gets the answer
     return await stream.finish()
 
 
@@ -237,8 +239,18 @@ async def get_image_get(request: web.Request) -> web.StreamResponse:
 
 
 async def post_image_push(request: web.Request) -> web.StreamResponse:
-    await _images(request).inspect(_name(request))  # unknown image: 404 first
-    raise Unsupported("pushing images is not supported by whaled yet")
+    ref = parse_normalized_named(_name(request))  # an invalid reference is still a 400
+    tag = request.query.get("tag", "")
+    if tag:
+        ref = ref.with_tag(tag)
+    stream = JsonStream(request)
+    # As dockerd: the first message goes out before the local image is looked up, so a
+    # missing tag is an error in the stream, not a status code.
+    await stream.send(status_message(f"The push refers to repository [{ref.name}]"))
+    async with stream.errors_in_stream():
+        await _images(request).check_pushable(ref)
+        raise Unsupported("pushing images is not supported by whaled yet")
+    return await stream.finish()
 
 
 def register(routes: Routes) -> None:

@@ -1,0 +1,58 @@
+"""Daemon logging: repeated warnings and errors are rate-limited."""
+
+from __future__ import annotations
+
+import logging
+
+from whaled.logsetup import RepeatFilter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(
+    msg: str, *args: object, level: int = logging.ERROR, name: str = "whaled"
+) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+
+def test_a_burst_passes_then_repeats_are_dropped_until_the_window_ends() -> None:
+    clock = Clock()
+    f = RepeatFilter(window=60, burst=3, clock=clock)
+    passed = [f.filter(record("accept failed: %s", i)) for i in range(1000)]
+    assert passed.count(True) == 3 and passed[:3] == [True] * 3
+    clock.now += 61
+    later = record("accept failed: %s", "x")
+    assert f.filter(later)
+    assert later.getMessage() == "accept failed: x (the same message was suppressed 997 times)"
+
+
+def test_different_messages_levels_and_loggers_are_counted_apart() -> None:
+    f = RepeatFilter(window=60, burst=1, clock=Clock())
+    assert f.filter(record("a"))
+    assert f.filter(record("b"))
+    assert f.filter(record("a", level=logging.WARNING))
+    assert f.filter(record("a", name="whaled.api"))
+    assert not f.filter(record("a"))
+
+
+def test_debug_and_info_are_never_dropped() -> None:
+    f = RepeatFilter(window=60, burst=1, clock=Clock())
+    assert all(f.filter(record("x", level=logging.INFO)) for _ in range(50))
+    assert all(f.filter(record("x", level=logging.DEBUG)) for _ in range(50))
+
+
+def test_tracked_keys_are_bounded() -> None:
+    clock = Clock()
+    f = RepeatFilter(window=60, burst=1, max_keys=10, clock=clock)
+    for i in range(100):
+        assert f.filter(record(f"unique {i}"))
+    assert len(f._windows) == 10
+    # The oldest were forgotten: the first message passes again as new.
+    assert f.filter(record("unique 0"))
+    assert not f.filter(record("unique 99"))

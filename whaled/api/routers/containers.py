@@ -23,13 +23,18 @@ from whaled.api.app import (
     DAEMON_KEY,
     Routes,
     json_response,
-    read_json_body,
     request_config,
 )
 from whaled.api.filters import parse_filters
-from whaled.api.hijack import ClientGone, detacher_for, hijack, mux_frame, parse_detach_keys
-from whaled.api.routers.images import bool_param
-from whaled.api.schema import Body, decode_body
+from whaled.api.hijack import (
+    DEFAULT_DETACH_KEYS,
+    ClientGone,
+    detacher_for,
+    hijack,
+    mux_frame,
+    parse_detach_keys,
+)
+from whaled.api.params import bool_param, int_param, json_body, size_param
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
@@ -46,7 +51,6 @@ log = logging.getLogger("whaled.api")
 
 MUX = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
 
 def _svc(request: web.Request) -> ContainerService:
@@ -70,33 +74,11 @@ def _id(request: web.Request) -> str:
     return request.match_info["id"]
 
 
-def _int_param(request: web.Request, key: str, default: int | None = None) -> int | None:
-    raw = request.query.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid value for {key}: {raw!r}") from None
-
-
-async def _body(request: web.Request, schema: Body, *, required: bool = True) -> dict[str, Any]:
-    """The request body decoded and checked against ``schema`` (canonical keys, checked types)."""
-    return decode_body(await read_json_body(request), schema, required=required)
-
-
-def _size_param(request: web.Request, key: str) -> int:
-    value = _int_param(request, key, 0) or 0
-    if value < 0:
-        raise InvalidParameter(f"invalid value for {key}: {value}: must not be negative")
-    return value
-
-
 # ------------------------------------------------------------------ create / list / inspect
 
 
 async def post_create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.CREATE)
+    body = await json_body(request, schema.CREATE)
     result = await _svc(request).create(
         request_config(request),
         body,
@@ -112,7 +94,7 @@ async def get_list(request: web.Request) -> web.StreamResponse:
     views = await _io(request).list_containers(
         filters={k: filters.get(k) for k in filters},
         all=bool_param(request, "all"),
-        limit=_int_param(request, "limit", -1) or -1,
+        limit=int_param(request, "limit", -1) or -1,
         size=size,
     )
     now = time.time()
@@ -134,14 +116,14 @@ async def post_start(request: web.Request) -> web.StreamResponse:
 
 async def post_stop(request: web.Request) -> web.StreamResponse:
     await _svc(request).stop(
-        _id(request), timeout=_int_param(request, "t"), signal=request.query.get("signal")
+        _id(request), timeout=int_param(request, "t"), signal=request.query.get("signal")
     )
     return web.Response(status=204)
 
 
 async def post_restart(request: web.Request) -> web.StreamResponse:
     await _svc(request).restart(
-        request_config(request), _id(request), timeout=_int_param(request, "t")
+        request_config(request), _id(request), timeout=int_param(request, "t")
     )
     return web.Response(status=204)
 
@@ -205,7 +187,7 @@ async def post_rename(request: web.Request) -> web.StreamResponse:
 
 
 async def post_update(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.UPDATE)
+    body = await json_body(request, schema.UPDATE)
     warnings = await _svc(request).update(_id(request), body)
     return json_response({"Warnings": warnings})
 
@@ -271,7 +253,7 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
 async def post_resize(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(_id(request))
-    height, width = _size_param(request, "h"), _size_param(request, "w")
+    height, width = size_param(request, "h"), size_param(request, "w")
     task = svc.running_task(c)
     await task.resize(width, height)
     return web.Response(status=200)
@@ -479,7 +461,7 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
 
 
 async def post_commit(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.COMMIT, required=False)
+    body = await json_body(request, schema.COMMIT, required=False)
     q = request.query
     image_id = await _io(request).commit(
         q.get("container", ""),
@@ -502,14 +484,14 @@ EXEC_DETACHED_MESSAGE = "exec attach failed: error on attach stdin: read escape 
 
 
 async def post_exec_create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.EXEC_CREATE)
+    body = await json_body(request, schema.EXEC_CREATE)
     session = _execs(request).create(_id(request), body)
     return json_response({"Id": session.id}, status=201)
 
 
 async def post_exec_start(request: web.Request) -> web.StreamResponse:
     execs = _execs(request)
-    body = await _body(request, schema.EXEC_START, required=False)
+    body = await json_body(request, schema.EXEC_START, required=False)
     exec_id = _id(request)
     session = execs.get(exec_id)
     if body.get("Detach"):
@@ -564,7 +546,7 @@ async def post_exec_start(request: web.Request) -> web.StreamResponse:
 
 
 async def post_exec_resize(request: web.Request) -> web.StreamResponse:
-    await _execs(request).resize(_id(request), _size_param(request, "h"), _size_param(request, "w"))
+    await _execs(request).resize(_id(request), size_param(request, "h"), size_param(request, "w"))
     return web.Response(status=200)
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
 from whaled.api.filters import Filters, parse_filters
+from whaled.api.params import bool_param
 from whaled.api.shape.containers import shape_list_item, view_of
 from whaled.api.shape.images import (
     DF_TYPES,
@@ -37,15 +38,6 @@ from whaled.image.archive import ProgressEvent
 from whaled.image.reference import parse_normalized_named
 
 log = logging.getLogger("whaled.api")
-
-_FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
-
-
-def bool_param(request: web.Request, key: str, default: bool = False) -> bool:
-    """dockerd's ``BoolValue`` / ``BoolValueOrDefault``."""
-    if key not in request.query:
-        return default
-    return request.query[key].strip().lower() not in _FALSE_WORDS
 
 
 def _images(request: web.Request) -> ImageCases:

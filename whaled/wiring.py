@@ -26,6 +26,7 @@ from whaled.api.app import build_app
 from whaled.api.hijack import capture_early_input
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import events as events_routes
+from whaled.api.routers import exec as exec_routes
 from whaled.api.routers import images as images_routes
 from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
@@ -195,6 +196,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 events_routes.register,
                 images_routes.register,
                 containers_routes.register,
+                exec_routes.register,
                 swarm_routes.register,
             ],
             limits,

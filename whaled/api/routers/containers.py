@@ -1,6 +1,6 @@
-"""Container routes: create, list, inspect, lifecycle, attach, logs, wait, archive, exec.
+"""Container routes: create, list, inspect, lifecycle, attach, logs, wait, archive, commit.
 
-Attach and exec start take over the connection (``whaled.api.hijack``); logs and stats
+Attach takes over the connection (``whaled.api.hijack``); logs and stats
 stream ordinary chunked responses. Every handler takes the config snapshot at most once.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import struct
@@ -28,7 +27,6 @@ from whaled.api.app import (
 from whaled.api.filters import parse_filters
 from whaled.api.hijack import (
     DEFAULT_DETACH_KEYS,
-    ClientGone,
     detacher_for,
     hijack,
     mux_frame,
@@ -40,10 +38,9 @@ from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body, while_connected
 from whaled.api.versions import ApiVersion
-from whaled.daemon.attach import PumpEnd, connect, pump
+from whaled.daemon.attach import connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
-from whaled.daemon.execs import ExecService
 from whaled.errors import InvalidParameter
 from whaled.logger.reader import LogEntry
 
@@ -59,10 +56,6 @@ def _svc(request: web.Request) -> ContainerService:
 
 def _io(request: web.Request) -> ContainerIO:
     return request.app[DAEMON_KEY].container_io
-
-
-def _execs(request: web.Request) -> ExecService:
-    return request.app[DAEMON_KEY].execs
 
 
 def _version(request: web.Request) -> ApiVersion:
@@ -476,84 +469,6 @@ async def post_commit(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": image_id}, status=201)
 
 
-# ------------------------------------------------------------------ exec
-
-
-#: dockerd's last words on an exec stream the client detached from (its error path).
-EXEC_DETACHED_MESSAGE = "exec attach failed: error on attach stdin: read escape sequence"
-
-
-async def post_exec_create(request: web.Request) -> web.StreamResponse:
-    body = await json_body(request, schema.EXEC_CREATE)
-    session = _execs(request).create(_id(request), body)
-    return json_response({"Id": session.id}, status=201)
-
-
-async def post_exec_start(request: web.Request) -> web.StreamResponse:
-    execs = _execs(request)
-    body = await json_body(request, schema.EXEC_START, required=False)
-    exec_id = _id(request)
-    session = execs.get(exec_id)
-    if body.get("Detach"):
-        await execs.start(exec_id, connect=None)
-        return web.Response(status=200)
-    tty = bool(body.get("Tty", session.tty))
-    keys = parse_detach_keys(session.detach_keys or DEFAULT_DETACH_KEYS)
-    execs.get(exec_id)  # 404 before hijacking
-    stream = await hijack(request, tty=tty)
-    done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
-    try:
-
-        async def attached(path: str) -> None:
-            sock = await connect(path)
-
-            async def run() -> None:
-                end = PumpEnd.CLIENT_GONE
-                try:
-                    end = await pump(
-                        sock,
-                        stdin=stream.read if session.attach_stdin else None,
-                        output=stream.write_frame,
-                        stdout=session.attach_stdout or not session.attach_stdin,
-                        stderr=session.attach_stderr or not session.attach_stdin,
-                        detacher=detacher_for(keys, tty=session.tty, stdin=session.attach_stdin),
-                        client_gone=stream.wait_closed(),
-                    )
-                finally:
-                    if not done.done():
-                        done.set_result(end)
-
-            execs.containers.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
-
-        try:
-            await execs.start(exec_id, connect=attached)
-        except Exception as e:
-            await stream.write_frame(2, f"{e}\n".encode())
-            return stream.response
-        end = await done
-        if end == PumpEnd.DETACHED:
-            # Like dockerd: the error line, then the stream ends and the session's stdin
-            # is closed.
-            await execs.detached(exec_id)
-            with contextlib.suppress(ClientGone):
-                await stream.write_frame(1, f"{EXEC_DETACHED_MESSAGE}\r\n".encode())
-            return stream.response
-        if end == PumpEnd.OUTPUT_ENDED:
-            await session.done.wait()
-    finally:
-        await stream.close()
-    return stream.response
-
-
-async def post_exec_resize(request: web.Request) -> web.StreamResponse:
-    await _execs(request).resize(_id(request), size_param(request, "h"), size_param(request, "w"))
-    return web.Response(status=200)
-
-
-async def get_exec_inspect(request: web.Request) -> web.StreamResponse:
-    return json_response(_execs(request).inspect(_id(request)))
-
-
 def register(routes: Routes) -> None:
     routes.add("POST", "/containers/create", post_create)
     routes.add("GET", "/containers/json", get_list)
@@ -580,7 +495,3 @@ def register(routes: Routes) -> None:
     routes.add("HEAD", "/containers/{id}/archive", head_archive)
     routes.add("GET", "/containers/{id}/archive", get_archive)
     routes.add("PUT", "/containers/{id}/archive", put_archive)
-    routes.add("POST", "/containers/{id}/exec", post_exec_create)
-    routes.add("POST", "/exec/{id}/start", post_exec_start)
-    routes.add("POST", "/exec/{id}/resize", post_exec_resize)
-    routes.add("GET", "/exec/{id}/json", get_exec_inspect)

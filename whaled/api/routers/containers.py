@@ -70,7 +70,7 @@ def _id(request: web.Request) -> str:
 # ------------------------------------------------------------------ create / list / inspect
 
 
-async def post_create(request: web.Request) -> web.StreamResponse:
+async def post_containers_create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, schema.CREATE)
     result = await _svc(request).create(
         request_config(request),
@@ -81,7 +81,7 @@ async def post_create(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": result.id, "Warnings": result.warnings}, status=201)
 
 
-async def get_list(request: web.Request) -> web.StreamResponse:
+async def get_containers_json(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     size = bool_param(request, "size")
     views = await _io(request).list_containers(
@@ -94,7 +94,7 @@ async def get_list(request: web.Request) -> web.StreamResponse:
     return json_response([shape_list_item(view_of(v), now) for v in views])
 
 
-async def get_inspect(request: web.Request) -> web.StreamResponse:
+async def get_container_json(request: web.Request) -> web.StreamResponse:
     summary = await _io(request).view(_id(request), size=bool_param(request, "size"))
     return json_response(shape_inspect(view_of(summary), _version(request)))
 
@@ -102,41 +102,41 @@ async def get_inspect(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ lifecycle
 
 
-async def post_start(request: web.Request) -> web.StreamResponse:
+async def post_container_start(request: web.Request) -> web.StreamResponse:
     await _svc(request).start(request_config(request), _id(request))
     return web.Response(status=204)
 
 
-async def post_stop(request: web.Request) -> web.StreamResponse:
+async def post_container_stop(request: web.Request) -> web.StreamResponse:
     await _svc(request).stop(
         _id(request), timeout=int_param(request, "t"), signal=request.query.get("signal")
     )
     return web.Response(status=204)
 
 
-async def post_restart(request: web.Request) -> web.StreamResponse:
+async def post_container_restart(request: web.Request) -> web.StreamResponse:
     await _svc(request).restart(
         request_config(request), _id(request), timeout=int_param(request, "t")
     )
     return web.Response(status=204)
 
 
-async def post_kill(request: web.Request) -> web.StreamResponse:
+async def post_container_kill(request: web.Request) -> web.StreamResponse:
     await _svc(request).kill(_id(request), request.query.get("signal"))
     return web.Response(status=204)
 
 
-async def post_pause(request: web.Request) -> web.StreamResponse:
+async def post_container_pause(request: web.Request) -> web.StreamResponse:
     await _svc(request).pause(_id(request))
     return web.Response(status=204)
 
 
-async def post_unpause(request: web.Request) -> web.StreamResponse:
+async def post_container_unpause(request: web.Request) -> web.StreamResponse:
     await _svc(request).unpause(_id(request))
     return web.Response(status=204)
 
 
-async def post_wait(request: web.Request) -> web.StreamResponse:
+async def post_container_wait(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     condition = request.query.get("condition", "")
     svc.get(_id(request))  # 404 before the status line goes out
@@ -174,18 +174,18 @@ async def delete_container(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def post_rename(request: web.Request) -> web.StreamResponse:
+async def post_container_rename(request: web.Request) -> web.StreamResponse:
     await _svc(request).rename(_id(request), request.query.get("name", ""))
     return web.Response(status=204)
 
 
-async def post_update(request: web.Request) -> web.StreamResponse:
+async def post_container_update(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, schema.UPDATE)
     warnings = await _svc(request).update(_id(request), body)
     return json_response({"Warnings": warnings})
 
 
-async def post_prune(request: web.Request) -> web.StreamResponse:
+async def post_containers_prune(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     deleted, reclaimed = await _io(request).prune({k: filters.get(k) for k in filters})
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
@@ -194,7 +194,7 @@ async def post_prune(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ attach / resize
 
 
-async def post_attach(request: web.Request) -> web.StreamResponse:
+async def post_container_attach(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(_id(request))
     keys = parse_detach_keys(request.query.get("detachKeys") or DEFAULT_DETACH_KEYS)
@@ -243,7 +243,7 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
     return stream.response
 
 
-async def post_resize(request: web.Request) -> web.StreamResponse:
+async def post_container_resize(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(_id(request))
     height, width = size_param(request, "h"), size_param(request, "w")
@@ -255,7 +255,7 @@ async def post_resize(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ logs / top / stats
 
 
-async def get_logs(request: web.Request) -> web.StreamResponse:
+async def get_container_logs(request: web.Request) -> web.StreamResponse:
     io = _io(request)
     c = _svc(request).get(_id(request))
     stdout, stderr = bool_param(request, "stdout"), bool_param(request, "stderr")
@@ -331,7 +331,7 @@ async def _next(entries: Any) -> Any:
         return None
 
 
-async def get_top(request: web.Request) -> web.StreamResponse:
+async def get_container_top(request: web.Request) -> web.StreamResponse:
     titles, processes = await _io(request).top(_id(request), request.query.get("ps_args", ""))
     return json_response({"Titles": titles, "Processes": processes})
 
@@ -350,7 +350,7 @@ def _shape_stats(sample: StatsSample, previous: Mapping[str, Any] | None) -> dic
     )
 
 
-async def get_stats(request: web.Request) -> web.StreamResponse:
+async def get_container_stats(request: web.Request) -> web.StreamResponse:
     io = _io(request)
     stream = bool_param(request, "stream", True)
     c = _svc(request).get(_id(request))
@@ -385,7 +385,7 @@ def _stat_header(stat: Mapping[str, Any]) -> str:
     return base64.b64encode(json.dumps(stat, separators=(",", ":")).encode()).decode()
 
 
-async def head_archive(request: web.Request) -> web.StreamResponse:
+async def head_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
@@ -393,7 +393,7 @@ async def head_archive(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": _stat_header(stat)})
 
 
-async def get_archive(request: web.Request) -> web.StreamResponse:
+async def get_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
@@ -414,7 +414,7 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def put_archive(request: web.Request) -> web.StreamResponse:
+async def put_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
@@ -435,7 +435,7 @@ async def put_archive(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
-async def get_export(request: web.Request) -> web.StreamResponse:
+async def get_container_export(request: web.Request) -> web.StreamResponse:
     chunks = await _io(request).export(_id(request))
     response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
     await response.prepare(request)
@@ -448,7 +448,7 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def get_changes(request: web.Request) -> web.StreamResponse:
+async def get_container_changes(request: web.Request) -> web.StreamResponse:
     changes = await _io(request).changes(_id(request))
     return json_response(changes or None)
 
@@ -470,28 +470,28 @@ async def post_commit(request: web.Request) -> web.StreamResponse:
 
 
 def register(routes: Routes) -> None:
-    routes.add("POST", "/containers/create", post_create)
-    routes.add("GET", "/containers/json", get_list)
-    routes.add("POST", "/containers/prune", post_prune)
+    routes.add("POST", "/containers/create", post_containers_create)
+    routes.add("GET", "/containers/json", get_containers_json)
+    routes.add("POST", "/containers/prune", post_containers_prune)
     routes.add("POST", "/commit", post_commit)
-    routes.add("GET", "/containers/{id}/json", get_inspect)
-    routes.add("GET", "/containers/{id}/top", get_top)
-    routes.add("GET", "/containers/{id}/logs", get_logs)
-    routes.add("GET", "/containers/{id}/changes", get_changes)
-    routes.add("GET", "/containers/{id}/export", get_export)
-    routes.add("GET", "/containers/{id}/stats", get_stats)
-    routes.add("POST", "/containers/{id}/resize", post_resize)
-    routes.add("POST", "/containers/{id}/start", post_start)
-    routes.add("POST", "/containers/{id}/stop", post_stop)
-    routes.add("POST", "/containers/{id}/restart", post_restart)
-    routes.add("POST", "/containers/{id}/kill", post_kill)
-    routes.add("POST", "/containers/{id}/update", post_update)
-    routes.add("POST", "/containers/{id}/rename", post_rename)
-    routes.add("POST", "/containers/{id}/pause", post_pause)
-    routes.add("POST", "/containers/{id}/unpause", post_unpause)
-    routes.add("POST", "/containers/{id}/attach", post_attach)
-    routes.add("POST", "/containers/{id}/wait", post_wait)
+    routes.add("GET", "/containers/{id}/json", get_container_json)
+    routes.add("GET", "/containers/{id}/top", get_container_top)
+    routes.add("GET", "/containers/{id}/logs", get_container_logs)
+    routes.add("GET", "/containers/{id}/changes", get_container_changes)
+    routes.add("GET", "/containers/{id}/export", get_container_export)
+    routes.add("GET", "/containers/{id}/stats", get_container_stats)
+    routes.add("POST", "/containers/{id}/resize", post_container_resize)
+    routes.add("POST", "/containers/{id}/start", post_container_start)
+    routes.add("POST", "/containers/{id}/stop", post_container_stop)
+    routes.add("POST", "/containers/{id}/restart", post_container_restart)
+    routes.add("POST", "/containers/{id}/kill", post_container_kill)
+    routes.add("POST", "/containers/{id}/update", post_container_update)
+    routes.add("POST", "/containers/{id}/rename", post_container_rename)
+    routes.add("POST", "/containers/{id}/pause", post_container_pause)
+    routes.add("POST", "/containers/{id}/unpause", post_container_unpause)
+    routes.add("POST", "/containers/{id}/attach", post_container_attach)
+    routes.add("POST", "/containers/{id}/wait", post_container_wait)
     routes.add("DELETE", "/containers/{id}", delete_container)
-    routes.add("HEAD", "/containers/{id}/archive", head_archive)
-    routes.add("GET", "/containers/{id}/archive", get_archive)
-    routes.add("PUT", "/containers/{id}/archive", put_archive)
+    routes.add("HEAD", "/containers/{id}/archive", head_container_archive)
+    routes.add("GET", "/containers/{id}/archive", get_container_archive)
+    routes.add("PUT", "/containers/{id}/archive", put_container_archive)

@@ -104,7 +104,7 @@ async def post_exec_resize(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
-async def get_exec_inspect(request: web.Request) -> web.StreamResponse:
+async def get_exec_json(request: web.Request) -> web.StreamResponse:
     return json_response(_execs(request).inspect(_id(request)))
 
 
@@ -112,4 +112,4 @@ def register(routes: Routes) -> None:
     routes.add("POST", "/containers/{id}/exec", post_exec_create)
     routes.add("POST", "/exec/{id}/start", post_exec_start)
     routes.add("POST", "/exec/{id}/resize", post_exec_resize)
-    routes.add("GET", "/exec/{id}/json", get_exec_inspect)
+    routes.add("GET", "/exec/{id}/json", get_exec_json)

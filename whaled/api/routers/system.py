@@ -22,20 +22,20 @@ PING_HEADERS = {
 }
 
 
-async def get_ping(request: web.Request) -> web.StreamResponse:
+async def get_system_ping(request: web.Request) -> web.StreamResponse:
     body = b"" if request.method == "HEAD" else b"OK"
     response = web.Response(body=body, content_type="text/plain", headers=PING_HEADERS)
     response.headers["Api-Version"] = CURRENT_API_VERSION
     return response
 
 
-async def get_version(request: web.Request) -> web.StreamResponse:
+async def get_system_version(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     cfg = request_config(request)
     return json_response(shape_version(daemon.system.version(cfg)))
 
 
-async def get_info(request: web.Request) -> web.StreamResponse:
+async def get_system_info(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     cfg = request_config(request)
     return json_response(shape_info(daemon.system.info(cfg), request["api_version"]))
@@ -61,8 +61,8 @@ async def get_system_df(request: web.Request) -> web.StreamResponse:
 
 
 def register(routes: Routes) -> None:
-    routes.add("GET", "/_ping", get_ping)
-    routes.add("HEAD", "/_ping", get_ping)
-    routes.add("GET", "/version", get_version)
-    routes.add("GET", "/info", get_info)
+    routes.add("GET", "/_ping", get_system_ping)
+    routes.add("HEAD", "/_ping", get_system_ping)
+    routes.add("GET", "/version", get_system_version)
+    routes.add("GET", "/info", get_system_info)
     routes.add("GET", "/system/df", get_system_df)

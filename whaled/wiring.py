@@ -41,14 +41,14 @@ from whaled.daemon.containers import ContainerService
 from whaled.daemon.daemon import Daemon
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
-from whaled.daemon.images import ImageCases, image_event_hook
+from whaled.daemon.images import ImageService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import WhaledError
 from whaled.events import EventBus
-from whaled.image.service import ImageService
+from whaled.image.stores import open_image_stores
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
@@ -126,17 +126,13 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         store = ConfigStore(cfg)
         bus = EventBus()
         facts = await gather_host_facts(cfg.data_root)
-        # The image store's start-up work (unreferenced layers, scratch dirs) runs here.
-        image_service = await asyncio.to_thread(ImageService, cfg.data_root)
-        image_service.set_event_hook(
-            image_event_hook(asyncio.get_running_loop(), bus, image_service)
-        )
-        images = ImageCases(image_service)
+        # The image stores' start-up work (unreferenced layers, scratch dirs) runs here.
+        image_stores = await asyncio.to_thread(open_image_stores, cfg.data_root)
         conmon = facts.binaries.get("conmon")
         containers = ContainerService(
             data_root=cfg.data_root,
             exec_root=cfg.exec_root,
-            images=image_service,
+            images=image_stores,
             events=bus,
             facts=facts,
             config=store.current,
@@ -146,7 +142,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             ),
             tasks=tasks,
         )
-        image_service.set_usage_hook(containers.image_users)
+        images = ImageService(stores=image_stores, events=bus, usage=containers.image_users)
         execs = ExecService(containers)
         HealthMonitor(containers, execs)
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
@@ -185,7 +181,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             images=images,
             containers=containers,
             execs=execs,
-            container_io=ContainerIO(containers, execs),
+            container_io=ContainerIO(containers, execs, images),
         )
 
         limits = server.server_limits(os.environ, resource.getrlimit(resource.RLIMIT_NOFILE)[0])

@@ -35,7 +35,7 @@ from whaled.container.top import (
 )
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
-from whaled.daemon.images import SaveStream
+from whaled.daemon.images import ImageService, SaveStream
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
@@ -112,9 +112,12 @@ def format_timestamp(ns: int) -> str:
 
 
 class ContainerIO:
-    def __init__(self, containers: ContainerService, execs: ExecService) -> None:
+    def __init__(
+        self, containers: ContainerService, execs: ExecService, images: ImageService
+    ) -> None:
         self.svc = containers
         self.execs = execs
+        self.images = images
 
     # ------------------------------------------------------------------ list / inspect
 
@@ -413,8 +416,7 @@ class ContainerIO:
             container_config = dict(c.config)
             if config:
                 container_config.update({k: v for k, v in config.items() if v})
-            image_id = await asyncio.to_thread(
-                self.svc.images.commit,
+            image_id = await self.images.commit(
                 c.id,
                 parent_image=c.image_id,
                 container_config=container_config,

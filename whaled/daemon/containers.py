@@ -67,8 +67,8 @@ from whaled.errors import (
 from whaled.events import EventBus
 from whaled.host.devices import all_device_nodes, device_node
 from whaled.host.sysinfo import read_capability_bounding_mask
-from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
+from whaled.image.stores import ImageStores
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.logger.rotate import LogRotator
 from whaled.osutil.atomic import replace_file
@@ -183,7 +183,7 @@ class ContainerService:
         *,
         data_root: str,
         exec_root: str,
-        images: ImageService,
+        images: ImageStores,
         events: EventBus,
         facts: DaemonFacts,
         config: Callable[[], Config],

@@ -27,7 +27,7 @@ from whaled.api.shape.images import (
 )
 from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, status_message
 from whaled.api.versions import ApiVersion
-from whaled.daemon.images import FilterArgs, ImageCases
+from whaled.daemon.images import FilterArgs, ImageService
 from whaled.errors import InvalidParameter, Unsupported
 from whaled.image.archive import ProgressEvent
 from whaled.image.reference import parse_normalized_named
@@ -35,7 +35,7 @@ from whaled.image.reference import parse_normalized_named
 log = logging.getLogger("whaled.api")
 
 
-def _images(request: web.Request) -> ImageCases:
+def _images(request: web.Request) -> ImageService:
     return request.app[DAEMON_KEY].images
 
 

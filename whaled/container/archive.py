@@ -35,7 +35,6 @@ import errno
 import json
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import time
@@ -48,6 +47,7 @@ from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, 
 from whaled.image.layers import xattr_pax
 from whaled.image.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
 from whaled.image.tarstream import TarEntry, stream_tar
+from whaled.osutil.tree import remove_tree
 
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _BLOCK = 512
@@ -755,7 +755,7 @@ class _Extractor:
                 )
             if not (is_dir and member.isdir()):
                 if is_dir:
-                    shutil.rmtree(base, dir_fd=parent.fd)
+                    remove_tree(base, dir_fd=parent.fd)
                 else:
                     os.unlink(base, dir_fd=parent.fd)
                 if is_dir or stat.S_ISLNK(existing.st_mode):

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 
 from whaled.container.model import Container
 from whaled.errors import Conflict, InvalidParameter, NoSuchContainer
 from whaled.osutil.atomic import atomic_write
+from whaled.osutil.tree import remove_tree
 
 log = logging.getLogger("whaled.container")
 
@@ -110,13 +110,13 @@ class ContainerStore:
         except FileNotFoundError:
             pass
         except OSError:
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_tree(directory, ignore_errors=True)
 
     def empty_trash(self) -> None:
         """Delete the directories ``delete`` moved aside."""
         for entry in os.listdir(self.root):
             if entry.startswith(TRASH_PREFIX):
-                shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
+                remove_tree(os.path.join(self.root, entry), ignore_errors=True)
 
     def get(self, ref: str) -> Container:
         """By full ID, name (with or without '/'), or unique ID prefix."""

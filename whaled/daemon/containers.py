@@ -71,6 +71,7 @@ from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.logger.rotate import LogRotator
 from whaled.osutil.atomic import replace_file
+from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import (
     Backend,
     CreateOptions,
@@ -396,7 +397,7 @@ class ContainerService:
             await asyncio.to_thread(self._write_etc_files, c, cfg)
         except BaseException:
             self.store.forget(cid)
-            shutil.rmtree(cdir, ignore_errors=True)
+            remove_tree(cdir, ignore_errors=True)
             with contextlib.suppress(WhaledError, OSError):
                 await asyncio.to_thread(self.images.layers.remove_rw, cid)
             raise
@@ -966,7 +967,7 @@ class ContainerService:
         self._slots.pop(c.id, None)
         run = slot.run
         if run is None or run.cleaned.is_set():
-            await asyncio.to_thread(shutil.rmtree, self._run_dir(c.id), True)
+            await asyncio.to_thread(remove_tree, self._run_dir(c.id), ignore_errors=True)
         else:
             # The runtime's delete still reads its files there; the directory goes after it.
             task = self.tasks.spawn(f"rundir-{c.id[:12]}", self._remove_run_dir(c.id, run))
@@ -1005,7 +1006,7 @@ class ContainerService:
 
     async def _remove_run_dir(self, cid: str, run: Run) -> None:
         await run.cleaned.wait()
-        await asyncio.to_thread(shutil.rmtree, self._run_dir(cid), True)
+        await asyncio.to_thread(remove_tree, self._run_dir(cid), ignore_errors=True)
 
     # ------------------------------------------------------------------ rename / update
 
@@ -1126,7 +1127,7 @@ class ContainerService:
                 c.state.status = Status.DEAD
                 self._save(c)
             await asyncio.to_thread(self._unmount_all, c.id)
-            shutil.rmtree(self._run_dir(c.id), ignore_errors=True)
+            remove_tree(self._run_dir(c.id), ignore_errors=True)
         adopted = {c.id for c in loaded if self._slots[c.id].run is not None}
         await self._sweep_leftovers(adopted)
         for c in loaded:
@@ -1174,7 +1175,8 @@ class ContainerService:
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(runs):
                 if name not in keep:
-                    await asyncio.to_thread(shutil.rmtree, os.path.join(runs, name), True)
+                    path = os.path.join(runs, name)
+                    await asyncio.to_thread(remove_tree, path, ignore_errors=True)
 
     def live_runtime_paths(self) -> list[str]:
         """Runtime executables that running (adopted) containers are locked to."""

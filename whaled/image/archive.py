@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from whaled.image.tarsafe import (
     open_stream,
 )
 from whaled.image.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
+from whaled.osutil.tree import remove_tree
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -290,7 +290,7 @@ class Loader:
         self.tmp_root = os.path.join(data_root, "image", "tmp")
         os.makedirs(self.tmp_root, exist_ok=True)
         for name in os.listdir(self.tmp_root):  # leftovers of a crash
-            shutil.rmtree(os.path.join(self.tmp_root, name), ignore_errors=True)
+            remove_tree(os.path.join(self.tmp_root, name), ignore_errors=True)
         self._images = images
         self._layers = layers
 
@@ -319,7 +319,7 @@ class Loader:
         finally:
             for ingest in staged.ingests.values():
                 self._layers.discard(ingest)
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch, ignore_errors=True)
 
     def _receive(
         self, stream: BinaryIO | Readable, staged: _Staged, progress: ProgressFn, quiet: bool

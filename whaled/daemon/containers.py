@@ -366,11 +366,9 @@ class ContainerService:
         cid = secrets.token_hex(32)
         while cid[:12].isdigit():  # dockerd avoids all-digit short IDs
             cid = secrets.token_hex(32)
-        if not name:
-            name = self._free_name()
         c = Container(
             id=cid,
-            name=name,
+            name=name or "",  # a generated one is chosen when it is reserved (below)
             created=now_rfc3339(),
             image_id=image.id,
             image_ref=image_ref,
@@ -393,6 +391,10 @@ class ContainerService:
                 config["Hostname"] = cid[:12]
         await asyncio.to_thread(self.images.layers.create_rw, cid, image.top_chain)
         try:
+            if not name:
+                # Chosen and reserved in one step (no await in between): a concurrent
+                # create cannot take the same name meanwhile.
+                c.name = self._free_name()
             self.store.reserve(c)
             await asyncio.to_thread(self._write_etc_files, c, cfg)
         except BaseException:

@@ -9,26 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.deeptree import deep_rel, make_deep
 from whaled.osutil import tree
-from whaled.osutil.tree import remove_tree, walk_fd
+from whaled.osutil.tree import lstat_under, remove_tree, walk_fd
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def make_deep(top: Path, depth: int, *, leaf: str = "f") -> None:
-    """``top/d/d/.../d/<leaf>`` with ``depth`` directories, made fd-relative (the path is
-    longer than PATH_MAX for depth > ~2000)."""
-    fd = os.open(top, _OPEN_DIR)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            nfd = os.open("d", _OPEN_DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        with open(os.open(leaf, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
-            f.write(b"x")
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -162,3 +147,14 @@ def test_walk_fd_stops_when_a_deep_directory_is_moved(tmp_path: Path) -> None:
                 moved = True
     remove_tree(str(top))
     remove_tree(str(tmp_path / "elsewhere"))
+
+
+def test_lstat_under_beyond_path_max(tmp_path: Path) -> None:
+    make_deep(tmp_path, DEEP, data=b"abc")
+    assert lstat_under(str(tmp_path), deep_rel(DEEP)).st_size == 3
+    assert lstat_under(str(tmp_path), "d").st_size > 0
+    with pytest.raises(FileNotFoundError):
+        lstat_under(str(tmp_path), deep_rel(DEEP, "nope"))
+    (tmp_path / "d" / "l").symlink_to(".")
+    with pytest.raises(OSError):  # not followed on the long path
+        lstat_under(str(tmp_path), "d/l/" + deep_rel(DEEP - 1))

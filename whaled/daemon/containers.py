@@ -1115,6 +1115,8 @@ class ContainerService:
         """Adopt what survived the last daemon; mark the rest exited. Returns the containers
         whose restart policy wants them running again (see :meth:`start_restored`)."""
         loaded = await asyncio.to_thread(self.store.load_all)
+        # RW layers no container owns (a crash between create_rw and store.reserve).
+        await asyncio.to_thread(self.images.layers.remove_orphan_rw, self.store.owner_ids())
         to_start: list[Container] = []
         for c in loaded:
             slot = self._slot(c.id)

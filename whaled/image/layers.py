@@ -48,7 +48,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure
+from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image import mounts
 from whaled.image.content import ContentStore
 from whaled.image.digests import chain_id as compute_chain_id
@@ -790,6 +790,25 @@ class LayerStore:
             del self._rw[container_id]
             if rw.parent is not None and rw.parent in self._layers:
                 self.release(rw.parent)
+
+    def remove_orphan_rw(self, owners: Collection[str]) -> list[str]:
+        """At start: delete the RW layers (driver dir and mount record) of containers not in
+        ``owners`` — left by a crash between :meth:`create_rw` and the container's record.
+        What cannot be removed is logged and left. Returns their container IDs."""
+        removed: list[str] = []
+        for rw in self.rw_layers():
+            if rw.container_id in owners:
+                continue
+            try:
+                self.remove_rw(rw.container_id)
+            except (OSError, WhaledError) as e:
+                log.warning("cannot remove the orphaned RW layer of %s: %s", rw.container_id, e)
+                continue
+            log.info("removed the RW layer of %s: no such container", rw.container_id)
+            removed.append(rw.container_id)
+        if removed:
+            self.empty_trash()
+        return removed
 
     def empty_trash(self) -> None:
         """Delete the driver dirs ``remove_rw`` moved aside; one that cannot be removed is

@@ -15,10 +15,13 @@ full path is ever handed to the kernel: every step is ``openat``-relative to a d
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -268,3 +271,34 @@ def _remove_tree(path: str, dir_fd: int | None, errors: list[OSError]) -> None:
 def _note(errors: list[OSError], e: OSError) -> None:
     if not errors:  # the first one is reported; the others would say the same
         errors.append(e)
+
+
+def is_temp_name(name: str) -> bool:
+    """Names of the temp files :mod:`whaled.osutil.atomic` writes (``.tmp-*``, ``*.tmp-<pid>``)."""
+    if name.startswith(".tmp-"):
+        return True
+    _, sep, pid = name.rpartition(".tmp-")
+    return bool(sep) and pid.isdigit()
+
+
+def sweep(directory: str, match: Callable[[str], bool] = is_temp_name) -> list[str]:
+    """At start, remove the entries of ``directory`` whose name ``match``-es (leftovers of a
+    crash); what cannot be removed is logged and left. Returns the names removed."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        log.warning("cannot read %s: %s", directory, e)
+        return []
+    removed: list[str] = []
+    for name in names:
+        if not match(name):
+            continue
+        try:
+            remove_tree(os.path.join(directory, name))
+        except Exception as e:  # the daemon must start
+            log.warning("cannot remove leftover %s: %s", os.path.join(directory, name), e)
+            continue
+        removed.append(name)
+    return removed

@@ -4,13 +4,15 @@ disk: the daemon answers, removes its leftovers and always starts again."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import tarfile
 import tempfile
+from typing import Any
 
 from tests.integration.container.helpers import poll
-from tests.support.deeptree import deep_rel, make_deep
+from tests.support.deeptree import deep_rel, exists_under, make_deep
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
 from whaled.image import mounts
@@ -122,3 +124,67 @@ def test_daemon_starts_whatever_leftovers_it_meets(whaled: WhaledProcess) -> Non
         assert status == 200
     finally:
         mounts.unmount(os.path.join(stuck, "busy"))
+
+
+def _orphan_rw_layer(w: WhaledProcess, parent: str) -> tuple[str, str, str]:
+    """What ``create_rw`` leaves when the daemon dies before ``store.reserve``: the driver
+    dir, its short link and the mount record of a container that does not exist."""
+    cid, mount_id = secrets.token_hex(32), secrets.token_hex(32)
+    link = "ORPHAN" + secrets.token_hex(10).upper()
+    d = os.path.join(w.data_root, "overlay2", mount_id)
+    for sub in ("diff", "work", "merged"):
+        os.makedirs(os.path.join(d, sub))
+    with open(os.path.join(d, "link"), "w") as f:
+        f.write(link)
+    os.symlink(f"../{mount_id}/diff", os.path.join(w.data_root, "overlay2", "l", link))
+    with open(os.path.join(w.data_root, "image", "layerdb", "mounts", cid + ".json"), "w") as f:
+        json.dump({"container_id": cid, "mount_id": mount_id, "parent": parent}, f)
+    return cid, mount_id, link
+
+
+def test_start_removes_what_no_container_or_image_owns(
+    whaled: WhaledProcess, busybox_image: str
+) -> None:
+    client = whaled.client()
+    kept: Any = client.containers.create(busybox_image, ["cat", "/kept"], network_mode="none")
+    client.api.put_archive(kept.id, "/", _one_file_tar("kept", b"mine"))
+    parent = client.images.get(busybox_image).attrs["RootFS"]["Layers"][-1]  # its chain ID
+    whaled.kill9()
+
+    cid, mount_id, link = _orphan_rw_layer(whaled, parent)
+    image_tmp = os.path.join(whaled.data_root, "image", ".tmp-repositories")
+    containers = os.path.join(whaled.data_root, "containers")
+    half_created = os.path.join(containers, secrets.token_hex(32))  # no record yet
+    own_tmp = os.path.join(containers, kept.id, ".tmp-record")
+    for path in (image_tmp, own_tmp):
+        with open(path, "w") as f:
+            f.write("{")
+    os.makedirs(half_created)
+
+    whaled.start()
+    whaled.wait_ready()
+    driver = os.path.join(whaled.data_root, "overlay2")
+    assert not os.path.exists(os.path.join(driver, mount_id))
+    assert not os.path.lexists(os.path.join(driver, "l", link))
+    mounts_dir = os.path.join(whaled.data_root, "image", "layerdb", "mounts")
+    assert not os.path.exists(os.path.join(mounts_dir, cid + ".json"))
+    assert sorted(os.listdir(mounts_dir)) == [kept.id + ".json"]
+    assert not os.path.exists(image_tmp) and not os.path.exists(own_tmp)
+    assert not os.path.exists(half_created)
+    assert leftovers(whaled) == []
+    # What is owned stays: the created (never started) container's layer, the image.
+    kept = client.containers.get(kept.id)
+    kept.start()
+    assert kept.wait(timeout=30)["StatusCode"] == 0
+    assert kept.logs() == b"mine"
+    assert exists_under(kept.attrs["GraphDriver"]["Data"]["UpperDir"], "kept")
+    assert client.containers.run(busybox_image, ["true"], network_mode="none", remove=True) == b""
+
+
+def _one_file_tar(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -3,7 +3,10 @@ checked relative to directory fds (a full path to their bottom is refused by the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
+from collections.abc import Iterator
 
 from whaled.osutil.tree import lstat_under
 
@@ -42,3 +45,15 @@ def exists_under(top: str, rel: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def fd_limit(soft: int) -> Iterator[None]:
+    """Run with at most ``soft`` open files (the soft RLIMIT_NOFILE), as a daemon started
+    from a plain shell would: deep trees must not need one fd per level."""
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)

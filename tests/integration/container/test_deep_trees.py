@@ -12,10 +12,12 @@ import tempfile
 from typing import Any
 
 from tests.integration.container.helpers import poll
-from tests.support.deeptree import deep_rel, exists_under, make_deep
+from tests.support.deeptree import deep_rel, exists_under, fd_limit, make_deep
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
+from whaled.container import archive
 from whaled.image import mounts
+from whaled.osutil.tree import remove_tree
 
 DEPTH = 1100  # what `mkdir -p $(printf "d/%.0s" $(seq 1100))` makes: beyond the recursion limit
 TAR_DEPTH = 1500
@@ -188,3 +190,40 @@ def _one_file_tar(name: str, data: bytes) -> bytes:
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def test_archive_extract_export_and_cp_of_deep_trees_with_few_fds(tmp_path: Any) -> None:
+    """The container file system code (docker cp both ways, export) on a tree deeper than
+    PATH_MAX, with fewer fds than levels."""
+    root = str(tmp_path / "rootfs")
+    os.mkdir(root)
+    depth = 2100
+    entries = []
+    for i in range(1, depth + 1):
+        info = tarfile.TarInfo("d/" * i)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        entries.append(info)
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info in entries:
+            tf.addfile(info)
+        leaf = tarfile.TarInfo(deep_rel(depth))
+        leaf.size = 2
+        tf.addfile(leaf, io.BytesIO(b"ok"))
+    try:
+        with fd_limit(600):
+            archive.extract_to(
+                root,
+                {},
+                "/",
+                io.BytesIO(data.getvalue()),
+                container="c",
+                no_overwrite_dir_non_dir=False,
+                copy_uid_gid=False,
+            )
+            assert exists_under(root, deep_rel(depth))
+            assert deep_rel(depth) in tar_names(b"".join(archive.export_rootfs(root)))
+            _, stream = archive.archive_path(root, {}, "/d", container="c")
+            assert deep_rel(depth) in tar_names(b"".join(stream))
+    finally:
+        remove_tree(root)

@@ -7,11 +7,12 @@ import io
 import logging
 import os
 import tarfile
+from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.image import tarbuild as tb
-from tests.support.deeptree import deep_rel, exists_under, make_deep
+from tests.support.deeptree import deep_rel, exists_under, fd_limit, make_deep
 from whaled.image import mounts
 from whaled.image.layers import ChangeKind
 from whaled.image.service import ImageService
@@ -35,6 +36,12 @@ def driver_leftovers(data_root: str) -> list[str]:
         for n in os.listdir(os.path.join(data_root, "overlay2"))
         if n.startswith((".tmp-", ".trash-"))
     ]
+
+
+@pytest.fixture(autouse=True)
+def _few_fds() -> Iterator[None]:
+    with fd_limit(700):  # fewer than the levels: nothing may hold one fd per level
+        yield
 
 
 @pytest.mark.parametrize("depth", [DEEP, BEYOND])

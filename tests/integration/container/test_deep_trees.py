@@ -113,6 +113,8 @@ def test_daemon_starts_whatever_leftovers_it_meets(whaled: WhaledProcess) -> Non
     # Odd things where files are expected.
     os.makedirs(os.path.join(layerdb, "mounts", ".tmp-dir", "x"))
     os.makedirs(os.path.join(layerdb, "sha256", "junk.json", "x"))
+    ingest = os.path.join(whaled.data_root, "image", "blobs", "ingest")
+    os.makedirs(os.path.join(ingest, "odd", "x"))
     # Something that cannot be removed at all: a mount inside a leftover.
     stuck = os.path.join(driver, ".trash-" + secrets.token_hex(32))
     os.makedirs(os.path.join(stuck, "busy"))
@@ -122,6 +124,7 @@ def test_daemon_starts_whatever_leftovers_it_meets(whaled: WhaledProcess) -> Non
         whaled.wait_ready()
         assert leftovers(whaled) == ["overlay2/" + os.path.basename(stuck)]
         assert os.listdir(os.path.join(layerdb, "mounts")) == []
+        assert os.listdir(ingest) == []
         status, _, _ = whaled.request("GET", "/v1.45/containers/json?all=1")
         assert status == 200
     finally:
@@ -155,10 +158,11 @@ def test_start_removes_what_no_container_or_image_owns(
 
     cid, mount_id, link = _orphan_rw_layer(whaled, parent)
     image_tmp = os.path.join(whaled.data_root, "image", ".tmp-repositories")
+    root_tmp = os.path.join(whaled.data_root, ".tmp-engine-id")
     containers = os.path.join(whaled.data_root, "containers")
     half_created = os.path.join(containers, secrets.token_hex(32))  # no record yet
     own_tmp = os.path.join(containers, kept.id, ".tmp-record")
-    for path in (image_tmp, own_tmp):
+    for path in (image_tmp, root_tmp, own_tmp):
         with open(path, "w") as f:
             f.write("{")
     os.makedirs(half_created)
@@ -171,7 +175,7 @@ def test_start_removes_what_no_container_or_image_owns(
     mounts_dir = os.path.join(whaled.data_root, "image", "layerdb", "mounts")
     assert not os.path.exists(os.path.join(mounts_dir, cid + ".json"))
     assert sorted(os.listdir(mounts_dir)) == [kept.id + ".json"]
-    assert not os.path.exists(image_tmp) and not os.path.exists(own_tmp)
+    assert not any(os.path.exists(p) for p in (image_tmp, root_tmp, own_tmp))
     assert not os.path.exists(half_created)
     assert leftovers(whaled) == []
     # What is owned stays: the created (never started) container's layer, the image.

@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import tarfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -138,3 +139,21 @@ def test_unpack_refuses_a_deep_symlinked_parent(data_root: str, outside: str) ->
         svc.import_rootfs(io.BytesIO(tb.build(entries)), repo="evil:1", changes=[])
     assert os.listdir(outside) == []
     assert driver_leftovers(data_root) == []
+
+
+def test_load_of_an_archive_that_is_itself_deep(data_root: str) -> None:
+    svc = ImageService(data_root)
+    small = svc.import_rootfs(io.BytesIO(tb.build([tb.reg("a", b"a")])), repo="s:1", changes=[])
+    saved = b"".join(svc.save(["s:1"]))
+    svc.remove("s:1")
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tf:
+        members = [(m, tf.extractfile(m).read() if m.isreg() else b"") for m in tf.getmembers()]  # type: ignore[union-attr]
+    depth = 2500
+    members += [tb.dir_("junk/" + "d/" * i) for i in range(1, depth + 1)]
+    started = time.monotonic()
+    assert [x.image_id for x in svc.load(io.BytesIO(tb.build(members)), quiet=True)] == [small]
+    assert time.monotonic() - started < 15  # each member's parents cost no square of the depth
+    evil = [*members, tb.sym("junk/link", "/"), tb.reg("junk/link/" + "d/" * 40 + "x", b"x")]
+    with pytest.raises(Exception, match="symbolic link"):
+        svc.load(io.BytesIO(tb.build(evil)), quiet=True)
+    assert os.listdir(os.path.join(data_root, "image", "tmp")) == []

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -945,6 +946,9 @@ def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
     """dockerd's overlay changes: walk the upper dir, compare with the lower dirs."""
     out: list[Change] = []
     changed_dirs: set[str] = set()
+    # Per lower, a directory found missing there: nothing below it is looked up again (a
+    # deep new tree costs one lookup per lower, not one per level).
+    missing: list[str | None] = [None] * len(lowers)
     for w in walk_fd(upper):
         path = "/" + w.path
         is_dir = stat.S_ISDIR(w.st.st_mode)
@@ -953,10 +957,15 @@ def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
         else:
             kind = ChangeKind.ADD
             skip = False
-            for lower in lowers:
+            for i, lower in enumerate(lowers):
+                gone = missing[i]
+                if gone is not None and w.path.startswith(gone + "/"):
+                    continue
                 try:
                     lst = lstat_under(lower, w.path)
-                except OSError:
+                except OSError as e:
+                    if is_dir and e.errno in (errno.ENOENT, errno.ENOTDIR):
+                        missing[i] = w.path
                     continue
                 if is_whiteout_device(lst):
                     break

@@ -187,7 +187,11 @@ class LayerStore:
         """Rebuild the in-memory state from disk and sweep what a crash left. Nothing met on
         disk stops the start: what cannot be read is dropped, what cannot be removed is
         logged and left."""
-        for name in _names(self.meta_dir):
+        layer_names = _names(self.meta_dir)
+        rw_names = _names(self.rw_meta_dir)
+        # Without the full list of what exists, no directory can be called an orphan.
+        complete = layer_names is not None and rw_names is not None
+        for name in layer_names or ():
             path = os.path.join(self.meta_dir, name)
             if name.startswith(".tmp-"):
                 _sweep(path, "temp file")
@@ -230,7 +234,7 @@ class LayerStore:
         for layer in self._layers.values():
             if layer.parent is not None:
                 self._refs[layer.parent] += 1
-        for name in _names(self.rw_meta_dir):
+        for name in rw_names or ():
             path = os.path.join(self.rw_meta_dir, name)
             if name.startswith(".tmp-"):
                 _sweep(path, "temp file")
@@ -258,14 +262,14 @@ class LayerStore:
         # moved aside) and dead links.
         known = {layer.cache_id for layer in self._layers.values()}
         known |= {rw.mount_id for rw in self._rw.values()}
-        for name in _names(self.root):
+        for name in (_names(self.root) or ()) if complete else ():
             if name == "l" or name in known:
                 continue
             try:
                 self._remove_driver_dir(os.path.join(self.root, name))
             except Exception as e:  # the daemon must start
                 log.warning("cannot remove leftover layer directory %s: %s", name, e)
-        for name in _names(self.link_dir):
+        for name in _names(self.link_dir) or ():
             path = os.path.join(self.link_dir, name)
             if not os.path.exists(path):
                 _sweep(path, "dead layer link")
@@ -814,7 +818,7 @@ class LayerStore:
     def empty_trash(self) -> None:
         """Delete the driver dirs ``remove_rw`` moved aside; one that cannot be removed is
         logged and left (for the next start), the others still go."""
-        for name in _names(self.root):
+        for name in _names(self.root) or ():
             if name.startswith(TRASH_PREFIX):
                 try:
                     self._remove_driver_dir(os.path.join(self.root, name))
@@ -843,13 +847,13 @@ class LayerStore:
         return stream_tar(entries)
 
 
-def _names(directory: str) -> list[str]:
-    """Entries of a store directory; none (logged) when it cannot be read."""
+def _names(directory: str) -> list[str] | None:
+    """Entries of a store directory; None (logged) when it cannot be read."""
     try:
         return os.listdir(directory)
     except OSError as e:
         log.warning("cannot read %s: %s", directory, e)
-        return []
+        return None
 
 
 def _sweep(path: str, what: str) -> None:

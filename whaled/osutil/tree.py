@@ -1,8 +1,10 @@
 """Directory trees of any depth: walked and removed without recursion, through directory fds.
 
 A container can build a tree deeper than Python's recursion limit and longer than PATH_MAX
-(4096 bytes; ``mkdir -p d/d/d/...`` needs only ``mkdirat``). So nothing here recurses and no
-full path is ever handed to the kernel: every step is ``openat``-relative to a directory fd.
+(4096 bytes; ``mkdir -p d/d/d/...`` needs only ``mkdirat``). So nothing here recurses, and
+walks go ``openat``-relative to directory fds instead of handing the kernel full paths
+(:func:`lstat_under` tries the full path first and walks only when it is too long).
+:func:`sweep` is the start-up helper that removes crash leftovers and never stops a start.
 
 - Symlinks are never followed: directories are opened with ``O_NOFOLLOW`` and checked to be
   the inode ``lstat`` saw (a directory swapped for a link in between is skipped).

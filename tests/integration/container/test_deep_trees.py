@@ -9,6 +9,7 @@ import os
 import secrets
 import tarfile
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from tests.integration.container.helpers import poll
@@ -196,7 +197,7 @@ def _one_file_tar(name: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def test_archive_extract_export_and_cp_of_deep_trees_with_few_fds(tmp_path: Any) -> None:
+def test_archive_extract_export_and_cp_of_deep_trees_with_few_fds(tmp_path: Path) -> None:
     """The container file system code (docker cp both ways, export) on a tree deeper than
     PATH_MAX, with fewer fds than levels."""
     root = str(tmp_path / "rootfs")

@@ -51,6 +51,7 @@ from whaled.image.service import ImageService
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
+from whaled.osutil.tree import sweep
 from whaled.runtime.backend.conmon import ConmonBackend
 from whaled.runtime.wrappers import remove_unreferenced
 
@@ -62,6 +63,7 @@ REQUEST_DRAIN_SECONDS = 5.0
 
 def load_engine_id(data_root: str) -> str:
     """The daemon's stable ID (dockerd's engine-id), created on first start."""
+    sweep(data_root)  # temp files of a write a crash interrupted
     path = os.path.join(data_root, "engine-id")
     try:
         with open(path, encoding="ascii") as f:

@@ -72,6 +72,7 @@ from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.logger.rotate import LogRotator
 from whaled.osutil.atomic import replace_file
+from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import (
     Backend,
     CreateOptions,
@@ -369,11 +370,9 @@ class ContainerService:
         cid = secrets.token_hex(32)
         while cid[:12].isdigit():  # dockerd avoids all-digit short IDs
             cid = secrets.token_hex(32)
-        if not name:
-            name = self._free_name()
         c = Container(
             id=cid,
-            name=name,
+            name=name or "",  # a generated one is chosen when it is reserved (below)
             created=now_rfc3339(),
             image_id=image.id,
             image_ref=image_ref,
@@ -397,11 +396,15 @@ class ContainerService:
         warnings.extend(self._check_runnable(cfg, c))
         await asyncio.to_thread(self.images.layers.create_rw, cid, image.top_chain)
         try:
+            if not name:
+                # Chosen and reserved in one step (no await in between): a concurrent
+                # create cannot take the same name meanwhile.
+                c.name = self._free_name()
             self.store.reserve(c)
             await asyncio.to_thread(self._write_etc_files, c, cfg)
         except BaseException:
             self.store.forget(cid)
-            shutil.rmtree(cdir, ignore_errors=True)
+            remove_tree(cdir, ignore_errors=True)
             with contextlib.suppress(WhaledError, OSError):
                 await asyncio.to_thread(self.images.layers.remove_rw, cid)
             raise
@@ -1002,7 +1005,7 @@ class ContainerService:
         self._slots.pop(c.id, None)
         run = slot.run
         if run is None or run.cleaned.is_set():
-            await asyncio.to_thread(shutil.rmtree, self._run_dir(c.id), True)
+            await asyncio.to_thread(remove_tree, self._run_dir(c.id), ignore_errors=True)
         else:
             # The runtime's delete still reads its files there; the directory goes after it.
             task = self.tasks.spawn(f"rundir-{c.id[:12]}", self._remove_run_dir(c.id, run))
@@ -1041,7 +1044,7 @@ class ContainerService:
 
     async def _remove_run_dir(self, cid: str, run: Run) -> None:
         await run.cleaned.wait()
-        await asyncio.to_thread(shutil.rmtree, self._run_dir(cid), True)
+        await asyncio.to_thread(remove_tree, self._run_dir(cid), ignore_errors=True)
 
     # ------------------------------------------------------------------ rename / update
 
@@ -1153,6 +1156,8 @@ class ContainerService:
         """Adopt what survived the last daemon; mark the rest exited. Returns the containers
         whose restart policy wants them running again (see :meth:`start_restored`)."""
         loaded = await asyncio.to_thread(self.store.load_all)
+        # RW layers no container owns (a crash between create_rw and store.reserve).
+        await asyncio.to_thread(self.images.layers.remove_orphan_rw, self.store.owner_ids())
         to_start: list[Container] = []
         for c in loaded:
             slot = self._slot(c.id)
@@ -1167,7 +1172,7 @@ class ContainerService:
                 c.state.status = Status.DEAD
                 self._save(c)
             await asyncio.to_thread(self._unmount_all, c.id)
-            shutil.rmtree(self._run_dir(c.id), ignore_errors=True)
+            remove_tree(self._run_dir(c.id), ignore_errors=True)
         adopted = {c.id for c in loaded if self._slots[c.id].run is not None}
         await self._sweep_leftovers(adopted)
         for c in loaded:
@@ -1215,7 +1220,8 @@ class ContainerService:
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(runs):
                 if name not in keep:
-                    await asyncio.to_thread(shutil.rmtree, os.path.join(runs, name), True)
+                    path = os.path.join(runs, name)
+                    await asyncio.to_thread(remove_tree, path, ignore_errors=True)
 
     def live_runtime_paths(self) -> list[str]:
         """Runtime executables that running (adopted) containers are locked to."""

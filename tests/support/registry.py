@@ -109,11 +109,11 @@ def make_certs(directory: Path, *, ip: str = "127.0.0.1", cn: str = "whaled-test
 
 
 def htpasswd_line(user: str, password: str) -> str:
-    """``user:<bcrypt hash>`` (the registry accepts bcrypt only)."""
+    """``user:<bcrypt hash>`` (the registry accepts bcrypt only), at a low cost."""
     tool = shutil.which("htpasswd")
     if tool:
         out = subprocess.run(
-            [tool, "-nbB", user, password], check=True, capture_output=True, text=True
+            [tool, "-nbB", "-C", "5", user, password], check=True, capture_output=True, text=True
         ).stdout
         return out.strip()
     import warnings
@@ -122,7 +122,8 @@ def htpasswd_line(user: str, password: str) -> str:
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # Python < 3.13; glibc's libcrypt does bcrypt
 
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    # cost 5 (2**5 rounds): the registry checks the hash on every request; tests stay quick
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))
     if not hashed or not hashed.startswith("$2"):
         raise RuntimeError("no bcrypt available: install apache2-utils (htpasswd)")
     return f"{user}:{hashed}"
@@ -227,6 +228,10 @@ class RegistryProcess:
             if self.proc.poll() is not None:
                 return False
             try:
+                if self.client_cas:
+                    # needs a client certificate to answer: a listening port is enough
+                    socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                    return True
                 conn = self._connection()
                 conn.request("GET", "/v2/")
                 conn.getresponse().read()

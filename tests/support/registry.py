@@ -451,3 +451,151 @@ def flipped_byte(path: Path, offset: int = -1) -> Any:
         yield
     finally:
         path.write_bytes(original)
+
+
+# --- a token issuer for ``auth.token`` -----------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class TokenIssuer:
+    """A tiny token server on 127.0.0.1 (a thread): signs RS256 JWTs with ``openssl`` for the
+    registry's ``auth.token`` (the signing certificate travels in the ``x5c`` header and is
+    the registry's ``rootcertbundle``).
+
+    GET with basic auth ``users`` → the scope's actions; anonymous GET → no access (the
+    registry then answers ``insufficient_scope``); POST ``grant_type=refresh_token`` with a
+    known refresh token → access as its user. Every request is recorded in ``requests``.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: Mapping[str, str],
+        refresh_tokens: Mapping[str, str] = {},
+        service: str = "whaled-test-registry",
+        issuer: str = "whaled-test-issuer",
+        expires_in: int = 300,
+    ) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.directory = directory
+        self.users = dict(users)
+        self.refresh_tokens = dict(refresh_tokens)
+        self.service = service
+        self.issuer = issuer
+        self.expires_in = expires_in
+        self.requests: list[tuple[str, str, dict[str, list[str]], str | None]] = []
+        directory.mkdir(parents=True, exist_ok=True)
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
+            "-keyout", "signer.key", "-out", "signer.crt", "-subj", f"/CN={issuer}",
+            cwd=directory,
+        )  # fmt: skip
+        self.cert = directory / "signer.crt"
+        self.key = directory / "signer.key"
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        self._x5c = base64.b64encode(der).decode("ascii")
+        issuer_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, doc: Mapping[str, Any]) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(parts.query)
+                auth = self.headers.get("Authorization")
+                issuer_self.requests.append(("GET", parts.path, query, auth))
+                user = ""
+                if auth:
+                    if not auth.startswith("Basic "):
+                        return self._reply(401, {"details": "bad authorization"})
+                    name, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+                    if issuer_self.users.get(name) != pw:
+                        return self._reply(401, {"details": "incorrect username or password"})
+                    user = name
+                self._reply(200, issuer_self._token(user, query.get("scope", [])))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                issuer_self.requests.append(("POST", self.path, form, None))
+                refresh = form.get("refresh_token", [""])[0]
+                user = issuer_self.refresh_tokens.get(refresh)
+                if form.get("grant_type") != ["refresh_token"] or user is None:
+                    return self._reply(400, {"error": "invalid_grant"})
+                scopes = " ".join(form.get("scope", [])).split()
+                self._reply(200, issuer_self._token(user, scopes))
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def registry_config(self) -> dict[str, str]:
+        return {
+            "realm": self.realm,
+            "service": self.service,
+            "issuer": self.issuer,
+            "rootcertbundle": str(self.cert),
+        }
+
+    def token_for(self, user: str, scopes: Sequence[str]) -> str:
+        return str(self._token(user, scopes)["token"])
+
+    def _token(self, user: str, scopes: Sequence[str]) -> dict[str, Any]:
+        now = int(time.time())
+        access = []
+        if user:
+            for scope in scopes:
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+        claims = {
+            "iss": self.issuer,
+            "sub": user,
+            "aud": self.service,
+            "exp": now + self.expires_in,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": access,
+        }
+        signing_input = (
+            _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        )
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(), check=True, capture_output=True, timeout=60,
+        ).stdout  # fmt: skip
+        return {
+            "token": signing_input + "." + _b64url(signature),
+            "expires_in": self.expires_in,
+            "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        }
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

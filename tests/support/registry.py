@@ -41,7 +41,9 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
@@ -375,10 +377,19 @@ def push_image(
     architecture: str = "amd64",
     variant: str = "",
     docker_types: bool = False,
+    layer_format: str = "gzip",
 ) -> PushedImage:
-    """Upload a small image (gzip layers) and its manifest; tag it ``ref`` when given."""
+    """Upload a small image and its manifest; tag it ``ref`` when given. Layers are
+    ``gzip`` (default), ``zstd`` or ``tar`` (the last two with OCI media types only)."""
     tars = [layer_tar(f) for f in files]
-    blobs = [gzip.compress(t, mtime=0) for t in tars]
+    if layer_format == "gzip":
+        blobs = [gzip.compress(t, mtime=0) for t in tars]
+    elif layer_format == "zstd":
+        import zstandard
+
+        blobs = [zstandard.ZstdCompressor().compress(t) for t in tars]
+    else:
+        blobs = list(tars)
     diff_ids = [sha256(t) for t in tars]
     config_doc: dict[str, Any] = {
         "architecture": architecture,
@@ -392,6 +403,9 @@ def push_image(
     layer_digests = [up.push_blob(name, b) for b in blobs]
     config_digest = up.push_blob(name, config)
     layer_type = DOCKER_LAYER_GZIP if docker_types else OCI_LAYER_GZIP
+    if layer_format != "gzip":
+        assert not docker_types, "Docker manifests have gzip layers only"
+        layer_type = OCI_LAYER_ZSTD if layer_format == "zstd" else OCI_LAYER
     manifest_type = DOCKER_MANIFEST if docker_types else OCI_MANIFEST
     manifest_doc = {
         "schemaVersion": 2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,7 +19,7 @@ from tests.support.registry import (
 from whaled.distribution.client import RegistryClient, TransferInterrupted
 from whaled.distribution.compression import open_layer
 from whaled.distribution.errors import DigestMismatchError, RegistryError, RegistryNotFound
-from whaled.distribution.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor
+from whaled.distribution.manifest import OCI_INDEX, OCI_MANIFEST, Compression, Descriptor
 from whaled.distribution.platforms import NoMatchingManifest, Platform, host_platform
 from whaled.image.reference import parse_normalized_named
 
@@ -27,10 +28,6 @@ pytestmark = pytest.mark.timeout(120)
 
 def client_for(reg: RegistryProcess) -> RegistryClient:
     return RegistryClient.for_domain(reg.host)
-
-
-def ref(reg: RegistryProcess, rest: str) -> object:
-    return parse_normalized_named(f"{reg.host}/{rest}")
 
 
 @pytest.fixture
@@ -129,6 +126,52 @@ def test_blob_streams_verified(registry: RegistryProcess, image: PushedImage) ->
         for _ in range(3):
             with client.open_blob("t/x", resolved.layers[1]) as blob:
                 assert blob.read_all() == image.layers[1]
+
+
+@pytest.mark.parametrize("layer_format", ["zstd", "tar", "gzip"])
+def test_layer_formats_unpack_to_their_diff_ids(
+    registry: RegistryProcess, layer_format: str
+) -> None:
+    files = [{"x/y.bin": os.urandom(70_000) + b"0" * 70_000}, {"z": b"z"}]
+    pushed = push_image(registry.uploader(), "t/fmt", layer_format, files=files,
+                        layer_format=layer_format)  # fmt: skip
+    r = parse_normalized_named(f"{registry.host}/t/fmt:{layer_format}")
+    with client_for(registry) as client:
+        resolved = client.resolve(r)
+        expected = {"zstd": Compression.ZSTD, "tar": Compression.NONE, "gzip": Compression.GZIP}
+        assert {d.compression for d in resolved.layers} == {expected[layer_format]}
+        for layer, diff_id in zip(resolved.layers, pushed.diff_ids, strict=True):
+            with client.open_blob(r, layer) as blob:
+                tar = open_layer(blob).read()
+                blob.drain()
+                assert blob.verified
+            assert "sha256:" + hashlib.sha256(tar).hexdigest() == diff_id
+
+
+def test_parallel_blob_streams_share_one_client(registry: RegistryProcess) -> None:
+    files = [{f"f{i}": os.urandom(200_000)} for i in range(6)]
+    pushed = push_image(registry.uploader(), "t/par", "1", files=files)
+    r = parse_normalized_named(f"{registry.host}/t/par:1")
+    with client_for(registry) as client:
+        resolved = client.resolve(r)
+
+        def fetch(layer: Descriptor) -> bytes:
+            with client.open_blob(r, layer) as blob:
+                data = b""
+                while chunk := blob.read(8192):
+                    data += chunk
+                assert blob.verified
+                return data
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            got = list(pool.map(fetch, resolved.layers * 2))
+    assert got == list(pushed.layers) * 2
+
+
+def test_head_manifest_unknown(registry: RegistryProcess, image: PushedImage) -> None:
+    with client_for(registry) as client, pytest.raises(RegistryError) as e:
+        client.head_manifest("t/x", "nope")
+    assert e.value.code == "MANIFEST_UNKNOWN"
 
 
 def test_corrupted_blob_is_a_digest_error(registry: RegistryProcess, image: PushedImage) -> None:

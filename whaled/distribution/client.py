@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import ipaddress
 import json
 import socket
 import ssl
@@ -249,6 +250,7 @@ class RegistryClient:
         self._certs = certs or HostCerts()
         self.auth = authenticator or Authenticator()
         self._auth_lock = threading.Lock()
+        self._ping_lock = threading.Lock()
         self._user_agent = user_agent
         self._ctx_lock = threading.Lock()
         self._ctx_cache: dict[tuple[str, bool], ssl.SSLContext] = {}
@@ -271,7 +273,8 @@ class RegistryClient:
         host = registry_host(domain)
         name, _ = split_host_port(host)
         addresses: Sequence[str] = ()
-        if host not in policy.names:
+        if host == domain and domain not in policy.names and not _is_ip(name):
+            # only a host name needs resolving for the CIDR check (Docker Hub never does)
             addresses = (resolve or _resolve_host)(name)
         insecure = is_insecure(domain, policy, addresses)
         return cls(
@@ -285,13 +288,14 @@ class RegistryClient:
     # -- plumbing ---------------------------------------------------------------------
 
     def _context_for(self, host: str) -> ssl.SSLContext:
-        endpoint = self._endpoint
+        """The registry's own HTTPS endpoint gets its certs.d files and its verify flag;
+        any other host (a redirect to storage) the system's CAs, verified."""
         verify = True
         certs = HostCerts()
-        if endpoint is not None and host == endpoint.host:
-            verify, certs = endpoint.verify, self._certs
-        elif any(host == e.host for e in self._endpoints):
-            certs = self._certs
+        for e in self._endpoints:
+            if e.scheme == "https" and e.host == host:
+                verify, certs = e.verify, self._certs
+                break
         with self._ctx_lock:
             key = (host, verify)
             ctx = self._ctx_cache.get(key)
@@ -409,22 +413,25 @@ class RegistryClient:
     def ping(self) -> Endpoint:
         """``GET /v2/`` on each endpoint in turn; the first that answers is used from now
         on (its auth challenge is remembered). Raises RegistryUnreachable if none does."""
+        with self._ping_lock:
+            return self._ping()
+
+    def _ping(self) -> Endpoint:
         if self._endpoint is not None:
             return self._endpoint
         last: Exception | None = None
         for endpoint in self._endpoints:
-            self._endpoint = endpoint
             url = endpoint.base_url + "/v2/"
             try:
                 live = self._send(HTTPRequest(method="GET", url=url))
             except RegistryUnreachable as e:
-                self._endpoint = None
                 last = e
                 continue
             body = _drain(live)
             response = HTTPResponse(status=live.status, headers=live.headers, body=body)
             with self._auth_lock:
                 self.auth.learn(url, response)
+            self._endpoint = endpoint
             return endpoint
         assert last is not None
         raise last
@@ -663,6 +670,14 @@ def _content_range_start(value: str | None) -> int | None:
         return None
     start = value[6:].split("-", 1)[0].strip()
     return int(start) if start.isdigit() else None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _resolve_host(name: str) -> list[str]:

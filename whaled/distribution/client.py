@@ -25,6 +25,7 @@ The interface a pull drives (``daemon/distribution.py``, later)::
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import ipaddress
@@ -32,7 +33,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -209,6 +210,19 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+@contextlib.contextmanager
+def _transport_errors(method: str, url: str, live: _Live | None = None) -> Iterator[None]:
+    """Where socket, TLS and HTTP-parsing exceptions become :class:`RegistryUnreachable`
+    (closing ``live``, whose connection is then unusable). Blob bodies are the exception:
+    :class:`BlobReader` turns them into a resumable :class:`TransferInterrupted`."""
+    try:
+        yield
+    except (OSError, http.client.HTTPException) as e:
+        if live is not None:
+            live.close()
+        raise RegistryUnreachable(_connection_error_text(method, url, e)) from None
+
+
 def _connection_error_text(method: str, url: str, e: BaseException) -> str:
     """Go's ``url.Error`` shape: ``Get "https://h/v2/": <reason>``."""
     if isinstance(e, ssl.SSLCertVerificationError):
@@ -216,7 +230,7 @@ def _connection_error_text(method: str, url: str, e: BaseException) -> str:
     elif isinstance(e, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(e):
         reason = "http: server gave HTTP response to HTTPS client"
     elif isinstance(e, ConnectionRefusedError):
-        reason = "connect: connection refused"
+        reason = f"dial tcp {urlsplit(url).netloc}: connect: connection refused"
     elif isinstance(e, socket.timeout | TimeoutError):
         reason = "i/o timeout"
     elif isinstance(e, socket.gaierror):
@@ -345,10 +359,8 @@ class RegistryClient:
         method, url, headers, body = req.method, req.url, req.headers, req.body
         for _ in range(MAX_REDIRECTS + 1):
             current = HTTPRequest(method=method, url=url, headers=headers, body=body)
-            try:
+            with _transport_errors(method, url):
                 live = self._perform_once(current, url)
-            except (OSError, http.client.HTTPException) as e:
-                raise RegistryUnreachable(_connection_error_text(method, url, e)) from None
             location = live.header("location")
             if live.status not in _REDIRECTS or not location:
                 return live
@@ -370,13 +382,8 @@ class RegistryClient:
             live = self._send(out)
             body = b""
             if out.read_body:
-                try:
+                with _transport_errors(out.method, out.url, live):
                     body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
-                except (OSError, http.client.HTTPException) as e:
-                    live.close()
-                    raise RegistryUnreachable(
-                        _connection_error_text(out.method, out.url, e)
-                    ) from None
             response = HTTPResponse(status=live.status, headers=live.headers, body=body)
             try:
                 with self._auth_lock:
@@ -455,11 +462,8 @@ class RegistryClient:
         )
         if live.status != 200:
             raise self._error(live)
-        try:
+        with _transport_errors("GET", live.url, live):
             body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
-        except (OSError, http.client.HTTPException) as e:
-            live.close()
-            raise RegistryUnreachable(_connection_error_text("GET", live.url, e)) from None
         live.release()
         if len(body) > mf.MAX_MANIFEST_BYTES:
             raise mf.InvalidManifest(f"manifest too large (more than {mf.MAX_MANIFEST_BYTES})")
@@ -560,11 +564,8 @@ class RegistryClient:
                 raise translate_pull_error(
                     err, familiar_name=reference.familiar_name, familiar_ref=reference.familiar
                 )
-            try:
+            with _transport_errors("GET", url, live):
                 body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
-            except (OSError, http.client.HTTPException) as e:
-                live.close()
-                raise RegistryUnreachable(_connection_error_text("GET", url, e)) from None
             live.release()
             try:
                 doc = json.loads(body.decode("utf-8"))
@@ -620,11 +621,8 @@ class RegistryClient:
         elif live.status == 200:
             skip = offset
             while skip:
-                try:
+                with _transport_errors("GET", live.url, live):
                     data = live.read(min(skip, READ_CHUNK))
-                except (OSError, http.client.HTTPException) as e:
-                    live.close()
-                    raise RegistryUnreachable(_connection_error_text("GET", live.url, e)) from None
                 if not data:
                     break
                 skip -= len(data)

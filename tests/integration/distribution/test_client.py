@@ -13,12 +13,18 @@ from tests.support.registry import (
     PushedImage,
     RegistryProcess,
     flipped_byte,
+    free_port,
     push_image,
     push_index,
 )
 from whaled.distribution.client import RegistryClient, TransferInterrupted
 from whaled.distribution.compression import open_layer
-from whaled.distribution.errors import DigestMismatchError, RegistryError, RegistryNotFound
+from whaled.distribution.errors import (
+    DigestMismatchError,
+    RegistryError,
+    RegistryNotFound,
+    RegistryUnreachable,
+)
 from whaled.distribution.manifest import OCI_INDEX, OCI_MANIFEST, Compression, Descriptor
 from whaled.distribution.platforms import NoMatchingManifest, Platform, host_platform
 from whaled.image.reference import parse_normalized_named
@@ -45,6 +51,17 @@ def test_ping_falls_back_to_plain_http_for_a_loopback_registry(registry: Registr
     with client_for(registry) as client:
         endpoint = client.ping()
     assert (endpoint.scheme, endpoint.host, endpoint.verify) == ("http", registry.host, False)
+
+
+def test_unreachable_registry() -> None:
+    port = free_port()  # nothing listens there
+    with RegistryClient.for_domain(f"127.0.0.1:{port}") as client:
+        with pytest.raises(RegistryUnreachable) as e:
+            client.ping()
+    # HTTPS was tried first, then plain HTTP: the last error is reported, in Go's shape
+    assert str(e.value) == (
+        f'Get "http://127.0.0.1:{port}/v2/": dial tcp 127.0.0.1:{port}: connect: connection refused'
+    )
 
 
 def test_manifest_by_tag_and_by_digest(registry: RegistryProcess, image: PushedImage) -> None:

@@ -29,7 +29,7 @@ def test_content_range_start() -> None:
 def test_connection_errors_in_gos_url_error_shape() -> None:
     url = "https://127.0.0.1:1/v2/"
     assert _connection_error_text("GET", url, ConnectionRefusedError(111, "x")) == (
-        'Get "https://127.0.0.1:1/v2/": connect: connection refused'
+        'Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused'
     )
     wrong = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
     assert _connection_error_text("GET", url, wrong).endswith(

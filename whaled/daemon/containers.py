@@ -46,7 +46,8 @@ from whaled.container.create import (
     merge_config,
     validate_host_config,
 )
-from whaled.container.health import HealthConfig, mark_stopped, reset_for_start
+from whaled.container.exit import apply_exit, plan_exit
+from whaled.container.health import HealthConfig, reset_for_start
 from whaled.container.model import Container
 from whaled.container.names import generate_name, validate_name
 from whaled.container.restart import Backoff, RestartPolicy, should_restart
@@ -719,51 +720,44 @@ class ContainerService:
         await self._handle_exit(c, slot, run, status)
 
     async def _handle_exit(self, c: Container, slot: _Slot, run: Run, status: ExitStatus) -> None:
+        """Carry out :func:`whaled.container.exit.plan_exit` for the run's exit."""
         run.exit_status = status
         run.stop_rotation.set()
         if run.health_task is not None:
             run.health_task.cancel()
-        if c.state.status in (Status.RUNNING, Status.PAUSED):
-            c.state.status = next_state(c.state.status, Event.EXIT)
-        c.state.pid = 0
-        c.state.exit_code = status.exit_code
-        c.state.oom_killed = status.oom_killed
-        c.state.finished_at = _exit_time(status)
-        if c.state.health is not None:
-            mark_stopped(c.state.health)
-        ran_for = time.monotonic() - run.started
-        policy = RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {})
-        restart = (
-            not slot.removing
-            and c.id in self._slots
-            and should_restart(
-                policy,
-                exit_code=status.exit_code,
-                manually_stopped=c.manually_stopped,
-                restart_count=c.restart_count,
-                daemon_shutting_down=self._shutting_down,
-            )
+        plan = plan_exit(
+            c,
+            exit_code=status.exit_code,
+            oom_killed=status.oom_killed,
+            finished_at=_exit_time(status),
+            removing=slot.removing or c.id not in self._slots,
+            record_exists=self.store.exists(c.id),
+            daemon_shutting_down=self._shutting_down,
         )
-        if restart:
-            c.state.status = next_state(c.state.status, Event.RESTART)
-        auto_remove = not restart and c.host_config.get("AutoRemove") and not slot.removing
+        ran_for = time.monotonic() - run.started
         # State change, record, events and waiters in one step (no await in between), as
         # dockerd does: a ``next-exit`` wait sent after this point waits for the next run.
-        # A record about to be removed is not written again (after a crash the daemon finds
-        # the exit and removes the container then).
-        with contextlib.suppress(OSError, NoSuchContainer):
-            if self.store.exists(c.id) and not auto_remove:
+        apply_exit(c, plan)
+        if plan.save:
+            with contextlib.suppress(OSError, NoSuchContainer):
                 self._save(c)
-        if status.oom_killed:
-            self._event(c, "oom")
-        self._event(c, "die", {"exitCode": str(status.exit_code)})
+        for event in plan.events:
+            self._event(c, event.action, event.attributes)
         waiters, slot.exit_waiters = slot.exit_waiters, []
         for w in waiters:
             if not w.done():
                 w.set_result(status)
         run.exited.set()
-        # The process is gone: the runtime's delete and the unmount are independent, and
-        # an auto-removal needs only the unmount (it leaves the run directory to the end).
+        await self._clean_up_run(c, run, auto_remove=plan.auto_remove)
+        if plan.restart:
+            delay = slot.backoff.next_delay(ran_for)
+            slot.restart_timer = self.tasks.spawn(
+                f"restart-{c.id[:12]}", self._restart_later(c, slot, delay)
+            )
+
+    async def _clean_up_run(self, c: Container, run: Run, *, auto_remove: bool) -> None:
+        """The process is gone: the runtime's delete and the unmount are independent, and
+        an auto-removal needs only the unmount (it leaves the run directory to the end)."""
         delete = asyncio.ensure_future(run.runtime.delete(force=True))
         try:
             try:
@@ -784,11 +778,6 @@ class ContainerService:
                 delete.cancel()
             run.released.set()
             run.cleaned.set()
-        if restart:
-            delay = slot.backoff.next_delay(ran_for)
-            slot.restart_timer = self.tasks.spawn(
-                f"restart-{c.id[:12]}", self._restart_later(c, slot, delay)
-            )
 
     async def _restart_later(self, c: Container, slot: _Slot, delay: float) -> None:
         await asyncio.sleep(delay)

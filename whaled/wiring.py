@@ -35,6 +35,8 @@ from whaled.config.reload import ReloadPlan, ReloadTransaction
 from whaled.config.source import StartupSource, load_and_validate
 from whaled.config.store import ConfigStore
 from whaled.config.validate import tls_paths
+from whaled.container.events import ContainerEvents
+from whaled.container.store import ContainerStore
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.daemon import Daemon
@@ -42,17 +44,20 @@ from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageCases, image_event_hook
 from whaled.daemon.reload import ReloadService
+from whaled.daemon.runs import Runs
 from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import WhaledError
 from whaled.events import EventBus
+from whaled.host.sysinfo import read_capability_bounding_mask
 from whaled.image.service import ImageService
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
 from whaled.osutil.tree import sweep
 from whaled.runtime.backend.conmon import ConmonBackend
+from whaled.runtime.defaults import capabilities_from_mask
 from whaled.runtime.wrappers import remove_unreferenced
 
 log = logging.getLogger("whaled")
@@ -75,6 +80,12 @@ def load_engine_id(data_root: str) -> str:
     value = str(uuid.uuid4())
     atomic_write(path, value.encode() + b"\n", 0o600)
     return value
+
+
+def capability_bounding() -> frozenset[str] | None:
+    """The daemon's capability bounding set (what a container or exec can be given)."""
+    mask = read_capability_bounding_mask()
+    return capabilities_from_mask(mask) if mask is not None else None
 
 
 def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
@@ -134,11 +145,27 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         )
         images = ImageCases(image_service)
         conmon = facts.binaries.get("conmon")
+        container_store = ContainerStore(cfg.data_root)
+        container_events = ContainerEvents(bus)
+        runs = Runs(tasks)
+        bounding = capability_bounding()
+        # Built in dependency order: the exec and health services need the container
+        # records and the run table, the container service their hooks.
+        execs = ExecService(
+            store=container_store,
+            runs=runs,
+            events=container_events,
+            tasks=tasks,
+            capability_bounding=bounding,
+        )
+        health = HealthMonitor(store=container_store, events=container_events, execs=execs)
         containers = ContainerService(
-            data_root=cfg.data_root,
+            store=container_store,
+            runs=runs,
             exec_root=cfg.exec_root,
             images=image_service,
-            events=bus,
+            layers=image_service.layers,
+            events=container_events,
             facts=facts,
             config=store.current,
             backend=ConmonBackend(
@@ -146,10 +173,11 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 log_level="debug" if cfg.debug else "error",
             ),
             tasks=tasks,
+            capability_bounding=bounding,
+            health_runner=health.run,
+            on_run_ended=execs.drop_for,
         )
         image_service.set_usage_hook(containers.image_users)
-        execs = ExecService(containers)
-        HealthMonitor(containers, execs)
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
         # wrappers none of them is locked to, then start what the restart policies want.
         restart = await containers.restore()
@@ -186,7 +214,15 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             images=images,
             containers=containers,
             execs=execs,
-            container_io=ContainerIO(containers, execs),
+            container_io=ContainerIO(
+                containers=containers,
+                execs=execs,
+                runs=runs,
+                images=image_service,
+                layers=image_service.layers,
+                events=container_events,
+                facts=facts,
+            ),
         )
 
         limits = server.server_limits(os.environ, resource.getrlimit(resource.RLIMIT_NOFILE)[0])

@@ -32,7 +32,7 @@ import shutil
 import signal as signals
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,14 +46,16 @@ from whaled.container.create import (
     merge_config,
     validate_host_config,
 )
+from whaled.container.events import ContainerEvents
 from whaled.container.exit import apply_exit, plan_exit
 from whaled.container.health import HealthConfig, reset_for_start
 from whaled.container.model import Container
 from whaled.container.names import generate_name, validate_name
-from whaled.container.restart import Backoff, RestartPolicy, should_restart
+from whaled.container.restart import RestartPolicy, should_restart
 from whaled.container.spec_input import build_spec_input, resources_of
 from whaled.container.state import Event, Status, is_running, next_state
 from whaled.container.store import ContainerStore
+from whaled.daemon.runs import AttachWaiter, Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import (
@@ -62,12 +64,10 @@ from whaled.errors import (
     NoSuchContainer,
     NotFound,
     NotModified,
-    SystemFailure,
     WhaledError,
 )
-from whaled.events import EventBus
 from whaled.host.devices import all_device_nodes, device_node
-from whaled.host.sysinfo import read_capability_bounding_mask
+from whaled.image.layers import LayerStore
 from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions, parse_log_config
@@ -81,9 +81,7 @@ from whaled.runtime.backend.api import (
     StdioOptions,
     Task,
 )
-from whaled.runtime.backend.api import Container as RuntimeContainer
 from whaled.runtime.command import process_args
-from whaled.runtime.defaults import capabilities_from_mask
 from whaled.runtime.devices import Device
 from whaled.runtime.registry import known_runtimes, resolve_runtime
 from whaled.runtime.resources import to_oci_resources, validate_resources
@@ -97,9 +95,6 @@ log = logging.getLogger("whaled.containers")
 DEFAULT_STOP_TIMEOUT = 10
 #: How long shutdown waits for exit clean-ups (runtime delete, unmount) still running.
 SHUTDOWN_CLEANUP_SECONDS = 10.0
-#: How long a start waits for clients that asked to attach before it was started.
-ATTACH_CONNECT_TIMEOUT = 5.0
-CONTAINER_EVENT = "container"
 
 
 def now_rfc3339() -> str:
@@ -132,41 +127,6 @@ def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int
         raise InvalidParameter(f"Invalid signal: {text}") from None
 
 
-@dataclass(slots=True)
-class Run:
-    """One run of a container: from its start to the end of its exit clean-up."""
-
-    runtime: RuntimeContainer
-    task: Task
-    started: float
-    #: The exit is recorded (state, events, waiters): what stop and kill wait for.
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    #: The root filesystem is unmounted: the container's files may go (what remove waits for).
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-    #: The runtime forgot the container too: it may start again.
-    cleaned: asyncio.Event = field(default_factory=asyncio.Event)
-    exit_status: ExitStatus | None = None
-    stop_rotation: asyncio.Event = field(default_factory=asyncio.Event)
-    health_task: asyncio.Task[None] | None = None
-
-
-AttachWaiter = Callable[[str], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Slot:
-    """What the service keeps per container beside the record."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    run: Run | None = None
-    exit_waiters: list[asyncio.Future[ExitStatus]] = field(default_factory=list)
-    removed_waiters: list[asyncio.Future[int]] = field(default_factory=list)
-    attach_waiters: list[tuple[AttachWaiter, asyncio.Future[None]]] = field(default_factory=list)
-    restart_timer: asyncio.Task[None] | None = None
-    backoff: Backoff = field(default_factory=Backoff)
-    removing: bool = False
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateResult:
     id: str
@@ -179,23 +139,32 @@ class WaitResult:
     error: str | None = None
 
 
+HealthRunner = Callable[[Container, Run], Coroutine[Any, Any, None]]
+
+
 class ContainerService:
     def __init__(
         self,
         *,
-        data_root: str,
+        store: ContainerStore,
+        runs: Runs,
         exec_root: str,
         images: ImageService,
-        events: EventBus,
+        layers: LayerStore,
+        events: ContainerEvents,
         facts: DaemonFacts,
         config: Callable[[], Config],
         backend: Backend,
         tasks: BackgroundTasks,
+        capability_bounding: frozenset[str] | None,
+        health_runner: HealthRunner | None = None,
+        on_run_ended: Callable[[str], None] | None = None,
     ) -> None:
-        self.store = ContainerStore(data_root)
-        self.data_root = data_root
+        self.store = store
+        self.runs = runs
         self.exec_root = exec_root
         self.images = images
+        self.layers = layers
         self.events = events
         self.facts = facts
         self.config = config
@@ -203,27 +172,19 @@ class ContainerService:
         self.tasks = tasks
         self.wrappers_dir = os.path.join(exec_root, "runtimes")
         self.runtime_state = os.path.join(exec_root, "runc")
-        self._slots: dict[str, _Slot] = {}
         self._rng = random.Random()
         self._shutting_down = False
         #: Removals whose run directory waits for the runtime's delete (see ``remove``).
         self._finishing: set[asyncio.Task[None]] = set()
         self._trash_task: asyncio.Task[None] | None = None
         self._trash_again = False
-        mask = read_capability_bounding_mask()
-        self.capability_bounding = capabilities_from_mask(mask) if mask is not None else None
+        self.capability_bounding = capability_bounding
+        #: Runs a started container's healthcheck (the health service's).
+        self._health_runner = health_runner
         #: Called when a run ends (exec sessions of that run are over).
-        self.on_exec_cleanup: Callable[[str], None] | None = None
-        #: Runs a started container's healthcheck (set by the health service).
-        self.health_runner: Callable[[Container, Run], Coroutine[Any, Any, None]] | None = None
+        self._on_run_ended = on_run_ended
 
     # ------------------------------------------------------------------ lookups
-
-    def _slot(self, cid: str) -> _Slot:
-        slot = self._slots.get(cid)
-        if slot is None:
-            slot = self._slots[cid] = _Slot()
-        return slot
 
     def get(self, name_or_id: str) -> Container:
         return self.store.get(name_or_id)
@@ -231,16 +192,9 @@ class ContainerService:
     def all(self) -> list[Container]:
         return self.store.all()
 
-    def run_of(self, cid: str) -> Run | None:
-        slot = self._slots.get(cid)
-        return slot.run if slot is not None else None
-
     def running_task(self, c: Container) -> Task:
         """The live task of a running container, or dockerd's 409."""
-        run = self.run_of(c.id)
-        if run is None or not is_running(c.state.status) or run.exit_status is not None:
-            raise Conflict(f"Container {c.id} is not running")
-        return run.task
+        return self.runs.running_task(c)
 
     def image_users(self, image_id: str) -> Sequence[ImageUser]:
         return [
@@ -248,14 +202,6 @@ class ContainerService:
             for c in self.store.all()
             if c.image_id == image_id
         ]
-
-    def _event(self, c: Container, action: str, extra: Mapping[str, str] | None = None) -> None:
-        attributes = {"image": c.image_ref, "name": c.name}
-        for key, value in (c.config.get("Labels") or {}).items():
-            attributes[key] = str(value)
-        if extra:
-            attributes.update(extra)
-        self.events.emit(CONTAINER_EVENT, action, c.id, attributes)
 
     def _save(self, c: Container) -> None:
         self.store.save(c)
@@ -395,7 +341,7 @@ class ContainerService:
             else:
                 config["Hostname"] = cid[:12]
         warnings.extend(self._check_runnable(cfg, c))
-        await asyncio.to_thread(self.images.layers.create_rw, cid, image.top_chain)
+        await asyncio.to_thread(self.layers.create_rw, cid, image.top_chain)
         try:
             if not name:
                 # Chosen and reserved in one step (no await in between): a concurrent
@@ -407,10 +353,10 @@ class ContainerService:
             self.store.forget(cid)
             remove_tree(cdir, ignore_errors=True)
             with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.images.layers.remove_rw, cid)
+                await asyncio.to_thread(self.layers.remove_rw, cid)
             raise
-        self._slot(cid)
-        self._event(c, "create")
+        self.runs.slot(cid)
+        self.events.emit(c, "create")
         return CreateResult(id=cid, warnings=warnings)
 
     def _check_runnable(self, cfg: Config, c: Container) -> list[str]:
@@ -499,11 +445,11 @@ class ContainerService:
 
     async def start(self, cfg: Config, name_or_id: str) -> None:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             await self._start_locked(cfg, c, slot, manual=True)
 
-    async def _start_locked(self, cfg: Config, c: Container, slot: _Slot, *, manual: bool) -> None:
+    async def _start_locked(self, cfg: Config, c: Container, slot: Slot, *, manual: bool) -> None:
         if slot.removing or c.state.status in (Status.REMOVING, Status.DEAD):
             raise Conflict(f"container {c.id} is marked for removal and cannot be started")
         if c.state.status == Status.PAUSED:
@@ -523,7 +469,7 @@ class ContainerService:
         def prepare_bundle(bundle_dir: str) -> None:
             nonlocal mounted
             _create_bind_sources(c.host_config)
-            rootfs = self.images.layers.mount(c.id)
+            rootfs = self.layers.mount(c.id)
             mounted = True
             _write_bundle(bundle_dir, self._spec_for(cfg, c, rootfs))
 
@@ -540,16 +486,16 @@ class ContainerService:
         except BaseException as e:
             if mounted:
                 with contextlib.suppress(WhaledError, OSError):
-                    await asyncio.to_thread(self.images.layers.unmount, c.id)
+                    await asyncio.to_thread(self.layers.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         try:
-            await self._connect_attachers(slot, runtime)
+            await self.runs.connect_attachers(slot, runtime)
             task = await runtime.start()
         except BaseException as e:
             with contextlib.suppress(WhaledError, OSError):
                 await runtime.delete(force=True)
             with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.images.layers.unmount, c.id)
+                await asyncio.to_thread(self.layers.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         c.runtime_path = runtime_path
         c.state.status = next_state(c.state.status, Event.START)
@@ -565,21 +511,18 @@ class ContainerService:
         run = Run(runtime=runtime, task=task, started=time.monotonic())
         slot.run = run
         self._save(c)
-        self._event(c, "start")
+        self.events.emit(c, "start")
         self.tasks.spawn(f"watch-{c.id[:12]}", self._watch(c, slot, run))
         if log_opts is not None and log_opts.max_size:
             rotator = LogRotator(c.log_path, log_opts.max_size, log_opts.max_file, task.reopen_log)
             self.tasks.spawn(f"logrotate-{c.id[:12]}", rotator.run(run.stop_rotation))
-        if c.state.health is not None and self.health_runner is not None:
-            run.health_task = self.tasks.spawn(f"health-{c.id[:12]}", self.health_runner(c, run))
+        if c.state.health is not None and self._health_runner is not None:
+            run.health_task = self.tasks.spawn(f"health-{c.id[:12]}", self._health_runner(c, run))
 
-    def _start_failed(self, c: Container, slot: _Slot, error: BaseException) -> BaseException:
+    def _start_failed(self, c: Container, slot: Slot, error: BaseException) -> BaseException:
         """Record a failed start; returns the error to raise (dockerd's translation: a
         missing or non-executable command is the caller's mistake, 400, exit code 127/126)."""
-        waiters, slot.attach_waiters = slot.attach_waiters, []
-        for _, connected in waiters:
-            if not connected.done():
-                connected.set_exception(Conflict(f"container {c.id} did not start"))
+        self.runs.fail_attachers(slot, c)
         if not isinstance(error, WhaledError):
             return error
         message = str(error)
@@ -605,15 +548,6 @@ class ContainerService:
         if resolved.wrapper is not None:
             await asyncio.to_thread(ensure_wrapper, self.wrappers_dir, resolved.wrapper)
         return resolved.executable(self.wrappers_dir)
-
-    async def _connect_attachers(self, slot: _Slot, runtime: RuntimeContainer) -> None:
-        waiters, slot.attach_waiters = slot.attach_waiters, []
-        if not waiters:
-            return
-        path = attach_socket_of(runtime)
-        for connect, connected in waiters:
-            self.tasks.spawn("attach-connect", _run_attacher(connect, path, connected))
-        await asyncio.wait([connected for _, connected in waiters], timeout=ATTACH_CONNECT_TIMEOUT)
 
     def _spec_for(self, cfg: Config, c: Container, rootfs: str) -> dict[str, Any]:
         hc = c.host_config
@@ -684,7 +618,7 @@ class ContainerService:
             return NamespaceMode.host()
         if mode.startswith("container:"):
             other = self.store.get(mode.removeprefix("container:"))
-            run = self.run_of(other.id)
+            run = self.runs.run_of(other.id)
             if run is None or other.state.status != Status.RUNNING:
                 raise Conflict(f"cannot join container {other.id}: it is not running")
             return NamespaceMode.join(f"/proc/{run.task.pid}/ns/{kind}")
@@ -711,7 +645,7 @@ class ContainerService:
 
     # ------------------------------------------------------------------ exit handling
 
-    async def _watch(self, c: Container, slot: _Slot, run: Run) -> None:
+    async def _watch(self, c: Container, slot: Slot, run: Run) -> None:
         try:
             status = await run.task.wait()
         except WhaledError as e:
@@ -719,7 +653,7 @@ class ContainerService:
             status = ExitStatus(exit_code=255, exited_at=datetime.now(UTC))
         await self._handle_exit(c, slot, run, status)
 
-    async def _handle_exit(self, c: Container, slot: _Slot, run: Run, status: ExitStatus) -> None:
+    async def _handle_exit(self, c: Container, slot: Slot, run: Run, status: ExitStatus) -> None:
         """Carry out :func:`whaled.container.exit.plan_exit` for the run's exit."""
         run.exit_status = status
         run.stop_rotation.set()
@@ -730,7 +664,7 @@ class ContainerService:
             exit_code=status.exit_code,
             oom_killed=status.oom_killed,
             finished_at=_exit_time(status),
-            removing=slot.removing or c.id not in self._slots,
+            removing=slot.removing or c.id not in self.runs,
             record_exists=self.store.exists(c.id),
             daemon_shutting_down=self._shutting_down,
         )
@@ -742,7 +676,7 @@ class ContainerService:
             with contextlib.suppress(OSError, NoSuchContainer):
                 self._save(c)
         for event in plan.events:
-            self._event(c, event.action, event.attributes)
+            self.events.emit(c, event.action, event.attributes)
         waiters, slot.exit_waiters = slot.exit_waiters, []
         for w in waiters:
             if not w.done():
@@ -761,7 +695,7 @@ class ContainerService:
         delete = asyncio.ensure_future(run.runtime.delete(force=True))
         try:
             try:
-                await asyncio.to_thread(self.images.layers.unmount, c.id)
+                await asyncio.to_thread(self.layers.unmount, c.id)
             except Exception as e:
                 log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
             run.released.set()
@@ -771,15 +705,15 @@ class ContainerService:
                 await delete
             except Exception as e:
                 log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
-            if self.on_exec_cleanup is not None:
-                self.on_exec_cleanup(c.id)
+            if self._on_run_ended is not None:
+                self._on_run_ended(c.id)
         finally:
             if not delete.done():
                 delete.cancel()
             run.released.set()
             run.cleaned.set()
 
-    async def _restart_later(self, c: Container, slot: _Slot, delay: float) -> None:
+    async def _restart_later(self, c: Container, slot: Slot, delay: float) -> None:
         await asyncio.sleep(delay)
         async with slot.lock:
             slot.restart_timer = None
@@ -808,7 +742,7 @@ class ContainerService:
         self, name_or_id: str, *, timeout: int | None = None, signal: str | None = None
     ) -> None:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             if c.state.status == Status.RESTARTING:
                 self._cancel_restart(c, slot)
@@ -817,20 +751,20 @@ class ContainerService:
                 raise NotModified("container already stopped")
             await self._stop_locked(c, slot, timeout=timeout, signal=signal)
 
-    def _cancel_restart(self, c: Container, slot: _Slot) -> None:
+    def _cancel_restart(self, c: Container, slot: Slot) -> None:
         if slot.restart_timer is not None:
             slot.restart_timer.cancel()
             slot.restart_timer = None
         c.manually_stopped = True
         c.state.status = Status.EXITED
         self._save(c)
-        self._event(c, "stop")
+        self.events.emit(c, "stop")
 
     def _stop_signal(self, c: Container, override: str | None) -> int:
         return parse_signal(override or c.config.get("StopSignal"), signals.SIGTERM)
 
     async def _stop_locked(
-        self, c: Container, slot: _Slot, *, timeout: int | None, signal: str | None
+        self, c: Container, slot: Slot, *, timeout: int | None, signal: str | None
     ) -> None:
         run = slot.run
         assert run is not None
@@ -855,12 +789,12 @@ class ContainerService:
                 )
                 await self._signal(c, run, signals.SIGKILL)
                 await run.exited.wait()
-        self._event(c, "stop")
+        self.events.emit(c, "stop")
 
     async def _signal(self, c: Container, run: Run, sig: int) -> None:
         if run.exit_status is not None:
             return
-        self._event(c, "kill", {"signal": str(sig)})
+        self.events.emit(c, "kill", {"signal": str(sig)})
         try:
             await run.task.kill(sig)
         except (Conflict, NotFound):
@@ -872,7 +806,7 @@ class ContainerService:
     async def kill(self, name_or_id: str, signal: str | None) -> None:
         sig = parse_signal(signal, signals.SIGKILL)
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             run = slot.run
             if not is_running(c.state.status) or run is None or run.exit_status is not None:
@@ -886,20 +820,20 @@ class ContainerService:
 
     async def restart(self, cfg: Config, name_or_id: str, *, timeout: int | None) -> None:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             if c.state.status == Status.RESTARTING:
                 self._cancel_restart(c, slot)
             elif is_running(c.state.status):
                 await self._stop_locked(c, slot, timeout=timeout, signal=None)
             await self._start_locked(cfg, c, slot, manual=True)
-            self._event(c, "restart")
+            self.events.emit(c, "restart")
 
     # ------------------------------------------------------------------ pause
 
     async def pause(self, name_or_id: str) -> None:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             if c.state.status == Status.PAUSED:
                 raise Conflict(f"Container {c.id} is already paused")
@@ -908,18 +842,18 @@ class ContainerService:
             await slot.run.task.pause()
             c.state.status = next_state(c.state.status, Event.PAUSE)
             self._save(c)
-            self._event(c, "pause")
+            self.events.emit(c, "pause")
 
     async def unpause(self, name_or_id: str) -> None:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             if c.state.status != Status.PAUSED or slot.run is None:
                 raise Conflict(f"Container {c.id} is not paused")
             await slot.run.task.resume()
             c.state.status = next_state(c.state.status, Event.UNPAUSE)
             self._save(c)
-            self._event(c, "unpause")
+            self.events.emit(c, "unpause")
 
     # ------------------------------------------------------------------ wait
 
@@ -927,7 +861,7 @@ class ContainerService:
         if condition not in ("", "not-running", "next-exit", "removed"):
             raise InvalidParameter(f'invalid condition: "{condition}"')
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         loop = asyncio.get_running_loop()
         if condition == "removed":
             fut: asyncio.Future[int] = loop.create_future()
@@ -949,7 +883,7 @@ class ContainerService:
 
     async def remove(self, name_or_id: str, *, force: bool, volumes: bool) -> None:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         if slot.removing:
             raise Conflict(f"removal of container {c.id} is already in progress")
         async with slot.lock:
@@ -990,8 +924,8 @@ class ContainerService:
                     with contextlib.suppress(OSError):
                         self._save(c)
                 raise
-        self._event(c, "destroy")
-        self._slots.pop(c.id, None)
+        self.events.emit(c, "destroy")
+        self.runs.forget(c.id)
         run = slot.run
         if run is None or run.cleaned.is_set():
             await asyncio.to_thread(remove_tree, self._run_dir(c.id), ignore_errors=True)
@@ -1010,7 +944,7 @@ class ContainerService:
     async def _remove_files(self, c: Container) -> None:
         def remove() -> None:
             with contextlib.suppress(NotFound):
-                self.images.layers.remove_rw(c.id)  # unmounts whatever mounts remain
+                self.layers.remove_rw(c.id)  # unmounts whatever mounts remain
             self.store.delete(c.id)
 
         await asyncio.to_thread(remove)
@@ -1026,7 +960,7 @@ class ContainerService:
         await asyncio.sleep(0)  # let the removal's answer go out first
         while True:
             self._trash_again = False
-            await asyncio.to_thread(self.images.layers.empty_trash)
+            await asyncio.to_thread(self.layers.empty_trash)
             await asyncio.to_thread(self.store.empty_trash)
             if not self._trash_again:
                 return
@@ -1042,7 +976,7 @@ class ContainerService:
         if not new_name:
             raise InvalidParameter("Neither old nor new names may be empty")
         new_name = validate_name(new_name)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         async with slot.lock:
             old = c.name
             if old == new_name:
@@ -1050,11 +984,11 @@ class ContainerService:
                     "Renaming a container with the same name as its current name"
                 )
             self.store.rename(c, new_name)
-            self._event(c, "rename", {"oldName": "/" + old})
+            self.events.emit(c, "rename", {"oldName": "/" + old})
 
     async def update(self, name_or_id: str, body: Mapping[str, Any]) -> list[str]:
         c = self.store.get(name_or_id)
-        slot = self._slot(c.id)
+        slot = self.runs.slot(c.id)
         keys = (
             "BlkioWeight",
             "CpuShares",
@@ -1122,7 +1056,7 @@ class ContainerService:
                     raise InvalidParameter(f"Cannot update container {c.id}: {e}") from e
             c.host_config = hc
             self._save(c)
-            self._event(c, "update")
+            self.events.emit(c, "update")
         return []
 
     # ------------------------------------------------------------------ attach (stdio)
@@ -1130,14 +1064,7 @@ class ContainerService:
     async def attach_socket(self, c: Container, connect: AttachWaiter) -> None:
         """Connect ``connect`` to the container's attach socket now (running) or right
         before the process starts (created / exited: the next start waits for it)."""
-        slot = self._slot(c.id)
-        run = slot.run
-        if run is not None and run.exit_status is None and is_running(c.state.status):
-            await connect(attach_socket_of(run.runtime))
-            return
-        connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        slot.attach_waiters.append((connect, connected))
-        await connected
+        await self.runs.attach(c, connect)
 
     # ------------------------------------------------------------------ restore / shutdown
 
@@ -1146,10 +1073,10 @@ class ContainerService:
         whose restart policy wants them running again (see :meth:`start_restored`)."""
         loaded = await asyncio.to_thread(self.store.load_all)
         # RW layers no container owns (a crash between create_rw and store.reserve).
-        await asyncio.to_thread(self.images.layers.remove_orphan_rw, self.store.owner_ids())
+        await asyncio.to_thread(self.layers.remove_orphan_rw, self.store.owner_ids())
         to_start: list[Container] = []
         for c in loaded:
-            slot = self._slot(c.id)
+            slot = self.runs.slot(c.id)
             live = c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
             if live and c.runtime_path:
                 if await self._adopt(c, slot):
@@ -1162,7 +1089,7 @@ class ContainerService:
                 self._save(c)
             await asyncio.to_thread(self._unmount_all, c.id)
             remove_tree(self._run_dir(c.id), ignore_errors=True)
-        adopted = {c.id for c in loaded if self._slots[c.id].run is not None}
+        adopted = {c.id for c in loaded if self.runs.slot(c.id).run is not None}
         await self._sweep_leftovers(adopted)
         for c in loaded:
             # dockerd's rule: a --rm container found not running at start is removed.
@@ -1227,7 +1154,7 @@ class ContainerService:
             except WhaledError as e:
                 log.error("could not restart container %s: %s", c.id[:12], e)
 
-    async def _adopt(self, c: Container, slot: _Slot) -> bool:
+    async def _adopt(self, c: Container, slot: Slot) -> bool:
         options = self._runtime_options(c, c.runtime_path)
         runtime = self.backend.load(options)
         try:
@@ -1238,7 +1165,7 @@ class ContainerService:
             status = task.exit_status()
             if status is None:
                 # Re-mount: the rootfs stays mounted while the container lives.
-                await asyncio.to_thread(self.images.layers.mount, c.id)
+                await asyncio.to_thread(self.layers.mount, c.id)
                 run = Run(runtime=runtime, task=task, started=time.monotonic())
                 slot.run = run
                 if c.state.status == Status.RESTARTING:
@@ -1251,9 +1178,9 @@ class ContainerService:
                         c.log_path, log_opts.max_size, log_opts.max_file, task.reopen_log
                     )
                     self.tasks.spawn(f"logrotate-{c.id[:12]}", rotator.run(run.stop_rotation))
-                if c.state.health is not None and self.health_runner is not None:
+                if c.state.health is not None and self._health_runner is not None:
                     run.health_task = self.tasks.spawn(
-                        f"health-{c.id[:12]}", self.health_runner(c, run)
+                        f"health-{c.id[:12]}", self._health_runner(c, run)
                     )
                 log.info("re-adopted running container %s", c.id[:12])
                 return True
@@ -1276,12 +1203,12 @@ class ContainerService:
 
     def _unmount_all(self, cid: str) -> None:
         with contextlib.suppress(NotFound, OSError):
-            while self.images.layers.is_mounted(cid):
-                self.images.layers.unmount(cid)
+            while self.layers.is_mounted(cid):
+                self.layers.unmount(cid)
 
     async def shutdown(self, cfg: Config) -> None:
         self._shutting_down = True
-        for slot in self._slots.values():
+        for slot in self.runs:
             if slot.restart_timer is not None:
                 slot.restart_timer.cancel()
         if not cfg.live_restore:
@@ -1289,7 +1216,7 @@ class ContainerService:
         # Exits being cleaned up right now finish first: no mount or monitor is left behind.
         pending: list[Awaitable[Any]] = [
             s.run.cleaned.wait()
-            for s in self._slots.values()
+            for s in self.runs
             if s.run is not None and s.run.exit_status is not None and not s.run.cleaned.is_set()
         ]
         pending += list(self._finishing)
@@ -1304,7 +1231,7 @@ class ContainerService:
             return
 
         async def stop_one(c: Container) -> None:
-            slot = self._slot(c.id)
+            slot = self.runs.slot(c.id)
             run = slot.run
             if run is None:
                 return
@@ -1333,24 +1260,6 @@ class ContainerService:
             elif c.state.status == Status.RUNNING:
                 running += 1
         return total, running, paused, total - running - paused
-
-
-def attach_socket_of(runtime: RuntimeContainer) -> str:
-    paths = getattr(runtime, "paths", None)
-    if paths is None:
-        raise SystemFailure("the runtime backend has no attach socket")
-    return str(paths.attach_socket)
-
-
-async def _run_attacher(connect: AttachWaiter, path: str, connected: asyncio.Future[None]) -> None:
-    try:
-        await connect(path)
-    except BaseException as e:
-        if not connected.done():
-            connected.set_exception(e)
-        raise
-    if not connected.done():
-        connected.set_result(None)
 
 
 def _ulimit(name: str, soft: int, hard: int) -> Ulimit:

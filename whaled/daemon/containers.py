@@ -55,6 +55,7 @@ from whaled.container.restart import RestartPolicy, should_restart
 from whaled.container.spec_input import build_spec_input, resources_of
 from whaled.container.state import Event, Status, is_running, next_state
 from whaled.container.store import ContainerStore
+from whaled.container.update import plan_update
 from whaled.daemon.runs import AttachWaiter, Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
@@ -84,7 +85,7 @@ from whaled.runtime.backend.api import (
 from whaled.runtime.command import process_args
 from whaled.runtime.devices import Device
 from whaled.runtime.registry import known_runtimes, resolve_runtime
-from whaled.runtime.resources import to_oci_resources, validate_resources
+from whaled.runtime.resources import to_oci_resources
 from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
 from whaled.runtime.ulimits import Ulimit
 from whaled.runtime.usermap import ResolvedUser, resolve_user
@@ -989,72 +990,27 @@ class ContainerService:
     async def update(self, name_or_id: str, body: Mapping[str, Any]) -> list[str]:
         c = self.store.get(name_or_id)
         slot = self.runs.slot(c.id)
-        keys = (
-            "BlkioWeight",
-            "CpuShares",
-            "CpuPeriod",
-            "CpuQuota",
-            "CpuRealtimePeriod",
-            "CpuRealtimeRuntime",
-            "CpusetCpus",
-            "CpusetMems",
-            "Memory",
-            "MemorySwap",
-            "MemoryReservation",
-            "KernelMemory",
-            "NanoCpus",
-            "PidsLimit",
-            "OomKillDisable",
-        )
+        cgroup_version: Literal[1, 2] = 2 if self.facts.cgroups.version == 2 else 1
         async with slot.lock:
-            hc = dict(c.host_config)
-            changed: dict[str, Any] = {}
-            for key in keys:
-                if key in body and body[key] is not None and body[key] != 0:
-                    changed[key] = body[key]
-            if body.get("PidsLimit") is not None:
-                changed["PidsLimit"] = body["PidsLimit"]
-            memory = int(changed.get("Memory") or 0)
-            swap = int(hc.get("MemorySwap") or 0)
-            if memory and "MemorySwap" not in changed and swap > 0 and memory > swap:
-                raise InvalidParameter(
-                    f"Cannot update container {c.id}: Memory limit should be smaller than "
-                    "already set memoryswap limit, update the memoryswap at the same time"
-                )
-            policy = body.get("RestartPolicy")
-            if policy and policy.get("Name") is not None:
-                if hc.get("AutoRemove") and policy.get("Name") not in ("", "no"):
-                    raise InvalidParameter(
-                        "Restart policy cannot be updated because AutoRemove is enabled for "
-                        "the container"
-                    )
-                hc["RestartPolicy"] = {
-                    "Name": policy.get("Name") or "no",
-                    "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0),
-                }
-                RestartPolicy.from_api(hc["RestartPolicy"]).validate()
-            if "NanoCpus" in changed and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
-                raise InvalidParameter(
-                    "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already "
-                    "been set"
-                )
-            hc.update(changed)
-            validate_resources(
-                resources_of(hc),
-                cgroup_version=2 if self.facts.cgroups.version == 2 else 1,
+            plan = plan_update(
+                c.id,
+                c.host_config,
+                body,
+                cgroup_version=cgroup_version,
                 host_cpus=self.facts.host.ncpu,
             )
-            if changed and c.state.status in (Status.RUNNING, Status.PAUSED) and slot.run:
+            running = c.state.status in (Status.RUNNING, Status.PAUSED)
+            if plan.resources_changed and running and slot.run:
                 resources = to_oci_resources(
-                    resources_of(hc),
-                    cgroup_version=2 if self.facts.cgroups.version == 2 else 1,
+                    resources_of(plan.host_config),
+                    cgroup_version=cgroup_version,
                     swap_limit=self.facts.cgroups.capabilities.swap_limit,
                 )
                 try:
                     await slot.run.task.update(resources)
                 except WhaledError as e:
                     raise InvalidParameter(f"Cannot update container {c.id}: {e}") from e
-            c.host_config = hc
+            c.host_config = plan.host_config
             self._save(c)
             self.events.emit(c, "update")
         return []

@@ -37,6 +37,7 @@ from whaled.config.store import ConfigStore
 from whaled.config.validate import tls_paths
 from whaled.container.events import ContainerEvents
 from whaled.container.store import ContainerStore
+from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.daemon import Daemon
@@ -149,6 +150,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         container_events = ContainerEvents(bus)
         runs = Runs(tasks)
         bounding = capability_bounding()
+        run_files = RunFiles(cfg.exec_root, builtin_runtime_paths(facts.binaries))
         # Built in dependency order: the exec and health services need the container
         # records and the run table, the container service their hooks.
         execs = ExecService(
@@ -162,7 +164,10 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         containers = ContainerService(
             store=container_store,
             runs=runs,
-            exec_root=cfg.exec_root,
+            files=run_files,
+            specs=SpecAssembler(
+                facts=facts, capability_bounding=bounding, store=container_store, runs=runs
+            ),
             images=image_service,
             layers=image_service.layers,
             events=container_events,
@@ -173,7 +178,6 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 log_level="debug" if cfg.debug else "error",
             ),
             tasks=tasks,
-            capability_bounding=bounding,
             health_runner=health.run,
             on_run_ended=execs.drop_for,
         )
@@ -182,7 +186,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # wrappers none of them is locked to, then start what the restart policies want.
         restart = await containers.restore()
         removed = await asyncio.to_thread(
-            remove_unreferenced, containers.wrappers_dir, containers.live_runtime_paths()
+            remove_unreferenced, run_files.wrappers_dir, containers.live_runtime_paths()
         )
         for path in removed:
             log.info("removed stale runtime wrapper %s", path)
@@ -203,7 +207,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         reloader.add_reloader(
             RuntimeReloader(
                 builtin_paths=builtin_runtime_paths(facts.binaries),
-                wrappers_dir=containers.wrappers_dir,
+                wrappers_dir=run_files.wrappers_dir,
             )
         )
         daemon = Daemon(

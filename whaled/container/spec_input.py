@@ -7,6 +7,7 @@ from typing import Any
 
 from whaled.container.model import Container
 from whaled.errors import InvalidParameter
+from whaled.runtime.devices import Device
 from whaled.runtime.mounts import BindMount, Mount, Propagation, TmpfsMount
 from whaled.runtime.resources import Resources
 from whaled.runtime.spec import HostFacts, IpcMode, NamespaceMode, SpecInput
@@ -94,8 +95,20 @@ def build_spec_input(
     init_path: str | None,
     shm_source: str | None = None,
     cgroup_parent: str = "",
+    devices: Sequence[Device] = (),
+    host_devices: Sequence[Device] = (),
+    pid: NamespaceMode | None = None,
+    no_new_privileges: bool = False,
 ) -> SpecInput:
+    """The spec input of a start, in one place. The caller resolves what needs the host:
+    the user (from the image's files), the init binary, the devices (``devices``: the
+    request's ``Devices`` looked up; ``host_devices``: every device node, for
+    ``--privileged``), the network namespace and ``pid``, a ``container:<id>`` PID namespace
+    to join. ``no_new_privileges`` is the daemon's default (``--no-new-privileges``)."""
     cfg, hc = c.config, c.host_config
+    security_opt = tuple(hc.get("SecurityOpt") or ())
+    if no_new_privileges and "no-new-privileges" not in " ".join(security_opt):
+        security_opt = (*security_opt, "no-new-privileges")
     ipc = str(hc.get("IpcMode") or "private")
     ipc_mode = IpcMode(kind="host", shm_source="/dev/shm") if ipc == "host" else (
         IpcMode(kind="none") if ipc == "none" else IpcMode(kind="private"))
@@ -125,7 +138,7 @@ def build_spec_input(
         privileged=bool(hc.get("Privileged")),
         cap_add=tuple(hc.get("CapAdd") or ()),
         cap_drop=tuple(hc.get("CapDrop") or ()),
-        security_opt=tuple(hc.get("SecurityOpt") or ()),
+        security_opt=security_opt,
         masked_paths=tuple(hc["MaskedPaths"]) if hc.get("MaskedPaths") is not None else None,
         readonly_paths=(
             tuple(hc["ReadonlyPaths"]) if hc.get("ReadonlyPaths") is not None else None
@@ -137,8 +150,11 @@ def build_spec_input(
         shm_size=hc.get("ShmSize") or 64 * 1024 * 1024,
         cgroup_parent=hc.get("CgroupParent") or cgroup_parent,
         network=network,
+        devices=tuple(devices),
+        host_devices=tuple(host_devices),
+        device_cgroup_rules=tuple(hc.get("DeviceCgroupRules") or ()),
         ipc=ipc_mode if shm_source is None else IpcMode(kind=ipc_mode.kind, shm_source=shm_source),
-        pid=_mode(str(hc.get("PidMode") or "")),
+        pid=pid if pid is not None else _mode(str(hc.get("PidMode") or "")),
         uts=_mode(str(hc.get("UTSMode") or "")),
         cgroupns=_mode(str(hc.get("CgroupnsMode") or "")),
     )

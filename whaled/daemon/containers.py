@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import random
-import resource
 import secrets
-import shutil
 import signal as signals
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -37,7 +33,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from whaled.config.model import Config
-from whaled.container import archive as cp
 from whaled.container import etcfiles
 from whaled.container.create import (
     DaemonDefaults,
@@ -52,10 +47,11 @@ from whaled.container.health import HealthConfig, reset_for_start
 from whaled.container.model import Container
 from whaled.container.names import generate_name, validate_name
 from whaled.container.restart import RestartPolicy, should_restart
-from whaled.container.spec_input import build_spec_input, resources_of
+from whaled.container.spec_input import resources_of
 from whaled.container.state import Event, Status, is_running, next_state
 from whaled.container.store import ContainerStore
 from whaled.container.update import plan_update
+from whaled.daemon.bundle import RunFiles, SpecAssembler, log_options, write_bundle
 from whaled.daemon.runs import AttachWaiter, Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
@@ -67,29 +63,23 @@ from whaled.errors import (
     NotModified,
     WhaledError,
 )
-from whaled.host.devices import all_device_nodes, device_node
 from whaled.image.layers import LayerStore
 from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
-from whaled.logger.options import LogOptions, parse_log_config
+from whaled.logger.options import parse_log_config
 from whaled.logger.rotate import LogRotator
 from whaled.osutil.atomic import replace_file
 from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import (
     Backend,
-    CreateOptions,
     ExitStatus,
-    StdioOptions,
     Task,
 )
 from whaled.runtime.command import process_args
-from whaled.runtime.devices import Device
-from whaled.runtime.registry import known_runtimes, resolve_runtime
+from whaled.runtime.registry import known_runtimes
 from whaled.runtime.resources import to_oci_resources
-from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
+from whaled.runtime.spec import NamespaceMode
 from whaled.runtime.ulimits import Ulimit
-from whaled.runtime.usermap import ResolvedUser, resolve_user
-from whaled.runtime.wrappers import ensure_wrapper
 
 log = logging.getLogger("whaled.containers")
 
@@ -149,7 +139,8 @@ class ContainerService:
         *,
         store: ContainerStore,
         runs: Runs,
-        exec_root: str,
+        files: RunFiles,
+        specs: SpecAssembler,
         images: ImageService,
         layers: LayerStore,
         events: ContainerEvents,
@@ -157,13 +148,13 @@ class ContainerService:
         config: Callable[[], Config],
         backend: Backend,
         tasks: BackgroundTasks,
-        capability_bounding: frozenset[str] | None,
         health_runner: HealthRunner | None = None,
         on_run_ended: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.runs = runs
-        self.exec_root = exec_root
+        self.files = files
+        self.specs = specs
         self.images = images
         self.layers = layers
         self.events = events
@@ -171,15 +162,12 @@ class ContainerService:
         self.config = config
         self.backend = backend
         self.tasks = tasks
-        self.wrappers_dir = os.path.join(exec_root, "runtimes")
-        self.runtime_state = os.path.join(exec_root, "runc")
         self._rng = random.Random()
         self._shutting_down = False
         #: Removals whose run directory waits for the runtime's delete (see ``remove``).
         self._finishing: set[asyncio.Task[None]] = set()
         self._trash_task: asyncio.Task[None] | None = None
         self._trash_again = False
-        self.capability_bounding = capability_bounding
         #: Runs a started container's healthcheck (the health service's).
         self._health_runner = health_runner
         #: Called when a run ends (exec sessions of that run are over).
@@ -212,49 +200,6 @@ class ContainerService:
     def _dir(self, cid: str) -> str:
         return self.store.dir_of(cid)
 
-    def _run_dir(self, cid: str) -> str:
-        # Short: conmon's attach socket lives below (unix socket paths < 108 bytes).
-        return os.path.join(self.exec_root, "c", cid[:16])
-
-    def _bare_options(self, cid: str, runtime_path: str) -> CreateOptions:
-        """Where a container's runtime files are: enough to delete it from the runtime."""
-        base = self._run_dir(cid)
-        return CreateOptions(
-            container_id=cid,
-            bundle_dir=base,
-            state_dir=os.path.join(base, "m"),
-            runtime_path=runtime_path,
-            runtime_args=("--root", self.runtime_state),
-        )
-
-    def _runtime_options(self, c: Container, runtime_path: str) -> CreateOptions:
-        cfg = c.config
-        log_opts = self._log_options(c)
-        return dataclasses.replace(
-            self._bare_options(c.id, runtime_path),
-            name=c.name,
-            stdio=StdioOptions(
-                tty=bool(cfg.get("Tty")),
-                stdin=bool(cfg.get("OpenStdin")),
-                # dockerd closes the process's stdin at a client's EOF only without a TTY.
-                stdin_once=bool(cfg.get("StdinOnce")) and not cfg.get("Tty"),
-            ),
-            log_path=c.log_path if log_opts is not None else None,
-            timeout=30.0,
-            exec_fifo=(
-                os.path.join(self.runtime_state, c.id, "exec.fifo")
-                if runtime_path == self._builtin_paths().get("runc")
-                else None
-            ),
-        )
-
-    def _log_options(self, c: Container) -> LogOptions | None:
-        lc = c.host_config.get("LogConfig") or {}
-        driver = str(lc.get("Type") or "json-file")
-        if driver == "none":
-            return None
-        return parse_log_config(driver, lc.get("Config") or {})
-
     # ------------------------------------------------------------------ create
 
     def _defaults(self, cfg: Config) -> DaemonDefaults:
@@ -263,7 +208,7 @@ class ContainerService:
         )
         return DaemonDefaults(
             default_runtime=cfg.default_runtime,
-            runtimes=known_runtimes(cfg, self._builtin_paths()),
+            runtimes=known_runtimes(cfg, self.files.builtin),
             shm_size=cfg.default_shm_size,
             ipc_mode=cfg.default_ipc_mode,
             cgroupns_mode=cgroupns,
@@ -273,13 +218,6 @@ class ContainerService:
             init=cfg.init,
             swap_limit=self.facts.cgroups.capabilities.swap_limit,
         )
-
-    def _builtin_paths(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for name in ("runc", "crun"):
-            b = self.facts.binaries.get(name)
-            out[name] = b.path if b is not None and b.path else None
-        return out
 
     async def create(
         self, cfg: Config, body: Mapping[str, Any], *, name: str | None, platform: str | None
@@ -341,7 +279,8 @@ class ContainerService:
                 config["Hostname"] = self.facts.host.hostname
             else:
                 config["Hostname"] = cid[:12]
-        warnings.extend(self._check_runnable(cfg, c))
+        network = NamespaceMode.host() if host_config["NetworkMode"] == "host" else None
+        warnings.extend(self.specs.check_runnable(cfg, c, network or NamespaceMode.private()))
         await asyncio.to_thread(self.layers.create_rw, cid, image.top_chain)
         try:
             if not name:
@@ -359,32 +298,6 @@ class ContainerService:
         self.runs.slot(cid)
         self.events.emit(c, "create")
         return CreateResult(id=cid, warnings=warnings)
-
-    def _check_runnable(self, cfg: Config, c: Container) -> list[str]:
-        """What a start would refuse for the container's settings alone (resources, OOM score,
-        capabilities, sysctls, security options, ...), refused at create as dockerd does;
-        returns the warnings for settings this host drops."""
-        hc = c.host_config
-        inp = build_spec_input(
-            c,
-            host=self._host_facts(),
-            rootfs="/",
-            user=ResolvedUser(uid=0, gid=0),
-            network=(
-                NamespaceMode.host()
-                if hc.get("NetworkMode") == "host"
-                else NamespaceMode.private()
-            ),
-            hosts_path=None,
-            resolv_conf_path=None,
-            hostname_path=None,
-            init_path=None,
-            cgroup_parent=cfg.cgroup_parent,
-        )
-        inp = dataclasses.replace(
-            inp, device_cgroup_rules=tuple(hc.get("DeviceCgroupRules") or ())
-        )
-        return validate_spec_input(inp)
 
     def _check_platform(self, platform: str) -> None:
         parts = platform.lower().split("/")
@@ -472,12 +385,12 @@ class ContainerService:
             _create_bind_sources(c.host_config)
             rootfs = self.layers.mount(c.id)
             mounted = True
-            _write_bundle(bundle_dir, self._spec_for(cfg, c, rootfs))
+            write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs))
 
         try:
-            runtime_path = await self._resolve_runtime(cfg, c)
-            options = self._runtime_options(c, runtime_path)
-            log_opts = self._log_options(c)
+            runtime_path = await self.files.resolve_runtime(cfg, c)
+            log_opts = log_options(c)
+            options = self.files.runtime_options(c, runtime_path, log_opts)
             # The monitor starts while the rootfs is mounted and the bundle written: it waits
             # for them before it runs the runtime.
             runtime = await self.backend.create(
@@ -543,106 +456,6 @@ class ContainerService:
         if c.host_config.get("AutoRemove"):
             self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
         return translated
-
-    async def _resolve_runtime(self, cfg: Config, c: Container) -> str:
-        resolved = resolve_runtime(cfg, c.runtime, self._builtin_paths(), shutil.which)
-        if resolved.wrapper is not None:
-            await asyncio.to_thread(ensure_wrapper, self.wrappers_dir, resolved.wrapper)
-        return resolved.executable(self.wrappers_dir)
-
-    def _spec_for(self, cfg: Config, c: Container, rootfs: str) -> dict[str, Any]:
-        hc = c.host_config
-        passwd = read_in_root(rootfs, "/etc/passwd")
-        group = read_in_root(rootfs, "/etc/group")
-        user = resolve_user(
-            str(c.config.get("User") or ""),
-            passwd=passwd,
-            group=group,
-            group_add=[str(g) for g in hc.get("GroupAdd") or []],
-        )
-        init_path = None
-        if hc.get("Init"):
-            init_path = cfg.init_path or _init_binary(self.facts)
-            if not init_path:
-                raise InvalidParameter(
-                    "--init needs an init binary (catatonit or tini); none is installed"
-                )
-        inp = build_spec_input(
-            c,
-            host=self._host_facts(),
-            rootfs=rootfs,
-            user=user,
-            network=self._namespace(c, "NetworkMode", "net"),
-            hosts_path=c.hosts_path,
-            resolv_conf_path=c.resolv_conf_path,
-            hostname_path=c.hostname_path,
-            init_path=init_path,
-            cgroup_parent=cfg.cgroup_parent,
-        )
-        overrides: dict[str, Any] = {"devices": tuple(self._devices(hc))}
-        if hc.get("Privileged"):
-            overrides["host_devices"] = tuple(
-                Device(path=p, type=t, major=ma, minor=mi, file_mode=m, uid=u, gid=g)  # type: ignore[arg-type]
-                for p, t, ma, mi, m, u, g in all_device_nodes()
-            )
-        overrides["device_cgroup_rules"] = tuple(hc.get("DeviceCgroupRules") or ())
-        pid_mode = str(hc.get("PidMode") or "")
-        if pid_mode.startswith("container:"):
-            overrides["pid"] = self._namespace(c, "PidMode", "pid")
-        if cfg.no_new_privileges and "no-new-privileges" not in " ".join(inp.security_opt):
-            overrides["security_opt"] = (*inp.security_opt, "no-new-privileges")
-        inp = dataclasses.replace(inp, **overrides)
-        return build_spec(inp)
-
-    def _devices(self, hc: Mapping[str, Any]) -> list[Device]:
-        out = []
-        for d in hc.get("Devices") or []:
-            host_path = str(d.get("PathOnHost") or "")
-            kind, major, minor, mode, uid, gid = device_node(host_path)
-            out.append(
-                Device(
-                    path=str(d.get("PathInContainer") or host_path),
-                    type=kind,  # type: ignore[arg-type]
-                    major=major,
-                    minor=minor,
-                    file_mode=mode,
-                    uid=uid,
-                    gid=gid,
-                    permissions=str(d.get("CgroupPermissions") or "rwm"),
-                )
-            )
-        return out
-
-    def _namespace(self, c: Container, key: str, kind: str) -> NamespaceMode:
-        mode = str(c.host_config.get(key) or "")
-        if mode == "host":
-            return NamespaceMode.host()
-        if mode.startswith("container:"):
-            other = self.store.get(mode.removeprefix("container:"))
-            run = self.runs.run_of(other.id)
-            if run is None or other.state.status != Status.RUNNING:
-                raise Conflict(f"cannot join container {other.id}: it is not running")
-            return NamespaceMode.join(f"/proc/{run.task.pid}/ns/{kind}")
-        return NamespaceMode.private()
-
-    def _host_facts(self) -> HostFacts:
-        caps = self.facts.cgroups.capabilities
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-        limits = {"nofile": hard}
-        if nproc != resource.RLIM_INFINITY:
-            limits["nproc"] = nproc
-        version: Literal[1, 2] = 2 if self.facts.cgroups.version == 2 else 1
-        return HostFacts(
-            cgroup_version=version,
-            machine=self.facts.host.architecture,
-            seccomp=self.facts.host.seccomp_available,
-            swap_limit=caps.swap_limit,
-            cpus=self.facts.host.ncpu,
-            rlimit_hard=limits,
-            capability_bounding=self.capability_bounding,
-            absent_syscall_abis=self.facts.host.absent_syscall_abis,
-        )
 
     # ------------------------------------------------------------------ exit handling
 
@@ -929,7 +742,7 @@ class ContainerService:
         self.runs.forget(c.id)
         run = slot.run
         if run is None or run.cleaned.is_set():
-            await asyncio.to_thread(remove_tree, self._run_dir(c.id), ignore_errors=True)
+            await asyncio.to_thread(remove_tree, self.files.run_dir(c.id), ignore_errors=True)
         else:
             # The runtime's delete still reads its files there; the directory goes after it.
             task = self.tasks.spawn(f"rundir-{c.id[:12]}", self._remove_run_dir(c.id, run))
@@ -968,7 +781,7 @@ class ContainerService:
 
     async def _remove_run_dir(self, cid: str, run: Run) -> None:
         await run.cleaned.wait()
-        await asyncio.to_thread(remove_tree, self._run_dir(cid), ignore_errors=True)
+        await asyncio.to_thread(remove_tree, self.files.run_dir(cid), ignore_errors=True)
 
     # ------------------------------------------------------------------ rename / update
 
@@ -1044,7 +857,7 @@ class ContainerService:
                 c.state.status = Status.DEAD
                 self._save(c)
             await asyncio.to_thread(self._unmount_all, c.id)
-            remove_tree(self._run_dir(c.id), ignore_errors=True)
+            remove_tree(self.files.run_dir(c.id), ignore_errors=True)
         adopted = {c.id for c in loaded if self.runs.slot(c.id).run is not None}
         await self._sweep_leftovers(adopted)
         for c in loaded:
@@ -1070,25 +883,25 @@ class ContainerService:
         """Runtime state and run directories that no live container owns: what a daemon
         that died between a container's exit (or removal) and the end of its clean-up left."""
         try:
-            names = os.listdir(self.runtime_state)
+            names = os.listdir(self.files.runtime_state)
         except FileNotFoundError:
             names = []
         for cid in names:
-            if cid in live or not os.path.isdir(os.path.join(self.runtime_state, cid)):
+            if cid in live or not os.path.isdir(os.path.join(self.files.runtime_state, cid)):
                 continue
             known = self.store.by_id(cid)
-            path = (known.runtime_path if known is not None else "") or self._builtin_paths().get(
+            path = (known.runtime_path if known is not None else "") or self.files.builtin.get(
                 "runc"
             )
             if not path:
                 continue
             try:
-                await self.backend.load(self._bare_options(cid, path)).delete(force=True)
+                await self.backend.load(self.files.bare_options(cid, path)).delete(force=True)
                 log.info("removed the runtime's leftover state of container %s", cid[:12])
             except (WhaledError, OSError) as e:
                 log.warning("leftover runtime state of %s: %s", cid[:12], e)
         keep = {cid[:16] for cid in live}
-        runs = os.path.join(self.exec_root, "c")
+        runs = os.path.join(self.files.exec_root, "c")
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(runs):
                 if name not in keep:
@@ -1111,7 +924,8 @@ class ContainerService:
                 log.error("could not restart container %s: %s", c.id[:12], e)
 
     async def _adopt(self, c: Container, slot: Slot) -> bool:
-        options = self._runtime_options(c, c.runtime_path)
+        log_opts = log_options(c)
+        options = self.files.runtime_options(c, c.runtime_path, log_opts)
         runtime = self.backend.load(options)
         try:
             task = await runtime.task()
@@ -1128,7 +942,6 @@ class ContainerService:
                     c.state.status = Status.RUNNING
                 self._save(c)
                 self.tasks.spawn(f"watch-{c.id[:12]}", self._watch(c, slot, run))
-                log_opts = self._log_options(c)
                 if log_opts is not None and log_opts.max_size:
                     rotator = LogRotator(
                         c.log_path, log_opts.max_size, log_opts.max_file, task.reopen_log
@@ -1222,11 +1035,6 @@ def _ulimit(name: str, soft: int, hard: int) -> Ulimit:
     return Ulimit(name=name, soft=soft, hard=hard)
 
 
-def _init_binary(facts: DaemonFacts) -> str:
-    init = facts.binaries.get("init")
-    return init.path if init is not None and init.path else ""
-
-
 def _write(path: str, text: str) -> None:
     """hosts / hostname / resolv.conf: derived from the container's record (which is
     fsynced), like dockerd's plain writes of them."""
@@ -1251,25 +1059,9 @@ def _create_bind_sources(hc: Mapping[str, Any]) -> None:
             os.makedirs(source, 0o755, exist_ok=True)
 
 
-def _write_bundle(bundle_dir: str, spec: Mapping[str, Any]) -> None:
-    """``config.json`` is written anew at every start and read only by the runtime's
-    ``create`` right after: no state to recover, so no fsync."""
-    os.makedirs(bundle_dir, mode=0o700, exist_ok=True)
-    replace_file(os.path.join(bundle_dir, "config.json"), json.dumps(spec).encode(), 0o600)
-
-
 def _read_text(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
     except OSError:
-        return None
-
-
-def read_in_root(root: str, path: str) -> str | None:
-    """A file of the container's root file system, its path resolved inside the container
-    (``whaled.container.archive.resolve``: links never lead to the host); None if missing."""
-    try:
-        return _read_text(cp.resolve(root, {}, path))
-    except WhaledError:
         return None

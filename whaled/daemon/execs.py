@@ -24,7 +24,7 @@ from whaled.container.events import ContainerEvents
 from whaled.container.model import Container
 from whaled.container.state import Status
 from whaled.container.store import ContainerStore
-from whaled.daemon.containers import read_in_root
+from whaled.daemon.bundle import read_in_root
 from whaled.daemon.runs import Runs
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import Conflict, InvalidParameter, NotFound, WhaledError

@@ -45,6 +45,7 @@ from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageCases, image_event_hook
 from whaled.daemon.reload import ReloadService
+from whaled.daemon.restore import ContainerRestorer
 from whaled.daemon.runs import Runs
 from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
@@ -130,7 +131,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
     unix_paths: list[str] = []
     runner: web.AppRunner | None = None
     tasks = BackgroundTasks()
-    containers: ContainerService | None = None
+    restorer: ContainerRestorer | None = None
     store: ConfigStore | None = None
     try:
         os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
@@ -150,6 +151,10 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         container_events = ContainerEvents(bus)
         runs = Runs(tasks)
         bounding = capability_bounding()
+        backend = ConmonBackend(
+            conmon_path=conmon.path if conmon is not None and conmon.path else "conmon",
+            log_level="debug" if cfg.debug else "error",
+        )
         run_files = RunFiles(cfg.exec_root, builtin_runtime_paths(facts.binaries))
         # Built in dependency order: the exec and health services need the container
         # records and the run table, the container service their hooks.
@@ -173,20 +178,26 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             events=container_events,
             facts=facts,
             config=store.current,
-            backend=ConmonBackend(
-                conmon_path=conmon.path if conmon is not None and conmon.path else "conmon",
-                log_level="debug" if cfg.debug else "error",
-            ),
+            backend=backend,
             tasks=tasks,
             health_runner=health.run,
             on_run_ended=execs.drop_for,
         )
         image_service.set_usage_hook(containers.image_users)
+        restorer = ContainerRestorer(
+            containers=containers,
+            store=container_store,
+            runs=runs,
+            layers=image_service.layers,
+            backend=backend,
+            files=run_files,
+            tasks=tasks,
+        )
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
         # wrappers none of them is locked to, then start what the restart policies want.
-        restart = await containers.restore()
+        restart = await restorer.restore()
         removed = await asyncio.to_thread(
-            remove_unreferenced, run_files.wrappers_dir, containers.live_runtime_paths()
+            remove_unreferenced, run_files.wrappers_dir, restorer.live_runtime_paths()
         )
         for path in removed:
             log.info("removed stale runtime wrapper %s", path)
@@ -276,7 +287,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         loop.add_signal_handler(signal.SIGTERM, request_stop, "terminated")
         loop.add_signal_handler(signal.SIGINT, request_stop, "interrupt")
         loop.add_signal_handler(signal.SIGHUP, lambda: tasks.spawn("reload", reloader.reload()))
-        tasks.spawn("restart-containers", containers.start_restored(store.current(), restart))
+        tasks.spawn("restart-containers", restorer.start_restored(store.current(), restart))
         log.info("Daemon has completed initialization")
         await stop.wait()
         log.info("Stopping daemon")
@@ -284,9 +295,9 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # not kill the daemon half-way through its cleanup.
         return 0
     finally:
-        if containers is not None and store is not None:
+        if restorer is not None and store is not None:
             try:
-                await containers.shutdown(store.current())
+                await restorer.shutdown(store.current())
             except Exception:
                 log.exception("stopping containers at shutdown failed")
         await tasks.cancel_all()

@@ -37,6 +37,7 @@ from whaled.runtime.registry import resolve_runtime
 from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
 from whaled.runtime.usermap import ResolvedUser, resolve_user
 from whaled.runtime.wrappers import ensure_wrapper
+from whaled.volume.mounts import user_mounts
 
 
 def log_options(c: Container) -> LogOptions | None:
@@ -135,6 +136,7 @@ class SpecAssembler:
                 hostname_path=None,
                 init_path=None,
                 cgroup_parent=cfg.cgroup_parent,
+                mounts=user_mounts(c.host_config),
             )
         )
 
@@ -175,6 +177,7 @@ class SpecAssembler:
                 hostname_path=c.hostname_path,
                 init_path=init_path,
                 cgroup_parent=cfg.cgroup_parent,
+                mounts=user_mounts(hc),
                 devices=devices_of(hc),
                 host_devices=host_devices,
                 pid=pid,

@@ -25,7 +25,6 @@ from whaled.container.events import ContainerEvents
 from whaled.container.initpaths import hide_init_paths, init_exclusions
 from whaled.container.listing import select
 from whaled.container.model import Container
-from whaled.container.spec_input import parse_bind
 from whaled.container.state import Status, is_running
 from whaled.container.top import (
     DEFAULT_PS_ARGS,
@@ -47,6 +46,7 @@ from whaled.image.service import ImageService
 from whaled.image.tarsafe import Readable
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
+from whaled.volume.mounts import parse_bind
 
 log = logging.getLogger("whaled.containers")
 

@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from whaled.config.model import Config
-from whaled.container import etcfiles
 from whaled.container.create import (
     DaemonDefaults,
     check_request,
@@ -46,7 +45,6 @@ from whaled.container.exit import apply_exit, plan_exit
 from whaled.container.health import HealthConfig, reset_for_start
 from whaled.container.model import Container
 from whaled.container.names import generate_name, validate_name
-from whaled.container.restart import RestartPolicy, should_restart
 from whaled.container.spec_input import resources_of
 from whaled.container.state import Event, Status, is_running, next_state
 from whaled.container.store import ContainerStore
@@ -66,9 +64,15 @@ from whaled.errors import (
 from whaled.image.layers import LayerStore
 from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
-from whaled.logger.options import parse_log_config
+from whaled.logger.options import LogOptions, parse_log_config
 from whaled.logger.rotate import LogRotator
-from whaled.osutil.atomic import replace_file
+from whaled.network.files import EtcPaths, write_etc_files
+from whaled.network.mode import (
+    check_join,
+    check_network_config,
+    default_hostname,
+    joined_container,
+)
 from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import (
     Backend,
@@ -80,12 +84,12 @@ from whaled.runtime.registry import known_runtimes
 from whaled.runtime.resources import to_oci_resources
 from whaled.runtime.spec import NamespaceMode
 from whaled.runtime.ulimits import Ulimit
+from whaled.volume.mounts import check_mount_config
+from whaled.volume.sources import check_bind_sources, create_bind_sources
 
 log = logging.getLogger("whaled.containers")
 
 DEFAULT_STOP_TIMEOUT = 10
-#: How long shutdown waits for exit clean-ups (runtime delete, unmount) still running.
-SHUTDOWN_CLEANUP_SECONDS = 10.0
 
 
 def now_rfc3339() -> str:
@@ -94,7 +98,7 @@ def now_rfc3339() -> str:
     return f"{stamp}.{ns % 1_000_000_000:09d}Z"
 
 
-def _exit_time(status: ExitStatus) -> str:
+def exit_time(status: ExitStatus) -> str:
     ts = status.exited_at.astimezone(UTC)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond:06d}000Z"
 
@@ -242,14 +246,16 @@ class ContainerService:
         defaults = self._defaults(cfg)
         host_config = complete_host_config(host_request, defaults)
         warnings = validate_host_config(host_config, defaults)
+        warnings += check_network_config(host_config)
+        check_mount_config(host_config)
         log_config = host_config["LogConfig"]
         parse_log_config(str(log_config.get("Type")), log_config.get("Config") or {})
         HealthConfig.from_api(config.get("Healthcheck"))  # 400 for bad durations
         argv = process_args(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()))
         if not argv:
             raise InvalidParameter("No command specified")
-        self._check_network_mode(host_config)
-        _check_bind_sources(host_config)
+        self._check_joins(host_config)
+        check_bind_sources(host_config)
         check_request(request, host_config)
         if config.get("StopSignal"):
             parse_signal(config["StopSignal"])
@@ -275,10 +281,9 @@ class ContainerService:
         c.hosts_path = os.path.join(cdir, "hosts")
         c.resolv_conf_path = os.path.join(cdir, "resolv.conf")
         if not config.get("Hostname"):
-            if host_config["NetworkMode"] == "host":
-                config["Hostname"] = self.facts.host.hostname
-            else:
-                config["Hostname"] = cid[:12]
+            config["Hostname"] = default_hostname(
+                str(host_config["NetworkMode"]), cid, self.facts.host.hostname
+            )
         network = NamespaceMode.host() if host_config["NetworkMode"] == "host" else None
         warnings.extend(self.specs.check_runnable(cfg, c, network or NamespaceMode.private()))
         await asyncio.to_thread(self.layers.create_rw, cid, image.top_chain)
@@ -288,7 +293,16 @@ class ContainerService:
                 # create cannot take the same name meanwhile.
                 c.name = self._free_name()
             self.store.reserve(c)
-            await asyncio.to_thread(self._write_etc_files, c, cfg)
+            await asyncio.to_thread(
+                write_etc_files,
+                EtcPaths(
+                    hostname=c.hostname_path, hosts=c.hosts_path, resolv_conf=c.resolv_conf_path
+                ),
+                container_id=c.id,
+                config=c.config,
+                host_config=c.host_config,
+                daemon=cfg,
+            )
         except BaseException:
             self.store.forget(cid)
             remove_tree(cdir, ignore_errors=True)
@@ -311,15 +325,12 @@ class ContainerService:
                 "platform only"
             )
 
-    def _check_network_mode(self, hc: Mapping[str, Any]) -> None:
+    def _check_joins(self, hc: Mapping[str, Any]) -> None:
         for key in ("NetworkMode", "IpcMode", "PidMode"):
-            mode = str(hc.get(key) or "")
-            if mode.startswith("container:"):
-                other = self.store.get(mode.removeprefix("container:"))
-                if key == "NetworkMode" and other.host_config.get("NetworkMode", "").startswith(
-                    "container:"
-                ):
-                    raise InvalidParameter("cannot join a container that joins another one")
+            joined = joined_container(str(hc.get(key) or ""))
+            if joined is not None:
+                other = self.store.get(joined)
+                check_join(key, str(other.host_config.get("NetworkMode") or ""))
 
     def _free_name(self) -> str:
         for retry in range(20):
@@ -327,33 +338,6 @@ class ContainerService:
             if not self.store.name_taken(candidate):
                 return candidate
         return "whaled_" + secrets.token_hex(6)
-
-    def _write_etc_files(self, c: Container, run_cfg: Config) -> None:
-        cfg, hc = c.config, c.host_config
-        host_net = hc.get("NetworkMode") == "host"
-        hostname = str(cfg.get("Hostname") or c.id[:12])
-        _write(c.hostname_path, etcfiles.hostname_file(hostname))
-        _write(
-            c.hosts_path,
-            etcfiles.hosts_file(
-                hostname=hostname,
-                domainname=str(cfg.get("Domainname") or ""),
-                extra_hosts=list(hc.get("ExtraHosts") or []),
-                host_network=host_net,
-                host_hosts=_read_text("/etc/hosts"),
-                host_gateway_ip=run_cfg.host_gateway_ip or None,
-            ),
-        )
-        _write(
-            c.resolv_conf_path,
-            etcfiles.resolv_conf_file(
-                host_resolv=_read_text("/etc/resolv.conf"),
-                dns=list(hc.get("Dns") or run_cfg.dns),
-                dns_search=list(hc.get("DnsSearch") or run_cfg.dns_search),
-                dns_options=list(hc.get("DnsOptions") or run_cfg.dns_opts),
-                host_network=host_net,
-            ),
-        )
 
     # ------------------------------------------------------------------ start
 
@@ -382,7 +366,7 @@ class ContainerService:
 
         def prepare_bundle(bundle_dir: str) -> None:
             nonlocal mounted
-            _create_bind_sources(c.host_config)
+            create_bind_sources(c.host_config)
             rootfs = self.layers.mount(c.id)
             mounted = True
             write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs))
@@ -426,9 +410,16 @@ class ContainerService:
         slot.run = run
         self._save(c)
         self.events.emit(c, "start")
+        self.follow_run(c, slot, run, log_opts)
+
+    def follow_run(self, c: Container, slot: Slot, run: Run, log_opts: LogOptions | None) -> None:
+        """The background work of a started (or re-adopted) run: its exit watcher, log
+        rotation and healthcheck."""
         self.tasks.spawn(f"watch-{c.id[:12]}", self._watch(c, slot, run))
         if log_opts is not None and log_opts.max_size:
-            rotator = LogRotator(c.log_path, log_opts.max_size, log_opts.max_file, task.reopen_log)
+            rotator = LogRotator(
+                c.log_path, log_opts.max_size, log_opts.max_file, run.task.reopen_log
+            )
             self.tasks.spawn(f"logrotate-{c.id[:12]}", rotator.run(run.stop_rotation))
         if c.state.health is not None and self._health_runner is not None:
             run.health_task = self.tasks.spawn(f"health-{c.id[:12]}", self._health_runner(c, run))
@@ -454,7 +445,7 @@ class ContainerService:
         with contextlib.suppress(OSError):
             self._save(c)
         if c.host_config.get("AutoRemove"):
-            self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
+            self.tasks.spawn(f"autoremove-{c.id[:12]}", self.auto_remove(c))
         return translated
 
     # ------------------------------------------------------------------ exit handling
@@ -477,7 +468,7 @@ class ContainerService:
             c,
             exit_code=status.exit_code,
             oom_killed=status.oom_killed,
-            finished_at=_exit_time(status),
+            finished_at=exit_time(status),
             removing=slot.removing or c.id not in self.runs,
             record_exists=self.store.exists(c.id),
             daemon_shutting_down=self._shutting_down,
@@ -514,7 +505,7 @@ class ContainerService:
                 log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
             run.released.set()
             if auto_remove:
-                self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
+                self.tasks.spawn(f"autoremove-{c.id[:12]}", self.auto_remove(c))
             try:
                 await delete
             except Exception as e:
@@ -542,7 +533,7 @@ class ContainerService:
                 with contextlib.suppress(OSError):
                     self._save(c)
 
-    async def _auto_remove(self, c: Container) -> None:
+    async def auto_remove(self, c: Container) -> None:
         try:
             await self.remove(c.id, force=True, volumes=True)
         except NotFound:
@@ -574,7 +565,7 @@ class ContainerService:
         self._save(c)
         self.events.emit(c, "stop")
 
-    def _stop_signal(self, c: Container, override: str | None) -> int:
+    def stop_signal(self, c: Container, override: str | None) -> int:
         return parse_signal(override or c.config.get("StopSignal"), signals.SIGTERM)
 
     async def _stop_locked(
@@ -587,8 +578,8 @@ class ContainerService:
             timeout = int(configured) if configured is not None else DEFAULT_STOP_TIMEOUT
         c.manually_stopped = True
         self._save(c)
-        sig = self._stop_signal(c, signal)
-        await self._signal(c, run, sig)
+        sig = self.stop_signal(c, signal)
+        await self.signal(c, run, sig)
         if timeout < 0:
             await run.exited.wait()
         else:
@@ -601,11 +592,11 @@ class ContainerService:
                     timeout,
                     sig,
                 )
-                await self._signal(c, run, signals.SIGKILL)
+                await self.signal(c, run, signals.SIGKILL)
                 await run.exited.wait()
         self.events.emit(c, "stop")
 
-    async def _signal(self, c: Container, run: Run, sig: int) -> None:
+    async def signal(self, c: Container, run: Run, sig: int) -> None:
         if run.exit_status is not None:
             return
         self.events.emit(c, "kill", {"signal": str(sig)})
@@ -625,10 +616,10 @@ class ContainerService:
             run = slot.run
             if not is_running(c.state.status) or run is None or run.exit_status is not None:
                 raise Conflict(f"Container {c.id} is not running")
-            if sig in (signals.SIGKILL, self._stop_signal(c, None)):
+            if sig in (signals.SIGKILL, self.stop_signal(c, None)):
                 c.manually_stopped = True
                 self._save(c)
-            await self._signal(c, run, sig)
+            await self.signal(c, run, sig)
             if sig == signals.SIGKILL:
                 await run.exited.wait()
 
@@ -725,7 +716,7 @@ class ContainerService:
                     slot.restart_timer = None
                 run = slot.run
                 if is_running(c.state.status) and run is not None:
-                    await self._signal(c, run, signals.SIGKILL)
+                    await self.signal(c, run, signals.SIGKILL)
                     await run.released.wait()
                 elif run is not None:
                     await run.released.wait()
@@ -835,188 +826,23 @@ class ContainerService:
         before the process starts (created / exited: the next start waits for it)."""
         await self.runs.attach(c, connect)
 
-    # ------------------------------------------------------------------ restore / shutdown
+    # ------------------------------------------------------------------ shutdown
 
-    async def restore(self) -> list[Container]:
-        """Adopt what survived the last daemon; mark the rest exited. Returns the containers
-        whose restart policy wants them running again (see :meth:`start_restored`)."""
-        loaded = await asyncio.to_thread(self.store.load_all)
-        # RW layers no container owns (a crash between create_rw and store.reserve).
-        await asyncio.to_thread(self.layers.remove_orphan_rw, self.store.owner_ids())
-        to_start: list[Container] = []
-        for c in loaded:
-            slot = self.runs.slot(c.id)
-            live = c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
-            if live and c.runtime_path:
-                if await self._adopt(c, slot):
-                    continue
-            elif live:
-                c.state.status = Status.EXITED
-                self._save(c)
-            elif c.state.status == Status.REMOVING:
-                c.state.status = Status.DEAD
-                self._save(c)
-            await asyncio.to_thread(self._unmount_all, c.id)
-            remove_tree(self.files.run_dir(c.id), ignore_errors=True)
-        adopted = {c.id for c in loaded if self.runs.slot(c.id).run is not None}
-        await self._sweep_leftovers(adopted)
-        for c in loaded:
-            # dockerd's rule: a --rm container found not running at start is removed.
-            if c.host_config.get("AutoRemove") and c.id not in adopted:
-                self.tasks.spawn(f"autoremove-{c.id[:12]}", self._auto_remove(c))
-        for c in loaded:
-            # dockerd's rule at daemon start: ``always`` comes back even after a manual
-            # stop, ``unless-stopped`` only if not stopped by hand, ``on-failure`` after a
-            # failure within its retry budget.
-            if c.state.status == Status.EXITED and should_restart(
-                RestartPolicy.from_api(c.host_config.get("RestartPolicy") or {}),
-                exit_code=c.state.exit_code,
-                manually_stopped=c.manually_stopped,
-                restart_count=c.restart_count,
-                daemon_shutting_down=False,
-                at_daemon_start=True,
-            ):
-                to_start.append(c)
-        return to_start
-
-    async def _sweep_leftovers(self, live: set[str]) -> None:
-        """Runtime state and run directories that no live container owns: what a daemon
-        that died between a container's exit (or removal) and the end of its clean-up left."""
-        try:
-            names = os.listdir(self.files.runtime_state)
-        except FileNotFoundError:
-            names = []
-        for cid in names:
-            if cid in live or not os.path.isdir(os.path.join(self.files.runtime_state, cid)):
-                continue
-            known = self.store.by_id(cid)
-            path = (known.runtime_path if known is not None else "") or self.files.builtin.get(
-                "runc"
-            )
-            if not path:
-                continue
-            try:
-                await self.backend.load(self.files.bare_options(cid, path)).delete(force=True)
-                log.info("removed the runtime's leftover state of container %s", cid[:12])
-            except (WhaledError, OSError) as e:
-                log.warning("leftover runtime state of %s: %s", cid[:12], e)
-        keep = {cid[:16] for cid in live}
-        runs = os.path.join(self.files.exec_root, "c")
-        with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(runs):
-                if name not in keep:
-                    path = os.path.join(runs, name)
-                    await asyncio.to_thread(remove_tree, path, ignore_errors=True)
-
-    def live_runtime_paths(self) -> list[str]:
-        """Runtime executables that running (adopted) containers are locked to."""
-        return [
-            c.runtime_path
-            for c in self.store.all()
-            if c.runtime_path and is_running(c.state.status)
-        ]
-
-    async def start_restored(self, cfg: Config, containers: Sequence[Container]) -> None:
-        for c in containers:
-            try:
-                await self.start(cfg, c.id)
-            except WhaledError as e:
-                log.error("could not restart container %s: %s", c.id[:12], e)
-
-    async def _adopt(self, c: Container, slot: Slot) -> bool:
-        log_opts = log_options(c)
-        options = self.files.runtime_options(c, c.runtime_path, log_opts)
-        runtime = self.backend.load(options)
-        try:
-            task = await runtime.task()
-        except WhaledError:
-            task = None
-        if task is not None:
-            status = task.exit_status()
-            if status is None:
-                # Re-mount: the rootfs stays mounted while the container lives.
-                await asyncio.to_thread(self.layers.mount, c.id)
-                run = Run(runtime=runtime, task=task, started=time.monotonic())
-                slot.run = run
-                if c.state.status == Status.RESTARTING:
-                    c.state.status = Status.RUNNING
-                self._save(c)
-                self.tasks.spawn(f"watch-{c.id[:12]}", self._watch(c, slot, run))
-                if log_opts is not None and log_opts.max_size:
-                    rotator = LogRotator(
-                        c.log_path, log_opts.max_size, log_opts.max_file, task.reopen_log
-                    )
-                    self.tasks.spawn(f"logrotate-{c.id[:12]}", rotator.run(run.stop_rotation))
-                if c.state.health is not None and self._health_runner is not None:
-                    run.health_task = self.tasks.spawn(
-                        f"health-{c.id[:12]}", self._health_runner(c, run)
-                    )
-                log.info("re-adopted running container %s", c.id[:12])
-                return True
-        else:
-            status = None
-        with contextlib.suppress(WhaledError, OSError):
-            await runtime.delete(force=True)
-        c.state.status = Status.EXITED
-        c.state.pid = 0
-        if status is not None:
-            c.state.exit_code = status.exit_code
-            c.state.oom_killed = status.oom_killed
-            c.state.finished_at = _exit_time(status)
-        else:
-            c.state.exit_code = 255 if not c.state.exit_code else c.state.exit_code
-            c.state.finished_at = now_rfc3339()
-        c.state.health = None
-        self._save(c)
-        return False
-
-    def _unmount_all(self, cid: str) -> None:
-        with contextlib.suppress(NotFound, OSError):
-            while self.layers.is_mounted(cid):
-                self.layers.unmount(cid)
-
-    async def shutdown(self, cfg: Config) -> None:
+    def begin_shutdown(self) -> None:
+        """No restart from now on (exits are recorded, nothing is started again)."""
         self._shutting_down = True
         for slot in self.runs:
             if slot.restart_timer is not None:
                 slot.restart_timer.cancel()
-        if not cfg.live_restore:
-            await self._stop_all(cfg)
-        # Exits being cleaned up right now finish first: no mount or monitor is left behind.
+
+    def pending_cleanups(self) -> list[Awaitable[Any]]:
+        """Exit clean-ups and removals still running."""
         pending: list[Awaitable[Any]] = [
             s.run.cleaned.wait()
             for s in self.runs
             if s.run is not None and s.run.exit_status is not None and not s.run.cleaned.is_set()
         ]
-        pending += list(self._finishing)
-        if pending:
-            await asyncio.wait(
-                [asyncio.ensure_future(p) for p in pending], timeout=SHUTDOWN_CLEANUP_SECONDS
-            )
-
-    async def _stop_all(self, cfg: Config) -> None:
-        running = [c for c in self.store.all() if is_running(c.state.status)]
-        if not running:
-            return
-
-        async def stop_one(c: Container) -> None:
-            slot = self.runs.slot(c.id)
-            run = slot.run
-            if run is None:
-                return
-            timeout = c.config.get("StopTimeout")
-            t = DEFAULT_STOP_TIMEOUT if timeout is None else int(timeout)
-            t = min(t, cfg.shutdown_timeout) if cfg.shutdown_timeout >= 0 else t
-            await self._signal(c, run, self._stop_signal(c, None))
-            try:
-                await asyncio.wait_for(asyncio.shield(run.cleaned.wait()), t)
-            except TimeoutError:
-                await self._signal(c, run, signals.SIGKILL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(run.cleaned.wait()), 10)
-
-        log.info("stopping %d running containers", len(running))
-        await asyncio.gather(*(stop_one(c) for c in running), return_exceptions=True)
+        return pending + list(self._finishing)
 
     # ------------------------------------------------------------------ counts
 
@@ -1033,35 +859,3 @@ class ContainerService:
 
 def _ulimit(name: str, soft: int, hard: int) -> Ulimit:
     return Ulimit(name=name, soft=soft, hard=hard)
-
-
-def _write(path: str, text: str) -> None:
-    """hosts / hostname / resolv.conf: derived from the container's record (which is
-    fsynced), like dockerd's plain writes of them."""
-    replace_file(path, text.encode(), 0o644)
-
-
-def _check_bind_sources(hc: Mapping[str, Any]) -> None:
-    """``--mount type=bind`` needs an existing source (dockerd's 400 and message)."""
-    for m in hc.get("Mounts") or []:
-        source = str(m.get("Source") or "")
-        if m.get("Type") == "bind" and source and not os.path.exists(source):
-            raise InvalidParameter(
-                f'invalid mount config for type "bind": bind source path does not exist: {source}'
-            )
-
-
-def _create_bind_sources(hc: Mapping[str, Any]) -> None:
-    """``-v /host/path:/path`` creates a missing host directory at start, as dockerd does."""
-    for bind in hc.get("Binds") or []:
-        source = str(bind).split(":", 1)[0]
-        if source.startswith("/") and not os.path.lexists(source):
-            os.makedirs(source, 0o755, exist_ok=True)
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None

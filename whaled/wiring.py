@@ -40,6 +40,7 @@ from whaled.container.store import ContainerStore
 from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
+from whaled.daemon.create import ContainerCreator
 from whaled.daemon.daemon import Daemon
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
@@ -50,6 +51,7 @@ from whaled.daemon.runs import Runs
 from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
+from whaled.daemon.trash import Trash
 from whaled.errors import WhaledError
 from whaled.events import EventBus
 from whaled.host.sysinfo import read_capability_bounding_mask
@@ -166,15 +168,29 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             capability_bounding=bounding,
         )
         health = HealthMonitor(store=container_store, events=container_events, execs=execs)
+        trash = Trash(
+            store=container_store, layers=image_service.layers, files=run_files, tasks=tasks
+        )
+        specs = SpecAssembler(
+            facts=facts, capability_bounding=bounding, store=container_store, runs=runs
+        )
         containers = ContainerService(
             store=container_store,
             runs=runs,
             files=run_files,
-            specs=SpecAssembler(
-                facts=facts, capability_bounding=bounding, store=container_store, runs=runs
+            specs=specs,
+            creator=ContainerCreator(
+                store=container_store,
+                runs=runs,
+                images=image_service,
+                layers=image_service.layers,
+                events=container_events,
+                facts=facts,
+                files=run_files,
+                specs=specs,
             ),
-            images=image_service,
             layers=image_service.layers,
+            trash=trash,
             events=container_events,
             facts=facts,
             config=store.current,
@@ -191,6 +207,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             layers=image_service.layers,
             backend=backend,
             files=run_files,
+            trash=trash,
             tasks=tasks,
         )
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime

@@ -1,6 +1,12 @@
-"""Container use cases: create, start, stop, kill, wait, remove, restart policies, restore.
+"""Container use cases: start, stop, kill, pause, wait, remove, rename, update, restart
+policies and the handling of exits.
 
-One :class:`ContainerService` owns every container's lifecycle. Its rules:
+One :class:`ContainerService` owns every container's lifecycle; its collaborators come in
+the constructor (``whaled.wiring``): create is ``daemon/create.py``, the run table and attach
+glue ``daemon/runs.py``, runtime files and the OCI spec ``daemon/bundle.py``, removed files
+``daemon/trash.py``, daemon start and shutdown ``daemon/restore.py``; the decisions are pure
+rules in ``whaled.container`` (``exit.plan_exit``, ``update.plan_update``, ``restart``,
+``remove``, ``start``). Its rules:
 
 - Each container has an operation lock (start/stop/kill/pause/remove/rename/update take it),
   so two requests never interleave on one container. The exit of a container is handled by
@@ -11,10 +17,8 @@ One :class:`ContainerService` owns every container's lifecycle. Its rules:
   call of that run (kill, exec, pause, update, delete) goes through the backend objects made
   with that path, whatever later reloads do.
 - Every state change is persisted (atomic write) before it is announced by an event.
-- At daemon start :meth:`restore` re-adopts the containers whose monitor still runs and
-  marks the others exited (then applies their restart policy); at shutdown
-  :meth:`shutdown` stops running containers within ``shutdown-timeout`` unless live-restore
-  is on.
+- An exit is decided by ``plan_exit`` (events in, commands out) and carried out by
+  :meth:`ContainerService._handle_exit`.
 """
 
 from __future__ import annotations
@@ -22,37 +26,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import random
-import secrets
 import signal as signals
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from whaled.config.model import Config
-from whaled.container.create import (
-    DaemonDefaults,
-    check_request,
-    complete_host_config,
-    merge_config,
-    validate_host_config,
-)
 from whaled.container.events import ContainerEvents
 from whaled.container.exit import apply_exit, plan_exit
 from whaled.container.health import HealthConfig, reset_for_start
+from whaled.container.listing import count_by_state, image_users
 from whaled.container.model import Container
-from whaled.container.names import generate_name, validate_name
+from whaled.container.names import validate_name
+from whaled.container.remove import check_removable
+from whaled.container.signals import parse_signal
 from whaled.container.spec_input import resources_of
+from whaled.container.start import classify_start_failure
 from whaled.container.state import Event, Status, is_running, next_state
 from whaled.container.store import ContainerStore
+from whaled.container.times import exit_time, now_rfc3339
 from whaled.container.update import plan_update
 from whaled.daemon.bundle import RunFiles, SpecAssembler, log_options, write_bundle
+from whaled.daemon.create import ContainerCreator, CreateResult
 from whaled.daemon.runs import AttachWaiter, Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
+from whaled.daemon.trash import Trash
 from whaled.errors import (
     Conflict,
     InvalidParameter,
@@ -62,70 +63,16 @@ from whaled.errors import (
     WhaledError,
 )
 from whaled.image.layers import LayerStore
-from whaled.image.service import ImageService
 from whaled.image.store import ImageUser
-from whaled.logger.options import LogOptions, parse_log_config
+from whaled.logger.options import LogOptions
 from whaled.logger.rotate import LogRotator
-from whaled.network.files import EtcPaths, write_etc_files
-from whaled.network.mode import (
-    check_join,
-    check_network_config,
-    default_hostname,
-    joined_container,
-)
-from whaled.osutil.tree import remove_tree
-from whaled.runtime.backend.api import (
-    Backend,
-    ExitStatus,
-    Task,
-)
-from whaled.runtime.command import process_args
-from whaled.runtime.registry import known_runtimes
+from whaled.runtime.backend.api import Backend, ExitStatus, Task
 from whaled.runtime.resources import to_oci_resources
-from whaled.runtime.spec import NamespaceMode
-from whaled.runtime.ulimits import Ulimit
-from whaled.volume.mounts import check_mount_config
-from whaled.volume.sources import check_bind_sources, create_bind_sources
+from whaled.volume.sources import create_bind_sources
 
 log = logging.getLogger("whaled.containers")
 
 DEFAULT_STOP_TIMEOUT = 10
-
-
-def now_rfc3339() -> str:
-    ns = time.time_ns()
-    stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{ns % 1_000_000_000:09d}Z"
-
-
-def exit_time(status: ExitStatus) -> str:
-    ts = status.exited_at.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond:06d}000Z"
-
-
-def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
-    """``9``, ``KILL``, ``SIGKILL`` → 9; dockerd's 400 for anything else."""
-    if value is None or value == "":
-        return default
-    text = str(value).strip()
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < 65:
-            return number
-        raise InvalidParameter(f"Invalid signal: {text}")
-    name = text.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(signals.Signals[name])
-    except KeyError:
-        raise InvalidParameter(f"Invalid signal: {text}") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CreateResult:
-    id: str
-    warnings: list[str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,8 +92,9 @@ class ContainerService:
         runs: Runs,
         files: RunFiles,
         specs: SpecAssembler,
-        images: ImageService,
+        creator: ContainerCreator,
         layers: LayerStore,
+        trash: Trash,
         events: ContainerEvents,
         facts: DaemonFacts,
         config: Callable[[], Config],
@@ -159,19 +107,14 @@ class ContainerService:
         self.runs = runs
         self.files = files
         self.specs = specs
-        self.images = images
+        self.creator = creator
         self.layers = layers
+        self.trash = trash
         self.events = events
         self.facts = facts
         self.config = config
         self.backend = backend
         self.tasks = tasks
-        self._rng = random.Random()
-        self._shutting_down = False
-        #: Removals whose run directory waits for the runtime's delete (see ``remove``).
-        self._finishing: set[asyncio.Task[None]] = set()
-        self._trash_task: asyncio.Task[None] | None = None
-        self._trash_again = False
         #: Runs a started container's healthcheck (the health service's).
         self._health_runner = health_runner
         #: Called when a run ends (exec sessions of that run are over).
@@ -190,154 +133,17 @@ class ContainerService:
         return self.runs.running_task(c)
 
     def image_users(self, image_id: str) -> Sequence[ImageUser]:
-        return [
-            ImageUser(container_id=c.id, running=is_running(c.state.status))
-            for c in self.store.all()
-            if c.image_id == image_id
-        ]
+        return image_users(self.store.all(), image_id)
 
     def _save(self, c: Container) -> None:
         self.store.save(c)
 
-    # ------------------------------------------------------------------ paths
-
-    def _dir(self, cid: str) -> str:
-        return self.store.dir_of(cid)
-
     # ------------------------------------------------------------------ create
-
-    def _defaults(self, cfg: Config) -> DaemonDefaults:
-        cgroupns = cfg.default_cgroupns_mode or (
-            "private" if self.facts.cgroups.version == 2 else "host"
-        )
-        return DaemonDefaults(
-            default_runtime=cfg.default_runtime,
-            runtimes=known_runtimes(cfg, self.files.builtin),
-            shm_size=cfg.default_shm_size,
-            ipc_mode=cfg.default_ipc_mode,
-            cgroupns_mode=cgroupns,
-            log_driver=cfg.log_driver,
-            log_opts=dict(cfg.log_opts),
-            ulimits=tuple(_ulimit(u.name, u.soft, u.hard) for u in cfg.default_ulimits.values()),
-            init=cfg.init,
-            swap_limit=self.facts.cgroups.capabilities.swap_limit,
-        )
 
     async def create(
         self, cfg: Config, body: Mapping[str, Any], *, name: str | None, platform: str | None
     ) -> CreateResult:
-        if not isinstance(body, Mapping):
-            raise InvalidParameter("invalid container config: expected a JSON object")
-        image_ref = body.get("Image")
-        if not image_ref or not isinstance(image_ref, str):
-            raise InvalidParameter("No image was specified")
-        if platform:
-            self._check_platform(platform)
-        if name:
-            name = validate_name(name)
-        image = await asyncio.to_thread(self.images.resolve, image_ref)
-        image_config = image.config.get("config") or {}
-        host_request = body.get("HostConfig") or {}
-        if not isinstance(host_request, Mapping):
-            raise InvalidParameter("invalid HostConfig: expected a JSON object")
-        request = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
-        config = merge_config(request, image_config)
-        config["Image"] = image_ref
-        defaults = self._defaults(cfg)
-        host_config = complete_host_config(host_request, defaults)
-        warnings = validate_host_config(host_config, defaults)
-        warnings += check_network_config(host_config)
-        check_mount_config(host_config)
-        log_config = host_config["LogConfig"]
-        parse_log_config(str(log_config.get("Type")), log_config.get("Config") or {})
-        HealthConfig.from_api(config.get("Healthcheck"))  # 400 for bad durations
-        argv = process_args(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()))
-        if not argv:
-            raise InvalidParameter("No command specified")
-        self._check_joins(host_config)
-        check_bind_sources(host_config)
-        check_request(request, host_config)
-        if config.get("StopSignal"):
-            parse_signal(config["StopSignal"])
-        cid = secrets.token_hex(32)
-        while cid[:12].isdigit():  # dockerd avoids all-digit short IDs
-            cid = secrets.token_hex(32)
-        c = Container(
-            id=cid,
-            name=name or "",  # a generated one is chosen when it is reserved (below)
-            created=now_rfc3339(),
-            image_id=image.id,
-            image_ref=image_ref,
-            path=argv[0],
-            args=list(argv[1:]),
-            config=config,
-            host_config=host_config,
-            runtime=str(host_config["Runtime"]),
-            platform=image.config.get("os") or "linux",
-        )
-        cdir = self._dir(cid)
-        c.log_path = os.path.join(cdir, f"{cid}-json.log")
-        c.hostname_path = os.path.join(cdir, "hostname")
-        c.hosts_path = os.path.join(cdir, "hosts")
-        c.resolv_conf_path = os.path.join(cdir, "resolv.conf")
-        if not config.get("Hostname"):
-            config["Hostname"] = default_hostname(
-                str(host_config["NetworkMode"]), cid, self.facts.host.hostname
-            )
-        network = NamespaceMode.host() if host_config["NetworkMode"] == "host" else None
-        warnings.extend(self.specs.check_runnable(cfg, c, network or NamespaceMode.private()))
-        await asyncio.to_thread(self.layers.create_rw, cid, image.top_chain)
-        try:
-            if not name:
-                # Chosen and reserved in one step (no await in between): a concurrent
-                # create cannot take the same name meanwhile.
-                c.name = self._free_name()
-            self.store.reserve(c)
-            await asyncio.to_thread(
-                write_etc_files,
-                EtcPaths(
-                    hostname=c.hostname_path, hosts=c.hosts_path, resolv_conf=c.resolv_conf_path
-                ),
-                container_id=c.id,
-                config=c.config,
-                host_config=c.host_config,
-                daemon=cfg,
-            )
-        except BaseException:
-            self.store.forget(cid)
-            remove_tree(cdir, ignore_errors=True)
-            with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.layers.remove_rw, cid)
-            raise
-        self.runs.slot(cid)
-        self.events.emit(c, "create")
-        return CreateResult(id=cid, warnings=warnings)
-
-    def _check_platform(self, platform: str) -> None:
-        parts = platform.lower().split("/")
-        host = self.facts.host
-        wanted_os = parts[0]
-        wanted_arch = parts[1] if len(parts) > 1 else host.go_arch
-        if wanted_os != host.os_type or wanted_arch != host.go_arch:
-            raise InvalidParameter(
-                f"requested platform {platform!r} does not match this host "
-                f"({host.os_type}/{host.go_arch}): whaled runs containers of the host's "
-                "platform only"
-            )
-
-    def _check_joins(self, hc: Mapping[str, Any]) -> None:
-        for key in ("NetworkMode", "IpcMode", "PidMode"):
-            joined = joined_container(str(hc.get(key) or ""))
-            if joined is not None:
-                other = self.store.get(joined)
-                check_join(key, str(other.host_config.get("NetworkMode") or ""))
-
-    def _free_name(self) -> str:
-        for retry in range(20):
-            candidate = generate_name(self._rng, retry // 5)
-            if not self.store.name_taken(candidate):
-                return candidate
-        return "whaled_" + secrets.token_hex(6)
+        return await self.creator.create(cfg, body, name=name, platform=platform)
 
     # ------------------------------------------------------------------ start
 
@@ -430,23 +236,14 @@ class ContainerService:
         self.runs.fail_attachers(slot, c)
         if not isinstance(error, WhaledError):
             return error
-        message = str(error)
-        low = message.lower()
-        translated: BaseException = error
-        if "executable file not found" in low or "no such file or directory" in low:
-            c.state.exit_code = 127
-            translated = InvalidParameter(message)
-        elif "permission denied" in low:
-            c.state.exit_code = 126
-            translated = InvalidParameter(message)
-        else:
-            c.state.exit_code = 128
-        c.state.error = message
+        failure = classify_start_failure(str(error))
+        c.state.exit_code = failure.exit_code
+        c.state.error = str(error)
         with contextlib.suppress(OSError):
             self._save(c)
         if c.host_config.get("AutoRemove"):
             self.tasks.spawn(f"autoremove-{c.id[:12]}", self.auto_remove(c))
-        return translated
+        return InvalidParameter(str(error)) if failure.callers_mistake else error
 
     # ------------------------------------------------------------------ exit handling
 
@@ -471,7 +268,7 @@ class ContainerService:
             finished_at=exit_time(status),
             removing=slot.removing or c.id not in self.runs,
             record_exists=self.store.exists(c.id),
-            daemon_shutting_down=self._shutting_down,
+            daemon_shutting_down=self.runs.shutting_down,
         )
         ran_for = time.monotonic() - run.started
         # State change, record, events and waiters in one step (no await in between), as
@@ -522,7 +319,7 @@ class ContainerService:
         await asyncio.sleep(delay)
         async with slot.lock:
             slot.restart_timer = None
-            if c.state.status != Status.RESTARTING or slot.removing or self._shutting_down:
+            if c.state.status != Status.RESTARTING or slot.removing or self.runs.shutting_down:
                 return
             c.restart_count += 1
             try:
@@ -694,21 +491,8 @@ class ContainerService:
         async with slot.lock:
             if not self.store.exists(c.id):
                 raise NoSuchContainer(name_or_id)
-            if c.state.status == Status.PAUSED and not force:
-                raise Conflict(
-                    f"You cannot remove a paused container {c.id}. Unpause and then stop the "
-                    "container before attempting removal or force remove"
-                )
-            if c.state.status == Status.RESTARTING and not force:
-                raise Conflict(
-                    f'cannot remove container "/{c.name}": container is restarting: stop the '
-                    "container before removing or force remove"
-                )
-            if is_running(c.state.status) and not force:
-                raise Conflict(
-                    f"You cannot remove a running container {c.id}. Stop the container "
-                    "before attempting removal or force remove"
-                )
+            if not force:
+                check_removable(c)
             slot.removing = True
             try:
                 if slot.restart_timer is not None:
@@ -721,7 +505,7 @@ class ContainerService:
                 elif run is not None:
                     await run.released.wait()
                 c.state.status = Status.REMOVING
-                await self._remove_files(c)
+                await self.trash.remove_files(c.id)
             except BaseException:
                 slot.removing = False
                 if self.store.exists(c.id):
@@ -731,48 +515,13 @@ class ContainerService:
                 raise
         self.events.emit(c, "destroy")
         self.runs.forget(c.id)
-        run = slot.run
-        if run is None or run.cleaned.is_set():
-            await asyncio.to_thread(remove_tree, self.files.run_dir(c.id), ignore_errors=True)
-        else:
-            # The runtime's delete still reads its files there; the directory goes after it.
-            task = self.tasks.spawn(f"rundir-{c.id[:12]}", self._remove_run_dir(c.id, run))
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+        await self.trash.remove_run_dir(c.id, slot.run)
         for w in slot.removed_waiters:
             if not w.done():
                 w.set_result(c.state.exit_code)
         for ew in slot.exit_waiters:
             if not ew.done():
                 ew.set_result(ExitStatus(exit_code=c.state.exit_code, exited_at=datetime.now(UTC)))
-
-    async def _remove_files(self, c: Container) -> None:
-        def remove() -> None:
-            with contextlib.suppress(NotFound):
-                self.layers.remove_rw(c.id)  # unmounts whatever mounts remain
-            self.store.delete(c.id)
-
-        await asyncio.to_thread(remove)
-        self._empty_trash_soon()
-
-    def _empty_trash_soon(self) -> None:
-        """The removed container's files go in the background (one task at a time)."""
-        self._trash_again = True
-        if self._trash_task is None or self._trash_task.done():
-            self._trash_task = self.tasks.spawn("empty-trash", self._empty_trash())
-
-    async def _empty_trash(self) -> None:
-        await asyncio.sleep(0)  # let the removal's answer go out first
-        while True:
-            self._trash_again = False
-            await asyncio.to_thread(self.layers.empty_trash)
-            await asyncio.to_thread(self.store.empty_trash)
-            if not self._trash_again:
-                return
-
-    async def _remove_run_dir(self, cid: str, run: Run) -> None:
-        await run.cleaned.wait()
-        await asyncio.to_thread(remove_tree, self.files.run_dir(cid), ignore_errors=True)
 
     # ------------------------------------------------------------------ rename / update
 
@@ -826,36 +575,7 @@ class ContainerService:
         before the process starts (created / exited: the next start waits for it)."""
         await self.runs.attach(c, connect)
 
-    # ------------------------------------------------------------------ shutdown
-
-    def begin_shutdown(self) -> None:
-        """No restart from now on (exits are recorded, nothing is started again)."""
-        self._shutting_down = True
-        for slot in self.runs:
-            if slot.restart_timer is not None:
-                slot.restart_timer.cancel()
-
-    def pending_cleanups(self) -> list[Awaitable[Any]]:
-        """Exit clean-ups and removals still running."""
-        pending: list[Awaitable[Any]] = [
-            s.run.cleaned.wait()
-            for s in self.runs
-            if s.run is not None and s.run.exit_status is not None and not s.run.cleaned.is_set()
-        ]
-        return pending + list(self._finishing)
-
     # ------------------------------------------------------------------ counts
 
     def counts(self) -> tuple[int, int, int, int]:
-        total = running = paused = 0
-        for c in self.store.all():
-            total += 1
-            if c.state.status == Status.PAUSED:
-                paused += 1
-            elif c.state.status == Status.RUNNING:
-                running += 1
-        return total, running, paused, total - running - paused
-
-
-def _ulimit(name: str, soft: int, hard: int) -> Ulimit:
-    return Ulimit(name=name, soft=soft, hard=hard)
+        return count_by_state(self.store.all())

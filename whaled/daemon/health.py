@@ -27,8 +27,8 @@ from whaled.container.health import (
 from whaled.container.model import Container
 from whaled.container.state import Status
 from whaled.container.store import ContainerStore
+from whaled.container.times import now_rfc3339
 from whaled.daemon.attach import connect
-from whaled.daemon.containers import now_rfc3339
 from whaled.daemon.execs import ExecService, ExecSession
 from whaled.daemon.runs import Run
 from whaled.errors import WhaledError

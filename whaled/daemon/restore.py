@@ -22,15 +22,12 @@ from whaled.container.model import Container
 from whaled.container.restart import RestartPolicy, should_restart
 from whaled.container.state import Status, is_running
 from whaled.container.store import ContainerStore
+from whaled.container.times import exit_time, now_rfc3339
 from whaled.daemon.bundle import RunFiles, log_options
-from whaled.daemon.containers import (
-    DEFAULT_STOP_TIMEOUT,
-    ContainerService,
-    exit_time,
-    now_rfc3339,
-)
+from whaled.daemon.containers import DEFAULT_STOP_TIMEOUT, ContainerService
 from whaled.daemon.runs import Run, Runs, Slot
 from whaled.daemon.tasks import BackgroundTasks
+from whaled.daemon.trash import Trash
 from whaled.errors import NotFound, WhaledError
 from whaled.image.layers import LayerStore
 from whaled.osutil.tree import remove_tree
@@ -52,6 +49,7 @@ class ContainerRestorer:
         layers: LayerStore,
         backend: Backend,
         files: RunFiles,
+        trash: Trash,
         tasks: BackgroundTasks,
     ) -> None:
         self.containers = containers
@@ -60,6 +58,7 @@ class ContainerRestorer:
         self.layers = layers
         self.backend = backend
         self.files = files
+        self.trash = trash
         self.tasks = tasks
 
     async def restore(self) -> list[Container]:
@@ -194,10 +193,10 @@ class ContainerRestorer:
     async def shutdown(self, cfg: Config) -> None:
         """Stop running containers within ``shutdown-timeout`` unless live-restore is on;
         exits being cleaned up right now finish first (no mount or monitor is left behind)."""
-        self.containers.begin_shutdown()
+        self.runs.begin_shutdown()
         if not cfg.live_restore:
             await self._stop_all(cfg)
-        pending = self.containers.pending_cleanups()
+        pending = self.runs.cleanups_pending() + self.trash.pending()
         if pending:
             await asyncio.wait(
                 [asyncio.ensure_future(p) for p in pending], timeout=SHUTDOWN_CLEANUP_SECONDS

@@ -68,6 +68,8 @@ class Runs:
     def __init__(self, tasks: BackgroundTasks) -> None:
         self._slots: dict[str, Slot] = {}
         self._tasks = tasks
+        #: The daemon is shutting down: exits are recorded, nothing is restarted.
+        self.shutting_down = False
 
     def slot(self, cid: str) -> Slot:
         """The container's slot, made on first use."""
@@ -81,6 +83,21 @@ class Runs:
 
     def __iter__(self) -> Iterator[Slot]:
         return iter(list(self._slots.values()))
+
+    def begin_shutdown(self) -> None:
+        """No restart from now on (pending restart timers are cancelled)."""
+        self.shutting_down = True
+        for slot in self._slots.values():
+            if slot.restart_timer is not None:
+                slot.restart_timer.cancel()
+
+    def cleanups_pending(self) -> list[Awaitable[bool]]:
+        """The exit clean-ups (runtime delete, unmount) still running."""
+        return [
+            s.run.cleaned.wait()
+            for s in self._slots.values()
+            if s.run is not None and s.run.exit_status is not None and not s.run.cleaned.is_set()
+        ]
 
     def forget(self, cid: str) -> None:
         """The container is removed."""

@@ -31,6 +31,7 @@ from whaled.errors import Conflict, InvalidParameter, WhaledError
 from whaled.host.devices import all_device_nodes, device_node
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.osutil.atomic import replace_file
+from whaled.osutil.readtext import read_text
 from whaled.runtime.backend.api import CreateOptions, StdioOptions
 from whaled.runtime.devices import Device
 from whaled.runtime.registry import resolve_runtime
@@ -252,18 +253,10 @@ def write_bundle(bundle_dir: str, spec: Mapping[str, Any]) -> None:
     replace_file(os.path.join(bundle_dir, "config.json"), json.dumps(spec).encode(), 0o600)
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def read_in_root(root: str, path: str) -> str | None:
     """A file of the container's root file system, its path resolved inside the container
     (``whaled.container.archive.resolve``: links never lead to the host); None if missing."""
     try:
-        return _read_text(cp.resolve(root, {}, path))
+        return read_text(cp.resolve(root, {}, path))
     except WhaledError:
         return None

@@ -15,6 +15,7 @@ from typing import Any
 from whaled.config.model import Config
 from whaled.network import etcfiles
 from whaled.osutil.atomic import replace_file
+from whaled.osutil.readtext import read_text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,14 +45,14 @@ def write_etc_files(
             domainname=str(config.get("Domainname") or ""),
             extra_hosts=list(host_config.get("ExtraHosts") or []),
             host_network=host_net,
-            host_hosts=_read_text("/etc/hosts"),
+            host_hosts=read_text("/etc/hosts"),
             host_gateway_ip=daemon.host_gateway_ip or None,
         ),
     )
     _write(
         paths.resolv_conf,
         etcfiles.resolv_conf_file(
-            host_resolv=_read_text("/etc/resolv.conf"),
+            host_resolv=read_text("/etc/resolv.conf"),
             dns=list(host_config.get("Dns") or daemon.dns),
             dns_search=list(host_config.get("DnsSearch") or daemon.dns_search),
             dns_options=list(host_config.get("DnsOptions") or daemon.dns_opts),
@@ -62,11 +63,3 @@ def write_etc_files(
 
 def _write(path: str, text: str) -> None:
     replace_file(path, text.encode(), 0o644)
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None

@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := runc crun conmon catatonit tini busybox-static iproute2 openssl curl procps
+APT_PACKAGES := runc crun conmon catatonit tini busybox-static iproute2 openssl curl procps \
+  docker-registry apache2-utils
 WHALED_ARGS ?=
 PYTEST_ARGS ?=
 

@@ -36,23 +36,33 @@ from whaled.config.reload import ReloadPlan, ReloadTransaction
 from whaled.config.source import StartupSource, load_and_validate
 from whaled.config.store import ConfigStore
 from whaled.config.validate import tls_paths
+from whaled.container.events import ContainerEvents
+from whaled.container.store import ContainerStore
+from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
+from whaled.daemon.create import ContainerCreator
 from whaled.daemon.daemon import Daemon
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageService
 from whaled.daemon.reload import ReloadService
+from whaled.daemon.restore import ContainerRestorer
+from whaled.daemon.runs import Runs
 from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
+from whaled.daemon.trash import Trash
 from whaled.errors import WhaledError
 from whaled.events import EventBus
+from whaled.host.sysinfo import read_capability_bounding_mask
 from whaled.image.stores import open_image_stores
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
+from whaled.osutil.tree import sweep
 from whaled.runtime.backend.conmon import ConmonBackend
+from whaled.runtime.defaults import capabilities_from_mask
 from whaled.runtime.wrappers import remove_unreferenced
 
 log = logging.getLogger("whaled")
@@ -63,6 +73,7 @@ REQUEST_DRAIN_SECONDS = 5.0
 
 def load_engine_id(data_root: str) -> str:
     """The daemon's stable ID (dockerd's engine-id), created on first start."""
+    sweep(data_root)  # temp files of a write a crash interrupted
     path = os.path.join(data_root, "engine-id")
     try:
         with open(path, encoding="ascii") as f:
@@ -74,6 +85,12 @@ def load_engine_id(data_root: str) -> str:
     value = str(uuid.uuid4())
     atomic_write(path, value.encode() + b"\n", 0o600)
     return value
+
+
+def capability_bounding() -> frozenset[str] | None:
+    """The daemon's capability bounding set (what a container or exec can be given)."""
+    mask = read_capability_bounding_mask()
+    return capabilities_from_mask(mask) if mask is not None else None
 
 
 def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
@@ -117,7 +134,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
     unix_paths: list[str] = []
     runner: web.AppRunner | None = None
     tasks = BackgroundTasks()
-    containers: ContainerService | None = None
+    restorer: ContainerRestorer | None = None
     store: ConfigStore | None = None
     try:
         os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
@@ -129,27 +146,72 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # The image stores' start-up work (unreferenced layers, scratch dirs) runs here.
         image_stores = await asyncio.to_thread(open_image_stores, cfg.data_root)
         conmon = facts.binaries.get("conmon")
+        container_store = ContainerStore(cfg.data_root)
+        container_events = ContainerEvents(bus)
+        runs = Runs(tasks)
+        bounding = capability_bounding()
+        backend = ConmonBackend(
+            conmon_path=conmon.path if conmon is not None and conmon.path else "conmon",
+            log_level="debug" if cfg.debug else "error",
+        )
+        run_files = RunFiles(cfg.exec_root, builtin_runtime_paths(facts.binaries))
+        # Built in dependency order: the exec and health services need the container
+        # records and the run table, the container service their hooks.
+        execs = ExecService(
+            store=container_store,
+            runs=runs,
+            events=container_events,
+            tasks=tasks,
+            capability_bounding=bounding,
+        )
+        health = HealthMonitor(store=container_store, events=container_events, execs=execs)
+        trash = Trash(
+            store=container_store, layers=image_stores.layers, files=run_files, tasks=tasks
+        )
+        specs = SpecAssembler(
+            facts=facts, capability_bounding=bounding, store=container_store, runs=runs
+        )
         containers = ContainerService(
-            data_root=cfg.data_root,
-            exec_root=cfg.exec_root,
-            images=image_stores,
-            events=bus,
+            store=container_store,
+            runs=runs,
+            files=run_files,
+            specs=specs,
+            creator=ContainerCreator(
+                store=container_store,
+                runs=runs,
+                images=image_stores,
+                layers=image_stores.layers,
+                events=container_events,
+                facts=facts,
+                files=run_files,
+                specs=specs,
+            ),
+            layers=image_stores.layers,
+            trash=trash,
+            events=container_events,
             facts=facts,
             config=store.current,
-            backend=ConmonBackend(
-                conmon_path=conmon.path if conmon is not None and conmon.path else "conmon",
-                log_level="debug" if cfg.debug else "error",
-            ),
+            backend=backend,
             tasks=tasks,
+            health_runner=health.run,
+            on_run_ended=execs.drop_for,
         )
         images = ImageService(stores=image_stores, events=bus, usage=containers.image_users)
-        execs = ExecService(containers)
-        HealthMonitor(containers, execs)
+        restorer = ContainerRestorer(
+            containers=containers,
+            store=container_store,
+            runs=runs,
+            layers=image_stores.layers,
+            backend=backend,
+            files=run_files,
+            trash=trash,
+            tasks=tasks,
+        )
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
         # wrappers none of them is locked to, then start what the restart policies want.
-        restart = await containers.restore()
+        restart = await restorer.restore()
         removed = await asyncio.to_thread(
-            remove_unreferenced, containers.wrappers_dir, containers.live_runtime_paths()
+            remove_unreferenced, run_files.wrappers_dir, restorer.live_runtime_paths()
         )
         for path in removed:
             log.info("removed stale runtime wrapper %s", path)
@@ -170,7 +232,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         reloader.add_reloader(
             RuntimeReloader(
                 builtin_paths=builtin_runtime_paths(facts.binaries),
-                wrappers_dir=containers.wrappers_dir,
+                wrappers_dir=run_files.wrappers_dir,
             )
         )
         daemon = Daemon(
@@ -181,7 +243,15 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             images=images,
             containers=containers,
             execs=execs,
-            container_io=ContainerIO(containers, execs, images),
+            container_io=ContainerIO(
+                containers=containers,
+                execs=execs,
+                runs=runs,
+                images=images,
+                layers=image_stores.layers,
+                events=container_events,
+                facts=facts,
+            ),
         )
 
         limits = server.server_limits(os.environ, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
@@ -232,7 +302,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         loop.add_signal_handler(signal.SIGTERM, request_stop, "terminated")
         loop.add_signal_handler(signal.SIGINT, request_stop, "interrupt")
         loop.add_signal_handler(signal.SIGHUP, lambda: tasks.spawn("reload", reloader.reload()))
-        tasks.spawn("restart-containers", containers.start_restored(store.current(), restart))
+        tasks.spawn("restart-containers", restorer.start_restored(store.current(), restart))
         log.info("Daemon has completed initialization")
         await stop.wait()
         log.info("Stopping daemon")
@@ -240,9 +310,9 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # not kill the daemon half-way through its cleanup.
         return 0
     finally:
-        if containers is not None and store is not None:
+        if restorer is not None and store is not None:
             try:
-                await containers.shutdown(store.current())
+                await restorer.shutdown(store.current())
             except Exception:
                 log.exception("stopping containers at shutdown failed")
         await tasks.cancel_all()

@@ -19,7 +19,6 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import signal as signal_mod
 import socket
 import subprocess
@@ -33,6 +32,8 @@ from types import TracebackType
 from typing import Any
 
 import docker
+
+from whaled.osutil.tree import remove_tree
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 API_VERSION = "1.45"
@@ -541,7 +542,7 @@ class WhaledProcess:
         if left:
             raise CleanupError(f"could not unmount under {self.root}: {left}")
         remove_cgroups(self.cgroup_parent)
-        shutil.rmtree(self.root, ignore_errors=False)
+        remove_tree(self.root)  # iterative: a container may have left a very deep tree
         self._cleaned = True
 
     def __enter__(self) -> WhaledProcess:

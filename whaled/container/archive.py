@@ -35,7 +35,6 @@ import errno
 import json
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import time
@@ -48,11 +47,16 @@ from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, 
 from whaled.image.layers import xattr_pax
 from whaled.image.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
 from whaled.image.tarstream import TarEntry, stream_tar
+from whaled.osutil.tree import TreeMoved, remove_tree
 
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _BLOCK = 512
 MAX_SYMLINKS = 255  # dockerd's FollowSymlinkInScope gives up after as many links
 _PARENT_CACHE_MAX = 256
+#: Directory fds a path stack keeps open (the levels nearest the root, and its top); the
+#: others are closed on the way down and reopened on the way back, so any depth costs a
+#: bounded number of fds.
+_KEEP_OPEN = 32
 
 # Go's os.FileMode type bits (what dockerd puts in the path-stat header).
 GO_MODE_DIR = 1 << 31
@@ -293,6 +297,61 @@ class _View:
             return missing
         return _Node(cpath=cpath, host=host, fd=fd, st=os.fstat(fd), mount=parent.mount)
 
+    def push(self, stack: list[_Node], node: _Node) -> None:
+        """Append ``node`` to a path stack (each node the parent of the next), closing the
+        fd of the former top when it is deep (see :data:`_KEEP_OPEN`)."""
+        stack.append(node)
+        below = len(stack) - 2
+        if below >= _KEEP_OPEN:
+            stack[below].close()
+
+    def pop(self, stack: list[_Node]) -> _Node:
+        """Remove the top of a path stack (the caller owns it) and make sure the new top
+        has its fd again: reopened from the nearest open ancestor, one component at a
+        time, and checked to be the same directory."""
+        node = stack.pop()
+        if stack and stack[-1].fd is None and stack[-1].st is not None:  # closed, not missing
+            if not self._reopen_parent(stack[-1], node):
+                self._reopen(stack)
+        return node
+
+    def _reopen_parent(self, parent: _Node, node: _Node) -> bool:
+        """Reopen ``parent`` through ``node``'s ``..`` (one step), unless ``node`` is a mount
+        root (its ``..`` is on the host); False when that is not possible."""
+        if node.fd is None or node.cpath in self._mounts:
+            return False
+        try:
+            fd = os.open("..", _O_LOOKUP, dir_fd=node.fd)
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        assert parent.st is not None
+        if (st.st_dev, st.st_ino) != (parent.st.st_dev, parent.st.st_ino):
+            os.close(fd)
+            return False
+        parent.fd = fd
+        return True
+
+    def _reopen(self, stack: list[_Node]) -> None:
+        i = len(stack) - 1
+        j = max(k for k in range(i) if stack[k].fd is not None)
+        cur = stack[j]
+        for k in range(j + 1, i + 1):
+            want = stack[k]
+            nxt = self.child(cur, want.cpath[-1])
+            if cur is not stack[j]:
+                cur.close()
+            same = (
+                nxt.st is not None
+                and want.st is not None
+                and (nxt.st.st_dev, nxt.st.st_ino) == (want.st.st_dev, want.st.st_ino)
+            )
+            if not same:
+                nxt.close()
+                raise TreeMoved()
+            cur = nxt
+        stack[i].fd, cur.fd = cur.fd, None
+
     def resolve(self, parts: Sequence[str], *, create: _Creator | None = None) -> _Node:
         """Follow every component of ``parts`` (symlinks included) inside the container.
 
@@ -309,7 +368,7 @@ class _View:
                     continue
                 if comp == "..":
                     if len(stack) > 1:
-                        stack.pop().close()
+                        self.pop(stack).close()
                     continue
                 node = self.child(stack[-1], comp)
                 if node.st is None and create is not None:
@@ -328,7 +387,7 @@ class _View:
                             stack.pop().close()
                     pending.extend(reversed(target.split("/")))
                     continue
-                stack.append(node)
+                self.push(stack, node)
             return stack.pop()
         finally:
             for node in stack:
@@ -436,9 +495,12 @@ def _tar_entry(node: _Node, name: str, hardlinks: dict[tuple[int, int], str]) ->
 def _tree_entries(
     view: _View, top: _Node, name_of: Callable[[str], str], *, include_top: bool
 ) -> Iterator[TarEntry]:
-    """Pre-order, name-sorted tar entries of ``top`` (owned: closed at the end)."""
+    """Pre-order, name-sorted tar entries of ``top`` (owned: closed at the end). No
+    recursion, and a bounded number of open fds whatever the depth (``_View.push``)."""
     hardlinks: dict[tuple[int, int], str] = {}
-    stack: list[tuple[_Node, str, Iterator[str]]] = []
+    nodes: list[_Node] = []  # top, then each directory being listed below it
+    pending: list[Iterator[str]] = []
+    rel = ""
     try:
         if include_top:
             entry = _tar_entry(top, name_of(""), hardlinks)
@@ -446,16 +508,17 @@ def _tree_entries(
                 yield entry
         if not top.is_dir:
             return
-        stack.append((top, "", iter(view.names(top))))
-        while stack:
-            parent, rel, names = stack[-1]
-            name = next(names, None)
+        nodes.append(top)
+        pending.append(iter(view.names(top)))
+        while pending:
+            name = next(pending[-1], None)
             if name is None:
-                stack.pop()
-                if parent is not top:
-                    parent.close()
+                pending.pop()
+                if len(nodes) > 1:
+                    view.pop(nodes).close()
+                    rel = rel.rpartition("/")[0]
                 continue
-            node = view.child(parent, name)
+            node = view.child(nodes[-1], name)
             keep = False
             try:
                 if node.st is None:
@@ -465,15 +528,18 @@ def _tree_entries(
                 if entry is not None:
                     yield entry
                 if node.is_dir:
-                    stack.append((node, crel, iter(view.names(node))))
+                    names = iter(view.names(node))
+                    view.push(nodes, node)
+                    pending.append(names)
+                    rel = crel
                     keep = True
             finally:
                 if not keep:
                     node.close()
     finally:
-        for parent, _, _ in stack:
-            if parent is not top:
-                parent.close()
+        for node in nodes:
+            if node is not top:
+                node.close()
         top.close()
 
 
@@ -689,6 +755,19 @@ class _Extractor:
                 pass  # raced with the container: look again
             return self.view.child(parent, name)
 
+        # Usually one step from the parent's own (cached) parent: a plain directory there is
+        # what resolving the whole path would find. Anything else (a symlink...) is resolved
+        # from the top. Deep trees cost one lookup per member this way, not one per level.
+        above = self._parents.get(parts[:-1]) if len(parts) > 1 else self.dest
+        if above is not None and above.fd is not None and above.is_dir:
+            node = self.view.child(above, parts[-1])
+            if node.st is None and create:
+                node.close()
+                node = mkdir(above, parts[-1])
+            if node.is_dir:
+                self._parents[parts] = node
+                return node
+            node.close()
         node = self.view.resolve((*self.dest.cpath, *parts), create=mkdir if create else None)
         if not node.is_dir:
             node.close()
@@ -755,7 +834,7 @@ class _Extractor:
                 )
             if not (is_dir and member.isdir()):
                 if is_dir:
-                    shutil.rmtree(base, dir_fd=parent.fd)
+                    remove_tree(base, dir_fd=parent.fd)
                 else:
                     os.unlink(base, dir_fd=parent.fd)
                 if is_dir or stat.S_ISLNK(existing.st_mode):
@@ -880,8 +959,13 @@ class _Extractor:
             os.close(fd)
 
     def finish(self) -> None:
-        """Directory times last (creating their content changed them)."""
-        for parts, times in reversed(self._dirs):
+        """Directory times last (creating their content changed them). The order among
+        them does not matter then: they go top-down, each parent found one step from the
+        previous one; a directory named twice keeps the times of its first entry."""
+        times_of: dict[tuple[str, ...], tuple[int, int]] = {}
+        for parts, times in self._dirs:
+            times_of.setdefault(parts, times)
+        for parts, times in times_of.items():
             self.trim()
             try:
                 parent = self.parent(parts[:-1], "/".join(parts), create=False)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from whaled.errors import InvalidParameter, NotFound
+from whaled.errors import InvalidParameter
 from whaled.runtime.command import merge_command, merge_config_env
 from whaled.runtime.defaults import normalize_capabilities
 from whaled.runtime.ulimits import Ulimit, merge_ulimits, validate_ulimit
@@ -23,7 +23,6 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 #: The kernel's limit for a hostname (HOST_NAME_MAX); sethostname refuses longer ones.
 HOST_NAME_MAX = 64
 INT64_MAX = 2**63 - 1
-SUPPORTED_NETWORK_MODES = ("none", "host", "default", "bridge")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,7 +145,8 @@ def complete_host_config(request: Mapping[str, Any], d: DaemonDefaults) -> dict[
 
 
 def validate_host_config(hc: Mapping[str, Any], d: DaemonDefaults) -> list[str]:
-    """Raise InvalidParameter / NotFound for what cannot run; return warnings."""
+    """Raise InvalidParameter for what cannot run; return warnings. (The network and mount
+    settings are checked by ``whaled.network.mode`` and ``whaled.volume.mounts``.)"""
     warnings: list[str] = []
     policy = hc["RestartPolicy"]
     name = policy["Name"]
@@ -164,33 +164,8 @@ def validate_host_config(hc: Mapping[str, Any], d: DaemonDefaults) -> list[str]:
     runtime = hc["Runtime"]
     if runtime not in d.runtimes:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
-    mode = str(hc["NetworkMode"])
-    if not (mode in SUPPORTED_NETWORK_MODES or mode.startswith("container:")):
-        raise NotFound(f"network {mode} not found")
-    if mode in ("default", "bridge"):
-        warnings.append(
-            "whaled has no bridge networking yet: the container gets its own network "
-            "namespace with loopback only"
-        )
-    if any(hc.get("PortBindings") or {}):
-        raise InvalidParameter(
-            "port publishing needs bridge networking, which whaled does not provide yet"
-        )
     if hc.get("UsernsMode"):
         raise InvalidParameter("user namespaces (--userns) are not supported by whaled")
-    if hc.get("VolumesFrom"):
-        raise InvalidParameter("--volumes-from is not supported by whaled yet")
-    for bind in hc.get("Binds") or []:
-        source = str(bind).split(":", 1)[0]
-        if not source.startswith("/"):
-            raise InvalidParameter(
-                f"named volume '{source}' is not supported by whaled yet: use an absolute "
-                "host path"
-            )
-    for mount in hc.get("Mounts") or []:
-        kind = mount.get("Type")
-        if kind not in ("bind", "tmpfs"):
-            raise InvalidParameter(f"mount type '{kind}' is not supported by whaled yet")
     return warnings
 
 

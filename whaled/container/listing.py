@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from whaled.container.model import Container
-from whaled.container.state import Status
+from whaled.container.state import Status, is_running
 from whaled.errors import InvalidParameter
 from whaled.image.filters import match_kv_list
+from whaled.image.store import ImageUser
 
 Filters = Mapping[str, Sequence[str]]
 
@@ -141,3 +142,24 @@ def select(
         if limit > 0 and len(out) >= limit:
             break
     return out
+
+
+def count_by_state(containers: Iterable[Container]) -> tuple[int, int, int, int]:
+    """(total, running, paused, stopped) for /info; restarting counts as stopped."""
+    total = running = paused = 0
+    for c in containers:
+        total += 1
+        if c.state.status == Status.PAUSED:
+            paused += 1
+        elif c.state.status == Status.RUNNING:
+            running += 1
+    return total, running, paused, total - running - paused
+
+
+def image_users(containers: Iterable[Container], image_id: str) -> list[ImageUser]:
+    """The containers made from the image (what an image delete must respect)."""
+    return [
+        ImageUser(container_id=c.id, running=is_running(c.state.status))
+        for c in containers
+        if c.image_id == image_id
+    ]

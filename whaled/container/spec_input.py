@@ -6,56 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from whaled.container.model import Container
-from whaled.errors import InvalidParameter
-from whaled.runtime.mounts import BindMount, Mount, Propagation, TmpfsMount
+from whaled.runtime.devices import Device
+from whaled.runtime.mounts import Mount
 from whaled.runtime.resources import Resources
 from whaled.runtime.spec import HostFacts, IpcMode, NamespaceMode, SpecInput
 from whaled.runtime.ulimits import Ulimit
 from whaled.runtime.usermap import ResolvedUser
-
-_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
-
-
-def parse_bind(text: str) -> BindMount:
-    """``/src:/dst[:ro|rw|z|Z|propagation,...]``."""
-    parts = text.split(":")
-    if len(parts) < 2 or not parts[0].startswith("/") or not parts[1].startswith("/"):
-        raise InvalidParameter(f"invalid volume specification: '{text}'")
-    readonly = False
-    propagation: Propagation = "rprivate"
-    for opt in (parts[2].split(",") if len(parts) > 2 and parts[2] else []):
-        if opt in ("ro", "rw"):
-            readonly = opt == "ro"
-        elif opt in _PROPAGATIONS:
-            propagation = opt  # type: ignore[assignment]
-        elif opt in ("z", "Z", "nocopy", "consistent", "cached", "delegated"):
-            continue
-        else:
-            raise InvalidParameter(f"invalid mode: {opt}")
-    return BindMount(source=parts[0], destination=parts[1], readonly=readonly,
-                     propagation=propagation)
-
-
-def _api_mount(m: Mapping[str, Any]) -> Mount:
-    target = str(m.get("Target", ""))
-    if m.get("Type") == "tmpfs":
-        opts = m.get("TmpfsOptions") or {}
-        return TmpfsMount(destination=target, size=opts.get("SizeBytes") or None,
-                          mode=opts.get("Mode") or None, readonly=bool(m.get("ReadOnly")))
-    bind = m.get("BindOptions") or {}
-    return BindMount(source=str(m.get("Source", "")), destination=target,
-                     readonly=bool(m.get("ReadOnly")),
-                     propagation=bind.get("Propagation") or "rprivate",
-                     recursive=not bind.get("NonRecursive", False))
-
-
-def user_mounts(hc: Mapping[str, Any]) -> tuple[Mount, ...]:
-    mounts: list[Mount] = [parse_bind(b) for b in hc.get("Binds") or []]
-    mounts.extend(_api_mount(m) for m in hc.get("Mounts") or [])
-    for dest, options in (hc.get("Tmpfs") or {}).items():
-        opts = tuple(o for o in str(options).split(",") if o)
-        mounts.append(TmpfsMount(destination=dest, options=opts))
-    return tuple(mounts)
 
 
 def resources_of(hc: Mapping[str, Any]) -> Resources:
@@ -94,8 +50,22 @@ def build_spec_input(
     init_path: str | None,
     shm_source: str | None = None,
     cgroup_parent: str = "",
+    mounts: Sequence[Mount] = (),
+    devices: Sequence[Device] = (),
+    host_devices: Sequence[Device] = (),
+    pid: NamespaceMode | None = None,
+    no_new_privileges: bool = False,
 ) -> SpecInput:
+    """The spec input of a start, in one place. The caller resolves what needs the host:
+    the user (from the image's files), the init binary, the user mounts
+    (``whaled.volume.mounts.user_mounts``), the devices (``devices``: the
+    request's ``Devices`` looked up; ``host_devices``: every device node, for
+    ``--privileged``), the network namespace and ``pid``, a ``container:<id>`` PID namespace
+    to join. ``no_new_privileges`` is the daemon's default (``--no-new-privileges``)."""
     cfg, hc = c.config, c.host_config
+    security_opt = tuple(hc.get("SecurityOpt") or ())
+    if no_new_privileges and "no-new-privileges" not in " ".join(security_opt):
+        security_opt = (*security_opt, "no-new-privileges")
     ipc = str(hc.get("IpcMode") or "private")
     ipc_mode = IpcMode(kind="host", shm_source="/dev/shm") if ipc == "host" else (
         IpcMode(kind="none") if ipc == "none" else IpcMode(kind="private"))
@@ -117,7 +87,7 @@ def build_spec_input(
         open_stdin=bool(cfg.get("OpenStdin")),
         stop_signal=cfg.get("StopSignal") or None,
         readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
-        mounts=user_mounts(hc),
+        mounts=tuple(mounts),
         hosts_path=hosts_path,
         resolv_conf_path=resolv_conf_path,
         hostname_path=hostname_path,
@@ -125,7 +95,7 @@ def build_spec_input(
         privileged=bool(hc.get("Privileged")),
         cap_add=tuple(hc.get("CapAdd") or ()),
         cap_drop=tuple(hc.get("CapDrop") or ()),
-        security_opt=tuple(hc.get("SecurityOpt") or ()),
+        security_opt=security_opt,
         masked_paths=tuple(hc["MaskedPaths"]) if hc.get("MaskedPaths") is not None else None,
         readonly_paths=(
             tuple(hc["ReadonlyPaths"]) if hc.get("ReadonlyPaths") is not None else None
@@ -137,8 +107,11 @@ def build_spec_input(
         shm_size=hc.get("ShmSize") or 64 * 1024 * 1024,
         cgroup_parent=hc.get("CgroupParent") or cgroup_parent,
         network=network,
+        devices=tuple(devices),
+        host_devices=tuple(host_devices),
+        device_cgroup_rules=tuple(hc.get("DeviceCgroupRules") or ()),
         ipc=ipc_mode if shm_source is None else IpcMode(kind=ipc_mode.kind, shm_source=shm_source),
-        pid=_mode(str(hc.get("PidMode") or "")),
+        pid=pid if pid is not None else _mode(str(hc.get("PidMode") or "")),
         uts=_mode(str(hc.get("UTSMode") or "")),
         cgroupns=_mode(str(hc.get("CgroupnsMode") or "")),
     )

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 
 from whaled.container.model import Container
 from whaled.errors import Conflict, InvalidParameter, NoSuchContainer
 from whaled.osutil.atomic import atomic_write
+from whaled.osutil.tree import remove_tree, sweep
 
 log = logging.getLogger("whaled.container")
 
@@ -47,13 +47,23 @@ class ContainerStore:
         loaded = []
         self.empty_trash()
         for entry in sorted(os.listdir(self.root)):
-            path = os.path.join(self.root, entry, RECORD)
+            if entry.startswith(TRASH_PREFIX):
+                continue  # could not be removed (logged)
+            directory = os.path.join(self.root, entry)
+            path = os.path.join(directory, RECORD)
             try:
                 with open(path, encoding="utf-8") as f:
                     container = Container.from_json(json.load(f))
+            except FileNotFoundError:
+                # No record: a crash between the directory and the record of a create, or
+                # between the record and the directory of a removal. Nobody owns it.
+                log.info("removing container directory %s: it has no record", entry)
+                remove_tree(directory, ignore_errors=True)
+                continue
             except (OSError, ValueError, TypeError, KeyError) as e:
                 log.warning("skipping container directory %s: %s", entry, e)
                 continue
+            sweep(directory)  # temp files of interrupted writes
             self._by_id[container.id] = container
             self._by_name[container.name] = container.id
             loaded.append(container)
@@ -110,13 +120,19 @@ class ContainerStore:
         except FileNotFoundError:
             pass
         except OSError:
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_tree(directory, ignore_errors=True)
 
     def empty_trash(self) -> None:
-        """Delete the directories ``delete`` moved aside."""
-        for entry in os.listdir(self.root):
-            if entry.startswith(TRASH_PREFIX):
-                shutil.rmtree(os.path.join(self.root, entry), ignore_errors=True)
+        """Delete the directories ``delete`` moved aside (one that cannot be removed is
+        logged and left for the next start)."""
+        sweep(self.root, lambda name: name.startswith(TRASH_PREFIX))
+
+    def owner_ids(self) -> set[str]:
+        """IDs of the containers that may own data elsewhere (RW layers...): every loaded
+        one and every container directory, also one whose record could not be read."""
+        ids = set(self._by_id)
+        ids.update(n for n in os.listdir(self.root) if not n.startswith(TRASH_PREFIX))
+        return ids
 
     def get(self, ref: str) -> Container:
         """By full ID, name (with or without '/'), or unique ID prefix."""

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whaled.container import archive as cp
+from whaled.container.events import ContainerEvents
 from whaled.container.initpaths import hide_init_paths, init_exclusions
 from whaled.container.listing import select
 from whaled.container.model import Container
-from whaled.container.spec_input import parse_bind
 from whaled.container.state import Status, is_running
 from whaled.container.top import (
     DEFAULT_PS_ARGS,
@@ -36,13 +36,16 @@ from whaled.container.top import (
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService, SaveStream
+from whaled.daemon.runs import Runs
+from whaled.daemon.system import HostFacts
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
-from whaled.image.layers import ChangeKind
+from whaled.image.layers import ChangeKind, LayerStore
 from whaled.image.tarsafe import Readable
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
+from whaled.volume.mounts import parse_bind
 
 log = logging.getLogger("whaled.containers")
 
@@ -113,16 +116,28 @@ def format_timestamp(ns: int) -> str:
 
 class ContainerIO:
     def __init__(
-        self, containers: ContainerService, execs: ExecService, images: ImageService
+        self,
+        *,
+        containers: ContainerService,
+        execs: ExecService,
+        runs: Runs,
+        images: ImageService,
+        layers: LayerStore,
+        events: ContainerEvents,
+        facts: HostFacts,
     ) -> None:
         self.svc = containers
         self.execs = execs
+        self.runs = runs
         self.images = images
+        self.layers = layers
+        self.events = events
+        self.facts = facts
 
     # ------------------------------------------------------------------ list / inspect
 
     def _summary(self, c: Container, *, size: bool) -> ContainerSummary:
-        layers = self.svc.images.layers
+        layers = self.layers
         try:
             graph: Mapping[str, str] = layers.rw_paths(c.id)
         except (NotFound, OSError):
@@ -162,7 +177,7 @@ class ContainerIO:
         return await asyncio.to_thread(lambda: [self._summary(c, size=True) for c in chosen])
 
     def _ancestor(self, ref: str) -> Callable[[str], bool]:
-        images = self.svc.images
+        images = self.images.stores
         try:
             target = images.resolve(ref).id
         except WhaledError:
@@ -207,7 +222,7 @@ class ContainerIO:
         driver = str(lc.get("Type") or "json-file")
         options = parse_log_config(driver, lc.get("Config") or {})
         check_readable(options)
-        run = self.svc.run_of(c.id)
+        run = self.runs.run_of(c.id)
         done = asyncio.Event()
         if run is not None and is_running(c.state.status) and run.exit_status is None:
             done = run.cleaned
@@ -232,7 +247,7 @@ class ContainerIO:
 
     async def top(self, name_or_id: str, ps_args: str) -> tuple[list[str], list[list[str]]]:
         c = self.svc.get(name_or_id)
-        task = self.svc.running_task(c)
+        task = self.runs.running_task(c)
         args = validate_ps_args(ps_args or DEFAULT_PS_ARGS)
         pids = set(await task.pids())
         first, fallback = ps_argvs(args, pids)
@@ -251,7 +266,7 @@ class ContainerIO:
 
     async def stats_sample(self, name_or_id: str) -> StatsSample:
         c = self.svc.get(name_or_id)
-        run = self.svc.run_of(c.id)
+        run = self.runs.run_of(c.id)
         raw: Mapping[str, Any] = {}
         running = run is not None and c.state.status in (Status.RUNNING, Status.PAUSED)
         if running and run is not None:
@@ -260,7 +275,7 @@ class ContainerIO:
             except WhaledError as e:
                 log.debug("stats of %s: %s", c.id[:12], e)
                 raw = {}
-        facts = self.svc.facts
+        facts = self.facts
         return StatsSample(
             container_id=c.id,
             name=c.name,
@@ -305,7 +320,7 @@ class ContainerIO:
 
     @contextlib.contextmanager
     def _rootfs(self, c: Container) -> Iterator[str]:
-        layers = self.svc.images.layers
+        layers = self.layers
         try:
             root = layers.mount(c.id)
         except NotFound:
@@ -329,7 +344,7 @@ class ContainerIO:
         self, name_or_id: str, path: str
     ) -> tuple[dict[str, Any], AsyncIterator[bytes]]:
         c = self.svc.get(name_or_id)
-        layers = self.svc.images.layers
+        layers = self.layers
 
         def prepare() -> tuple[dict[str, Any], Iterator[bytes]]:
             root = layers.mount(c.id)
@@ -369,24 +384,24 @@ class ContainerIO:
                 )
 
         await asyncio.to_thread(work)
-        self.svc._event(c, "extract-to-dir", {"path": path})
+        self.events.emit(c, "extract-to-dir", {"path": path})
 
     async def export(self, name_or_id: str) -> AsyncIterator[bytes]:
         c = self.svc.get(name_or_id)
-        layers = self.svc.images.layers
+        layers = self.layers
 
         def prepare() -> Iterator[bytes]:
             root = layers.mount(c.id)
             return _then(cp.export_rootfs(root), lambda: layers.unmount(c.id))
 
         chunks = await asyncio.to_thread(prepare)
-        self.svc._event(c, "export")
+        self.events.emit(c, "export")
         return aiter(SaveStream(chunks))
 
     async def changes(self, name_or_id: str) -> list[dict[str, Any]]:
         c = self.svc.get(name_or_id)
         try:
-            changes = await asyncio.to_thread(self.svc.images.layers.changes, c.id)
+            changes = await asyncio.to_thread(self.layers.changes, c.id)
         except (NotFound, FileNotFoundError):
             raise Conflict(
                 f"container {c.id} has no file system (it is being removed or is dead)"
@@ -431,7 +446,7 @@ class ContainerIO:
             if paused_here:
                 with contextlib.suppress(Conflict):
                     await self.svc.unpause(c.id)
-        self.svc._event(c, "commit", {"comment": comment} if comment else None)
+        self.events.emit(c, "commit", {"comment": comment} if comment else None)
         return image_id
 
     async def prune(self, filters: Mapping[str, Sequence[str]]) -> tuple[list[str], int]:
@@ -451,7 +466,7 @@ class ContainerIO:
             if until is not None and parse_log_time(c.created) / 1e9 >= until:
                 continue
             try:
-                size = await asyncio.to_thread(self.svc.images.layers.rw_size, c.id)
+                size = await asyncio.to_thread(self.layers.rw_size, c.id)
             except (NotFound, OSError):
                 size = 0
             try:
@@ -461,7 +476,7 @@ class ContainerIO:
                 continue
             deleted.append(c.id)
             reclaimed += size
-        self.svc.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
+        self.events.emit_pruned(reclaimed)
         return deleted, reclaimed
 
 

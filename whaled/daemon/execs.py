@@ -20,9 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from whaled.container.events import ContainerEvents
 from whaled.container.model import Container
 from whaled.container.state import Status
-from whaled.daemon.containers import ContainerService, read_in_root
+from whaled.container.store import ContainerStore
+from whaled.daemon.bundle import read_in_root
+from whaled.daemon.runs import Runs
+from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import Conflict, InvalidParameter, NotFound, WhaledError
 from whaled.runtime.backend.api import Process
 from whaled.runtime.command import process_env
@@ -64,10 +68,21 @@ ConnectFn = Callable[[str], Awaitable[None]]
 
 
 class ExecService:
-    def __init__(self, containers: ContainerService) -> None:
-        self.containers = containers
+    def __init__(
+        self,
+        *,
+        store: ContainerStore,
+        runs: Runs,
+        events: ContainerEvents,
+        tasks: BackgroundTasks,
+        capability_bounding: frozenset[str] | None,
+    ) -> None:
+        self.store = store
+        self.runs = runs
+        self.events = events
+        self.tasks = tasks
+        self.capability_bounding = capability_bounding
         self._sessions: dict[str, ExecSession] = {}
-        containers.on_exec_cleanup = self.drop_for
 
     def ids_for(self, container_id: str) -> list[str]:
         """Sessions of the container that run or have not started (dockerd drops an exec
@@ -94,7 +109,7 @@ class ExecService:
         return session
 
     def create(self, name_or_id: str, body: Mapping[str, Any]) -> ExecSession:
-        c = self.containers.get(name_or_id)
+        c = self.store.get(name_or_id)
         self._check_running(c)
         cmd = body.get("Cmd")
         if isinstance(cmd, str):
@@ -126,7 +141,7 @@ class ExecService:
                 "absolute path"
             )
         self._sessions[session.id] = session
-        self.containers._event(c, "exec_create: " + " ".join(session.cmd), {"execID": session.id})
+        self.events.emit(c, "exec_create: " + " ".join(session.cmd), {"execID": session.id})
         return session
 
     def _check_running(self, c: Container) -> None:
@@ -138,7 +153,7 @@ class ExecService:
             raise Conflict(f"Container {c.id} is not running")
 
     def process_spec(self, c: Container, session: ExecSession) -> dict[str, Any]:
-        run = self.containers.run_of(c.id)
+        run = self.runs.run_of(c.id)
         if run is None:
             raise Conflict(f"Container {c.id} is not running")
         bundle = run.runtime.options.bundle_dir
@@ -168,7 +183,7 @@ class ExecService:
             }
         if session.privileged:
             caps = list(effective_capabilities(privileged=True))
-            bounding = self.containers.capability_bounding
+            bounding = self.capability_bounding
             if bounding is not None:
                 caps = [cap for cap in caps if cap in bounding]
             process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
@@ -187,9 +202,9 @@ class ExecService:
             raise Conflict(f"Error: Exec command {exec_id} is already running")
         if session.started:
             raise Conflict(f"Error: Exec command {exec_id} has already run")
-        c = self.containers.get(session.container_id)
+        c = self.store.get(session.container_id)
         self._check_running(c)
-        task = self.containers.running_task(c)
+        task = self.runs.running_task(c)
         spec = await asyncio.to_thread(self.process_spec, c, session)
         session.started = True
         try:
@@ -207,8 +222,8 @@ class ExecService:
         session.process = process
         session.pid = process.pid
         session.running = True
-        self.containers._event(c, "exec_start: " + " ".join(session.cmd), {"execID": exec_id})
-        self.containers.tasks.spawn(f"exec-{exec_id[:12]}", self._watch(c, session, process))
+        self.events.emit(c, "exec_start: " + " ".join(session.cmd), {"execID": exec_id})
+        self.tasks.spawn(f"exec-{exec_id[:12]}", self._watch(c, session, process))
         if session.console_size and session.tty:
             with contextlib.suppress(WhaledError, OSError):
                 await process.resize(session.console_size[1], session.console_size[0])
@@ -225,7 +240,7 @@ class ExecService:
         session.done.set()
         with contextlib.suppress(WhaledError, OSError):
             await process.release()
-        self.containers._event(
+        self.events.emit(
             c, "exec_die", {"execID": session.id, "exitCode": str(session.exit_code)}
         )
 

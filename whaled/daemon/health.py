@@ -16,6 +16,7 @@ import secrets
 import signal
 import time
 
+from whaled.container.events import ContainerEvents
 from whaled.container.health import (
     HealthConfig,
     next_probe_delay,
@@ -25,9 +26,11 @@ from whaled.container.health import (
 )
 from whaled.container.model import Container
 from whaled.container.state import Status
+from whaled.container.store import ContainerStore
+from whaled.container.times import now_rfc3339
 from whaled.daemon.attach import connect
-from whaled.daemon.containers import ContainerService, Run, now_rfc3339
 from whaled.daemon.execs import ExecService, ExecSession
+from whaled.daemon.runs import Run
 from whaled.errors import WhaledError
 from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT
 
@@ -38,10 +41,12 @@ _COLLECT_LIMIT = 64 * 1024
 
 
 class HealthMonitor:
-    def __init__(self, containers: ContainerService, execs: ExecService) -> None:
-        self.containers = containers
+    def __init__(
+        self, *, store: ContainerStore, events: ContainerEvents, execs: ExecService
+    ) -> None:
+        self.store = store
+        self.events = events
         self.execs = execs
-        containers.health_runner = self.run
 
     async def run(self, c: Container, run: Run) -> None:
         cfg = HealthConfig.from_api(c.config.get("Healthcheck"))
@@ -78,9 +83,9 @@ class HealthMonitor:
                 in_start_period=time.monotonic() - started < cfg.start_period,
             )
             with contextlib.suppress(OSError):
-                self.containers.store.save(c)
+                self.store.save(c)
             if changed:
-                self.containers._event(c, f"health_status: {c.state.health.status}")
+                self.events.emit(c, f"health_status: {c.state.health.status}")
 
     async def _probe(self, c: Container, run: Run, cfg: HealthConfig) -> tuple[int, bytes]:
         if not cfg.argv:

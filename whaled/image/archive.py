@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from whaled.image.tarsafe import (
     open_stream,
 )
 from whaled.image.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
+from whaled.osutil.tree import remove_tree
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -157,6 +157,10 @@ class _MemberReader:
         return self._parser.read_data(CHUNK if n < 0 else n)
 
 
+#: Paths with more components than this have their parents checked the deep way.
+_SHORT_PATH = 32
+
+
 class _Staged:
     """What an archive held, by member path: unpacked layer ingests, other (small) files in
     memory or in the scratch dir, symbolic and hard links, directories."""
@@ -174,6 +178,9 @@ class _Staged:
         return key in self.files or key in self.ingests or key in self.links or key in self.dirs
 
     def check_parents(self, parts: tuple[str, ...], name: str) -> None:
+        if len(parts) > _SHORT_PATH:
+            self._check_deep_parents("/".join(parts), name)
+            return
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
             if prefix in self.links and not self.links[prefix][0]:
@@ -184,6 +191,21 @@ class _Staged:
                 raise UnsafeLayer(
                     f"refusing to unpack {name!r}: parent {prefix!r} is not a directory"
                 )
+
+    def _check_deep_parents(self, key: str, name: str) -> None:
+        """:meth:`check_parents` for a long path: each non-directory held is tested as a
+        prefix (there are few), instead of each of the path's many prefixes as a key, which
+        costs the square of the depth per member."""
+        found: list[tuple[int, str]] = []
+        for other in (*self.files, *self.ingests):
+            if key.startswith(other + "/"):
+                found.append((len(other), "is not a directory"))
+        for other, (hard, _) in self.links.items():
+            if not hard and key.startswith(other + "/"):
+                found.append((len(other), "is a symbolic link"))
+        if found:
+            length, what = min(found)
+            raise UnsafeLayer(f"refusing to unpack {name!r}: parent {key[:length]!r} {what}")
 
     def take(self, key: str) -> LayerIngest | None:
         """Forget what ``key`` held (a later member replaces it); returns a dropped ingest."""
@@ -290,7 +312,7 @@ class Loader:
         self.tmp_root = os.path.join(data_root, "image", "tmp")
         os.makedirs(self.tmp_root, exist_ok=True)
         for name in os.listdir(self.tmp_root):  # leftovers of a crash
-            shutil.rmtree(os.path.join(self.tmp_root, name), ignore_errors=True)
+            remove_tree(os.path.join(self.tmp_root, name), ignore_errors=True)
         self._images = images
         self._layers = layers
 
@@ -319,7 +341,7 @@ class Loader:
         finally:
             for ingest in staged.ingests.values():
                 self._layers.discard(ingest)
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch, ignore_errors=True)
 
     def _receive(
         self, stream: BinaryIO | Readable, staged: _Staged, progress: ProgressFn, quiet: bool

@@ -20,6 +20,7 @@ from typing import BinaryIO
 from whaled.errors import InvalidParameter, NotFound
 from whaled.image.digests import SHA256_PREFIX, check_digest, digest_hex
 from whaled.osutil.atomic import fsync_dir
+from whaled.osutil.tree import sweep
 
 CHUNK = 1 << 20
 
@@ -107,9 +108,8 @@ class ContentStore:
         self.ingest_dir = os.path.join(self.root, "ingest")
         os.makedirs(self.blob_dir, exist_ok=True)
         os.makedirs(self.ingest_dir, exist_ok=True)
-        # Leftover ingests from a crash are garbage.
-        for name in os.listdir(self.ingest_dir):
-            _unlink(os.path.join(self.ingest_dir, name))
+        # Leftover ingests from a crash are garbage (whatever they are).
+        sweep(self.ingest_dir, lambda _: True)
 
     def path(self, digest: str) -> str:
         return os.path.join(self.blob_dir, digest_hex(digest))

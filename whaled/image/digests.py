@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from whaled.errors import InvalidParameter
 
 SHA256_PREFIX = "sha256:"
-_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_HEX64 = re.compile(r"[a-f0-9]{64}")
 
 
 def is_hex64(value: str) -> bool:
-    return bool(_HEX64.match(value))
+    return _HEX64.fullmatch(value) is not None
 
 
 def is_digest(value: str) -> bool:

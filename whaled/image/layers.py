@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import stat
 import tarfile
 import threading
@@ -50,7 +49,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure
+from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image import mounts
 from whaled.image.content import ContentStore
 from whaled.image.digests import chain_id as compute_chain_id
@@ -79,6 +78,7 @@ from whaled.image.tarstream import (
     stream_tar,
 )
 from whaled.osutil.atomic import atomic_write_json
+from whaled.osutil.tree import Walked, lstat_under, remove_tree, walk_fd
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,17 @@ class LayerStore:
     # ------------------------------------------------------------------ restore / gc
 
     def _restore(self) -> None:
-        for name in os.listdir(self.meta_dir):
+        """Rebuild the in-memory state from disk and sweep what a crash left. Nothing met on
+        disk stops the start: what cannot be read is dropped, what cannot be removed is
+        logged and left."""
+        layer_names = _names(self.meta_dir)
+        rw_names = _names(self.rw_meta_dir)
+        # Without the full list of what exists, no directory can be called an orphan.
+        complete = layer_names is not None and rw_names is not None
+        for name in layer_names or ():
             path = os.path.join(self.meta_dir, name)
             if name.startswith(".tmp-"):
-                os.unlink(path)
+                _sweep(path, "temp file")
                 continue
             try:
                 with open(path, encoding="utf-8") as f:
@@ -202,11 +209,11 @@ class LayerStore:
                 )
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("dropping unreadable layer metadata %s: %s", path, e)
-                os.unlink(path)
+                _sweep(path, "unreadable layer metadata")
                 continue
             if not os.path.isdir(self._diff_dir(layer.cache_id)):
                 log.warning("dropping layer %s: its directory is missing", layer.chain_id)
-                os.unlink(path)
+                _sweep(path, "layer metadata")
                 continue
             self._layers[layer.chain_id] = layer
             self._refs[layer.chain_id] = 0
@@ -217,17 +224,20 @@ class LayerStore:
             for chain, layer in list(self._layers.items()):
                 if layer.parent is not None and layer.parent not in self._layers:
                     log.warning("dropping layer %s: parent %s is missing", chain, layer.parent)
-                    self._delete_layer_files(layer)
+                    try:
+                        self._delete_layer_files(layer)
+                    except Exception as e:  # the daemon must start
+                        log.warning("cannot remove the files of layer %s: %s", chain, e)
                     del self._layers[chain]
                     del self._refs[chain]
                     changed = True
         for layer in self._layers.values():
             if layer.parent is not None:
                 self._refs[layer.parent] += 1
-        for name in os.listdir(self.rw_meta_dir):
+        for name in rw_names or ():
             path = os.path.join(self.rw_meta_dir, name)
             if name.startswith(".tmp-"):
-                os.unlink(path)
+                _sweep(path, "temp file")
                 continue
             try:
                 with open(path, encoding="utf-8") as f:
@@ -239,7 +249,7 @@ class LayerStore:
                 )
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("dropping unreadable RW layer metadata %s: %s", path, e)
-                os.unlink(path)
+                _sweep(path, "unreadable RW layer metadata")
                 continue
             if rw.parent is not None and rw.parent not in self._layers:
                 log.warning("RW layer of %s lost its parent layer %s", rw.container_id, rw.parent)
@@ -248,17 +258,21 @@ class LayerStore:
             self._rw[rw.container_id] = rw
             if mounts.is_mounted(self._merged_dir(rw.mount_id)):
                 self._mounts[rw.container_id] = 1
-        # Orphaned driver dirs (crash between unpack and metadata commit) and dead links.
+        # Orphaned driver dirs (crash between unpack and metadata commit, removed RW layers
+        # moved aside) and dead links.
         known = {layer.cache_id for layer in self._layers.values()}
         known |= {rw.mount_id for rw in self._rw.values()}
-        for name in os.listdir(self.root):
+        for name in (_names(self.root) or ()) if complete else ():
             if name == "l" or name in known:
                 continue
-            self._remove_driver_dir(os.path.join(self.root, name))
-        for name in os.listdir(self.link_dir):
+            try:
+                self._remove_driver_dir(os.path.join(self.root, name))
+            except Exception as e:  # the daemon must start
+                log.warning("cannot remove leftover layer directory %s: %s", name, e)
+        for name in _names(self.link_dir) or ():
             path = os.path.join(self.link_dir, name)
             if not os.path.exists(path):
-                os.unlink(path)
+                _sweep(path, "dead layer link")
 
     def gc(self) -> list[Layer]:
         """Delete layers nobody references (call after images re-acquired theirs at start)."""
@@ -371,13 +385,18 @@ class LayerStore:
             os.unlink(os.path.join(self.link_dir, layer.link))
         except FileNotFoundError:
             pass
-        self._remove_driver_dir(self._dir(layer.cache_id))
+        try:
+            self._remove_driver_dir(self._dir(layer.cache_id))
+        except (OSError, SystemFailure) as e:  # an orphan dir now: it goes at the next start
+            log.warning("cannot remove the directory of layer %s: %s", layer.chain_id, e)
         if not any(other.diff_id == layer.diff_id for other in self._layers.values()):
             self._content.delete(layer.diff_id)
 
     def _remove_driver_dir(self, path: str) -> None:
+        """Unmount and delete a driver dir; raises (OSError, SystemFailure) when something
+        in it cannot be removed (the rest goes)."""
         mounts.unmount_all(os.path.join(path, "merged"))
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
     def register(
         self,
@@ -467,7 +486,7 @@ class LayerStore:
         except BaseException:
             if writer is not None:
                 writer.abort()
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            remove_tree(tmp_dir, ignore_errors=True)
             raise
         return LayerIngest(
             cache_id=cache_id,
@@ -581,7 +600,7 @@ class LayerStore:
             )
         except BaseException:
             os.unlink(os.path.join(self.link_dir, link))
-            shutil.rmtree(final_dir, ignore_errors=True)
+            remove_tree(final_dir, ignore_errors=True)
             raise
         self._layers[chain] = layer
         self._refs[chain] = 2  # the caller's, and the ingest's pin (for another parent)
@@ -593,7 +612,7 @@ class LayerStore:
     def discard(self, ingest: LayerIngest) -> None:
         """Drop what an ingest still holds (its temp dir, its pin on a stored layer)."""
         if ingest.tmp_dir is not None:
-            shutil.rmtree(ingest.tmp_dir, ignore_errors=True)
+            remove_tree(ingest.tmp_dir, ignore_errors=True)
             ingest.tmp_dir = None
         donor, ingest.donor = ingest.donor, None
         if donor is not None:
@@ -670,8 +689,9 @@ class LayerStore:
                     {"container_id": container_id, "mount_id": mount_id, "parent": parent},
                 )
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                self._remove_driver_dir(self._dir(mount_id))
+                remove_tree(tmp, ignore_errors=True)
+                with contextlib.suppress(OSError, SystemFailure):  # else swept at start
+                    self._remove_driver_dir(self._dir(mount_id))
                 if parent is not None:
                     self.release(parent)
                 raise
@@ -776,11 +796,34 @@ class LayerStore:
             if rw.parent is not None and rw.parent in self._layers:
                 self.release(rw.parent)
 
+    def remove_orphan_rw(self, owners: Collection[str]) -> list[str]:
+        """At start: delete the RW layers (driver dir and mount record) of containers not in
+        ``owners`` — left by a crash between :meth:`create_rw` and the container's record.
+        What cannot be removed is logged and left. Returns their container IDs."""
+        removed: list[str] = []
+        for rw in self.rw_layers():
+            if rw.container_id in owners:
+                continue
+            try:
+                self.remove_rw(rw.container_id)
+            except (OSError, WhaledError) as e:
+                log.warning("cannot remove the orphaned RW layer of %s: %s", rw.container_id, e)
+                continue
+            log.info("removed the RW layer of %s: no such container", rw.container_id)
+            removed.append(rw.container_id)
+        if removed:
+            self.empty_trash()
+        return removed
+
     def empty_trash(self) -> None:
-        """Delete the driver dirs ``remove_rw`` moved aside."""
-        for name in os.listdir(self.root):
+        """Delete the driver dirs ``remove_rw`` moved aside; one that cannot be removed is
+        logged and left (for the next start), the others still go."""
+        for name in _names(self.root) or ():
             if name.startswith(TRASH_PREFIX):
-                self._remove_driver_dir(os.path.join(self.root, name))
+                try:
+                    self._remove_driver_dir(os.path.join(self.root, name))
+                except (OSError, SystemFailure) as e:
+                    log.warning("cannot remove the removed RW layer %s: %s", name, e)
 
     def changes(self, container_id: str) -> list[Change]:
         with self._lock:
@@ -802,6 +845,23 @@ class LayerStore:
             skip = frozenset(exclude)
             entries = (e for e in entries if e.info.name.rstrip("/") not in skip)
         return stream_tar(entries)
+
+
+def _names(directory: str) -> list[str] | None:
+    """Entries of a store directory; None (logged) when it cannot be read."""
+    try:
+        return os.listdir(directory)
+    except OSError as e:
+        log.warning("cannot read %s: %s", directory, e)
+        return None
+
+
+def _sweep(path: str, what: str) -> None:
+    """Remove a leftover found at start; log and go on when that fails."""
+    try:
+        remove_tree(path)
+    except Exception as e:  # the daemon must start
+        log.warning("cannot remove %s %s: %s", what, path, e)
 
 
 def _split_tar(layer_dir: str, split: str, diff_id: str) -> Iterator[bytes]:
@@ -874,46 +934,7 @@ class _ProgressReader:
 # ---------------------------------------------------------------------- upper-dir walking
 
 
-@dataclass(frozen=True, slots=True)
-class _Walked:
-    path: str  # "a/b" relative, no leading slash
-    st: os.stat_result
-    parent_fd: int
-    name: str
-
-
-def _walk_fd(root: str) -> Iterator[_Walked]:
-    """Lexical pre-order walk of ``root`` using dir fds (never follows symlinks)."""
-    root_fd = os.open(root, _OPEN_DIR)
-    try:
-        yield from _walk_dir(root_fd, "")
-    finally:
-        os.close(root_fd)
-
-
-def _walk_dir(dfd: int, prefix: str) -> Iterator[_Walked]:
-    names = sorted(os.listdir(dfd))
-    for name in names:
-        try:
-            st = os.lstat(name, dir_fd=dfd)
-        except FileNotFoundError:
-            continue
-        path = f"{prefix}{name}"
-        yield _Walked(path, st, dfd, name)
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                cfd = os.open(name, _OPEN_DIR, dir_fd=dfd)
-            except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                    continue
-                raise
-            try:
-                yield from _walk_dir(cfd, path + "/")
-            finally:
-                os.close(cfd)
-
-
-def _is_opaque(w: _Walked) -> bool:
+def _is_opaque(w: Walked) -> bool:
     try:
         return (
             os.getxattr(
@@ -929,7 +950,10 @@ def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
     """dockerd's overlay changes: walk the upper dir, compare with the lower dirs."""
     out: list[Change] = []
     changed_dirs: set[str] = set()
-    for w in _walk_fd(upper):
+    # Per lower, a directory found missing there: nothing below it is looked up again (a
+    # deep new tree costs one lookup per lower, not one per level).
+    missing: list[str | None] = [None] * len(lowers)
+    for w in walk_fd(upper):
         path = "/" + w.path
         is_dir = stat.S_ISDIR(w.st.st_mode)
         if is_whiteout_device(w.st) or (is_dir and _is_opaque(w)):
@@ -937,10 +961,15 @@ def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
         else:
             kind = ChangeKind.ADD
             skip = False
-            for lower in lowers:
+            for i, lower in enumerate(lowers):
+                gone = missing[i]
+                if gone is not None and w.path.startswith(gone + "/"):
+                    continue
                 try:
-                    lst = os.lstat(lower + path)
-                except OSError:
+                    lst = lstat_under(lower, w.path)
+                except OSError as e:
+                    if is_dir and e.errno in (errno.ENOENT, errno.ENOTDIR):
+                        missing[i] = w.path
                     continue
                 if is_whiteout_device(lst):
                     break
@@ -970,7 +999,7 @@ def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
 def dir_size(root: str) -> int:
     seen: set[tuple[int, int]] = set()
     total = 0
-    for w in _walk_fd(root):
+    for w in walk_fd(root):
         if stat.S_ISREG(w.st.st_mode):
             key = (w.st.st_dev, w.st.st_ino)
             if w.st.st_nlink > 1:
@@ -1045,7 +1074,7 @@ def _exact_chunks(dfd: int, name: str, size: int) -> Callable[[], Iterator[bytes
 def upper_entries(upper: str) -> Iterator[TarEntry]:
     """Tar entries of an overlay upper dir, overlay whiteouts converted to ``.wh.`` form."""
     hardlinks: dict[tuple[int, int], str] = {}
-    for w in _walk_fd(upper):
+    for w in walk_fd(upper):
         st = w.st
         mode = st.st_mode
         parent = os.path.dirname(w.path)

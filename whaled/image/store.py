@@ -40,6 +40,7 @@ from whaled.image.digests import (
 from whaled.image.filters import format_rfc3339_nano, parse_rfc3339
 from whaled.image.reference import ImageIDRef, Reference
 from whaled.osutil.atomic import atomic_write, atomic_write_json
+from whaled.osutil.tree import is_temp_name, sweep
 
 log = logging.getLogger(__name__)
 
@@ -366,9 +367,11 @@ class ImageStore:
     # ------------------------------------------------------------------ restore
 
     def _restore(self) -> None:
+        # Temp files of writes a crash interrupted (repositories.json's sit next to it).
+        for directory in (os.path.dirname(self.repos_path), self.content_dir, self.meta_dir):
+            sweep(directory)
         for name in os.listdir(self.content_dir):
-            if name.startswith(".tmp-"):
-                os.unlink(os.path.join(self.content_dir, name))
+            if is_temp_name(name):
                 continue
             path = os.path.join(self.content_dir, name)
             try:

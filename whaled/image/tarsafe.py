@@ -39,7 +39,6 @@ import hashlib
 import lzma
 import os
 import re
-import shutil
 import stat
 import tarfile
 import zlib
@@ -49,6 +48,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from whaled.errors import InvalidParameter, SystemFailure
+from whaled.osutil.tree import remove_tree
 
 CHUNK = 1 << 20
 BLOCK = 512
@@ -760,6 +760,8 @@ class _Dirs:
     """Directory fds under one root, opened component by component with O_NOFOLLOW."""
 
     MAX = 512
+    #: How many nearest ancestors ``get`` looks up in the cache before opening from the root.
+    LOOKBACK = 8
 
     def __init__(self, root_fd: int, label: str) -> None:
         self.root_fd = root_fd
@@ -782,25 +784,51 @@ class _Dirs:
             os.close(self._cache.pop(key))
 
     def get(self, parts: tuple[str, ...], *, create: bool, entry: str) -> int:
+        """The fd of directory ``parts`` (cached). Opened from the nearest cached ancestor
+        one component at a time, without recursion and holding at most two fds on the way:
+        only the directory asked for is cached, so any depth costs a bounded number of fds."""
         if not parts:
             return self.root_fd
         cached = self._cache.get(parts)
         if cached is not None:
             return cached
-        parent = self.get(parts[:-1], create=create, entry=entry)
-        comp = parts[-1]
+        start, fd = 0, self.root_fd
+        for n in range(len(parts) - 1, max(0, len(parts) - self.LOOKBACK), -1):
+            ancestor = self._cache.get(parts[:n])
+            if ancestor is not None:
+                start, fd = n, ancestor
+                break
+        owned: int | None = None
         try:
-            fd = os.open(comp, _OPEN_DIR, dir_fd=parent)
+            for i in range(start, len(parts)):
+                child = self._open_child(fd, parts, i, create=create, entry=entry)
+                if owned is not None:
+                    os.close(owned)
+                owned = fd = child
+        except BaseException:
+            if owned is not None:
+                os.close(owned)
+            raise
+        self._cache[parts] = fd
+        return fd
+
+    @staticmethod
+    def _open_child(
+        parent: int, parts: tuple[str, ...], i: int, *, create: bool, entry: str
+    ) -> int:
+        comp = parts[i]
+        try:
+            return os.open(comp, _OPEN_DIR, dir_fd=parent)
         except FileNotFoundError:
             if not create:
                 raise
             os.mkdir(comp, 0o755, dir_fd=parent)
-            fd = os.open(comp, _OPEN_DIR, dir_fd=parent)
+            return os.open(comp, _OPEN_DIR, dir_fd=parent)
         except OSError as e:
             if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
             st = os.lstat(comp, dir_fd=parent)
-            where = "/".join(parts)
+            where = "/".join(parts[: i + 1])
             if stat.S_ISLNK(st.st_mode):
                 raise UnsafeLayer(
                     f"refusing to unpack {entry!r}: parent {where!r} is a symbolic link"
@@ -808,8 +836,6 @@ class _Dirs:
             raise UnsafeLayer(
                 f"refusing to unpack {entry!r}: parent {where!r} is not a directory"
             ) from None
-        self._cache[parts] = fd
-        return fd
 
 
 def _proc_path(dir_fd: int, name: str) -> str:
@@ -859,7 +885,7 @@ class _Unpacker:
         if self.recorder is not None and (is_dir or stat.S_ISREG(st.st_mode)):
             self.recorder.shadow(pfd, base, "/".join(parts))
         elif is_dir:
-            shutil.rmtree(base, dir_fd=pfd)
+            remove_tree(base, dir_fd=pfd)
         else:
             os.unlink(base, dir_fd=pfd)
         if is_dir:
@@ -998,8 +1024,16 @@ class _Unpacker:
         os.chown(wh.target, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
 
     def finish(self) -> None:
+        """Directory times, once all content is in place. Order does not matter then (a
+        time set on a directory does not touch its parent): they go top-down, so each
+        directory's parent is the one just opened, whatever the depth; a directory named
+        twice keeps the times of its first entry."""
         dirs = self.dirs
-        for parts, times in reversed(self.deferred_dirs):
+        times_of: dict[tuple[str, ...], tuple[int, int]] = {}
+        for parts, times in self.deferred_dirs:
+            times_of.setdefault(parts, times)
+        for parts, times in times_of.items():
+            dirs.trim()
             try:
                 if parts:
                     pfd = dirs.get(parts[:-1], create=False, entry="/".join(parts))

@@ -13,9 +13,9 @@ from whaled.container.create import (
     validate_host_config,
 )
 from whaled.container.model import Container
-from whaled.container.spec_input import build_spec_input, parse_bind, user_mounts
-from whaled.errors import InvalidParameter, NotFound
-from whaled.runtime.mounts import BindMount, TmpfsMount
+from whaled.container.spec_input import build_spec_input
+from whaled.errors import InvalidParameter
+from whaled.network.mode import check_network_config
 from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec
 from whaled.runtime.ulimits import Ulimit
 from whaled.runtime.usermap import ResolvedUser
@@ -66,7 +66,8 @@ def test_host_config_defaults_and_ulimit_merge() -> None:
         {"Name": "nproc", "Soft": 10, "Hard": 20},
         {"Name": "nofile", "Soft": 1024, "Hard": 2048},
     ]
-    assert validate_host_config(hc, DEFAULTS)  # the no-bridge warning
+    assert not validate_host_config(hc, DEFAULTS)
+    assert check_network_config(hc)  # the no-bridge warning
 
 
 @pytest.mark.parametrize(
@@ -84,37 +85,11 @@ def test_host_config_defaults_and_ulimit_merge() -> None:
             "can't create 'AutoRemove' container with restart policy",
         ),
         ({"Runtime": "ghost"}, InvalidParameter, "unknown or invalid runtime name: ghost"),
-        ({"NetworkMode": "mynet"}, NotFound, "network mynet not found"),
-        ({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}, InvalidParameter, "port publishing"),
-        ({"Binds": ["data:/data"]}, InvalidParameter, "named volume 'data'"),
-        ({"Mounts": [{"Type": "volume", "Target": "/x"}]}, InvalidParameter, "mount type 'volume'"),
     ],
 )
 def test_refused_host_configs(hc: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         validate_host_config(complete_host_config(hc, DEFAULTS), DEFAULTS)
-
-
-def test_binds_mounts_and_tmpfs() -> None:
-    assert parse_bind("/a:/b:ro,rshared") == BindMount(
-        source="/a", destination="/b", readonly=True, propagation="rshared"
-    )
-    with pytest.raises(InvalidParameter):
-        parse_bind("/a")
-    with pytest.raises(InvalidParameter, match="invalid mode"):
-        parse_bind("/a:/b:bogus")
-    mounts = user_mounts(
-        {
-            "Binds": ["/h:/c"],
-            "Tmpfs": {"/run": "size=1m"},
-            "Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 4096}}],
-        }
-    )
-    assert mounts == (
-        BindMount(source="/h", destination="/c"),
-        TmpfsMount(destination="/t", size=4096),
-        TmpfsMount(destination="/run", options=("size=1m",)),
-    )
 
 
 def test_spec_input_builds_a_spec() -> None:

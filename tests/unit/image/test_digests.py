@@ -28,3 +28,10 @@ def test_short_id_and_validation() -> None:
     assert d.is_digest(A) and not d.is_digest("sha256:ABC")
     with pytest.raises(InvalidParameter):
         d.check_digest("md5:00")
+
+
+def test_a_trailing_newline_is_not_part_of_a_digest() -> None:
+    hex64 = "a" * 64
+    assert not d.is_hex64(hex64 + "\n")
+    assert not d.is_digest("sha256:" + hex64 + "\n")
+    assert d.is_digest("sha256:" + hex64)

@@ -77,7 +77,7 @@ async def post_exec_start(request: web.Request) -> web.StreamResponse:
                     if not done.done():
                         done.set_result(end)
 
-            execs.containers.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
+            execs.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
 
         try:
             await execs.start(exec_id, connect=attached)

@@ -22,7 +22,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 import signal as signals
 import socket
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whaled.errors import Conflict, NotFound, SystemFailure, WhaledError
+from whaled.osutil.tree import remove_tree
 
 from . import execfifo
 from .api import AttachReady, BeforeRuntime, CreateOptions, ExitStatus, TaskState, TaskStatus
@@ -502,7 +502,7 @@ class ConmonProcess:
         """Drop an exited exec session's files (its exit status stays on this object)."""
         if self._paths.dir == self._paths.bundle_dir and self._exit.status() is not None:
             await self._exit.monitor_exited(timeout=5.0)
-            shutil.rmtree(self._paths.dir, ignore_errors=True)
+            remove_tree(self._paths.dir, ignore_errors=True)
             _remove_socket_link(self._paths)
 
 
@@ -590,7 +590,7 @@ class ConmonTask(ConmonProcess):
         except WhaledError:
             # Keep nothing of a session that never ran.
             await _kill_monitor(paths)
-            shutil.rmtree(paths.dir, ignore_errors=True)
+            remove_tree(paths.dir, ignore_errors=True)
             _remove_socket_link(paths)
             raise
         return ConmonProcess(exec_id, paths, pid, log_path)
@@ -681,7 +681,7 @@ class ConmonContainer:
         for name in ("attach", "ctl", "winsz"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.paths.bundle_dir, name))
-        shutil.rmtree(self._options.state_dir, ignore_errors=True)
+        remove_tree(self._options.state_dir, ignore_errors=True)
 
 
 class ConmonBackend:
@@ -701,7 +701,7 @@ class ConmonBackend:
         if os.path.exists(options.state_dir):
             if _monitor_alive(paths) is not None:
                 raise Conflict(f"container {options.container_id} already has a monitor")
-            shutil.rmtree(options.state_dir)
+            remove_tree(options.state_dir)
         os.makedirs(options.state_dir)
         stdio = options.stdio
         args = ConmonArgs(
@@ -728,7 +728,7 @@ class ConmonBackend:
                 await container.runtime.call(
                     "delete", delete_argv(container.runtime.rt, options.container_id, force=True)
                 )
-            shutil.rmtree(options.state_dir, ignore_errors=True)
+            remove_tree(options.state_dir, ignore_errors=True)
             raise
         return container
 

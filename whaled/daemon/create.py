@@ -1,0 +1,222 @@
+"""Container create: a request → a validated, stored container with its RW layer and
+/etc files (dockerd's checks and wording; the pure rules are ``whaled.container.create``,
+``whaled.network.mode`` and ``whaled.volume.mounts``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from whaled.config.model import Config
+from whaled.container.create import (
+    DaemonDefaults,
+    check_request,
+    complete_host_config,
+    merge_config,
+    validate_host_config,
+)
+from whaled.container.events import ContainerEvents
+from whaled.container.health import HealthConfig
+from whaled.container.model import Container
+from whaled.container.names import generate_name, validate_name
+from whaled.container.signals import parse_signal
+from whaled.container.store import ContainerStore
+from whaled.container.times import now_rfc3339
+from whaled.daemon.bundle import RunFiles, SpecAssembler
+from whaled.daemon.runs import Runs
+from whaled.daemon.system import HostFacts as DaemonFacts
+from whaled.errors import InvalidParameter, WhaledError
+from whaled.image.layers import LayerStore
+from whaled.image.stores import ImageStores
+from whaled.logger.options import parse_log_config
+from whaled.network.files import EtcPaths, write_etc_files
+from whaled.network.mode import (
+    check_join,
+    check_network_config,
+    default_hostname,
+    joined_container,
+)
+from whaled.osutil.tree import remove_tree
+from whaled.runtime.command import process_args
+from whaled.runtime.registry import known_runtimes
+from whaled.runtime.spec import NamespaceMode
+from whaled.runtime.ulimits import Ulimit
+from whaled.volume.mounts import check_mount_config
+from whaled.volume.sources import check_bind_sources
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateResult:
+    id: str
+    warnings: list[str]
+
+
+class ContainerCreator:
+    def __init__(
+        self,
+        *,
+        store: ContainerStore,
+        runs: Runs,
+        images: ImageStores,
+        layers: LayerStore,
+        events: ContainerEvents,
+        facts: DaemonFacts,
+        files: RunFiles,
+        specs: SpecAssembler,
+    ) -> None:
+        self.store = store
+        self.runs = runs
+        self.images = images
+        self.layers = layers
+        self.events = events
+        self.facts = facts
+        self.files = files
+        self.specs = specs
+        self._rng = random.Random()
+
+    def _defaults(self, cfg: Config) -> DaemonDefaults:
+        cgroupns = cfg.default_cgroupns_mode or (
+            "private" if self.facts.cgroups.version == 2 else "host"
+        )
+        return DaemonDefaults(
+            default_runtime=cfg.default_runtime,
+            runtimes=known_runtimes(cfg, self.files.builtin),
+            shm_size=cfg.default_shm_size,
+            ipc_mode=cfg.default_ipc_mode,
+            cgroupns_mode=cgroupns,
+            log_driver=cfg.log_driver,
+            log_opts=dict(cfg.log_opts),
+            ulimits=tuple(_ulimit(u.name, u.soft, u.hard) for u in cfg.default_ulimits.values()),
+            init=cfg.init,
+            swap_limit=self.facts.cgroups.capabilities.swap_limit,
+        )
+
+    async def create(
+        self, cfg: Config, body: Mapping[str, Any], *, name: str | None, platform: str | None
+    ) -> CreateResult:
+        if not isinstance(body, Mapping):
+            raise InvalidParameter("invalid container config: expected a JSON object")
+        image_ref = body.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidParameter("No image was specified")
+        if platform:
+            self._check_platform(platform)
+        if name:
+            name = validate_name(name)
+        image = await asyncio.to_thread(self.images.resolve, image_ref)
+        image_config = image.config.get("config") or {}
+        host_request = body.get("HostConfig") or {}
+        if not isinstance(host_request, Mapping):
+            raise InvalidParameter("invalid HostConfig: expected a JSON object")
+        request = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        config = merge_config(request, image_config)
+        config["Image"] = image_ref
+        defaults = self._defaults(cfg)
+        host_config = complete_host_config(host_request, defaults)
+        warnings = validate_host_config(host_config, defaults)
+        warnings += check_network_config(host_config)
+        check_mount_config(host_config)
+        log_config = host_config["LogConfig"]
+        parse_log_config(str(log_config.get("Type")), log_config.get("Config") or {})
+        HealthConfig.from_api(config.get("Healthcheck"))  # 400 for bad durations
+        argv = process_args(tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()))
+        if not argv:
+            raise InvalidParameter("No command specified")
+        self._check_joins(host_config)
+        check_bind_sources(host_config)
+        check_request(request, host_config)
+        if config.get("StopSignal"):
+            parse_signal(config["StopSignal"])
+        cid = secrets.token_hex(32)
+        while cid[:12].isdigit():  # dockerd avoids all-digit short IDs
+            cid = secrets.token_hex(32)
+        c = Container(
+            id=cid,
+            name=name or "",  # a generated one is chosen when it is reserved (below)
+            created=now_rfc3339(),
+            image_id=image.id,
+            image_ref=image_ref,
+            path=argv[0],
+            args=list(argv[1:]),
+            config=config,
+            host_config=host_config,
+            runtime=str(host_config["Runtime"]),
+            platform=image.config.get("os") or "linux",
+        )
+        cdir = self.store.dir_of(cid)
+        c.log_path = os.path.join(cdir, f"{cid}-json.log")
+        c.hostname_path = os.path.join(cdir, "hostname")
+        c.hosts_path = os.path.join(cdir, "hosts")
+        c.resolv_conf_path = os.path.join(cdir, "resolv.conf")
+        if not config.get("Hostname"):
+            config["Hostname"] = default_hostname(
+                str(host_config["NetworkMode"]), cid, self.facts.host.hostname
+            )
+        network = (
+            NamespaceMode.host()
+            if host_config["NetworkMode"] == "host"
+            else NamespaceMode.private()
+        )
+        warnings.extend(self.specs.check_runnable(cfg, c, network))
+        await asyncio.to_thread(self.layers.create_rw, cid, image.top_chain)
+        try:
+            if not name:
+                # Chosen and reserved in one step (no await in between): a concurrent
+                # create cannot take the same name meanwhile.
+                c.name = self._free_name()
+            self.store.reserve(c)
+            await asyncio.to_thread(
+                write_etc_files,
+                EtcPaths(
+                    hostname=c.hostname_path, hosts=c.hosts_path, resolv_conf=c.resolv_conf_path
+                ),
+                container_id=c.id,
+                config=c.config,
+                host_config=c.host_config,
+                daemon=cfg,
+            )
+        except BaseException:
+            self.store.forget(cid)
+            remove_tree(cdir, ignore_errors=True)
+            with contextlib.suppress(WhaledError, OSError):
+                await asyncio.to_thread(self.layers.remove_rw, cid)
+            raise
+        self.runs.slot(cid)
+        self.events.emit(c, "create")
+        return CreateResult(id=cid, warnings=warnings)
+
+    def _check_platform(self, platform: str) -> None:
+        parts = platform.lower().split("/")
+        host = self.facts.host
+        wanted_os = parts[0]
+        wanted_arch = parts[1] if len(parts) > 1 else host.go_arch
+        if wanted_os != host.os_type or wanted_arch != host.go_arch:
+            raise InvalidParameter(
+                f"requested platform {platform!r} does not match this host "
+                f"({host.os_type}/{host.go_arch}): whaled runs containers of the host's "
+                "platform only"
+            )
+
+    def _check_joins(self, hc: Mapping[str, Any]) -> None:
+        for key in ("NetworkMode", "IpcMode", "PidMode"):
+            joined = joined_container(str(hc.get(key) or ""))
+            if joined is not None:
+                other = self.store.get(joined)
+                check_join(key, str(other.host_config.get("NetworkMode") or ""))
+
+    def _free_name(self) -> str:
+        for retry in range(20):
+            candidate = generate_name(self._rng, retry // 5)
+            if not self.store.name_taken(candidate):
+                return candidate
+        return "whaled_" + secrets.token_hex(6)
+
+
+def _ulimit(name: str, soft: int, hard: int) -> Ulimit:
+    return Ulimit(name=name, soft=soft, hard=hard)

@@ -1,0 +1,59 @@
+"""Network modes (pure): what a create may ask for and what it means.
+
+- ``none``: a network namespace with loopback only;
+- ``host``: the host's network namespace; the container's hostname is the host's unless one
+  is given;
+- ``container:<id|name>``: the network namespace of another running container, which must
+  not itself join one;
+- ``default``/``bridge``: accepted with a warning (no bridge networking yet): a private
+  namespace with loopback only; any other name is dockerd's 404 ``network <name> not found``;
+- port publishing needs bridge networking: refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from whaled.errors import InvalidParameter, NotFound
+
+SUPPORTED_NETWORK_MODES = ("none", "host", "default", "bridge")
+CONTAINER_PREFIX = "container:"
+
+NO_BRIDGE_WARNING = (
+    "whaled has no bridge networking yet: the container gets its own network namespace with "
+    "loopback only"
+)
+
+
+def check_network_config(hc: Mapping[str, Any]) -> list[str]:
+    """A create's ``NetworkMode`` and ``PortBindings``: raise for what whaled cannot do,
+    return the warnings."""
+    warnings: list[str] = []
+    mode = str(hc["NetworkMode"])
+    if not (mode in SUPPORTED_NETWORK_MODES or mode.startswith(CONTAINER_PREFIX)):
+        raise NotFound(f"network {mode} not found")
+    if mode in ("default", "bridge"):
+        warnings.append(NO_BRIDGE_WARNING)
+    if any(hc.get("PortBindings") or {}):
+        raise InvalidParameter(
+            "port publishing needs bridge networking, which whaled does not provide yet"
+        )
+    return warnings
+
+
+def joined_container(mode: str) -> str | None:
+    """The container a ``container:<id|name>`` mode (network, IPC or PID) joins."""
+    return mode.removeprefix(CONTAINER_PREFIX) if mode.startswith(CONTAINER_PREFIX) else None
+
+
+def check_join(key: str, joined_network_mode: str) -> None:
+    """A container joining another one's network namespace cannot join one that joins a
+    third (``key``: the HostConfig key that asks for the join)."""
+    if key == "NetworkMode" and joined_network_mode.startswith(CONTAINER_PREFIX):
+        raise InvalidParameter("cannot join a container that joins another one")
+
+
+def default_hostname(network_mode: str, container_id: str, host_hostname: str) -> str:
+    """The hostname of a container that was given none."""
+    return host_hostname if network_mode == "host" else container_id[:12]

@@ -72,6 +72,7 @@ from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.logger.rotate import LogRotator
 from whaled.osutil.atomic import replace_file
+from whaled.osutil.files import read_text
 from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import (
     Backend,
@@ -479,14 +480,14 @@ class ContainerService:
                 domainname=str(cfg.get("Domainname") or ""),
                 extra_hosts=list(hc.get("ExtraHosts") or []),
                 host_network=host_net,
-                host_hosts=_read_text("/etc/hosts"),
+                host_hosts=read_text("/etc/hosts"),
                 host_gateway_ip=run_cfg.host_gateway_ip or None,
             ),
         )
         _write(
             c.resolv_conf_path,
             etcfiles.resolv_conf_file(
-                host_resolv=_read_text("/etc/resolv.conf"),
+                host_resolv=read_text("/etc/resolv.conf"),
                 dns=list(hc.get("Dns") or run_cfg.dns),
                 dns_search=list(hc.get("DnsSearch") or run_cfg.dns_search),
                 dns_options=list(hc.get("DnsOptions") or run_cfg.dns_opts),
@@ -1404,18 +1405,10 @@ def _write_bundle(bundle_dir: str, spec: Mapping[str, Any]) -> None:
     replace_file(os.path.join(bundle_dir, "config.json"), json.dumps(spec).encode(), 0o600)
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def read_in_root(root: str, path: str) -> str | None:
     """A file of the container's root file system, its path resolved inside the container
     (``whaled.container.archive.resolve``: links never lead to the host); None if missing."""
     try:
-        return _read_text(cp.resolve(root, {}, path))
+        return read_text(cp.resolve(root, {}, path))
     except WhaledError:
         return None

@@ -27,7 +27,8 @@ from whaled.api.app import (
     request_config,
 )
 from whaled.api.filters import parse_filters
-from whaled.api.hijack import ClientGone, detacher_for, hijack, mux_frame, parse_detach_keys
+from whaled.api.framing import detacher_for, mux_frame, parse_detach_keys
+from whaled.api.hijack import ClientGone, hijack
 from whaled.api.routers.images import bool_param
 from whaled.api.schema import Body, decode_body
 from whaled.api.schema import containers as schema

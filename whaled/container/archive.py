@@ -25,8 +25,8 @@ What dockerd does and we match: ``GET /containers/{id}/archive`` (``archive_path
 parents are symlinks resolved in the container (dockerd unpacks in a chroot), members that
 climb out of the extraction directory refused, ``noOverwriteDirNonDir``; and
 ``GET /containers/{id}/export`` (``export_rootfs``). Tar streams are produced lazily, one
-file at a time (:mod:`whaled.image.tarstream`); decompression of uploads reuses the layer
-reader of :mod:`whaled.image.tarsafe`.
+file at a time (:mod:`whaled.archive.tarstream`); decompression of uploads reuses the layer
+reader of :mod:`whaled.archive.tarsafe`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from whaled.archive.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
+from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image.layers import xattr_pax
-from whaled.image.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
-from whaled.image.tarstream import TarEntry, stream_tar
 from whaled.osutil.tree import TreeMoved, remove_tree
 
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from whaled.archive.tarsafe import Readable
 from whaled.container import archive as cp
 from whaled.container.initpaths import hide_init_paths, init_exclusions
 from whaled.container.listing import select
@@ -40,7 +41,6 @@ from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, W
 from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
 from whaled.image.layers import ChangeKind
-from whaled.image.tarsafe import Readable
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
 

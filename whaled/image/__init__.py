@@ -6,7 +6,6 @@ Where things live (one screen):
 ``reference``        pure: docker reference parsing / normalisation / matching
 ``digests``          pure: sha256 helpers, chain IDs, short IDs
 ``content``          content-addressed blob store (``image/blobs/sha256/<hex>``)
-``tarsafe``          safe layer-tar unpacking (whiteouts, no escapes) + tar writer
 ``layers``           layer store: read-only layers by chain ID, overlay2 driver,
                      read-write (container) layers: mount, changes, diff, size
 ``mounts``           the mount(2)/umount2(2) syscalls and /proc/mounts reading

@@ -20,8 +20,8 @@ Layer tars: ``docker save`` must emit tars whose sha256 equals the diff ID, and 
 regenerated from the unpacked directory is not byte-identical to what the image author
 produced. So while a layer is unpacked, everything of its tar that is not file content
 (headers, padding, the end blocks...) is recorded in ``<cache-id>/tar-split`` and the tar is
-rebuilt from that record and the files in ``diff`` (see ``tarstream``; dockerd does the same
-with its ``tar-split.json.gz``). The tar is therefore neither copied nor stored twice;
+rebuilt from that record and the files in ``diff`` (see ``whaled.archive.tarstream``; dockerd
+does the same with its ``tar-split.json.gz``). The tar is therefore neither copied nor stored twice;
 entries that a later member of the same tar replaced are kept under ``<cache-id>/shadow``.
 Layers stored by earlier versions keep their tar in the content store under the diff ID.
 
@@ -49,12 +49,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
-from whaled.image import mounts
-from whaled.image.content import ContentStore
-from whaled.image.digests import chain_id as compute_chain_id
-from whaled.image.digests import digest_hex, is_digest
-from whaled.image.tarsafe import (
+from whaled.archive.tarsafe import (
     LAYER_POLICY,
     OPAQUE_XATTR,
     WHITEOUT_OPAQUE,
@@ -69,7 +64,7 @@ from whaled.image.tarsafe import (
     open_stream,
     unpack_tar,
 )
-from whaled.image.tarstream import (
+from whaled.archive.tarstream import (
     SplitError,
     SplitWriter,
     TarEntry,
@@ -77,6 +72,11 @@ from whaled.image.tarstream import (
     split_tar_size,
     stream_tar,
 )
+from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
+from whaled.image import mounts
+from whaled.image.content import ContentStore
+from whaled.image.digests import chain_id as compute_chain_id
+from whaled.image.digests import digest_hex, is_digest
 from whaled.osutil.atomic import atomic_write_json
 from whaled.osutil.tree import Walked, lstat_under, remove_tree, walk_fd
 

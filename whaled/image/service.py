@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from whaled.archive.tarsafe import Readable
 from whaled.errors import Conflict, InvalidParameter
 from whaled.image import archive
 from whaled.image import filters as flt
@@ -45,7 +46,6 @@ from whaled.image.store import (
     UsageHook,
     plan_delete,
 )
-from whaled.image.tarsafe import Readable
 
 log = logging.getLogger(__name__)
 

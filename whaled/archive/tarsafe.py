@@ -26,7 +26,7 @@ stream mode: file content is handed on as slices of the chunks read from the sou
 per-block copies), and every byte that is *not* file content written to disk (headers,
 padding, skipped data, the end-of-archive blocks and whatever follows them) can be passed to a
 :class:`SplitRecorder`, which is how a layer's original tar is rebuilt byte for byte later
-(:mod:`whaled.image.tarstream`). Header blocks are decoded by ``tarfile.TarInfo.frombuf``;
+(:mod:`whaled.archive.tarstream`). Header blocks are decoded by ``tarfile.TarInfo.frombuf``;
 PAX and GNU long-name records follow :mod:`tarfile`'s semantics, including its leniency: a
 damaged or short header after the first member ends the archive.
 """

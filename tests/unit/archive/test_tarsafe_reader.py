@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from whaled.archive import tarsafe as t
 from whaled.errors import InvalidParameter
-from whaled.image import tarsafe as t
 
 
 def build(entries: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:

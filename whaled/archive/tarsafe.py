@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from whaled.archive.files import member_times_ns, set_xattrs
 from whaled.errors import InvalidParameter, SystemFailure
 from whaled.osutil.tree import remove_tree
 
@@ -842,21 +843,6 @@ def _proc_path(dir_fd: int, name: str) -> str:
     return f"/proc/self/fd/{dir_fd}/{name}"
 
 
-def _set_xattrs(target: int | str, xattrs: dict[str, bytes], *, follow: bool) -> None:
-    for key, value in xattrs.items():
-        if key.startswith("trusted.overlay."):
-            continue
-        try:
-            if isinstance(target, int):
-                os.setxattr(target, key, value)
-            else:
-                os.setxattr(target, key, value, follow_symlinks=follow)
-        except OSError as e:
-            # Best effort like dockerd for filesystems / link types that refuse xattrs.
-            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
-                raise
-
-
 class _Unpacker:
     """Applies members to a directory; see the module docstring for the rules."""
 
@@ -902,7 +888,7 @@ class _Unpacker:
             if wh is not None:
                 self._whiteout(wh, member, name)
                 return 0
-        times = _mtime_ns(member)
+        times = member_times_ns(member)
         mode = member.mode & 0o7777
         xattrs = pax_xattrs(member.pax_headers) if policy.xattrs else {}
 
@@ -914,7 +900,7 @@ class _Unpacker:
             if policy.owners:
                 os.fchown(dirs.root_fd, member.uid, member.gid)
             os.fchmod(dirs.root_fd, mode)
-            _set_xattrs(dirs.root_fd, xattrs, follow=False)
+            set_xattrs(dirs.root_fd, xattrs, follow=False)
             self.deferred_dirs.append(((), times))
             return 0
 
@@ -937,7 +923,7 @@ class _Unpacker:
                 if policy.owners:
                     os.fchown(fd, member.uid, member.gid)
                 os.fchmod(fd, mode)
-                _set_xattrs(fd, xattrs, follow=False)
+                set_xattrs(fd, xattrs, follow=False)
             finally:
                 os.close(fd)
             self.deferred_dirs.append((parts, times))
@@ -958,7 +944,7 @@ class _Unpacker:
                     os.fchown(fd, member.uid, member.gid)
                 os.fchmod(fd, mode)
                 if xattrs:
-                    _set_xattrs(fd, xattrs, follow=False)
+                    set_xattrs(fd, xattrs, follow=False)
                 os.utime(fd, ns=times)
             finally:
                 os.close(fd)
@@ -969,7 +955,7 @@ class _Unpacker:
             if policy.owners:
                 os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
             if xattrs:
-                _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
+                set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
             os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
             return 0
 
@@ -1006,7 +992,7 @@ class _Unpacker:
             # Just created by us in a private directory: not a symlink, chmod cannot be
             # redirected.
             os.chmod(base, mode, dir_fd=pfd)
-            _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
+            set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
             os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
             return 0
 
@@ -1042,16 +1028,6 @@ class _Unpacker:
                     os.utime(dirs.root_fd, ns=times)
             except FileNotFoundError:
                 pass  # removed by a later entry
-
-
-def _mtime_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
-    try:
-        atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    except ValueError:
-        atime = mtime
-    return atime, mtime
 
 
 def unpack_tar(

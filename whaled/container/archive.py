@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs
 from whaled.archive.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
-from whaled.image.layers import xattr_pax
 from whaled.osutil.tree import TreeMoved, remove_tree
 
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -421,75 +421,10 @@ class _View:
 # ----------------------------------------------------------------------------- reading
 
 
-def _xattr_pax(node: _Node) -> dict[str, str]:
-    if node.fd is None or node.is_link:
-        return {}  # Linux keeps no user xattrs on symlinks; the magic link would follow
-    return xattr_pax(node.proc(), follow_symlinks=True)
-
-
-def _exact_chunks(node: _Node, size: int) -> Callable[[], Iterator[bytes]]:
-    """Exactly ``size`` bytes of the file (zero-padded if it shrank, cut if it grew)."""
-
-    def chunks() -> Iterator[bytes]:
-        fd = os.open(node.proc(), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-        try:
-            left = size
-            while left > 0:
-                data = os.read(fd, min(CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-            while left > 0:
-                pad = min(CHUNK, left)
-                left -= pad
-                yield b"\0" * pad
-        finally:
-            os.close(fd)
-
-    return chunks
-
-
 def _tar_entry(node: _Node, name: str, hardlinks: dict[tuple[int, int], str]) -> TarEntry | None:
     """The tar member for ``node`` named ``name``; None for sockets (dockerd skips them)."""
-    st = node.st
-    assert st is not None and node.fd is not None
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = st.st_mtime_ns // 1_000_000_000
-    fmt = stat.S_IFMT(st.st_mode)
-    if fmt == stat.S_IFSOCK:
-        return None
-    if fmt == stat.S_IFLNK:
-        info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink("", dir_fd=node.fd)
-        return TarEntry(info=info)
-    info.pax_headers = _xattr_pax(node)
-    if fmt == stat.S_IFDIR:
-        info.type = tarfile.DIRTYPE
-        return TarEntry(info=info)
-    if fmt == stat.S_IFREG:
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1:
-            first = hardlinks.get(key)
-            if first is not None:
-                info.type = tarfile.LNKTYPE
-                info.linkname = first
-                return TarEntry(info=info)
-            hardlinks[key] = name
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-        return TarEntry(info=info, data=_exact_chunks(node, st.st_size))
-    if fmt in (stat.S_IFCHR, stat.S_IFBLK):
-        info.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        return TarEntry(info=info)
-    if fmt == stat.S_IFIFO:
-        info.type = tarfile.FIFOTYPE
-        return TarEntry(info=info)
-    return None
+    assert node.st is not None and node.fd is not None
+    return disk_entry(name, node.st, OnDisk(node.fd), hardlinks)
 
 
 def _tree_entries(
@@ -674,25 +609,6 @@ class _Prepended:
         return self._reader.read(n)
 
 
-def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
-    atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    return atime, mtime
-
-
-def _set_xattrs(target: int | str, xattrs: Mapping[str, bytes]) -> None:
-    for key, value in xattrs.items():
-        if key.startswith("trusted.overlay."):
-            continue  # would steer overlayfs
-        try:
-            os.setxattr(target, key, value)
-        except OSError as e:
-            # Best effort like dockerd for file systems that refuse some namespaces.
-            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
-                raise
-
-
 class _Extractor:
     def __init__(
         self,
@@ -855,7 +771,7 @@ class _Extractor:
         pfd = parent.fd
         uid, gid = self.ids(member)
         mode = member.mode & 0o7777
-        times = _times_ns(member)
+        times = member_times_ns(member)
         xattrs = pax_xattrs(member.pax_headers)
 
         if member.isdir():
@@ -887,7 +803,7 @@ class _Extractor:
                             view = view[os.write(fd, view) :]
                 os.fchown(fd, uid, gid)
                 os.fchmod(fd, mode)
-                _set_xattrs(fd, xattrs)
+                set_xattrs(fd, xattrs)
                 os.utime(fd, ns=times)
             finally:
                 os.close(fd)
@@ -936,7 +852,7 @@ class _Extractor:
                     raise InvalidParameter(f"cannot extract {_q(member.name)}: it was replaced")
                 os.chown(node.proc(), uid, gid)
                 os.chmod(node.proc(), mode)
-                _set_xattrs(node.proc(), xattrs)
+                set_xattrs(node.proc(), xattrs)
                 os.utime(node.proc(), ns=times)
             finally:
                 node.close()
@@ -954,7 +870,7 @@ class _Extractor:
             uid, gid = self.ids(member)
             os.fchown(fd, uid, gid)
             os.fchmod(fd, member.mode & 0o7777)
-            _set_xattrs(fd, pax_xattrs(member.pax_headers))
+            set_xattrs(fd, pax_xattrs(member.pax_headers))
         finally:
             os.close(fd)
 

@@ -49,6 +49,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
+from whaled.archive.files import OnDisk, disk_entry, info_from_stat
 from whaled.archive.tarsafe import (
     LAYER_POLICY,
     OPAQUE_XATTR,
@@ -1010,116 +1011,26 @@ def dir_size(root: str) -> int:
     return total
 
 
-def xattr_pax(target: str | int, *, follow_symlinks: bool = False) -> dict[str, str]:
-    """PAX headers (``SCHILY.xattr.*``) for the xattrs of a file given by fd or path,
-    overlay's own ``trusted.overlay.*`` left out. ``follow_symlinks`` applies to paths only
-    (e.g. ``/proc/self/fd/N`` of an O_PATH fd must be followed)."""
-    out: dict[str, str] = {}
-    follow: dict[str, bool] = (
-        {} if isinstance(target, int) else {"follow_symlinks": follow_symlinks}
-    )
-    try:
-        names = os.listxattr(target, **follow)
-    except OSError:
-        return out
-    for key in names:
-        if key.startswith("trusted.overlay."):
-            continue
-        try:
-            value = os.getxattr(target, key, **follow)
-        except OSError:
-            continue
-        out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
-    if any(not _is_utf8(v) for v in out.values()):
-        out["hdrcharset"] = "BINARY"
-    return out
-
-
-def _is_utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _info_from_stat(name: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = st.st_mtime_ns // 1_000_000_000
-    return info
-
-
-def _exact_chunks(dfd: int, name: str, size: int) -> Callable[[], Iterator[bytes]]:
-    def chunks() -> Iterator[bytes]:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        try:
-            left = size
-            while left > 0:
-                data = os.read(fd, min(CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-            if left > 0:  # the file shrank while we read it: keep the header honest
-                yield b"\0" * left
-        finally:
-            os.close(fd)
-
-    return chunks
-
-
 def upper_entries(upper: str) -> Iterator[TarEntry]:
     """Tar entries of an overlay upper dir, overlay whiteouts converted to ``.wh.`` form."""
     hardlinks: dict[tuple[int, int], str] = {}
     for w in walk_fd(upper):
         st = w.st
-        mode = st.st_mode
         parent = os.path.dirname(w.path)
-        proc = f"/proc/self/fd/{w.parent_fd}/{w.name}"
         if is_whiteout_device(st):
-            info = _info_from_stat((parent + "/" if parent else "") + WHITEOUT_PREFIX + w.name, st)
+            info = info_from_stat((parent + "/" if parent else "") + WHITEOUT_PREFIX + w.name, st)
             info.type = tarfile.REGTYPE
             info.mode = 0o600
             info.size = 0
             yield TarEntry(info=info)
             continue
-        info = _info_from_stat(w.path, st)
-        if stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-            info.name = w.path + "/"
-            info.pax_headers = xattr_pax(proc)
-            yield TarEntry(info=info)
-            if _is_opaque(w):
-                wo = _info_from_stat(w.path + "/" + WHITEOUT_OPAQUE, st)
-                wo.type = tarfile.REGTYPE
-                wo.size = 0
-                yield TarEntry(info=wo)
-            continue
-        if stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in hardlinks:
-                info.type = tarfile.LNKTYPE
-                info.linkname = hardlinks[key]
-                yield TarEntry(info=info)
-                continue
-            if st.st_nlink > 1:
-                hardlinks[key] = w.path
-            info.type = tarfile.REGTYPE
-            info.size = st.st_size
-            info.pax_headers = xattr_pax(proc)
-            yield TarEntry(info=info, data=_exact_chunks(w.parent_fd, w.name, st.st_size))
-        elif stat.S_ISLNK(mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(w.name, dir_fd=w.parent_fd)
-            yield TarEntry(info=info)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            yield TarEntry(info=info)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-            yield TarEntry(info=info)
-        # sockets are skipped, like dockerd
+        is_dir = stat.S_ISDIR(st.st_mode)
+        name = w.path + "/" if is_dir else w.path
+        entry = disk_entry(name, st, OnDisk(w.parent_fd, w.name), hardlinks)
+        if entry is not None:
+            yield entry
+        if is_dir and _is_opaque(w):
+            wo = info_from_stat(w.path + "/" + WHITEOUT_OPAQUE, st)
+            wo.type = tarfile.REGTYPE
+            wo.size = 0
+            yield TarEntry(info=wo)

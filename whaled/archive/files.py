@@ -6,8 +6,9 @@ its xattrs as PAX ``SCHILY.xattr.*`` headers (:func:`xattr_pax`), further names 
 with several links as hard links, and exactly the stat'ed size of content
 (:func:`exact_chunks`: the header must stay honest when the file changes while it is read).
 
-Unpacking (layers, ``docker cp`` into a container): :func:`set_xattrs` and
-:func:`member_times_ns` put a member's xattrs and times on what was created for it.
+Unpacking (layers, ``docker cp`` into a container): :func:`write_file` creates a member's
+regular file, :func:`set_xattrs` and :func:`member_times_ns` put a member's xattrs and times
+on what was created for it.
 
 Overlay's own ``trusted.overlay.*`` xattrs never cross: they are not archived and not
 applied (they would steer overlayfs).
@@ -176,6 +177,36 @@ def set_xattrs(target: int | str, xattrs: Mapping[str, bytes], *, follow: bool =
         except OSError as e:
             if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                 raise
+
+
+def write_file(
+    dir_fd: int,
+    name: str,
+    fill: Callable[[int], object],
+    *,
+    owner: tuple[int, int] | None,
+    mode: int,
+    xattrs: Mapping[str, bytes],
+    times: tuple[int, int],
+) -> None:
+    """Create the regular file ``name`` in ``dir_fd`` (nothing may be there: a symlink is
+    never followed), ``fill`` its content through the fd, then set its owner (None: keep
+    ours), mode (after the owner: chown clears set-id bits), xattrs and times."""
+    fd = os.open(
+        name,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
+    try:
+        fill(fd)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+        set_xattrs(fd, xattrs)
+        os.utime(fd, ns=times)
+    finally:
+        os.close(fd)
 
 
 def member_times_ns(member: tarfile.TarInfo) -> tuple[int, int]:

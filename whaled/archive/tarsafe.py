@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from whaled.archive.files import member_times_ns, set_xattrs
+from whaled.archive.files import member_times_ns, set_xattrs, write_file
 from whaled.errors import InvalidParameter, SystemFailure
 from whaled.osutil.tree import remove_tree
 
@@ -932,22 +932,16 @@ class _Unpacker:
         self.remove_existing(pfd, base, parts)
 
         if typ in _DATA_TYPES:
-            fd = os.open(
+            path = "/".join(parts)
+            write_file(
+                pfd,
                 base,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=pfd,
+                lambda fd: self.parser.copy_data(fd, path),
+                owner=(member.uid, member.gid) if policy.owners else None,
+                mode=mode,
+                xattrs=xattrs,
+                times=times,
             )
-            try:
-                self.parser.copy_data(fd, "/".join(parts))
-                if policy.owners:
-                    os.fchown(fd, member.uid, member.gid)
-                os.fchmod(fd, mode)
-                if xattrs:
-                    set_xattrs(fd, xattrs, follow=False)
-                os.utime(fd, ns=times)
-            finally:
-                os.close(fd)
             return member.size
 
         if typ == tarfile.SYMTYPE:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs
+from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
 from whaled.archive.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
@@ -788,25 +788,16 @@ class _Extractor:
             return
 
         if member.isreg():
-            fd = os.open(
-                base,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=pfd,
-            )
-            try:
-                src = tf.extractfile(member)
+            src = tf.extractfile(member)
+
+            def fill(fd: int) -> None:
                 if src is not None:
                     while data := src.read(CHUNK):
                         view = memoryview(data)
                         while view:
                             view = view[os.write(fd, view) :]
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, mode)
-                set_xattrs(fd, xattrs)
-                os.utime(fd, ns=times)
-            finally:
-                os.close(fd)
+
+            write_file(pfd, base, fill, owner=(uid, gid), mode=mode, xattrs=xattrs, times=times)
             return
 
         if member.issym():

@@ -15,6 +15,7 @@ from whaled.archive.files import (
     exact_chunks,
     member_times_ns,
     set_xattrs,
+    write_file,
     xattr_pax,
 )
 
@@ -94,3 +95,25 @@ def test_member_times_fall_back_to_mtime() -> None:
     assert member_times_ns(member) == (1_500_000_000, 2_000_000_000)
     member.pax_headers = {"atime": "bogus"}
     assert member_times_ns(member) == (2_000_000_000, 2_000_000_000)
+
+
+def test_write_file_never_follows_and_sets_metadata(tmp_path: Path) -> None:
+    os.symlink("/etc/passwd", tmp_path / "l")
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileExistsError):
+            write_file(dfd, "l", lambda fd: None, owner=None, mode=0o644, xattrs={}, times=(0, 0))
+        write_file(
+            dfd,
+            "f",
+            lambda fd: os.write(fd, b"hi"),
+            owner=(os.getuid(), os.getgid()),
+            mode=0o4751,
+            xattrs={},
+            times=(1_000_000_000, 2_000_000_000),
+        )
+    finally:
+        os.close(dfd)
+    st = os.stat(tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == b"hi"
+    assert (st.st_mode & 0o7777, st.st_atime_ns, st.st_mtime_ns) == (0o4751, 10**9, 2 * 10**9)

@@ -40,7 +40,7 @@ from whaled.daemon.images import SaveStream
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
-from whaled.image.layers import ChangeKind
+from whaled.image.rwlayers import ChangeKind
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
 
@@ -121,17 +121,17 @@ class ContainerIO:
     def _summary(self, c: Container, *, size: bool) -> ContainerSummary:
         layers = self.svc.images.layers
         try:
-            graph: Mapping[str, str] = layers.rw_paths(c.id)
+            graph: Mapping[str, str] = layers.rw.paths(c.id)
         except (NotFound, OSError):
             graph = {}  # half-removed: the RW layer is gone, inspect still answers
         size_rw = size_root = None
         if size:
             try:
-                size_rw = layers.rw_size(c.id)
+                size_rw = layers.rw.size(c.id)
             except (NotFound, OSError):
                 size_rw = 0
             try:
-                rw = layers.get_rw(c.id)
+                rw = layers.rw.get(c.id)
                 size_root = size_rw + layers.chain_size(rw.parent)
             except (NotFound, OSError):
                 size_root = size_rw
@@ -304,14 +304,14 @@ class ContainerIO:
     def _rootfs(self, c: Container) -> Iterator[str]:
         layers = self.svc.images.layers
         try:
-            root = layers.mount(c.id)
+            root = layers.rw.mount(c.id)
         except NotFound:
             raise Conflict(f"container {c.id} has no file system (it is being removed)") from None
         try:
             yield root
         finally:
             with contextlib.suppress(WhaledError, OSError):
-                layers.unmount(c.id)
+                layers.rw.unmount(c.id)
 
     async def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]:
         c = self.svc.get(name_or_id)
@@ -329,13 +329,13 @@ class ContainerIO:
         layers = self.svc.images.layers
 
         def prepare() -> tuple[dict[str, Any], Iterator[bytes]]:
-            root = layers.mount(c.id)
+            root = layers.rw.mount(c.id)
             try:
                 stat, chunks = cp.archive_path(root, self._mounts_of(c), path, container=c.name)
             except BaseException:
-                layers.unmount(c.id)
+                layers.rw.unmount(c.id)
                 raise
-            return stat, _then(chunks, lambda: layers.unmount(c.id))
+            return stat, _then(chunks, lambda: layers.rw.unmount(c.id))
 
         stat, chunks = await asyncio.to_thread(prepare)
         return stat, aiter(SaveStream(chunks))
@@ -373,8 +373,8 @@ class ContainerIO:
         layers = self.svc.images.layers
 
         def prepare() -> Iterator[bytes]:
-            root = layers.mount(c.id)
-            return _then(cp.export_rootfs(root), lambda: layers.unmount(c.id))
+            root = layers.rw.mount(c.id)
+            return _then(cp.export_rootfs(root), lambda: layers.rw.unmount(c.id))
 
         chunks = await asyncio.to_thread(prepare)
         self.svc._event(c, "export")
@@ -383,7 +383,7 @@ class ContainerIO:
     async def changes(self, name_or_id: str) -> list[dict[str, Any]]:
         c = self.svc.get(name_or_id)
         try:
-            changes = await asyncio.to_thread(self.svc.images.layers.changes, c.id)
+            changes = await asyncio.to_thread(self.svc.images.layers.rw.changes, c.id)
         except (NotFound, FileNotFoundError):
             raise Conflict(
                 f"container {c.id} has no file system (it is being removed or is dead)"
@@ -449,7 +449,7 @@ class ContainerIO:
             if until is not None and parse_log_time(c.created) / 1e9 >= until:
                 continue
             try:
-                size = await asyncio.to_thread(self.svc.images.layers.rw_size, c.id)
+                size = await asyncio.to_thread(self.svc.images.layers.rw.size, c.id)
             except (NotFound, OSError):
                 size = 0
             try:

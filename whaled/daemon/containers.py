@@ -395,7 +395,7 @@ class ContainerService:
             else:
                 config["Hostname"] = cid[:12]
         warnings.extend(self._check_runnable(cfg, c))
-        await asyncio.to_thread(self.images.layers.create_rw, cid, image.top_chain)
+        await asyncio.to_thread(self.images.layers.rw.create, cid, image.top_chain)
         try:
             if not name:
                 # Chosen and reserved in one step (no await in between): a concurrent
@@ -407,7 +407,7 @@ class ContainerService:
             self.store.forget(cid)
             remove_tree(cdir, ignore_errors=True)
             with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.images.layers.remove_rw, cid)
+                await asyncio.to_thread(self.images.layers.rw.remove, cid)
             raise
         self._slot(cid)
         self._event(c, "create")
@@ -523,7 +523,7 @@ class ContainerService:
         def prepare_bundle(bundle_dir: str) -> None:
             nonlocal mounted
             _create_bind_sources(c.host_config)
-            rootfs = self.images.layers.mount(c.id)
+            rootfs = self.images.layers.rw.mount(c.id)
             mounted = True
             _write_bundle(bundle_dir, self._spec_for(cfg, c, rootfs))
 
@@ -540,7 +540,7 @@ class ContainerService:
         except BaseException as e:
             if mounted:
                 with contextlib.suppress(WhaledError, OSError):
-                    await asyncio.to_thread(self.images.layers.unmount, c.id)
+                    await asyncio.to_thread(self.images.layers.rw.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         try:
             await self._connect_attachers(slot, runtime)
@@ -549,7 +549,7 @@ class ContainerService:
             with contextlib.suppress(WhaledError, OSError):
                 await runtime.delete(force=True)
             with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.images.layers.unmount, c.id)
+                await asyncio.to_thread(self.images.layers.rw.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         c.runtime_path = runtime_path
         c.state.status = next_state(c.state.status, Event.START)
@@ -768,7 +768,7 @@ class ContainerService:
         delete = asyncio.ensure_future(run.runtime.delete(force=True))
         try:
             try:
-                await asyncio.to_thread(self.images.layers.unmount, c.id)
+                await asyncio.to_thread(self.images.layers.rw.unmount, c.id)
             except Exception as e:
                 log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
             run.released.set()
@@ -1022,7 +1022,7 @@ class ContainerService:
     async def _remove_files(self, c: Container) -> None:
         def remove() -> None:
             with contextlib.suppress(NotFound):
-                self.images.layers.remove_rw(c.id)  # unmounts whatever mounts remain
+                self.images.layers.rw.remove(c.id)  # unmounts whatever mounts remain
             self.store.delete(c.id)
 
         await asyncio.to_thread(remove)
@@ -1038,7 +1038,7 @@ class ContainerService:
         await asyncio.sleep(0)  # let the removal's answer go out first
         while True:
             self._trash_again = False
-            await asyncio.to_thread(self.images.layers.empty_trash)
+            await asyncio.to_thread(self.images.layers.rw.empty_trash)
             await asyncio.to_thread(self.store.empty_trash)
             if not self._trash_again:
                 return
@@ -1158,7 +1158,7 @@ class ContainerService:
         whose restart policy wants them running again (see :meth:`start_restored`)."""
         loaded = await asyncio.to_thread(self.store.load_all)
         # RW layers no container owns (a crash between create_rw and store.reserve).
-        await asyncio.to_thread(self.images.layers.remove_orphan_rw, self.store.owner_ids())
+        await asyncio.to_thread(self.images.layers.rw.remove_orphans, self.store.owner_ids())
         to_start: list[Container] = []
         for c in loaded:
             slot = self._slot(c.id)
@@ -1250,7 +1250,7 @@ class ContainerService:
             status = task.exit_status()
             if status is None:
                 # Re-mount: the rootfs stays mounted while the container lives.
-                await asyncio.to_thread(self.images.layers.mount, c.id)
+                await asyncio.to_thread(self.images.layers.rw.mount, c.id)
                 run = Run(runtime=runtime, task=task, started=time.monotonic())
                 slot.run = run
                 if c.state.status == Status.RESTARTING:
@@ -1288,8 +1288,8 @@ class ContainerService:
 
     def _unmount_all(self, cid: str) -> None:
         with contextlib.suppress(NotFound, OSError):
-            while self.images.layers.is_mounted(cid):
-                self.images.layers.unmount(cid)
+            while self.images.layers.rw.is_mounted(cid):
+                self.images.layers.rw.unmount(cid)
 
     async def shutdown(self, cfg: Config) -> None:
         self._shutting_down = True

@@ -304,3 +304,21 @@ def sweep(directory: str, match: Callable[[str], bool] = is_temp_name) -> list[s
             continue
         removed.append(name)
     return removed
+
+
+def names_or_none(directory: str) -> list[str] | None:
+    """Entries of a store directory; None (logged) when it cannot be read."""
+    try:
+        return os.listdir(directory)
+    except OSError as e:
+        log.warning("cannot read %s: %s", directory, e)
+        return None
+
+
+def sweep_path(path: str, what: str) -> None:
+    """Remove one leftover found at start (``what`` names it in the log); log and go on
+    when that fails."""
+    try:
+        remove_tree(path)
+    except Exception as e:  # the daemon must start
+        log.warning("cannot remove %s %s: %s", what, path, e)

@@ -34,6 +34,7 @@ damaged or short header after the first member ends the archive.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import errno
 import hashlib
 import lzma
@@ -516,6 +517,21 @@ class LayerReader:
     @property
     def raw_digest(self) -> str | None:
         return None if self._raw_hash is None else "sha256:" + self._raw_hash.hexdigest()
+
+
+@contextlib.contextmanager
+def open_tar_upload(stream: Readable) -> Iterator[tarfile.TarFile | None]:
+    """A tar upload (plain, gzip, bzip2, xz; zstd if available) as a streaming
+    :class:`tarfile.TarFile`; None for an empty body (dockerd extracts nothing then)."""
+    reader = LayerReader(stream)
+    head = reader.read(BLOCK)
+    if not head:
+        yield None
+        return
+    # (typeshed wants a full file object; tarfile's stream mode only calls read(n))
+    src: Any = _Prefixed(head, reader)
+    with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tf:
+        yield tf
 
 
 # ----------------------------------------------------------------------------- tar parsing

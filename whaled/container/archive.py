@@ -25,8 +25,10 @@ What dockerd does and we match: ``GET /containers/{id}/archive`` (``archive_path
 parents are symlinks resolved in the container (dockerd unpacks in a chroot), members that
 climb out of the extraction directory refused, ``noOverwriteDirNonDir``; and
 ``GET /containers/{id}/export`` (``export_rootfs``). Tar streams are produced lazily, one
-file at a time (:mod:`whaled.archive.tarstream`); decompression of uploads reuses the layer
-reader of :mod:`whaled.archive.tarsafe`.
+file at a time (:mod:`whaled.archive.tarstream`); the tar side (members from files on disk,
+what an unpacked member leaves on disk, opening a compressed upload) is in
+:mod:`whaled.archive.files` and :mod:`whaled.archive.tarsafe`; this module keeps the
+container's side: paths resolved inside the container and its mounts.
 """
 
 from __future__ import annotations
@@ -44,13 +46,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
-from whaled.archive.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
+from whaled.archive.tarsafe import CHUNK, Readable, open_tar_upload, pax_xattrs
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.osutil.tree import TreeMoved, remove_tree
 
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-_BLOCK = 512
 MAX_SYMLINKS = 255  # dockerd's FollowSymlinkInScope gives up after as many links
 _PARENT_CACHE_MAX = 256
 #: Directory fds a path stack keeps open (the levels nearest the root, and its top); the
@@ -592,23 +593,6 @@ class _OwnedStream(Iterator[bytes]):
 # ----------------------------------------------------------------------------- extraction
 
 
-class _Prepended:
-    """``head`` followed by the rest of ``reader``."""
-
-    def __init__(self, head: bytes, reader: Readable) -> None:
-        self._head = head
-        self._reader = reader
-
-    def read(self, n: int = -1, /) -> bytes:
-        if self._head:
-            if n < 0:
-                out, self._head = self._head + self._reader.read(-1), b""
-                return out
-            out, self._head = self._head[:n], self._head[n:]
-            return out
-        return self._reader.read(n)
-
-
 class _Extractor:
     def __init__(
         self,
@@ -939,13 +923,9 @@ def extract_to(
     )
     current = ""
     try:
-        reader = LayerReader(stream)
-        head = reader.read(_BLOCK)
-        if not head:
-            return  # an empty body extracts nothing (dockerd: same)
-        # (typeshed wants a full file object; tarfile's stream mode only calls read())
-        src: Any = _Prepended(head, reader)
-        with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tf:
+        with open_tar_upload(stream) as tf:
+            if tf is None:
+                return  # an empty body extracts nothing (dockerd: same)
             for member in tf:
                 current = member.name
                 ex.member(tf, member)

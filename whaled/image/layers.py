@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from whaled.archive.tarsafe import (
     LAYER_POLICY,
@@ -71,7 +71,7 @@ from whaled.image.digests import chain_id as compute_chain_id
 from whaled.image.digests import digest_hex, is_digest
 from whaled.image.rwlayers import RWLayerStore
 from whaled.osutil.atomic import atomic_write_json
-from whaled.osutil.tree import names_or_none, remove_tree, sweep_path
+from whaled.osutil.tree import load_json_records, names_or_none, remove_tree, sweep_path
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,17 @@ def _new_link() -> str:
     return base64.b32encode(os.urandom(16)).decode().rstrip("=")
 
 
+def _layer_record(raw: Any) -> Layer:
+    return Layer(
+        chain_id=raw["chain_id"],
+        diff_id=raw["diff_id"],
+        parent=raw["parent"],
+        size=int(raw["size"]),
+        cache_id=raw["cache_id"],
+        link=raw["link"],
+    )
+
+
 class LayerStore:
     def __init__(self, data_root: str, content: ContentStore, *, fsync_blobs: bool = True) -> None:
         self.root = os.path.join(data_root, DRIVER_NAME)
@@ -157,27 +168,8 @@ class LayerStore:
         crash left. Nothing met on disk stops the start: what cannot be read is dropped,
         what cannot be removed is logged and left. False when the metadata directory could
         not be listed."""
-        layer_names = names_or_none(self.meta_dir)
-        for name in layer_names or ():
-            path = os.path.join(self.meta_dir, name)
-            if name.startswith(".tmp-"):
-                sweep_path(path, "temp file")
-                continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    raw = json.load(f)
-                layer = Layer(
-                    chain_id=raw["chain_id"],
-                    diff_id=raw["diff_id"],
-                    parent=raw["parent"],
-                    size=int(raw["size"]),
-                    cache_id=raw["cache_id"],
-                    link=raw["link"],
-                )
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warning("dropping unreadable layer metadata %s: %s", path, e)
-                sweep_path(path, "unreadable layer metadata")
-                continue
+        records = load_json_records(self.meta_dir, _layer_record, "layer metadata")
+        for path, layer in records or ():
             if not os.path.isdir(self._diff_dir(layer.cache_id)):
                 log.warning("dropping layer %s: its directory is missing", layer.chain_id)
                 sweep_path(path, "layer metadata")
@@ -201,7 +193,7 @@ class LayerStore:
         for layer in self._layers.values():
             if layer.parent is not None:
                 self._refs[layer.parent] += 1
-        return layer_names is not None
+        return records is not None
 
     def _sweep_driver_dirs(self, rw_mount_ids: Collection[str]) -> None:
         """Orphaned driver dirs (crash between unpack and metadata commit, removed RW layers
@@ -606,6 +598,7 @@ class LayerStore:
         if lowers:
             data["LowerDir"] = ":".join(lowers)
         return data
+
 
 def _split_tar(layer_dir: str, split: str, diff_id: str) -> Iterator[bytes]:
     try:

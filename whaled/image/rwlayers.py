@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import secrets
@@ -35,7 +34,7 @@ import tarfile
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from whaled.archive.files import OnDisk, disk_entry, info_from_stat
 from whaled.archive.tarsafe import (
@@ -50,10 +49,10 @@ from whaled.image import mounts
 from whaled.osutil.atomic import atomic_write_json
 from whaled.osutil.tree import (
     Walked,
+    load_json_records,
     lstat_under,
     names_or_none,
     remove_tree,
-    sweep_path,
     walk_fd,
 )
 
@@ -92,6 +91,10 @@ class NoSuchRWLayer(NotFound):
         super().__init__(f"read-write layer does not exist for container {container_id}")
 
 
+def _rw_record(raw: Any) -> RWLayer:
+    return RWLayer(container_id=raw["container_id"], mount_id=raw["mount_id"], parent=raw["parent"])
+
+
 class RWLayerStore:
     """The read-write layers of containers, by container ID."""
 
@@ -109,24 +112,8 @@ class RWLayerStore:
 
     def _restore(self) -> bool:
         """Rebuild the records and mount counts from disk; what cannot be read is dropped."""
-        names = names_or_none(self.meta_dir)
-        for name in names or ():
-            path = os.path.join(self.meta_dir, name)
-            if name.startswith(".tmp-"):
-                sweep_path(path, "temp file")
-                continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    raw = json.load(f)
-                rw = RWLayer(
-                    container_id=raw["container_id"],
-                    mount_id=raw["mount_id"],
-                    parent=raw["parent"],
-                )
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warning("dropping unreadable RW layer metadata %s: %s", path, e)
-                sweep_path(path, "unreadable RW layer metadata")
-                continue
+        records = load_json_records(self.meta_dir, _rw_record, "RW layer metadata")
+        for _, rw in records or ():
             if rw.parent is not None and not self._layers.exists(rw.parent):
                 log.warning("RW layer of %s lost its parent layer %s", rw.container_id, rw.parent)
             elif rw.parent is not None:
@@ -134,7 +121,7 @@ class RWLayerStore:
             self._rw[rw.container_id] = rw
             if mounts.is_mounted(self._merged(rw)):
                 self._mounts[rw.container_id] = 1
-        return names is not None
+        return records is not None
 
     def mount_ids(self) -> set[str]:
         """The driver directories of the RW layers."""

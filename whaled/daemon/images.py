@@ -31,6 +31,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar
 
+from whaled.archive.tarsafe import Readable
 from whaled.errors import NotFound
 from whaled.events import EventBus
 from whaled.image.archive import LoadedImage, ProgressEvent, ProgressFn
@@ -46,7 +47,6 @@ from whaled.image.service import (
     PruneReport,
 )
 from whaled.image.store import DeleteRecord
-from whaled.image.tarsafe import Readable
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from whaled.archive.tarsafe import Readable
 from whaled.errors import Conflict, InvalidParameter
 from whaled.image import archive
 from whaled.image import filters as flt
@@ -45,7 +46,6 @@ from whaled.image.store import (
     UsageHook,
     plan_delete,
 )
-from whaled.image.tarsafe import Readable
 
 log = logging.getLogger(__name__)
 
@@ -563,11 +563,11 @@ class ImageService:
         target = self._target_ref(repo, tag)
         new_config = apply_changes(container_config, changes)
         parent = self.images.get(parent_image) if parent_image else None
-        rw = self.layers.get_rw(container_id)
+        rw = self.layers.rw.get(container_id)
         parent_diffs = list(parent.diff_ids) if parent else []
         if rw.parent != (parent.top_chain if parent else None):
             raise Conflict("the container's read-write layer does not sit on its image")
-        diff_stream = _IterReader(self.layers.diff(container_id, exclude))
+        diff_stream = _IterReader(self.layers.rw.diff(container_id, exclude))
         layer = self.layers.register(diff_stream, rw.parent)
         try:
             empty = layer.diff_id == EMPTY_LAYER_DIFF_ID

@@ -27,13 +27,14 @@ from whaled.api.app import (
     request_config,
 )
 from whaled.api.filters import parse_filters
-from whaled.api.hijack import ClientGone, detacher_for, hijack, mux_frame, parse_detach_keys
+from whaled.api.framing import detacher_for, mux_frame, parse_detach_keys
+from whaled.api.hijack import ClientGone, hijack
 from whaled.api.routers.images import bool_param
 from whaled.api.schema import Body, decode_body
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
-from whaled.api.streams import BlockingBodyReader, drain_body, while_connected
+from whaled.api.streams import BlockingBodyReader, drain_body, send_body, while_connected
 from whaled.api.versions import ApiVersion
 from whaled.daemon.attach import PumpEnd, connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
@@ -423,20 +424,9 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     if not path:
         raise InvalidParameter("path is required")
     stat, chunks = await _io(request).archive(_id(request), path)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/x-tar",
-            "X-Docker-Container-Path-Stat": _stat_header(stat),
-        }
-    )
-    await response.prepare(request)
-    try:
-        async for chunk in chunks:
-            await response.write(chunk)
-    except ConnectionError:
-        return response
-    await response.write_eof()
-    return response
+    stat_header = _stat_header(stat)
+    headers = {"Content-Type": "application/x-tar", "X-Docker-Container-Path-Stat": stat_header}
+    return await send_body(request, chunks, headers)
 
 
 async def put_archive(request: web.Request) -> web.StreamResponse:
@@ -462,15 +452,7 @@ async def put_archive(request: web.Request) -> web.StreamResponse:
 
 async def get_export(request: web.Request) -> web.StreamResponse:
     chunks = await _io(request).export(_id(request))
-    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    await response.prepare(request)
-    try:
-        async for chunk in chunks:
-            await response.write(chunk)
-    except ConnectionError:
-        return response
-    await response.write_eof()
-    return response
+    return await send_body(request, chunks, {"Content-Type": "application/x-tar"})
 
 
 async def get_changes(request: web.Request) -> web.StreamResponse:

@@ -27,15 +27,8 @@ import pytest
 from aiohttp import http_parser, web
 
 from whaled.api.app import Routes, error_middleware, version_middleware
-from whaled.api.hijack import (
-    MULTIPLEXED_STREAM,
-    RAW_STREAM,
-    STDERR,
-    STDOUT,
-    ClientGone,
-    capture_early_input,
-    hijack,
-)
+from whaled.api.framing import MULTIPLEXED_STREAM, RAW_STREAM, STDERR, STDOUT
+from whaled.api.hijack import ClientGone, capture_early_input, hijack
 from whaled.errors import Conflict
 
 SERVER_THREAD = "toy-hijack-server"

@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -263,3 +263,44 @@ async def drain_body(request: web.Request) -> None:
         raise
     except Exception:  # a broken body: nothing more to drain
         pass
+
+
+async def send_body(
+    request: web.Request, chunks: AsyncIterable[bytes], headers: Mapping[str, str]
+) -> web.StreamResponse:
+    """Stream ``chunks`` out as the body of a 200 answer with ``headers``.
+
+    Errors before the call (a missing container, a bad name...) keep their status because
+    nothing is sent before it. Once the status is out, an error cuts the connection, like
+    dockerd, so the client sees a truncated body instead of a well-formed short one; a
+    client that leaves ends the stream quietly. ``chunks`` is closed (``close`` or
+    ``aclose``) whichever way the stream ends.
+    """
+    response = web.StreamResponse(headers=dict(headers))
+    try:
+        await response.prepare(request)
+        async for chunk in chunks:
+            await response.write(chunk)
+    except asyncio.CancelledError:
+        raise
+    except ConnectionError:
+        return response  # the client went away
+    except Exception:
+        log.exception("%s %s failed mid-stream", request.method, request.path)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    finally:
+        await _close(chunks)
+    await response.write_eof()
+    return response
+
+
+async def _close(chunks: object) -> None:
+    close = getattr(chunks, "close", None)
+    if callable(close):
+        close()
+        return
+    aclose = getattr(chunks, "aclose", None)
+    if callable(aclose):
+        await aclose()

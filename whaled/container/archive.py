@@ -25,8 +25,10 @@ What dockerd does and we match: ``GET /containers/{id}/archive`` (``archive_path
 parents are symlinks resolved in the container (dockerd unpacks in a chroot), members that
 climb out of the extraction directory refused, ``noOverwriteDirNonDir``; and
 ``GET /containers/{id}/export`` (``export_rootfs``). Tar streams are produced lazily, one
-file at a time (:mod:`whaled.image.tarstream`); decompression of uploads reuses the layer
-reader of :mod:`whaled.image.tarsafe`.
+file at a time (:mod:`whaled.archive.tarstream`); the tar side (members from files on disk,
+what an unpacked member leaves on disk, opening a compressed upload) is in
+:mod:`whaled.archive.files` and :mod:`whaled.archive.tarsafe`; this module keeps the
+container's side: paths resolved inside the container and its mounts.
 """
 
 from __future__ import annotations
@@ -43,14 +45,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
+from whaled.archive.tarsafe import CHUNK, Readable, open_tar_upload, pax_xattrs
+from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
-from whaled.image.layers import xattr_pax
-from whaled.image.tarsafe import CHUNK, LayerReader, Readable, pax_xattrs
-from whaled.image.tarstream import TarEntry, stream_tar
 from whaled.osutil.tree import TreeMoved, remove_tree
 
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-_BLOCK = 512
 MAX_SYMLINKS = 255  # dockerd's FollowSymlinkInScope gives up after as many links
 _PARENT_CACHE_MAX = 256
 #: Directory fds a path stack keeps open (the levels nearest the root, and its top); the
@@ -421,75 +422,10 @@ class _View:
 # ----------------------------------------------------------------------------- reading
 
 
-def _xattr_pax(node: _Node) -> dict[str, str]:
-    if node.fd is None or node.is_link:
-        return {}  # Linux keeps no user xattrs on symlinks; the magic link would follow
-    return xattr_pax(node.proc(), follow_symlinks=True)
-
-
-def _exact_chunks(node: _Node, size: int) -> Callable[[], Iterator[bytes]]:
-    """Exactly ``size`` bytes of the file (zero-padded if it shrank, cut if it grew)."""
-
-    def chunks() -> Iterator[bytes]:
-        fd = os.open(node.proc(), os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-        try:
-            left = size
-            while left > 0:
-                data = os.read(fd, min(CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-            while left > 0:
-                pad = min(CHUNK, left)
-                left -= pad
-                yield b"\0" * pad
-        finally:
-            os.close(fd)
-
-    return chunks
-
-
 def _tar_entry(node: _Node, name: str, hardlinks: dict[tuple[int, int], str]) -> TarEntry | None:
     """The tar member for ``node`` named ``name``; None for sockets (dockerd skips them)."""
-    st = node.st
-    assert st is not None and node.fd is not None
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = st.st_mtime_ns // 1_000_000_000
-    fmt = stat.S_IFMT(st.st_mode)
-    if fmt == stat.S_IFSOCK:
-        return None
-    if fmt == stat.S_IFLNK:
-        info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink("", dir_fd=node.fd)
-        return TarEntry(info=info)
-    info.pax_headers = _xattr_pax(node)
-    if fmt == stat.S_IFDIR:
-        info.type = tarfile.DIRTYPE
-        return TarEntry(info=info)
-    if fmt == stat.S_IFREG:
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1:
-            first = hardlinks.get(key)
-            if first is not None:
-                info.type = tarfile.LNKTYPE
-                info.linkname = first
-                return TarEntry(info=info)
-            hardlinks[key] = name
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-        return TarEntry(info=info, data=_exact_chunks(node, st.st_size))
-    if fmt in (stat.S_IFCHR, stat.S_IFBLK):
-        info.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        return TarEntry(info=info)
-    if fmt == stat.S_IFIFO:
-        info.type = tarfile.FIFOTYPE
-        return TarEntry(info=info)
-    return None
+    assert node.st is not None and node.fd is not None
+    return disk_entry(name, node.st, OnDisk(node.fd), hardlinks)
 
 
 def _tree_entries(
@@ -657,42 +593,6 @@ class _OwnedStream(Iterator[bytes]):
 # ----------------------------------------------------------------------------- extraction
 
 
-class _Prepended:
-    """``head`` followed by the rest of ``reader``."""
-
-    def __init__(self, head: bytes, reader: Readable) -> None:
-        self._head = head
-        self._reader = reader
-
-    def read(self, n: int = -1, /) -> bytes:
-        if self._head:
-            if n < 0:
-                out, self._head = self._head + self._reader.read(-1), b""
-                return out
-            out, self._head = self._head[:n], self._head[n:]
-            return out
-        return self._reader.read(n)
-
-
-def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
-    atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    return atime, mtime
-
-
-def _set_xattrs(target: int | str, xattrs: Mapping[str, bytes]) -> None:
-    for key, value in xattrs.items():
-        if key.startswith("trusted.overlay."):
-            continue  # would steer overlayfs
-        try:
-            os.setxattr(target, key, value)
-        except OSError as e:
-            # Best effort like dockerd for file systems that refuse some namespaces.
-            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
-                raise
-
-
 class _Extractor:
     def __init__(
         self,
@@ -855,7 +755,7 @@ class _Extractor:
         pfd = parent.fd
         uid, gid = self.ids(member)
         mode = member.mode & 0o7777
-        times = _times_ns(member)
+        times = member_times_ns(member)
         xattrs = pax_xattrs(member.pax_headers)
 
         if member.isdir():
@@ -872,25 +772,16 @@ class _Extractor:
             return
 
         if member.isreg():
-            fd = os.open(
-                base,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=pfd,
-            )
-            try:
-                src = tf.extractfile(member)
+            src = tf.extractfile(member)
+
+            def fill(fd: int) -> None:
                 if src is not None:
                     while data := src.read(CHUNK):
                         view = memoryview(data)
                         while view:
                             view = view[os.write(fd, view) :]
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, mode)
-                _set_xattrs(fd, xattrs)
-                os.utime(fd, ns=times)
-            finally:
-                os.close(fd)
+
+            write_file(pfd, base, fill, owner=(uid, gid), mode=mode, xattrs=xattrs, times=times)
             return
 
         if member.issym():
@@ -936,7 +827,7 @@ class _Extractor:
                     raise InvalidParameter(f"cannot extract {_q(member.name)}: it was replaced")
                 os.chown(node.proc(), uid, gid)
                 os.chmod(node.proc(), mode)
-                _set_xattrs(node.proc(), xattrs)
+                set_xattrs(node.proc(), xattrs)
                 os.utime(node.proc(), ns=times)
             finally:
                 node.close()
@@ -954,7 +845,7 @@ class _Extractor:
             uid, gid = self.ids(member)
             os.fchown(fd, uid, gid)
             os.fchmod(fd, member.mode & 0o7777)
-            _set_xattrs(fd, pax_xattrs(member.pax_headers))
+            set_xattrs(fd, pax_xattrs(member.pax_headers))
         finally:
             os.close(fd)
 
@@ -1032,13 +923,9 @@ def extract_to(
     )
     current = ""
     try:
-        reader = LayerReader(stream)
-        head = reader.read(_BLOCK)
-        if not head:
-            return  # an empty body extracts nothing (dockerd: same)
-        # (typeshed wants a full file object; tarfile's stream mode only calls read())
-        src: Any = _Prepended(head, reader)
-        with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tf:
+        with open_tar_upload(stream) as tf:
+            if tf is None:
+                return  # an empty body extracts nothing (dockerd: same)
             for member in tf:
                 current = member.name
                 ex.member(tf, member)

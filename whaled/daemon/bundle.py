@@ -31,7 +31,7 @@ from whaled.errors import Conflict, InvalidParameter, WhaledError
 from whaled.host.devices import all_device_nodes, device_node
 from whaled.logger.options import LogOptions, parse_log_config
 from whaled.osutil.atomic import replace_file
-from whaled.osutil.readtext import read_text
+from whaled.osutil.files import read_text
 from whaled.runtime.backend.api import CreateOptions, StdioOptions
 from whaled.runtime.devices import Device
 from whaled.runtime.registry import resolve_runtime

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from whaled.archive.tarsafe import Readable
 from whaled.container import archive as cp
 from whaled.container.events import ContainerEvents
 from whaled.container.initpaths import hide_init_paths, init_exclusions
@@ -41,8 +42,8 @@ from whaled.daemon.system import HostFacts
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
-from whaled.image.layers import ChangeKind, LayerStore
-from whaled.image.tarsafe import Readable
+from whaled.image.layers import LayerStore
+from whaled.image.rwlayers import ChangeKind
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
 from whaled.volume.mounts import parse_bind
@@ -139,17 +140,17 @@ class ContainerIO:
     def _summary(self, c: Container, *, size: bool) -> ContainerSummary:
         layers = self.layers
         try:
-            graph: Mapping[str, str] = layers.rw_paths(c.id)
+            graph: Mapping[str, str] = layers.rw.paths(c.id)
         except (NotFound, OSError):
             graph = {}  # half-removed: the RW layer is gone, inspect still answers
         size_rw = size_root = None
         if size:
             try:
-                size_rw = layers.rw_size(c.id)
+                size_rw = layers.rw.size(c.id)
             except (NotFound, OSError):
                 size_rw = 0
             try:
-                rw = layers.get_rw(c.id)
+                rw = layers.rw.get(c.id)
                 size_root = size_rw + layers.chain_size(rw.parent)
             except (NotFound, OSError):
                 size_root = size_rw
@@ -322,14 +323,14 @@ class ContainerIO:
     def _rootfs(self, c: Container) -> Iterator[str]:
         layers = self.layers
         try:
-            root = layers.mount(c.id)
+            root = layers.rw.mount(c.id)
         except NotFound:
             raise Conflict(f"container {c.id} has no file system (it is being removed)") from None
         try:
             yield root
         finally:
             with contextlib.suppress(WhaledError, OSError):
-                layers.unmount(c.id)
+                layers.rw.unmount(c.id)
 
     async def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]:
         c = self.svc.get(name_or_id)
@@ -347,13 +348,13 @@ class ContainerIO:
         layers = self.layers
 
         def prepare() -> tuple[dict[str, Any], Iterator[bytes]]:
-            root = layers.mount(c.id)
+            root = layers.rw.mount(c.id)
             try:
                 stat, chunks = cp.archive_path(root, self._mounts_of(c), path, container=c.name)
             except BaseException:
-                layers.unmount(c.id)
+                layers.rw.unmount(c.id)
                 raise
-            return stat, _then(chunks, lambda: layers.unmount(c.id))
+            return stat, _then(chunks, lambda: layers.rw.unmount(c.id))
 
         stat, chunks = await asyncio.to_thread(prepare)
         return stat, aiter(SaveStream(chunks))
@@ -391,8 +392,8 @@ class ContainerIO:
         layers = self.layers
 
         def prepare() -> Iterator[bytes]:
-            root = layers.mount(c.id)
-            return _then(cp.export_rootfs(root), lambda: layers.unmount(c.id))
+            root = layers.rw.mount(c.id)
+            return _then(cp.export_rootfs(root), lambda: layers.rw.unmount(c.id))
 
         chunks = await asyncio.to_thread(prepare)
         self.events.emit(c, "export")
@@ -401,7 +402,7 @@ class ContainerIO:
     async def changes(self, name_or_id: str) -> list[dict[str, Any]]:
         c = self.svc.get(name_or_id)
         try:
-            changes = await asyncio.to_thread(self.layers.changes, c.id)
+            changes = await asyncio.to_thread(self.layers.rw.changes, c.id)
         except (NotFound, FileNotFoundError):
             raise Conflict(
                 f"container {c.id} has no file system (it is being removed or is dead)"
@@ -466,7 +467,7 @@ class ContainerIO:
             if until is not None and parse_log_time(c.created) / 1e9 >= until:
                 continue
             try:
-                size = await asyncio.to_thread(self.layers.rw_size, c.id)
+                size = await asyncio.to_thread(self.layers.rw.size, c.id)
             except (NotFound, OSError):
                 size = 0
             try:

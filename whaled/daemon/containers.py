@@ -173,7 +173,7 @@ class ContainerService:
         def prepare_bundle(bundle_dir: str) -> None:
             nonlocal mounted
             create_bind_sources(c.host_config)
-            rootfs = self.layers.mount(c.id)
+            rootfs = self.layers.rw.mount(c.id)
             mounted = True
             write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs))
 
@@ -190,7 +190,7 @@ class ContainerService:
         except BaseException as e:
             if mounted:
                 with contextlib.suppress(WhaledError, OSError):
-                    await asyncio.to_thread(self.layers.unmount, c.id)
+                    await asyncio.to_thread(self.layers.rw.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         try:
             await self.runs.connect_attachers(slot, runtime)
@@ -199,7 +199,7 @@ class ContainerService:
             with contextlib.suppress(WhaledError, OSError):
                 await runtime.delete(force=True)
             with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.layers.unmount, c.id)
+                await asyncio.to_thread(self.layers.rw.unmount, c.id)
             raise self._start_failed(c, slot, e) from e
         c.runtime_path = runtime_path
         c.state.status = next_state(c.state.status, Event.START)
@@ -297,7 +297,7 @@ class ContainerService:
         delete = asyncio.ensure_future(run.runtime.delete(force=True))
         try:
             try:
-                await asyncio.to_thread(self.layers.unmount, c.id)
+                await asyncio.to_thread(self.layers.rw.unmount, c.id)
             except Exception as e:
                 log.warning("clean-up after the exit of %s: %s", c.id[:12], e)
             run.released.set()

@@ -164,7 +164,7 @@ class ContainerCreator:
             else NamespaceMode.private()
         )
         warnings.extend(self.specs.check_runnable(cfg, c, network))
-        await asyncio.to_thread(self.layers.create_rw, cid, image.top_chain)
+        await asyncio.to_thread(self.layers.rw.create, cid, image.top_chain)
         try:
             if not name:
                 # Chosen and reserved in one step (no await in between): a concurrent
@@ -185,7 +185,7 @@ class ContainerCreator:
             self.store.forget(cid)
             remove_tree(cdir, ignore_errors=True)
             with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.layers.remove_rw, cid)
+                await asyncio.to_thread(self.layers.rw.remove, cid)
             raise
         self.runs.slot(cid)
         self.events.emit(c, "create")

@@ -35,6 +35,7 @@ from collections.abc import (
 )
 from typing import Any, BinaryIO, TypeVar
 
+from whaled.archive.tarsafe import Readable
 from whaled.errors import Conflict, InvalidParameter, NotFound
 from whaled.events import EventBus
 from whaled.image import archive, views
@@ -47,7 +48,6 @@ from whaled.image.filters import Filters
 from whaled.image.reference import Reference, parse_normalized_named
 from whaled.image.store import DeleteRecord, UsageHook, plan_delete
 from whaled.image.stores import ImageStores
-from whaled.image.tarsafe import Readable
 from whaled.image.views import DiskUsage, HistoryItem, ImageDetails, ImageSummary, PruneReport
 
 log = logging.getLogger(__name__)
@@ -419,10 +419,10 @@ class ImageService:
             new_config = apply_changes(container_config, changes)
             images, layers = self.stores.images, self.stores.layers
             parent = images.get(parent_image) if parent_image else None
-            rw = layers.get_rw(container_id)
+            rw = layers.rw.get(container_id)
             if rw.parent != (parent.top_chain if parent else None):
                 raise Conflict("the container's read-write layer does not sit on its image")
-            layer = layers.register(_IterReader(layers.diff(container_id, exclude)), rw.parent)
+            layer = layers.register(_IterReader(layers.rw.diff(container_id, exclude)), rw.parent)
             try:
                 host_os, host_arch, _ = archive.host_platform()
                 raw = commit_config(

@@ -66,7 +66,7 @@ class ContainerRestorer:
         whose restart policy wants them running again (see :meth:`start_restored`)."""
         loaded = await asyncio.to_thread(self.store.load_all)
         # RW layers no container owns (a crash between create_rw and store.reserve).
-        await asyncio.to_thread(self.layers.remove_orphan_rw, self.store.owner_ids())
+        await asyncio.to_thread(self.layers.rw.remove_orphans, self.store.owner_ids())
         to_start: list[Container] = []
         for c in loaded:
             slot = self.runs.slot(c.id)
@@ -159,7 +159,7 @@ class ContainerRestorer:
             status = task.exit_status()
             if status is None:
                 # Re-mount: the rootfs stays mounted while the container lives.
-                await asyncio.to_thread(self.layers.mount, c.id)
+                await asyncio.to_thread(self.layers.rw.mount, c.id)
                 run = Run(runtime=runtime, task=task, started=time.monotonic())
                 slot.run = run
                 if c.state.status == Status.RESTARTING:
@@ -187,8 +187,8 @@ class ContainerRestorer:
 
     def _unmount_all(self, cid: str) -> None:
         with contextlib.suppress(NotFound, OSError):
-            while self.layers.is_mounted(cid):
-                self.layers.unmount(cid)
+            while self.layers.rw.is_mounted(cid):
+                self.layers.rw.unmount(cid)
 
     async def shutdown(self, cfg: Config) -> None:
         """Stop running containers within ``shutdown-timeout`` unless live-restore is on;

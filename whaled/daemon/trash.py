@@ -45,7 +45,7 @@ class Trash:
 
         def remove() -> None:
             with contextlib.suppress(NotFound):
-                self.layers.remove_rw(cid)  # unmounts whatever mounts remain
+                self.layers.rw.remove(cid)  # unmounts whatever mounts remain
             self.store.delete(cid)
 
         await asyncio.to_thread(remove)
@@ -73,7 +73,7 @@ class Trash:
         await asyncio.sleep(0)  # let the removal's answer go out first
         while True:
             self._trash_again = False
-            await asyncio.to_thread(self.layers.empty_trash)
+            await asyncio.to_thread(self.layers.rw.empty_trash)
             await asyncio.to_thread(self.store.empty_trash)
             if not self._trash_again:
                 return

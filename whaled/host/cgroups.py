@@ -19,6 +19,8 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from whaled.osutil.files import read_text
+
 CGROUP_DRIVER = "cgroupfs"
 
 # Options of a cgroup v1 superblock (and, in /proc/mounts, the generic VFS flags merged into
@@ -471,14 +473,6 @@ def cgroup_warnings(info: CgroupInfo) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- readers (I/O)
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _list_dir(path: str) -> frozenset[str] | None:
     try:
         return frozenset(os.listdir(path))
@@ -488,10 +482,10 @@ def _list_dir(path: str) -> frozenset[str] | None:
 
 def read_cgroup_mounts(proc_root: str = "/proc") -> list[CgroupMount]:
     """The cgroup hierarchies visible to this process (mountinfo, else /proc/mounts)."""
-    text = _read_text(os.path.join(proc_root, "self", "mountinfo"))
+    text = read_text(os.path.join(proc_root, "self", "mountinfo"))
     if text is not None:
         return cgroup_mounts(parse_mountinfo(text))
-    text = _read_text(os.path.join(proc_root, "mounts"))
+    text = read_text(os.path.join(proc_root, "mounts"))
     if text is not None:
         return cgroup_mounts(parse_proc_mounts(text))
     return []
@@ -533,10 +527,10 @@ def read_cgroup_info(proc_root: str = "/proc") -> CgroupInfo:
     v2_controllers: frozenset[str] = frozenset()
     probe_files: frozenset[str] = frozenset()
     if v2 is not None:
-        text = _read_text(os.path.join(v2.mount_point, "cgroup.controllers"))
+        text = read_text(os.path.join(v2.mount_point, "cgroup.controllers"))
         v2_controllers = parse_cgroup_controllers(text or "")
         if detect_mode(mounts) is CgroupMode.UNIFIED:
-            own = parse_proc_cgroup(_read_text(os.path.join(proc_root, "self", "cgroup")) or "")
+            own = parse_proc_cgroup(read_text(os.path.join(proc_root, "self", "cgroup")) or "")
             probe_files = _v2_probe_files(v2, own.get(""))
     return build_cgroup_info(
         mounts, v1_files=v1_files, v2_controllers=v2_controllers, v2_probe_files=probe_files

@@ -14,6 +14,8 @@ import errno
 import os
 from dataclasses import dataclass
 
+from whaled.osutil.files import read_text
+
 # uname machine → Go's GOARCH, which dockerd reports as "Arch" in /version.
 _GO_ARCH = {
     "x86_64": "amd64",
@@ -175,14 +177,6 @@ def network_warnings(info: HostInfo) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- readers (I/O)
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0)) or 1
@@ -194,7 +188,7 @@ def _apparmor_enabled(sys_root: str) -> bool:
     # As dockerd: securityfs shows apparmor and the module parameter says "Y".
     if not os.path.isdir(os.path.join(sys_root, "kernel", "security", "apparmor")):
         return False
-    text = _read_text(os.path.join(sys_root, "module", "apparmor", "parameters", "enabled"))
+    text = read_text(os.path.join(sys_root, "module", "apparmor", "parameters", "enabled"))
     return text is not None and text.startswith("Y")
 
 
@@ -211,14 +205,14 @@ def read_host_info(
     missing sysctls and security files count as off."""
     uname = os.uname()
 
-    kernel = (_read_text(os.path.join(proc_root, "sys", "kernel", "osrelease")) or "").strip()
-    hostname = (_read_text(os.path.join(proc_root, "sys", "kernel", "hostname")) or "").strip()
+    kernel = (read_text(os.path.join(proc_root, "sys", "kernel", "osrelease")) or "").strip()
+    hostname = (read_text(os.path.join(proc_root, "sys", "kernel", "hostname")) or "").strip()
 
-    os_release_text = _read_text(os.path.join(etc_root, "os-release"))
+    os_release_text = read_text(os.path.join(etc_root, "os-release"))
     if os_release_text is None:
         # os-release(5): /usr/lib/os-release is the fallback; it lives beside /etc.
         usr_lib = os.path.join(os.path.dirname(os.path.normpath(etc_root)), "usr", "lib")
-        os_release_text = _read_text(os.path.join(usr_lib, "os-release"))
+        os_release_text = read_text(os.path.join(usr_lib, "os-release"))
     if os_release_text is None:
         operating_system, os_version = _UNKNOWN, ""
     else:
@@ -226,8 +220,8 @@ def read_host_info(
         operating_system = operating_system_name(os_release)
         os_version = os_release.get("VERSION_ID", "")
 
-    meminfo = parse_meminfo(_read_text(os.path.join(proc_root, "meminfo")) or "")
-    status = parse_proc_status(_read_text(os.path.join(proc_root, "self", "status")) or "")
+    meminfo = parse_meminfo(read_text(os.path.join(proc_root, "meminfo")) or "")
+    status = parse_proc_status(read_text(os.path.join(proc_root, "self", "status")) or "")
 
     net = os.path.join(proc_root, "sys", "net")
     return HostInfo(
@@ -240,12 +234,12 @@ def read_host_info(
         ncpu=_cpu_count(),
         mem_total=meminfo.get("MemTotal", 0),
         hostname=hostname or uname.nodename,
-        ipv4_forwarding=parse_sysctl_bool(_read_text(os.path.join(net, "ipv4", "ip_forward"))),
+        ipv4_forwarding=parse_sysctl_bool(read_text(os.path.join(net, "ipv4", "ip_forward"))),
         bridge_nf_iptables=parse_sysctl_bool(
-            _read_text(os.path.join(net, "bridge", "bridge-nf-call-iptables"))
+            read_text(os.path.join(net, "bridge", "bridge-nf-call-iptables"))
         ),
         bridge_nf_ip6tables=parse_sysctl_bool(
-            _read_text(os.path.join(net, "bridge", "bridge-nf-call-ip6tables"))
+            read_text(os.path.join(net, "bridge", "bridge-nf-call-ip6tables"))
         ),
         seccomp_available=seccomp_supported(status),
         apparmor_enabled=_apparmor_enabled(sys_root),

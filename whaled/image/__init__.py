@@ -6,9 +6,8 @@ Where things live (one screen):
 ``reference``        pure: docker reference parsing / normalisation / matching
 ``digests``          pure: sha256 helpers, chain IDs, short IDs
 ``content``          content-addressed blob store (``image/blobs/sha256/<hex>``)
-``tarsafe``          safe layer-tar unpacking (whiteouts, no escapes) + tar writer
-``layers``           layer store: read-only layers by chain ID, overlay2 driver,
-                     read-write (container) layers: mount, changes, diff, size
+``layers``           layer store: read-only layers by chain ID, overlay2 driver
+``rwlayers``         read-write (container) layers: mount, changes, diff, size
 ``mounts``           the mount(2)/umount2(2) syscalls and /proc/mounts reading
 ``changes``          pure: Dockerfile-style ``changes`` (CMD, ENV, ...) for import/commit
 ``filters``          pure: list/prune filter evaluation, Go ``path.Match``, timestamps

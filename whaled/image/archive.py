@@ -34,16 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from whaled.errors import InvalidParameter
-from whaled.image import reference as refs
-from whaled.image.changes import apply_changes
-from whaled.image.content import CHUNK
-from whaled.image.digests import chain_id, digest_hex, is_digest, sha256_digest, short_id
-from whaled.image.filters import format_rfc3339_nano
-from whaled.image.layers import Layer, LayerIngest, LayerStore
-from whaled.image.reference import ImageIDRef, Reference
-from whaled.image.store import Image, ImageStore, parse_config
-from whaled.image.tarsafe import (
+from whaled.archive.tarsafe import (
     BLOCK,
     Compression,
     Readable,
@@ -56,7 +47,16 @@ from whaled.image.tarsafe import (
     looks_like_tar,
     open_stream,
 )
-from whaled.image.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
+from whaled.archive.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
+from whaled.errors import InvalidParameter
+from whaled.image import reference as refs
+from whaled.image.changes import apply_changes
+from whaled.image.content import CHUNK
+from whaled.image.digests import chain_id, digest_hex, is_digest, sha256_digest, short_id
+from whaled.image.filters import format_rfc3339_nano
+from whaled.image.layers import Layer, LayerIngest, LayerStore
+from whaled.image.reference import ImageIDRef, Reference
+from whaled.image.store import Image, ImageStore, parse_config
 from whaled.osutil.tree import remove_tree
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"

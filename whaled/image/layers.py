@@ -1,4 +1,7 @@
-"""Layer store with an ``overlay2``-style driver, and container read-write layers.
+"""Layer store with an ``overlay2``-style driver: the read-only layers of images.
+
+Containers' read-write layers are in :mod:`whaled.image.rwlayers`; the store builds that
+part (``LayerStore.rw``) and shares its lock and driver directory helpers with it.
 
 On disk::
 
@@ -6,10 +9,10 @@ On disk::
     <data-root>/overlay2/<cache-id>/link      the layer's short link name
     <data-root>/overlay2/<cache-id>/lower     "l/<parent link>:l/<grandparent link>:..."
     <data-root>/overlay2/<cache-id>/tar-split how to rebuild the layer's tar (+ shadow/)
-    <data-root>/overlay2/<rw-id>/{diff,work,merged}   a container's read-write layer
+    <data-root>/overlay2/<rw-id>/{diff,work,merged}   a container's read-write layer (rwlayers)
     <data-root>/overlay2/l/<26 chars> -> ../<cache-id>/diff
     <data-root>/image/layerdb/sha256/<chain hex>.json  layer metadata (commit point)
-    <data-root>/image/layerdb/mounts/<container id>.json  RW layer metadata
+    <data-root>/image/layerdb/mounts/<container id>.json  RW layer metadata (rwlayers)
 
 Read-only layers are identified by chain ID (``digests.chain_id``) and unpacked once.
 Reference counts are in memory and rebuilt at start: a layer is referenced by each image
@@ -20,8 +23,8 @@ Layer tars: ``docker save`` must emit tars whose sha256 equals the diff ID, and 
 regenerated from the unpacked directory is not byte-identical to what the image author
 produced. So while a layer is unpacked, everything of its tar that is not file content
 (headers, padding, the end blocks...) is recorded in ``<cache-id>/tar-split`` and the tar is
-rebuilt from that record and the files in ``diff`` (see ``tarstream``; dockerd does the same
-with its ``tar-split.json.gz``). The tar is therefore neither copied nor stored twice;
+rebuilt from that record and the files in ``diff`` (see ``whaled.archive.tarstream``; dockerd
+does the same with its ``tar-split.json.gz``). The tar is therefore neither copied nor stored twice;
 entries that a later member of the same tar replaced are kept under ``<cache-id>/shadow``.
 Layers stored by earlier versions keep their tar in the content store under the diff ID.
 
@@ -29,56 +32,46 @@ Unpacking happens in ``<data-root>/overlay2/.tmp-<cache-id>`` (an *ingest*: see
 ``ingest`` / ``commit`` / ``discard``); the directory becomes the layer by one rename, and
 leftovers of a crash are removed at start with the other orphaned driver directories.
 
-Record mutability: ``Layer`` and ``RWLayer`` are immutable once written.
+Record mutability: ``Layer`` is immutable once written.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
 import hashlib
-import json
 import logging
 import os
 import secrets
-import stat
-import tarfile
 import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from enum import IntEnum
+from typing import Any
 
-from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
-from whaled.image import mounts
-from whaled.image.content import ContentStore
-from whaled.image.digests import chain_id as compute_chain_id
-from whaled.image.digests import digest_hex, is_digest
-from whaled.image.tarsafe import (
+from whaled.archive.tarsafe import (
     LAYER_POLICY,
-    OPAQUE_XATTR,
-    WHITEOUT_OPAQUE,
-    WHITEOUT_PREFIX,
     Buffer,
     Compression,
     Source,
     TarInput,
     TarParser,
     UnpackPolicy,
-    is_whiteout_device,
     open_stream,
     unpack_tar,
 )
-from whaled.image.tarstream import (
+from whaled.archive.tarstream import (
     SplitError,
     SplitWriter,
-    TarEntry,
     split_chunks,
     split_tar_size,
-    stream_tar,
 )
+from whaled.errors import InvalidParameter, NotFound, SystemFailure
+from whaled.image import mounts
+from whaled.image.content import ContentStore
+from whaled.image.digests import chain_id as compute_chain_id
+from whaled.image.digests import digest_hex, is_digest
+from whaled.image.rwlayers import RWLayerStore
 from whaled.osutil.atomic import atomic_write_json
-from whaled.osutil.tree import Walked, lstat_under, remove_tree, walk_fd
+from whaled.osutil.tree import load_json_records, names_or_none, remove_tree, sweep_path
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +79,6 @@ DRIVER_NAME = "overlay2"
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
 TAR_SPLIT = "tar-split"
-
-
-#: Driver dirs of removed RW layers waiting for ``empty_trash``.
-TRASH_PREFIX = ".trash-"
-
-
-class ChangeKind(IntEnum):
-    """Docker's ``/containers/{id}/changes`` kinds."""
-
-    MODIFY = 0
-    ADD = 1
-    DELETE = 2
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
-    path: str
-    kind: ChangeKind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,21 +108,9 @@ class LayerIngest:
     donor: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RWLayer:
-    container_id: str
-    mount_id: str
-    parent: str | None  # chain ID of the image's top layer (None: no layers)
-
-
 class NoSuchLayer(NotFound):
     def __init__(self, chain: str) -> None:
         super().__init__(f"layer does not exist: {chain}")
-
-
-class NoSuchRWLayer(NotFound):
-    def __init__(self, container_id: str) -> None:
-        super().__init__(f"read-write layer does not exist for container {container_id}")
 
 
 class DiffIDMismatch(InvalidParameter):
@@ -159,13 +122,23 @@ def _new_link() -> str:
     return base64.b32encode(os.urandom(16)).decode().rstrip("=")
 
 
+def _layer_record(raw: Any) -> Layer:
+    return Layer(
+        chain_id=raw["chain_id"],
+        diff_id=raw["diff_id"],
+        parent=raw["parent"],
+        size=int(raw["size"]),
+        cache_id=raw["cache_id"],
+        link=raw["link"],
+    )
+
+
 class LayerStore:
     def __init__(self, data_root: str, content: ContentStore, *, fsync_blobs: bool = True) -> None:
         self.root = os.path.join(data_root, DRIVER_NAME)
         self.link_dir = os.path.join(self.root, "l")
         self.meta_dir = os.path.join(data_root, "image", "layerdb", "sha256")
-        self.rw_meta_dir = os.path.join(data_root, "image", "layerdb", "mounts")
-        for d in (self.root, self.link_dir, self.meta_dir, self.rw_meta_dir):
+        for d in (self.root, self.link_dir, self.meta_dir):
             os.makedirs(d, exist_ok=True)
         os.chmod(self.root, 0o710)
         self._content = content
@@ -176,44 +149,30 @@ class LayerStore:
         self._lock = threading.RLock()
         self._layers: dict[str, Layer] = {}
         self._refs: dict[str, int] = {}
-        self._rw: dict[str, RWLayer] = {}
-        self._mounts: dict[str, int] = {}
-        self._index_off = os.path.exists("/sys/module/overlay/parameters/index")
-        self._restore()
+        listed = self._restore()
+        #: The containers' read-write layers (they hold references on their parent chains).
+        self.rw = RWLayerStore(self, data_root)
+        # Without the full list of what exists, no directory can be called an orphan.
+        if listed and self.rw.listed:
+            self._sweep_driver_dirs(self.rw.mount_ids())
 
     # ------------------------------------------------------------------ restore / gc
 
-    def _restore(self) -> None:
-        """Rebuild the in-memory state from disk and sweep what a crash left. Nothing met on
-        disk stops the start: what cannot be read is dropped, what cannot be removed is
-        logged and left."""
-        layer_names = _names(self.meta_dir)
-        rw_names = _names(self.rw_meta_dir)
-        # Without the full list of what exists, no directory can be called an orphan.
-        complete = layer_names is not None and rw_names is not None
-        for name in layer_names or ():
-            path = os.path.join(self.meta_dir, name)
-            if name.startswith(".tmp-"):
-                _sweep(path, "temp file")
-                continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    raw = json.load(f)
-                layer = Layer(
-                    chain_id=raw["chain_id"],
-                    diff_id=raw["diff_id"],
-                    parent=raw["parent"],
-                    size=int(raw["size"]),
-                    cache_id=raw["cache_id"],
-                    link=raw["link"],
-                )
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warning("dropping unreadable layer metadata %s: %s", path, e)
-                _sweep(path, "unreadable layer metadata")
-                continue
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's lock, shared with its RW layers (they hold references on layers)."""
+        return self._lock
+
+    def _restore(self) -> bool:
+        """Rebuild the in-memory state of the read-only layers from disk and sweep what a
+        crash left. Nothing met on disk stops the start: what cannot be read is dropped,
+        what cannot be removed is logged and left. False when the metadata directory could
+        not be listed."""
+        records = load_json_records(self.meta_dir, _layer_record, "layer metadata")
+        for path, layer in records or ():
             if not os.path.isdir(self._diff_dir(layer.cache_id)):
                 log.warning("dropping layer %s: its directory is missing", layer.chain_id)
-                _sweep(path, "layer metadata")
+                sweep_path(path, "layer metadata")
                 continue
             self._layers[layer.chain_id] = layer
             self._refs[layer.chain_id] = 0
@@ -234,45 +193,24 @@ class LayerStore:
         for layer in self._layers.values():
             if layer.parent is not None:
                 self._refs[layer.parent] += 1
-        for name in rw_names or ():
-            path = os.path.join(self.rw_meta_dir, name)
-            if name.startswith(".tmp-"):
-                _sweep(path, "temp file")
-                continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    raw = json.load(f)
-                rw = RWLayer(
-                    container_id=raw["container_id"],
-                    mount_id=raw["mount_id"],
-                    parent=raw["parent"],
-                )
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warning("dropping unreadable RW layer metadata %s: %s", path, e)
-                _sweep(path, "unreadable RW layer metadata")
-                continue
-            if rw.parent is not None and rw.parent not in self._layers:
-                log.warning("RW layer of %s lost its parent layer %s", rw.container_id, rw.parent)
-            elif rw.parent is not None:
-                self._refs[rw.parent] += 1
-            self._rw[rw.container_id] = rw
-            if mounts.is_mounted(self._merged_dir(rw.mount_id)):
-                self._mounts[rw.container_id] = 1
-        # Orphaned driver dirs (crash between unpack and metadata commit, removed RW layers
-        # moved aside) and dead links.
+        return records is not None
+
+    def _sweep_driver_dirs(self, rw_mount_ids: Collection[str]) -> None:
+        """Orphaned driver dirs (crash between unpack and metadata commit, removed RW layers
+        moved aside) and dead links."""
         known = {layer.cache_id for layer in self._layers.values()}
-        known |= {rw.mount_id for rw in self._rw.values()}
-        for name in (_names(self.root) or ()) if complete else ():
+        known |= set(rw_mount_ids)
+        for name in names_or_none(self.root) or ():
             if name == "l" or name in known:
                 continue
             try:
-                self._remove_driver_dir(os.path.join(self.root, name))
+                self.remove_driver_dir(os.path.join(self.root, name))
             except Exception as e:  # the daemon must start
                 log.warning("cannot remove leftover layer directory %s: %s", name, e)
-        for name in _names(self.link_dir) or ():
+        for name in names_or_none(self.link_dir) or ():
             path = os.path.join(self.link_dir, name)
             if not os.path.exists(path):
-                _sweep(path, "dead layer link")
+                sweep_path(path, "dead layer link")
 
     def gc(self) -> list[Layer]:
         """Delete layers nobody references (call after images re-acquired theirs at start)."""
@@ -286,7 +224,7 @@ class LayerStore:
 
     # ------------------------------------------------------------------ paths
 
-    def _dir(self, cache_id: str) -> str:
+    def driver_dir(self, cache_id: str) -> str:
         return os.path.join(self.root, cache_id)
 
     def _diff_dir(self, cache_id: str) -> str:
@@ -295,7 +233,7 @@ class LayerStore:
     def _merged_dir(self, cache_id: str) -> str:
         return os.path.join(self.root, cache_id, "merged")
 
-    def _lower_links(self, chain: str | None) -> list[str]:
+    def lower_links(self, chain: str | None) -> list[str]:
         """``l/<link>`` entries for ``chain`` and its ancestors, top first."""
         out: list[str] = []
         while chain is not None:
@@ -304,7 +242,7 @@ class LayerStore:
             chain = layer.parent
         return out
 
-    def _lower_dirs(self, chain: str | None) -> list[str]:
+    def lower_dirs(self, chain: str | None) -> list[str]:
         out: list[str] = []
         while chain is not None:
             layer = self._layers[chain]
@@ -386,13 +324,13 @@ class LayerStore:
         except FileNotFoundError:
             pass
         try:
-            self._remove_driver_dir(self._dir(layer.cache_id))
+            self.remove_driver_dir(self.driver_dir(layer.cache_id))
         except (OSError, SystemFailure) as e:  # an orphan dir now: it goes at the next start
             log.warning("cannot remove the directory of layer %s: %s", layer.chain_id, e)
         if not any(other.diff_id == layer.diff_id for other in self._layers.values()):
             self._content.delete(layer.diff_id)
 
-    def _remove_driver_dir(self, path: str) -> None:
+    def remove_driver_dir(self, path: str) -> None:
         """Unmount and delete a driver dir; raises (OSError, SystemFailure) when something
         in it cannot be removed (the rest goes)."""
         mounts.unmount_all(os.path.join(path, "merged"))
@@ -554,13 +492,13 @@ class LayerStore:
         finally:
             self.discard(fresh)
 
-    def _write_link_and_lowers(self, driver_dir: str, parent: str | None) -> str:
+    def write_link_and_lowers(self, driver_dir: str, parent: str | None) -> str:
         """A fresh short link name in ``driver_dir/link`` and the parent chain's links in
         ``driver_dir/lower`` (none without a parent); returns the link name."""
         link = _new_link()
         with open(os.path.join(driver_dir, "link"), "w", encoding="ascii") as f:
             f.write(link)
-        lowers = self._lower_links(parent)
+        lowers = self.lower_links(parent)
         if lowers:
             with open(os.path.join(driver_dir, "lower"), "w", encoding="ascii") as f:
                 f.write(":".join(lowers))
@@ -571,10 +509,10 @@ class LayerStore:
         tmp_dir = ingest.tmp_dir
         assert tmp_dir is not None
         cache_id = ingest.cache_id
-        link = self._write_link_and_lowers(tmp_dir, parent)
+        link = self.write_link_and_lowers(tmp_dir, parent)
         os.mkdir(os.path.join(tmp_dir, "work"), 0o700)
         os.mkdir(os.path.join(tmp_dir, "merged"), 0o700)
-        final_dir = self._dir(cache_id)
+        final_dir = self.driver_dir(cache_id)
         os.rename(tmp_dir, final_dir)
         ingest.tmp_dir = None
         os.symlink(f"../{cache_id}/diff", os.path.join(self.link_dir, link))
@@ -619,7 +557,7 @@ class LayerStore:
             self.release(donor)
 
     def _split_path(self, layer: Layer) -> str:
-        return os.path.join(self._dir(layer.cache_id), TAR_SPLIT)
+        return os.path.join(self.driver_dir(layer.cache_id), TAR_SPLIT)
 
     def layer_tar_size(self, chain: str) -> int:
         """Size of the layer's original tar; SystemFailure when it cannot be produced."""
@@ -640,7 +578,7 @@ class LayerStore:
         layer = self.get(chain)
         split = self._split_path(layer)
         if os.path.exists(split):
-            return _split_tar(self._dir(layer.cache_id), split, layer.diff_id)
+            return _split_tar(self.driver_dir(layer.cache_id), split, layer.diff_id)
         if not self._content.exists(layer.diff_id):
             raise SystemFailure(f"the tar of layer {layer.diff_id} is missing")
         return self._content.iter_chunks(layer.diff_id)
@@ -654,214 +592,12 @@ class LayerStore:
             data = {
                 "MergedDir": self._merged_dir(layer.cache_id),
                 "UpperDir": self._diff_dir(layer.cache_id),
-                "WorkDir": os.path.join(self._dir(layer.cache_id), "work"),
+                "WorkDir": os.path.join(self.driver_dir(layer.cache_id), "work"),
             }
-            lowers = self._lower_dirs(layer.parent)
+            lowers = self.lower_dirs(layer.parent)
         if lowers:
             data["LowerDir"] = ":".join(lowers)
         return data
-
-    # ------------------------------------------------------------------ read-write layers
-
-    def create_rw(self, container_id: str, parent: str | None) -> RWLayer:
-        """Create the RW layer of a container on top of chain ``parent`` (None: empty)."""
-        if not container_id or "/" in container_id or container_id.startswith("."):
-            raise InvalidParameter(f"invalid container id {container_id!r}")
-        with self._lock:
-            if container_id in self._rw:
-                raise Conflict(f"read-write layer for container {container_id} already exists")
-            if parent is not None:
-                self.acquire(parent)
-            mount_id = secrets.token_hex(32)
-            tmp = os.path.join(self.root, ".tmp-" + mount_id)
-            try:
-                os.mkdir(tmp, 0o700)
-                for sub in ("diff", "work", "merged"):
-                    os.mkdir(os.path.join(tmp, sub), 0o755 if sub == "diff" else 0o700)
-                link = self._write_link_and_lowers(tmp, parent)
-                if parent is None:
-                    os.mkdir(os.path.join(tmp, "empty"), 0o755)
-                os.rename(tmp, self._dir(mount_id))
-                os.symlink(f"../{mount_id}/diff", os.path.join(self.link_dir, link))
-                rw = RWLayer(container_id=container_id, mount_id=mount_id, parent=parent)
-                atomic_write_json(
-                    os.path.join(self.rw_meta_dir, container_id + ".json"),
-                    {"container_id": container_id, "mount_id": mount_id, "parent": parent},
-                )
-            except BaseException:
-                remove_tree(tmp, ignore_errors=True)
-                with contextlib.suppress(OSError, SystemFailure):  # else swept at start
-                    self._remove_driver_dir(self._dir(mount_id))
-                if parent is not None:
-                    self.release(parent)
-                raise
-            self._rw[container_id] = rw
-            return rw
-
-    def get_rw(self, container_id: str) -> RWLayer:
-        with self._lock:
-            rw = self._rw.get(container_id)
-        if rw is None:
-            raise NoSuchRWLayer(container_id)
-        return rw
-
-    def rw_layers(self) -> list[RWLayer]:
-        with self._lock:
-            return list(self._rw.values())
-
-    def rw_paths(self, container_id: str) -> dict[str, str]:
-        """GraphDriver.Data of a container (LowerDir, MergedDir, UpperDir, WorkDir)."""
-        with self._lock:
-            rw = self.get_rw(container_id)
-            lowers = self._lower_dirs(rw.parent) if rw.parent in self._layers else []
-        d = self._dir(rw.mount_id)
-        data = {
-            "MergedDir": os.path.join(d, "merged"),
-            "UpperDir": os.path.join(d, "diff"),
-            "WorkDir": os.path.join(d, "work"),
-        }
-        if lowers:
-            data["LowerDir"] = ":".join(lowers)
-        return data
-
-    def mount(self, container_id: str, *, force_relative: bool = False) -> str:
-        """Mount the container's rootfs (ref-counted); returns the merged path."""
-        with self._lock:
-            rw = self.get_rw(container_id)
-            merged = self._merged_dir(rw.mount_id)
-            count = self._mounts.get(container_id, 0)
-            if count == 0 and not mounts.is_mounted(merged):
-                self._do_mount(rw, force_relative=force_relative)
-            self._mounts[container_id] = count + 1
-            return merged
-
-    def _do_mount(self, rw: RWLayer, *, force_relative: bool) -> None:
-        d = self._dir(rw.mount_id)
-        rel_lowers = self._lower_links(rw.parent) if rw.parent is not None else []
-        if rw.parent is not None and not rel_lowers:
-            raise NoSuchLayer(rw.parent)
-        extra = ",index=off" if self._index_off else ""
-        merged = os.path.join(d, "merged")
-        if rel_lowers:
-            abs_lower = ":".join(os.path.join(self.root, x) for x in rel_lowers)
-        else:
-            abs_lower = os.path.join(d, "empty")
-        data = f"lowerdir={abs_lower},upperdir={d}/diff,workdir={d}/work{extra}"
-        if len(data) <= mounts.max_mount_data() and not force_relative:
-            mounts.mount("overlay", merged, "overlay", data)
-            return
-        rel = ":".join(rel_lowers) if rel_lowers else f"{rw.mount_id}/empty"
-        data = f"lowerdir={rel},upperdir={rw.mount_id}/diff,workdir={rw.mount_id}/work{extra}"
-        if len(data) > mounts.max_mount_data():
-            raise SystemFailure(
-                f"too many layers to mount ({len(rel_lowers)}): overlay options exceed one page"
-            )
-        mounts.mount_from(self.root, "overlay", merged, "overlay", data)
-
-    def unmount(self, container_id: str) -> None:
-        with self._lock:
-            rw = self.get_rw(container_id)
-            count = self._mounts.get(container_id, 0)
-            if count > 1:
-                self._mounts[container_id] = count - 1
-                return
-            self._mounts.pop(container_id, None)
-            mounts.unmount(self._merged_dir(rw.mount_id))
-
-    def is_mounted(self, container_id: str) -> bool:
-        rw = self.get_rw(container_id)
-        return mounts.is_mounted(self._merged_dir(rw.mount_id))
-
-    def remove_rw(self, container_id: str) -> None:
-        """Unmount (if needed) and delete a container's RW layer; releases its parent."""
-        with self._lock:
-            rw = self.get_rw(container_id)
-            self._mounts.pop(container_id, None)
-            try:
-                os.unlink(os.path.join(self.rw_meta_dir, container_id + ".json"))
-            except FileNotFoundError:
-                pass
-            d = self._dir(rw.mount_id)
-            try:
-                with open(os.path.join(d, "link"), encoding="ascii") as f:
-                    os.unlink(os.path.join(self.link_dir, f.read().strip()))
-            except FileNotFoundError:
-                pass
-            mounts.unmount_all(os.path.join(d, "merged"))
-            # One rename now; the files go with ``empty_trash`` (or at the next start: an
-            # unknown driver dir is removed then).
-            with contextlib.suppress(FileNotFoundError):  # a half-removed one
-                os.rename(d, os.path.join(self.root, TRASH_PREFIX + rw.mount_id))
-            del self._rw[container_id]
-            if rw.parent is not None and rw.parent in self._layers:
-                self.release(rw.parent)
-
-    def remove_orphan_rw(self, owners: Collection[str]) -> list[str]:
-        """At start: delete the RW layers (driver dir and mount record) of containers not in
-        ``owners`` — left by a crash between :meth:`create_rw` and the container's record.
-        What cannot be removed is logged and left. Returns their container IDs."""
-        removed: list[str] = []
-        for rw in self.rw_layers():
-            if rw.container_id in owners:
-                continue
-            try:
-                self.remove_rw(rw.container_id)
-            except (OSError, WhaledError) as e:
-                log.warning("cannot remove the orphaned RW layer of %s: %s", rw.container_id, e)
-                continue
-            log.info("removed the RW layer of %s: no such container", rw.container_id)
-            removed.append(rw.container_id)
-        if removed:
-            self.empty_trash()
-        return removed
-
-    def empty_trash(self) -> None:
-        """Delete the driver dirs ``remove_rw`` moved aside; one that cannot be removed is
-        logged and left (for the next start), the others still go."""
-        for name in _names(self.root) or ():
-            if name.startswith(TRASH_PREFIX):
-                try:
-                    self._remove_driver_dir(os.path.join(self.root, name))
-                except (OSError, SystemFailure) as e:
-                    log.warning("cannot remove the removed RW layer %s: %s", name, e)
-
-    def changes(self, container_id: str) -> list[Change]:
-        with self._lock:
-            rw = self.get_rw(container_id)
-            lowers = self._lower_dirs(rw.parent) if rw.parent in self._layers else []
-        return compute_changes(os.path.join(self._dir(rw.mount_id), "diff"), lowers)
-
-    def rw_size(self, container_id: str) -> int:
-        """Bytes of regular-file content in the container's upper dir (SizeRw)."""
-        rw = self.get_rw(container_id)
-        return dir_size(os.path.join(self._dir(rw.mount_id), "diff"))
-
-    def diff(self, container_id: str, exclude: Collection[str] = ()) -> Iterator[bytes]:
-        """Tar stream of the container's changes, whiteouts in ``.wh.`` form, without the
-        members named in ``exclude`` (tar names, no leading slash)."""
-        rw = self.get_rw(container_id)
-        entries = upper_entries(os.path.join(self._dir(rw.mount_id), "diff"))
-        if exclude:
-            skip = frozenset(exclude)
-            entries = (e for e in entries if e.info.name.rstrip("/") not in skip)
-        return stream_tar(entries)
-
-
-def _names(directory: str) -> list[str] | None:
-    """Entries of a store directory; None (logged) when it cannot be read."""
-    try:
-        return os.listdir(directory)
-    except OSError as e:
-        log.warning("cannot read %s: %s", directory, e)
-        return None
-
-
-def _sweep(path: str, what: str) -> None:
-    """Remove a leftover found at start; log and go on when that fails."""
-    try:
-        remove_tree(path)
-    except Exception as e:  # the daemon must start
-        log.warning("cannot remove %s %s: %s", what, path, e)
 
 
 def _split_tar(layer_dir: str, split: str, diff_id: str) -> Iterator[bytes]:
@@ -929,197 +665,3 @@ class _ProgressReader:
             self.count += len(data)
             self._cb(self.count)
         return data
-
-
-# ---------------------------------------------------------------------- upper-dir walking
-
-
-def _is_opaque(w: Walked) -> bool:
-    try:
-        return (
-            os.getxattr(
-                f"/proc/self/fd/{w.parent_fd}/{w.name}", OPAQUE_XATTR, follow_symlinks=False
-            )
-            == b"y"
-        )
-    except OSError:
-        return False
-
-
-def compute_changes(upper: str, lowers: list[str]) -> list[Change]:
-    """dockerd's overlay changes: walk the upper dir, compare with the lower dirs."""
-    out: list[Change] = []
-    changed_dirs: set[str] = set()
-    # Per lower, a directory found missing there: nothing below it is looked up again (a
-    # deep new tree costs one lookup per lower, not one per level).
-    missing: list[str | None] = [None] * len(lowers)
-    for w in walk_fd(upper):
-        path = "/" + w.path
-        is_dir = stat.S_ISDIR(w.st.st_mode)
-        if is_whiteout_device(w.st) or (is_dir and _is_opaque(w)):
-            kind = ChangeKind.DELETE
-        else:
-            kind = ChangeKind.ADD
-            skip = False
-            for i, lower in enumerate(lowers):
-                gone = missing[i]
-                if gone is not None and w.path.startswith(gone + "/"):
-                    continue
-                try:
-                    lst = lstat_under(lower, w.path)
-                except OSError as e:
-                    if is_dir and e.errno in (errno.ENOENT, errno.ENOTDIR):
-                        missing[i] = w.path
-                    continue
-                if is_whiteout_device(lst):
-                    break
-                if (
-                    is_dir
-                    and stat.S_ISDIR(lst.st_mode)
-                    and lst.st_size == w.st.st_size
-                    and lst.st_mode == w.st.st_mode
-                    and lst.st_mtime_ns == w.st.st_mtime_ns
-                ):
-                    skip = True
-                kind = ChangeKind.MODIFY
-                break
-            if skip:
-                continue
-        if is_dir:
-            changed_dirs.add(path)
-        if kind in (ChangeKind.ADD, ChangeKind.DELETE):
-            parent = os.path.dirname(path)
-            if parent != "/" and parent not in changed_dirs:
-                out.append(Change(path=parent, kind=ChangeKind.MODIFY))
-                changed_dirs.add(parent)
-        out.append(Change(path=path, kind=kind))
-    return out
-
-
-def dir_size(root: str) -> int:
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for w in walk_fd(root):
-        if stat.S_ISREG(w.st.st_mode):
-            key = (w.st.st_dev, w.st.st_ino)
-            if w.st.st_nlink > 1:
-                if key in seen:
-                    continue
-                seen.add(key)
-            total += w.st.st_size
-    return total
-
-
-def xattr_pax(target: str | int, *, follow_symlinks: bool = False) -> dict[str, str]:
-    """PAX headers (``SCHILY.xattr.*``) for the xattrs of a file given by fd or path,
-    overlay's own ``trusted.overlay.*`` left out. ``follow_symlinks`` applies to paths only
-    (e.g. ``/proc/self/fd/N`` of an O_PATH fd must be followed)."""
-    out: dict[str, str] = {}
-    follow: dict[str, bool] = (
-        {} if isinstance(target, int) else {"follow_symlinks": follow_symlinks}
-    )
-    try:
-        names = os.listxattr(target, **follow)
-    except OSError:
-        return out
-    for key in names:
-        if key.startswith("trusted.overlay."):
-            continue
-        try:
-            value = os.getxattr(target, key, **follow)
-        except OSError:
-            continue
-        out["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
-    if any(not _is_utf8(v) for v in out.values()):
-        out["hdrcharset"] = "BINARY"
-    return out
-
-
-def _is_utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _info_from_stat(name: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    info.mtime = st.st_mtime_ns // 1_000_000_000
-    return info
-
-
-def _exact_chunks(dfd: int, name: str, size: int) -> Callable[[], Iterator[bytes]]:
-    def chunks() -> Iterator[bytes]:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        try:
-            left = size
-            while left > 0:
-                data = os.read(fd, min(CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
-                yield data
-            if left > 0:  # the file shrank while we read it: keep the header honest
-                yield b"\0" * left
-        finally:
-            os.close(fd)
-
-    return chunks
-
-
-def upper_entries(upper: str) -> Iterator[TarEntry]:
-    """Tar entries of an overlay upper dir, overlay whiteouts converted to ``.wh.`` form."""
-    hardlinks: dict[tuple[int, int], str] = {}
-    for w in walk_fd(upper):
-        st = w.st
-        mode = st.st_mode
-        parent = os.path.dirname(w.path)
-        proc = f"/proc/self/fd/{w.parent_fd}/{w.name}"
-        if is_whiteout_device(st):
-            info = _info_from_stat((parent + "/" if parent else "") + WHITEOUT_PREFIX + w.name, st)
-            info.type = tarfile.REGTYPE
-            info.mode = 0o600
-            info.size = 0
-            yield TarEntry(info=info)
-            continue
-        info = _info_from_stat(w.path, st)
-        if stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-            info.name = w.path + "/"
-            info.pax_headers = xattr_pax(proc)
-            yield TarEntry(info=info)
-            if _is_opaque(w):
-                wo = _info_from_stat(w.path + "/" + WHITEOUT_OPAQUE, st)
-                wo.type = tarfile.REGTYPE
-                wo.size = 0
-                yield TarEntry(info=wo)
-            continue
-        if stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in hardlinks:
-                info.type = tarfile.LNKTYPE
-                info.linkname = hardlinks[key]
-                yield TarEntry(info=info)
-                continue
-            if st.st_nlink > 1:
-                hardlinks[key] = w.path
-            info.type = tarfile.REGTYPE
-            info.size = st.st_size
-            info.pax_headers = xattr_pax(proc)
-            yield TarEntry(info=info, data=_exact_chunks(w.parent_fd, w.name, st.st_size))
-        elif stat.S_ISLNK(mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(w.name, dir_fd=w.parent_fd)
-            yield TarEntry(info=info)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            yield TarEntry(info=info)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-            yield TarEntry(info=info)
-        # sockets are skipped, like dockerd

@@ -15,7 +15,7 @@ from typing import Any
 from whaled.config.model import Config
 from whaled.network import etcfiles
 from whaled.osutil.atomic import replace_file
-from whaled.osutil.readtext import read_text
+from whaled.osutil.files import read_text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,13 +17,17 @@ walks go ``openat``-relative to directory fds instead of handing the kernel full
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -304,3 +308,48 @@ def sweep(directory: str, match: Callable[[str], bool] = is_temp_name) -> list[s
             continue
         removed.append(name)
     return removed
+
+
+def names_or_none(directory: str) -> list[str] | None:
+    """Entries of a store directory; None (logged) when it cannot be read."""
+    try:
+        return os.listdir(directory)
+    except OSError as e:
+        log.warning("cannot read %s: %s", directory, e)
+        return None
+
+
+def sweep_path(path: str, what: str) -> None:
+    """Remove one leftover found at start (``what`` names it in the log); log and go on
+    when that fails."""
+    try:
+        remove_tree(path)
+    except Exception as e:  # the daemon must start
+        log.warning("cannot remove %s %s: %s", what, path, e)
+
+
+def load_json_records(
+    directory: str, parse: Callable[[Any], T], what: str
+) -> list[tuple[str, T]] | None:
+    """At start: the JSON record files of a store directory, each parsed by ``parse`` (which
+    raises KeyError, TypeError or ValueError for a bad one), with their paths. Temp files
+    (``.tmp-*``) and records that cannot be read or parsed are removed (logged as ``what``).
+    None when the directory cannot be listed."""
+    names = names_or_none(directory)
+    if names is None:
+        return None
+    out: list[tuple[str, T]] = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".tmp-"):
+            sweep_path(path, "temp file")
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = parse(json.load(f))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("dropping unreadable %s %s: %s", what, path, e)
+            sweep_path(path, f"unreadable {what}")
+            continue
+        out.append((path, record))
+    return out

@@ -16,7 +16,7 @@ from tests.integration.image import tarbuild as tb
 from tests.integration.image.syncimages import SyncImages
 from tests.support.deeptree import deep_rel, exists_under, fd_limit, make_deep
 from whaled.image import mounts
-from whaled.image.layers import ChangeKind
+from whaled.image.rwlayers import ChangeKind
 
 pytestmark = pytest.mark.integration
 
@@ -72,16 +72,16 @@ def test_deep_rw_layer_changes_size_diff_commit_and_removal(data_root: str) -> N
     base = svc.import_rootfs(
         io.BytesIO(tb.build([tb.reg("base", b"b")])), repo="base:1", changes=[]
     )
-    svc.layers.create_rw("ctr", svc.resolve(base).top_chain)
-    upper = svc.layers.rw_paths("ctr")["UpperDir"]
+    svc.layers.rw.create("ctr", svc.resolve(base).top_chain)
+    upper = svc.layers.rw.paths("ctr")["UpperDir"]
     make_deep(upper, BEYOND, data=b"12345")  # what `mkdir -p d/d/...` in the container makes
 
-    changes = svc.layers.changes("ctr")
+    changes = svc.layers.rw.changes("ctr")
     assert len(changes) == BEYOND + 1
     assert changes[-1].path == "/" + deep_rel(BEYOND) and changes[-1].kind is ChangeKind.ADD
-    assert svc.layers.rw_size("ctr") == 5
+    assert svc.layers.rw.size("ctr") == 5
 
-    diff = b"".join(svc.layers.diff("ctr"))
+    diff = b"".join(svc.layers.rw.diff("ctr"))
     with tarfile.open(fileobj=io.BytesIO(diff)) as tf:
         names = tf.getnames()
         assert names[-1] == deep_rel(BEYOND)
@@ -92,9 +92,9 @@ def test_deep_rw_layer_changes_size_diff_commit_and_removal(data_root: str) -> N
     committed = svc.inspect(new_id).graph_driver_data["UpperDir"]
     assert exists_under(committed, deep_rel(BEYOND))
 
-    svc.layers.remove_rw("ctr")
+    svc.layers.rw.remove("ctr")
     assert driver_leftovers(data_root) != []  # moved aside: emptied in the background
-    svc.layers.empty_trash()
+    svc.layers.rw.empty_trash()
     assert driver_leftovers(data_root) == []
 
 

@@ -13,7 +13,8 @@ from whaled.errors import InvalidParameter
 from whaled.image import mounts
 from whaled.image.content import ContentStore
 from whaled.image.digests import chain_id
-from whaled.image.layers import ChangeKind, DiffIDMismatch, LayerStore
+from whaled.image.layers import DiffIDMismatch, LayerStore
+from whaled.image.rwlayers import ChangeKind
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ def diff_dir(ls: LayerStore, chain: str) -> str:
 
 
 def assert_nothing_left(data_root: str, ls: LayerStore) -> None:
-    ls.empty_trash()  # removed RW layers wait there (the daemon empties it in the background)
+    ls.rw.empty_trash()  # removed RW layers wait there (the daemon empties it in the background)
     assert ls.all() == []
     assert sorted(os.listdir(ls.root)) == ["l"]
     assert os.listdir(ls.link_dir) == []
@@ -200,9 +201,9 @@ def test_whiteouts_and_rw_layer(data_root: str) -> None:
     with open(os.path.join(ls.root, ls.get(two).cache_id, "lower")) as f:
         assert f.read() == f"l/{ls.get(one).link}"
 
-    ls.create_rw("ctr1", two)
-    merged = ls.mount("ctr1")
-    assert ls.mount("ctr1") == merged  # ref-counted
+    ls.rw.create("ctr1", two)
+    merged = ls.rw.mount("ctr1")
+    assert ls.rw.mount("ctr1") == merged  # ref-counted
     assert sorted(os.listdir(merged)) == ["a", "d", "keep"]
     assert os.listdir(f"{merged}/a") == ["c"]
     assert os.listdir(f"{merged}/d") == ["f"]
@@ -213,27 +214,27 @@ def test_whiteouts_and_rw_layer(data_root: str) -> None:
     with open(f"{merged}/a/c", "w") as f:
         f.write("changed")
     os.mkdir(f"{merged}/nd")
-    changes = {(c.path, c.kind) for c in ls.changes("ctr1")}
+    changes = {(c.path, c.kind) for c in ls.rw.changes("ctr1")}
     assert ("/new", ChangeKind.ADD) in changes
     assert ("/keep", ChangeKind.DELETE) in changes
     assert ("/a/c", ChangeKind.MODIFY) in changes
     # /a was copied up unchanged: like dockerd it is not reported for a modified child
     assert ("/a", ChangeKind.MODIFY) not in changes
     assert ("/nd", ChangeKind.ADD) in changes
-    assert ls.rw_size("ctr1") == len("12345") + len("changed")
-    tar = tarfile.open(fileobj=io.BytesIO(b"".join(ls.diff("ctr1"))))
+    assert ls.rw.size("ctr1") == len("12345") + len("changed")
+    tar = tarfile.open(fileobj=io.BytesIO(b"".join(ls.rw.diff("ctr1"))))
     names = {m.name: m for m in tar.getmembers()}
     assert ".wh.keep" in names and names[".wh.keep"].isreg()
     assert tar.extractfile("a/c").read() == b"changed"  # type: ignore[union-attr]
     # the diff can become a layer on top of the image (what commit does)
-    diff_bytes = b"".join(ls.diff("ctr1"))
+    diff_bytes = b"".join(ls.rw.diff("ctr1"))
     three = ls.register(io.BytesIO(diff_bytes), two)
     assert stat.S_ISCHR(os.lstat(f"{diff_dir(ls, three.chain_id)}/keep").st_mode)
-    ls.unmount("ctr1")
-    assert ls.is_mounted("ctr1")
-    ls.unmount("ctr1")
-    assert not ls.is_mounted("ctr1")
-    ls.remove_rw("ctr1")
+    ls.rw.unmount("ctr1")
+    assert ls.rw.is_mounted("ctr1")
+    ls.rw.unmount("ctr1")
+    assert not ls.rw.is_mounted("ctr1")
+    ls.rw.remove("ctr1")
     assert [x.chain_id for x in ls.release(three.chain_id)] == [three.chain_id]
     assert [x.chain_id for x in ls.release(two)] == [two, one]
     assert_nothing_left(data_root, ls)
@@ -247,50 +248,50 @@ def test_many_layers_mount_with_relative_links(data_root: str) -> None:
         layer = ls.register(io.BytesIO(tb.build([tb.reg(f"f{i}", str(i).encode())])), parent)
         held.append(layer.chain_id)
         parent = layer.chain_id
-    ls.create_rw("ctr", parent)
+    ls.rw.create("ctr", parent)
     for c in held:
         ls.release(c)
-    merged = ls.mount("ctr", force_relative=True)
+    merged = ls.rw.mount("ctr", force_relative=True)
     assert sorted(os.listdir(merged)) == [f"f{i}" for i in range(5)]
-    ls.unmount("ctr")
-    ls.remove_rw("ctr")
+    ls.rw.unmount("ctr")
+    ls.rw.remove("ctr")
     assert_nothing_left(data_root, ls)
 
 
 def test_rw_layer_without_parent(data_root: str) -> None:
     _, ls = stores(data_root)
-    ls.create_rw("scratch", None)
-    merged = ls.mount("scratch")
+    ls.rw.create("scratch", None)
+    merged = ls.rw.mount("scratch")
     assert os.listdir(merged) == []
-    ls.unmount("scratch")
-    ls.remove_rw("scratch")
+    ls.rw.unmount("scratch")
+    ls.rw.remove("scratch")
     assert_nothing_left(data_root, ls)
 
 
 def test_restore_and_gc(data_root: str) -> None:
     cs, ls = stores(data_root)
     one, two = _two_layers(ls)
-    ls.create_rw("ctr", one)
-    merged = ls.mount("ctr")
+    ls.rw.create("ctr", one)
+    merged = ls.rw.mount("ctr")
     # a "restart": a new store on the same data-root rebuilds refcounts from disk
     ls2 = LayerStore(data_root, cs)
     assert {x.chain_id for x in ls2.all()} == {one, two}
-    assert ls2.is_mounted("ctr")
+    assert ls2.rw.is_mounted("ctr")
     removed = ls2.gc()  # nobody (no image) holds `two`; `one` is held by the RW layer
     assert [x.chain_id for x in removed] == [two]
     assert ls2.refcount(one) == 1
-    ls2.unmount("ctr")
+    ls2.rw.unmount("ctr")
     assert not os.path.ismount(merged)
-    ls2.remove_rw("ctr")
+    ls2.rw.remove("ctr")
     assert_nothing_left(data_root, ls2)
 
 
 def test_busybox_layer_runs(data_root: str, busybox_tar: bytes) -> None:
     _, ls = stores(data_root)
     layer = ls.register(io.BytesIO(busybox_tar), None)
-    ls.create_rw("bb", layer.chain_id)
+    ls.rw.create("bb", layer.chain_id)
     ls.release(layer.chain_id)
-    merged = ls.mount("bb")
+    merged = ls.rw.mount("bb")
     try:
         out = subprocess.run(
             ["chroot", merged, "/bin/sh", "-c", "echo hi > /tmp/x; cat /tmp/x"],
@@ -299,10 +300,10 @@ def test_busybox_layer_runs(data_root: str, busybox_tar: bytes) -> None:
             check=True,
         ).stdout
         assert out == "hi\n"
-        assert ("/tmp/x", ChangeKind.ADD) in {(c.path, c.kind) for c in ls.changes("bb")}
+        assert ("/tmp/x", ChangeKind.ADD) in {(c.path, c.kind) for c in ls.rw.changes("bb")}
     finally:
-        ls.unmount("bb")
-    ls.remove_rw("bb")
+        ls.rw.unmount("bb")
+    ls.rw.remove("bb")
     assert_nothing_left(data_root, ls)
 
 
@@ -371,12 +372,12 @@ def test_remove_rw_undoes_stacked_mounts(data_root: str) -> None:
     """A rootfs mounted twice (e.g. a leftover of an earlier daemon under a new mount) is
     fully undone by remove_rw, and unmount_all of a plain directory is a no-op."""
     store = LayerStore(data_root, ContentStore(data_root))
-    store.create_rw("c2", None)
-    merged = store.mount("c2")
+    store.rw.create("c2", None)
+    merged = store.rw.mount("c2")
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", merged], check=True)
     assert mounts.is_mounted(merged)
-    store.remove_rw("c2")
-    store.empty_trash()
+    store.rw.remove("c2")
+    store.rw.empty_trash()
     assert not os.path.exists(merged)
     assert merged not in mounts.mount_points()
     mounts.unmount_all(data_root)  # not a mount point: nothing happens

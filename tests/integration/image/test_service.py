@@ -318,8 +318,8 @@ def test_commit_builds_a_child_image(data_root: str, busybox_tar: bytes) -> None
     svc = SyncImages(data_root)
     base_id = imported(svc, busybox_tar)
     base = svc.resolve(base_id)
-    svc.layers.create_rw("ctr", base.top_chain)
-    merged = svc.layers.mount("ctr")
+    svc.layers.rw.create("ctr", base.top_chain)
+    merged = svc.layers.rw.mount("ctr")
     try:
         with open(f"{merged}/hello", "w") as f:
             f.write("hi")
@@ -334,7 +334,7 @@ def test_commit_builds_a_child_image(data_root: str, busybox_tar: bytes) -> None
             repo="child:1",
         )
     finally:
-        svc.layers.unmount("ctr")
+        svc.layers.rw.unmount("ctr")
     child = svc.inspect("child:1")
     assert child.id == new_id and child.parent == base_id and child.author == "me"
     assert len(child.rootfs_layers) == 2 and child.rootfs_layers[0] == base.diff_ids[0]
@@ -344,11 +344,11 @@ def test_commit_builds_a_child_image(data_root: str, busybox_tar: bytes) -> None
     assert hist[0].created_by == "sh -c echo" and hist[0].size == 2
     with pytest.raises(Conflict, match="image has dependent child images"):
         svc.remove(base_id, force=True)
-    svc.layers.remove_rw("ctr")
+    svc.layers.rw.remove("ctr")
     # a container without changes commits to an empty layer: no new diff ID
-    svc.layers.create_rw("ctr2", base.top_chain)
+    svc.layers.rw.create("ctr2", base.top_chain)
     empty_id = svc.commit("ctr2", parent_image=base_id, container_config={"Cmd": ["true"]})
-    svc.layers.remove_rw("ctr2")
+    svc.layers.rw.remove("ctr2")
     empty = svc.resolve(empty_id)
     assert empty.diff_ids == base.diff_ids
     assert empty.history[-1].get("empty_layer") is True
@@ -366,13 +366,13 @@ def test_disk_usage_and_shared_size(data_root: str) -> None:
     svc.set_usage_hook(lambda i: [ImageUser(container_id="c" * 64, running=False)])
     a = svc.import_rootfs(io.BytesIO(l1), repo="a")
     # b = a + l2 via commit of a container whose upper dir holds "two"
-    svc.layers.create_rw("c", svc.resolve(a).top_chain)
-    merged = svc.layers.mount("c")
+    svc.layers.rw.create("c", svc.resolve(a).top_chain)
+    merged = svc.layers.rw.mount("c")
     with open(f"{merged}/two", "wb") as f:
         f.write(b"2" * 10)
-    svc.layers.unmount("c")
+    svc.layers.rw.unmount("c")
     svc.commit("c", parent_image=a, container_config={}, repo="b")
-    svc.layers.remove_rw("c")
+    svc.layers.rw.remove("c")
     du = svc.disk_usage()
     by_tag = {r.repo_tags[0]: r for r in du.images}
     assert by_tag["a:latest"].size == 100 and by_tag["b:latest"].size == 110

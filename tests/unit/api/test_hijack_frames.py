@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from whaled.api.hijack import (
+from whaled.api.framing import (
     MULTIPLEXED_STREAM,
     RAW_STREAM,
     STDERR,

@@ -193,14 +193,14 @@ class FakeImages:
         return FakeImage()
 
 
-class FakeLayers:
+class FakeRWLayers:
     """RW layers as plain directories; "mounting" returns the directory."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.mounts: dict[str, int] = {}
 
-    def create_rw(self, cid: str, chain: str) -> None:
+    def create(self, cid: str, chain: str) -> None:
         (self.root / cid).mkdir(parents=True)
 
     def mount(self, cid: str) -> str:
@@ -214,15 +214,22 @@ class FakeLayers:
     def is_mounted(self, cid: str) -> bool:
         return bool(self.mounts.get(cid))
 
-    def remove_rw(self, cid: str) -> None:
+    def remove(self, cid: str) -> None:
         self.mounts.pop(cid, None)
         (self.root / cid).rmdir()
 
-    def remove_orphan_rw(self, owners: set[str]) -> None:
+    def remove_orphans(self, owners: set[str]) -> None:
         pass
 
     def empty_trash(self) -> None:
         pass
+
+
+class FakeLayers:
+    """The layer store as the container use cases see it: its RW layers (``rw``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.rw = FakeRWLayers(root)
 
 
 def facts() -> HostFacts:
@@ -355,14 +362,14 @@ def test_create_start_and_exit(tmp_path: Path) -> None:
         assert c.runtime_path == RUNC
         bundle = d.backend.created[0].bundle_dir
         assert os.path.exists(os.path.join(bundle, "config.json"))
-        assert d.layers.is_mounted(cid)
+        assert d.layers.rw.is_mounted(cid)
         waiter = asyncio.ensure_future(d.svc.wait(cid, "next-exit"))
         await asyncio.sleep(0)
         d.backend.tasks[0].exit(3)
         assert (await waiter).status_code == 3
         await until(lambda: cid in d.backend.deleted and cid in d.ended)
         assert c.state.status == Status.EXITED and c.state.exit_code == 3 and c.state.pid == 0
-        assert not d.layers.is_mounted(cid)
+        assert not d.layers.rw.is_mounted(cid)
         assert d.actions(cid) == ["create", "start", "die"]
         assert d.store.by_id(cid) is not None  # the exit was persisted
         assert ContainerStore(str(tmp_path / "data")).load_all()[0].state.exit_code == 3
@@ -466,7 +473,7 @@ def test_failed_start_records_the_exit_code(tmp_path: Path) -> None:
         assert type(e.value).__name__ == "InvalidParameter"
         c = d.svc.get(cid)
         assert c.state.exit_code == 127 and c.state.status == Status.CREATED
-        assert not d.layers.is_mounted(cid)
+        assert not d.layers.rw.is_mounted(cid)
 
     run(tmp_path, scenario)
 

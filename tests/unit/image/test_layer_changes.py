@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.deeptree import deep_rel, make_deep
-from whaled.image.layers import Change, ChangeKind, compute_changes
+from whaled.image.rwlayers import Change, ChangeKind, compute_changes
 from whaled.osutil.tree import remove_tree
 
 A, M = ChangeKind.ADD, ChangeKind.MODIFY

@@ -158,3 +158,15 @@ def test_lstat_under_beyond_path_max(tmp_path: Path) -> None:
     (tmp_path / "d" / "l").symlink_to(".")
     with pytest.raises(OSError):  # not followed on the long path
         lstat_under(str(tmp_path), "d/l/" + deep_rel(DEEP - 1))
+
+
+def test_load_json_records_drops_temp_and_bad_records(tmp_path: Path) -> None:
+    (tmp_path / "good.json").write_text('{"n": 1}')
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "wrong.json").write_text('{"m": 1}')
+    (tmp_path / ".tmp-x").write_text("half")
+    (tmp_path / "dir.json").mkdir()
+    records = tree.load_json_records(str(tmp_path), lambda raw: int(raw["n"]), "test record")
+    assert records == [(str(tmp_path / "good.json"), 1)]
+    assert sorted(os.listdir(tmp_path)) == ["good.json"]
+    assert tree.load_json_records(str(tmp_path / "missing"), lambda raw: raw, "x") is None

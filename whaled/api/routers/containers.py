@@ -25,18 +25,13 @@ from whaled.api.app import (
     request_config,
 )
 from whaled.api.filters import parse_filters
-from whaled.api.hijack import (
-    DEFAULT_DETACH_KEYS,
-    detacher_for,
-    hijack,
-    mux_frame,
-    parse_detach_keys,
-)
+from whaled.api.framing import DEFAULT_DETACH_KEYS, detacher_for, mux_frame, parse_detach_keys
+from whaled.api.hijack import hijack
 from whaled.api.params import bool_param, int_param, json_body, size_param
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
-from whaled.api.streams import BlockingBodyReader, drain_body, while_connected
+from whaled.api.streams import BlockingBodyReader, drain_body, send_body, while_connected
 from whaled.api.versions import ApiVersion
 from whaled.daemon.attach import connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
@@ -398,20 +393,9 @@ async def get_container_archive(request: web.Request) -> web.StreamResponse:
     if not path:
         raise InvalidParameter("path is required")
     stat, chunks = await _io(request).archive(_id(request), path)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/x-tar",
-            "X-Docker-Container-Path-Stat": _stat_header(stat),
-        }
-    )
-    await response.prepare(request)
-    try:
-        async for chunk in chunks:
-            await response.write(chunk)
-    except ConnectionError:
-        return response
-    await response.write_eof()
-    return response
+    stat_header = _stat_header(stat)
+    headers = {"Content-Type": "application/x-tar", "X-Docker-Container-Path-Stat": stat_header}
+    return await send_body(request, chunks, headers)
 
 
 async def put_container_archive(request: web.Request) -> web.StreamResponse:
@@ -437,15 +421,7 @@ async def put_container_archive(request: web.Request) -> web.StreamResponse:
 
 async def get_container_export(request: web.Request) -> web.StreamResponse:
     chunks = await _io(request).export(_id(request))
-    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    await response.prepare(request)
-    try:
-        async for chunk in chunks:
-            await response.write(chunk)
-    except ConnectionError:
-        return response
-    await response.write_eof()
-    return response
+    return await send_body(request, chunks, {"Content-Type": "application/x-tar"})
 
 
 async def get_container_changes(request: web.Request) -> web.StreamResponse:

@@ -9,13 +9,8 @@ import contextlib
 from aiohttp import web
 
 from whaled.api.app import DAEMON_KEY, Routes, json_response
-from whaled.api.hijack import (
-    DEFAULT_DETACH_KEYS,
-    ClientGone,
-    detacher_for,
-    hijack,
-    parse_detach_keys,
-)
+from whaled.api.framing import DEFAULT_DETACH_KEYS, detacher_for, parse_detach_keys
+from whaled.api.hijack import ClientGone, hijack
 from whaled.api.params import json_body, size_param
 from whaled.api.schema import containers as schema
 from whaled.daemon.attach import PumpEnd, connect, pump

@@ -25,7 +25,13 @@ from whaled.api.shape.images import (
     shape_inspect,
     shape_prune,
 )
-from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, status_message
+from whaled.api.streams import (
+    BlockingBodyReader,
+    JsonStream,
+    drain_body,
+    send_body,
+    status_message,
+)
 from whaled.api.versions import ApiVersion
 from whaled.daemon.images import FilterArgs, ImageService
 from whaled.errors import InvalidParameter, Unsupported
@@ -175,24 +181,7 @@ async def post_images_create(request: web.Request) -> web.StreamResponse:
 
 async def _send_archive(request: web.Request, names: list[str]) -> web.StreamResponse:
     archive = await _images(request).save(names)  # 404/400 before the first byte
-    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    await response.prepare(request)
-    try:
-        async for chunk in archive:
-            await response.write(chunk)
-    except (ConnectionError, asyncio.CancelledError):
-        raise
-    except Exception:
-        # The status is out: like dockerd, cut the connection so the client sees a
-        # truncated archive instead of a well-formed short one.
-        log.exception("saving %s failed mid-stream", names)
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    finally:
-        archive.close()
-    await response.write_eof()
-    return response
+    return await send_body(request, archive, {"Content-Type": "application/x-tar"})
 
 
 async def get_images_get(request: web.Request) -> web.StreamResponse:

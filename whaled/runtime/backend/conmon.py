@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whaled.errors import Conflict, NotFound, SystemFailure, WhaledError
+from whaled.osutil.files import read_text
 from whaled.osutil.tree import remove_tree
 
 from . import execfifo
@@ -74,21 +75,13 @@ _DELETE_WAIT = 10.0
 # --- small I/O helpers -----------------------------------------------------------------------
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
 def _read_pid(path: str) -> int | None:
-    text = _read_text(path)
+    text = read_text(path)
     return parse_pid(text) if text is not None else None
 
 
 def _tail(path: str, limit: int = 2000) -> str:
-    text = _read_text(path) or ""
+    text = read_text(path) or ""
     return text[-limit:].strip()
 
 

@@ -26,7 +26,7 @@ stream mode: file content is handed on as slices of the chunks read from the sou
 per-block copies), and every byte that is *not* file content written to disk (headers,
 padding, skipped data, the end-of-archive blocks and whatever follows them) can be passed to a
 :class:`SplitRecorder`, which is how a layer's original tar is rebuilt byte for byte later
-(:mod:`whaled.image.tarstream`). Header blocks are decoded by ``tarfile.TarInfo.frombuf``;
+(:mod:`whaled.archive.tarstream`). Header blocks are decoded by ``tarfile.TarInfo.frombuf``;
 PAX and GNU long-name records follow :mod:`tarfile`'s semantics, including its leniency: a
 damaged or short header after the first member ends the archive.
 """
@@ -34,6 +34,7 @@ damaged or short header after the first member ends the archive.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import errno
 import hashlib
 import lzma
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from whaled.archive.files import member_times_ns, set_xattrs, write_file
 from whaled.errors import InvalidParameter, SystemFailure
 from whaled.osutil.tree import remove_tree
 
@@ -517,6 +519,21 @@ class LayerReader:
         return None if self._raw_hash is None else "sha256:" + self._raw_hash.hexdigest()
 
 
+@contextlib.contextmanager
+def open_tar_upload(stream: Readable) -> Iterator[tarfile.TarFile | None]:
+    """A tar upload (plain, gzip, bzip2, xz; zstd if available) as a streaming
+    :class:`tarfile.TarFile`; None for an empty body (dockerd extracts nothing then)."""
+    reader = LayerReader(stream)
+    head = reader.read(BLOCK)
+    if not head:
+        yield None
+        return
+    # (typeshed wants a full file object; tarfile's stream mode only calls read(n))
+    src: Any = _Prefixed(head, reader)
+    with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tf:
+        yield tf
+
+
 # ----------------------------------------------------------------------------- tar parsing
 
 
@@ -842,21 +859,6 @@ def _proc_path(dir_fd: int, name: str) -> str:
     return f"/proc/self/fd/{dir_fd}/{name}"
 
 
-def _set_xattrs(target: int | str, xattrs: dict[str, bytes], *, follow: bool) -> None:
-    for key, value in xattrs.items():
-        if key.startswith("trusted.overlay."):
-            continue
-        try:
-            if isinstance(target, int):
-                os.setxattr(target, key, value)
-            else:
-                os.setxattr(target, key, value, follow_symlinks=follow)
-        except OSError as e:
-            # Best effort like dockerd for filesystems / link types that refuse xattrs.
-            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
-                raise
-
-
 class _Unpacker:
     """Applies members to a directory; see the module docstring for the rules."""
 
@@ -902,7 +904,7 @@ class _Unpacker:
             if wh is not None:
                 self._whiteout(wh, member, name)
                 return 0
-        times = _mtime_ns(member)
+        times = member_times_ns(member)
         mode = member.mode & 0o7777
         xattrs = pax_xattrs(member.pax_headers) if policy.xattrs else {}
 
@@ -914,7 +916,7 @@ class _Unpacker:
             if policy.owners:
                 os.fchown(dirs.root_fd, member.uid, member.gid)
             os.fchmod(dirs.root_fd, mode)
-            _set_xattrs(dirs.root_fd, xattrs, follow=False)
+            set_xattrs(dirs.root_fd, xattrs, follow=False)
             self.deferred_dirs.append(((), times))
             return 0
 
@@ -937,7 +939,7 @@ class _Unpacker:
                 if policy.owners:
                     os.fchown(fd, member.uid, member.gid)
                 os.fchmod(fd, mode)
-                _set_xattrs(fd, xattrs, follow=False)
+                set_xattrs(fd, xattrs, follow=False)
             finally:
                 os.close(fd)
             self.deferred_dirs.append((parts, times))
@@ -946,22 +948,16 @@ class _Unpacker:
         self.remove_existing(pfd, base, parts)
 
         if typ in _DATA_TYPES:
-            fd = os.open(
+            path = "/".join(parts)
+            write_file(
+                pfd,
                 base,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=pfd,
+                lambda fd: self.parser.copy_data(fd, path),
+                owner=(member.uid, member.gid) if policy.owners else None,
+                mode=mode,
+                xattrs=xattrs,
+                times=times,
             )
-            try:
-                self.parser.copy_data(fd, "/".join(parts))
-                if policy.owners:
-                    os.fchown(fd, member.uid, member.gid)
-                os.fchmod(fd, mode)
-                if xattrs:
-                    _set_xattrs(fd, xattrs, follow=False)
-                os.utime(fd, ns=times)
-            finally:
-                os.close(fd)
             return member.size
 
         if typ == tarfile.SYMTYPE:
@@ -969,7 +965,7 @@ class _Unpacker:
             if policy.owners:
                 os.chown(base, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
             if xattrs:
-                _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
+                set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
             os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
             return 0
 
@@ -1006,7 +1002,7 @@ class _Unpacker:
             # Just created by us in a private directory: not a symlink, chmod cannot be
             # redirected.
             os.chmod(base, mode, dir_fd=pfd)
-            _set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
+            set_xattrs(_proc_path(pfd, base), xattrs, follow=False)
             os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
             return 0
 
@@ -1042,16 +1038,6 @@ class _Unpacker:
                     os.utime(dirs.root_fd, ns=times)
             except FileNotFoundError:
                 pass  # removed by a later entry
-
-
-def _mtime_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
-    try:
-        atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    except ValueError:
-        atime = mtime
-    return atime, mtime
 
 
 def unpack_tar(

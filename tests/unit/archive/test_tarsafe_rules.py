@@ -6,8 +6,8 @@ import tarfile
 
 import pytest
 
+from whaled.archive import tarsafe as t
 from whaled.errors import InvalidParameter
-from whaled.image import tarsafe as t
 
 
 @pytest.mark.parametrize(

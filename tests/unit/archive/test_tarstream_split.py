@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from whaled.image import tarstream as ts
+from whaled.archive import tarstream as ts
 
 
 def layer_dir(tmp_path: Path, files: dict[str, bytes]) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from whaled.archive import tarsafe as t
 from whaled.errors import InvalidParameter
-from whaled.image import tarsafe as t
 
 
 def build(entries: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -249,3 +249,22 @@ def test_layer_reader_reads_exact_sizes() -> None:
     assert plain[:5512] + rest == plain
     assert reader.uncompressed_size == len(plain)
     assert reader.raw_digest is not None and reader.raw_digest != reader.diff_id
+
+
+def test_open_tar_upload_empty_plain_and_gzip() -> None:
+    with t.open_tar_upload(io.BytesIO(b"")) as tf:
+        assert tf is None
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as out:
+        info = tarfile.TarInfo("a")
+        info.size = 2
+        out.addfile(info, io.BytesIO(b"hi"))
+    for body in (buf.getvalue(), gzip.compress(buf.getvalue())):
+        with t.open_tar_upload(io.BytesIO(body)) as tf:
+            assert tf is not None
+            names = []
+            for member in tf:
+                names.append(member.name)
+                src = tf.extractfile(member)
+                assert src is not None and src.read() == b"hi"
+        assert names == ["a"]

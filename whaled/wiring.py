@@ -26,6 +26,7 @@ from whaled.api.app import build_app
 from whaled.api.hijack import capture_early_input
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import events as events_routes
+from whaled.api.routers import exec as exec_routes
 from whaled.api.routers import images as images_routes
 from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
@@ -44,7 +45,7 @@ from whaled.daemon.create import ContainerCreator
 from whaled.daemon.daemon import Daemon
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
-from whaled.daemon.images import ImageCases, image_event_hook
+from whaled.daemon.images import ImageService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.restore import ContainerRestorer
 from whaled.daemon.runs import Runs
@@ -55,7 +56,7 @@ from whaled.daemon.trash import Trash
 from whaled.errors import WhaledError
 from whaled.events import EventBus
 from whaled.host.sysinfo import read_capability_bounding_mask
-from whaled.image.service import ImageService
+from whaled.image.stores import open_image_stores
 from whaled.logsetup import apply_level, setup_logging
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
@@ -142,12 +143,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         store = ConfigStore(cfg)
         bus = EventBus()
         facts = await gather_host_facts(cfg.data_root)
-        # The image store's start-up work (unreferenced layers, scratch dirs) runs here.
-        image_service = await asyncio.to_thread(ImageService, cfg.data_root)
-        image_service.set_event_hook(
-            image_event_hook(asyncio.get_running_loop(), bus, image_service)
-        )
-        images = ImageCases(image_service)
+        # The image stores' start-up work (unreferenced layers, scratch dirs) runs here.
+        image_stores = await asyncio.to_thread(open_image_stores, cfg.data_root)
         conmon = facts.binaries.get("conmon")
         container_store = ContainerStore(cfg.data_root)
         container_events = ContainerEvents(bus)
@@ -169,7 +166,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         )
         health = HealthMonitor(store=container_store, events=container_events, execs=execs)
         trash = Trash(
-            store=container_store, layers=image_service.layers, files=run_files, tasks=tasks
+            store=container_store, layers=image_stores.layers, files=run_files, tasks=tasks
         )
         specs = SpecAssembler(
             facts=facts, capability_bounding=bounding, store=container_store, runs=runs
@@ -182,14 +179,14 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             creator=ContainerCreator(
                 store=container_store,
                 runs=runs,
-                images=image_service,
-                layers=image_service.layers,
+                images=image_stores,
+                layers=image_stores.layers,
                 events=container_events,
                 facts=facts,
                 files=run_files,
                 specs=specs,
             ),
-            layers=image_service.layers,
+            layers=image_stores.layers,
             trash=trash,
             events=container_events,
             facts=facts,
@@ -199,12 +196,12 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             health_runner=health.run,
             on_run_ended=execs.drop_for,
         )
-        image_service.set_usage_hook(containers.image_users)
+        images = ImageService(stores=image_stores, events=bus, usage=containers.image_users)
         restorer = ContainerRestorer(
             containers=containers,
             store=container_store,
             runs=runs,
-            layers=image_service.layers,
+            layers=image_stores.layers,
             backend=backend,
             files=run_files,
             trash=trash,
@@ -250,8 +247,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 containers=containers,
                 execs=execs,
                 runs=runs,
-                images=image_service,
-                layers=image_service.layers,
+                images=images,
+                layers=image_stores.layers,
                 events=container_events,
                 facts=facts,
             ),
@@ -265,6 +262,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 events_routes.register,
                 images_routes.register,
                 containers_routes.register,
+                exec_routes.register,
                 swarm_routes.register,
             ],
             limits,

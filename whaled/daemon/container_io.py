@@ -36,7 +36,7 @@ from whaled.container.top import (
 )
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
-from whaled.daemon.images import SaveStream
+from whaled.daemon.images import ImageService, SaveStream
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
@@ -44,7 +44,6 @@ from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
 from whaled.image.layers import LayerStore
 from whaled.image.rwlayers import ChangeKind
-from whaled.image.service import ImageService
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
 from whaled.volume.mounts import parse_bind
@@ -179,7 +178,7 @@ class ContainerIO:
         return await asyncio.to_thread(lambda: [self._summary(c, size=True) for c in chosen])
 
     def _ancestor(self, ref: str) -> Callable[[str], bool]:
-        images = self.images
+        images = self.images.stores
         try:
             target = images.resolve(ref).id
         except WhaledError:
@@ -433,8 +432,7 @@ class ContainerIO:
             container_config = dict(c.config)
             if config:
                 container_config.update({k: v for k, v in config.items() if v})
-            image_id = await asyncio.to_thread(
-                self.images.commit,
+            image_id = await self.images.commit(
                 c.id,
                 parent_image=c.image_id,
                 container_config=container_config,

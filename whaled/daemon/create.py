@@ -33,7 +33,7 @@ from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.errors import InvalidParameter, WhaledError
 from whaled.image.layers import LayerStore
-from whaled.image.service import ImageService
+from whaled.image.stores import ImageStores
 from whaled.logger.options import parse_log_config
 from whaled.network.files import EtcPaths, write_etc_files
 from whaled.network.mode import (
@@ -63,7 +63,7 @@ class ContainerCreator:
         *,
         store: ContainerStore,
         runs: Runs,
-        images: ImageService,
+        images: ImageStores,
         layers: LayerStore,
         events: ContainerEvents,
         facts: DaemonFacts,

@@ -14,7 +14,7 @@ from whaled.config.store import ConfigStore
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
-from whaled.daemon.images import ImageCases
+from whaled.daemon.images import ImageService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.system import SystemService
 from whaled.events import EventBus
@@ -26,7 +26,7 @@ class Daemon:
     events: EventBus
     system: SystemService
     reloader: ReloadService
-    images: ImageCases
+    images: ImageService
     containers: ContainerService
     execs: ExecService
     container_io: ContainerIO

@@ -13,9 +13,12 @@ Where things live (one screen):
 ``filters``          pure: list/prune filter evaluation, Go ``path.Match``, timestamps
 ``store``            image configs by ID + repositories (tags/digests) + delete planning
 ``archive``          docker-archive / OCI layout load and save, rootfs import
-``service``          ``ImageService``: the facade the API and container layers call
+``stores``           ``ImageStores``: the stores above opened together over a data root
+``views``            read-side views and the blocking list/inspect/history/df queries
+``configs``          pure: target reference, platform, the config of a committed image
 ===================  ============================================================
 
-Nothing here imports aiohttp; every call is synchronous (the API layer runs them in a
-thread) and thread-safe.
+The use cases (which store to call in what order, events) are in
+``whaled.daemon.images.ImageService``. Nothing here imports aiohttp; every call is
+synchronous (the daemon runs them in a worker thread) and thread-safe.
 """

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.image import tarbuild as tb
+from tests.integration.image.syncimages import SyncImages
 from tests.support.deeptree import deep_rel, exists_under, fd_limit, make_deep
 from whaled.image import mounts
 from whaled.image.rwlayers import ChangeKind
-from whaled.image.service import ImageService
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def _few_fds() -> Iterator[None]:
 
 @pytest.mark.parametrize("depth", [DEEP, BEYOND])
 def test_import_save_remove_load_of_a_deep_layer(data_root: str, depth: int) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     tar = deep_tar(depth)
     image_id = svc.import_rootfs(io.BytesIO(tar), repo="deep:1", changes=[])
     details = svc.inspect("deep:1")
@@ -64,11 +64,11 @@ def test_import_save_remove_load_of_a_deep_layer(data_root: str, depth: int) -> 
     assert [x.image_id for x in svc.load(io.BytesIO(saved), quiet=True)] == [image_id]
     assert exists_under(svc.inspect("deep:1").graph_driver_data["UpperDir"], deep_rel(depth))
     assert driver_leftovers(data_root) == []
-    assert ImageService(data_root).resolve("deep:1").id == image_id  # a restart reads it
+    assert SyncImages(data_root).resolve("deep:1").id == image_id  # a restart reads it
 
 
 def test_deep_rw_layer_changes_size_diff_commit_and_removal(data_root: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     base = svc.import_rootfs(
         io.BytesIO(tb.build([tb.reg("base", b"b")])), repo="base:1", changes=[]
     )
@@ -101,7 +101,7 @@ def test_deep_rw_layer_changes_size_diff_commit_and_removal(data_root: str) -> N
 def test_start_sweeps_deep_and_odd_leftovers_and_logs_what_stays(
     data_root: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     driver = svc.layers.root
     layerdb = os.path.dirname(svc.layers.meta_dir)
     del svc
@@ -118,7 +118,7 @@ def test_start_sweeps_deep_and_odd_leftovers_and_logs_what_stays(
     mounts.mount("tmpfs", stuck, "tmpfs", "size=64k")
     try:
         with caplog.at_level(logging.WARNING, logger="whaled.image.layers"):
-            svc = ImageService(data_root)  # starts whatever it met
+            svc = SyncImages(data_root)  # starts whatever it met
         assert driver_leftovers(data_root) == [".trash-" + "ef" * 32]
         assert any(".trash-" + "ef" * 32 in r.getMessage() for r in caplog.records)
         assert os.listdir(os.path.join(layerdb, "mounts")) == []
@@ -126,12 +126,12 @@ def test_start_sweeps_deep_and_odd_leftovers_and_logs_what_stays(
         svc.import_rootfs(io.BytesIO(tb.build([tb.reg("a", b"a")])), repo="ok:1", changes=[])
     finally:
         mounts.unmount(stuck)
-    ImageService(data_root)
+    SyncImages(data_root)
     assert driver_leftovers(data_root) == []
 
 
 def test_unpack_refuses_a_deep_symlinked_parent(data_root: str, outside: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     entries = [tb.dir_("d/" * i) for i in range(1, DEEP + 1)]
     entries.append(tb.sym(deep_rel(DEEP, "out"), outside))
     entries.append(tb.reg(deep_rel(DEEP, "out/escaped"), b"x"))
@@ -142,7 +142,7 @@ def test_unpack_refuses_a_deep_symlinked_parent(data_root: str, outside: str) ->
 
 
 def test_load_of_an_archive_that_is_itself_deep(data_root: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     small = svc.import_rootfs(io.BytesIO(tb.build([tb.reg("a", b"a")])), repo="s:1", changes=[])
     saved = b"".join(svc.save(["s:1"]))
     svc.remove("s:1")

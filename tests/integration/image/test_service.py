@@ -9,17 +9,17 @@ import tarfile
 import pytest
 
 from tests.integration.image import tarbuild as tb
+from tests.integration.image.syncimages import SyncImages
 from whaled.errors import Conflict, InvalidParameter, NoSuchImage
 from whaled.image.archive import ProgressEvent
 from whaled.image.reference import normalize
-from whaled.image.service import ImageEvent, ImageService
 from whaled.image.store import DeleteRecord, ImageUser
 
 pytestmark = pytest.mark.integration
 
 
 def imported(
-    svc: ImageService,
+    svc: SyncImages,
     tar: bytes,
     repo: str | None = "busybox:latest",
     changes: list[str] | None = None,
@@ -28,8 +28,7 @@ def imported(
 
 
 def test_import_list_inspect_history(data_root: str, busybox_tar: bytes) -> None:
-    events: list[ImageEvent] = []
-    svc = ImageService(data_root, on_event=events.append)
+    svc = SyncImages(data_root)
     image_id = imported(
         svc,
         busybox_tar,
@@ -55,11 +54,11 @@ def test_import_list_inspect_history(data_root: str, busybox_tar: bytes) -> None
     assert hist[0].comment == "Imported from -" and hist[0].size == details.size
     assert svc.resolve(image_id[7:19]).id == image_id  # short ID
     assert svc.count() == 1
-    assert [e.action for e in events] == ["import"]
+    assert [e.action for e in svc.events()] == ["import"]
 
 
 def test_import_refuses_bad_input_before_reading(data_root: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     with pytest.raises(InvalidParameter, match="must be lowercase"):
         svc.import_rootfs(io.BytesIO(b""), repo="Bad")
     with pytest.raises(InvalidParameter, match="run is not a valid change command"):
@@ -70,7 +69,7 @@ def test_import_refuses_bad_input_before_reading(data_root: str) -> None:
 
 
 def test_tag_and_remove_semantics(data_root: str, busybox_tar: bytes) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     image_id = imported(svc, busybox_tar)
     assert svc.tag("busybox", "localhost:5000/bb", "v1") == "localhost:5000/bb:v1"
     assert svc.tag(image_id, "other") == "other:latest"
@@ -104,7 +103,7 @@ def test_tag_and_remove_semantics(data_root: str, busybox_tar: bytes) -> None:
 
 
 def test_save_then_load_restores_the_same_image(data_root: str, busybox_tar: bytes) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     image_id = imported(svc, busybox_tar)
     svc.tag("busybox", "busybox", "second")
     saved = b"".join(svc.save(["busybox:latest"]))
@@ -138,7 +137,7 @@ def test_save_then_load_restores_the_same_image(data_root: str, busybox_tar: byt
     assert svc.load(io.BytesIO(tb.gz(saved)), quiet=True)[0].image_id == image_id
     assert os.listdir(os.path.join(data_root, "image", "tmp")) == []
     # a restart sees the same state
-    svc2 = ImageService(data_root)
+    svc2 = SyncImages(data_root)
     assert svc2.resolve("busybox").id == image_id
     assert svc2.layers.refcount(svc2.resolve("busybox").top_chain or "") == 1
 
@@ -188,7 +187,7 @@ def test_load_classic_docker_archive_with_symlinked_layers(data_root: str) -> No
             tb.reg("repositories", b"{}"),
         ]
     )
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     loaded = svc.load(io.BytesIO(archive))
     assert [x.tags for x in loaded] == [("a:1",), ("b:1", "localhost:5000/b:2")]
     assert svc.resolve("a:1").id == "sha256:" + ha
@@ -217,7 +216,7 @@ def test_load_classic_docker_archive_with_symlinked_layers(data_root: str) -> No
 
 
 def test_load_refuses_bad_archives(data_root: str, outside: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     layer = tb.build([tb.reg("x", b"1")])
     cfg = _config(["sha256:" + "0" * 64])
     h = hashlib.sha256(cfg).hexdigest()
@@ -305,7 +304,7 @@ def test_load_oci_layout_with_gzip_layers(data_root: str) -> None:
             tb.reg("index.json", index),
         ]
     )
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     loaded = svc.load(io.BytesIO(archive))
     assert loaded[0].tags == ("example.com/hello:1",)
     assert loaded[0].image_id == tb.digest(cfg)
@@ -316,7 +315,7 @@ def test_load_oci_layout_with_gzip_layers(data_root: str) -> None:
 
 
 def test_commit_builds_a_child_image(data_root: str, busybox_tar: bytes) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     base_id = imported(svc, busybox_tar)
     base = svc.resolve(base_id)
     svc.layers.rw.create("ctr", base.top_chain)
@@ -363,7 +362,7 @@ def test_commit_builds_a_child_image(data_root: str, busybox_tar: bytes) -> None
 
 def test_disk_usage_and_shared_size(data_root: str) -> None:
     l1 = tb.build([tb.reg("one", b"1" * 100)])
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     svc.set_usage_hook(lambda i: [ImageUser(container_id="c" * 64, running=False)])
     a = svc.import_rootfs(io.BytesIO(l1), repo="a")
     # b = a + l2 via commit of a container whose upper dir holds "two"
@@ -426,7 +425,7 @@ def test_load_a_layer_under_two_parents(data_root: str) -> None:
     cfg_a = _config([tb.digest(l1)])
     cfg_b = _config([tb.digest(l2), tb.digest(l1)], created="2024-03-01T00:00:00Z")
     archive = _classic_archive([(cfg_a, [l1], "a:1"), (cfg_b, [l2, l1], "b:1")])
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     loaded = svc.load(OneWay(tb.gz(archive)))
     assert [x.tags for x in loaded] == [("a:1",), ("b:1",)]
     b = svc.resolve("b:1")
@@ -445,7 +444,7 @@ def test_load_a_layer_under_two_parents(data_root: str) -> None:
 def test_load_of_present_layers_only_checks_digests(
     data_root: str, busybox_tar: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     image_id = imported(svc, busybox_tar)
     saved = b"".join(svc.save(["busybox:latest"]))
     svc.tag("busybox", "keep", "1")
@@ -477,7 +476,7 @@ def test_load_of_present_layers_only_checks_digests(
 
 
 def test_load_refuses_hostile_archive_members(data_root: str, outside: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     cases = {
         "under a symlink": [tb.sym("d", outside), tb.reg("d/layer.tar", b"x")],
         "hard link to nothing": [tb.hard("x", "missing")],
@@ -501,19 +500,19 @@ def test_load_keeps_large_non_layer_members_in_scratch(data_root: str) -> None:
     cfg["config"]["Labels"] = {"big": "x" * (3 << 20)}  # a 3 MB config
     raw = json.dumps(cfg).encode()
     archive = _classic_archive([(raw, [layer], "big:1")])
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     assert svc.load(OneWay(archive))[0].image_id == tb.digest(raw)
     assert svc.inspect("big:1").config["Labels"]["big"] == "x" * (3 << 20)  # type: ignore[index]
     assert os.listdir(os.path.join(data_root, "image", "tmp")) == []
 
 
 def test_crash_leftovers_of_a_load_are_removed_at_start(data_root: str) -> None:
-    svc = ImageService(data_root)
+    svc = SyncImages(data_root)
     scratch = os.path.join(data_root, "image", "tmp", "load-0123")
     ingest = os.path.join(svc.layers.root, ".tmp-" + "cd" * 32)
     for d in (scratch, os.path.join(ingest, "diff")):
         os.makedirs(d)
         with open(os.path.join(d, "x"), "w") as f:
             f.write("partial")
-    ImageService(data_root)
+    SyncImages(data_root)
     assert not os.path.exists(scratch) and not os.path.exists(ingest)

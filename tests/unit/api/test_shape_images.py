@@ -30,14 +30,14 @@ from whaled.api.streams import (
 )
 from whaled.daemon.images import ProgressThrottle
 from whaled.image.archive import ProgressEvent
-from whaled.image.service import (
+from whaled.image.store import DeleteRecord
+from whaled.image.views import (
     DiskUsage,
     HistoryItem,
     ImageDetails,
     ImageSummary,
     PruneReport,
 )
-from whaled.image.store import DeleteRecord
 
 ID = "sha256:" + "a" * 64
 LAYER = "sha256:" + "b" * 64

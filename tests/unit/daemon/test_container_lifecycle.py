@@ -32,7 +32,7 @@ from whaled.events import EventBus
 from whaled.host.cgroups import CgroupInfo, CgroupMode
 from whaled.host.sysinfo import HostInfo
 from whaled.image.layers import LayerStore
-from whaled.image.service import ImageService
+from whaled.image.stores import ImageStores
 from whaled.runtime.backend.api import (
     BeforeRuntime,
     CreateOptions,
@@ -294,7 +294,7 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
         creator=ContainerCreator(
             store=store,
             runs=runs,
-            images=cast(ImageService, FakeImages()),
+            images=cast(ImageStores, FakeImages()),
             layers=cast(LayerStore, layers),
             events=events,
             facts=host,

@@ -1,6 +1,6 @@
-"""Container routes: create, list, inspect, lifecycle, attach, logs, wait, archive, exec.
+"""Container routes: create, list, inspect, lifecycle, attach, logs, wait, archive, commit.
 
-Attach and exec start take over the connection (``whaled.api.hijack``); logs and stats
+Attach takes over the connection (``whaled.api.hijack``); logs and stats
 stream ordinary chunked responses. Every handler takes the config snapshot at most once.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import struct
@@ -23,23 +22,20 @@ from whaled.api.app import (
     DAEMON_KEY,
     Routes,
     json_response,
-    read_json_body,
     request_config,
 )
 from whaled.api.filters import parse_filters
-from whaled.api.framing import detacher_for, mux_frame, parse_detach_keys
-from whaled.api.hijack import ClientGone, hijack
-from whaled.api.routers.images import bool_param
-from whaled.api.schema import Body, decode_body
+from whaled.api.framing import DEFAULT_DETACH_KEYS, detacher_for, mux_frame, parse_detach_keys
+from whaled.api.hijack import hijack
+from whaled.api.params import bool_param, int_param, json_body, size_param
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body, send_body, while_connected
 from whaled.api.versions import ApiVersion
-from whaled.daemon.attach import PumpEnd, connect, pump
+from whaled.daemon.attach import connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
-from whaled.daemon.execs import ExecService
 from whaled.errors import InvalidParameter
 from whaled.logger.reader import LogEntry
 
@@ -47,7 +43,6 @@ log = logging.getLogger("whaled.api")
 
 MUX = "application/vnd.docker.multiplexed-stream"
 RAW = "application/vnd.docker.raw-stream"
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
 
 def _svc(request: web.Request) -> ContainerService:
@@ -56,10 +51,6 @@ def _svc(request: web.Request) -> ContainerService:
 
 def _io(request: web.Request) -> ContainerIO:
     return request.app[DAEMON_KEY].container_io
-
-
-def _execs(request: web.Request) -> ExecService:
-    return request.app[DAEMON_KEY].execs
 
 
 def _version(request: web.Request) -> ApiVersion:
@@ -71,33 +62,11 @@ def _id(request: web.Request) -> str:
     return request.match_info["id"]
 
 
-def _int_param(request: web.Request, key: str, default: int | None = None) -> int | None:
-    raw = request.query.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid value for {key}: {raw!r}") from None
-
-
-async def _body(request: web.Request, schema: Body, *, required: bool = True) -> dict[str, Any]:
-    """The request body decoded and checked against ``schema`` (canonical keys, checked types)."""
-    return decode_body(await read_json_body(request), schema, required=required)
-
-
-def _size_param(request: web.Request, key: str) -> int:
-    value = _int_param(request, key, 0) or 0
-    if value < 0:
-        raise InvalidParameter(f"invalid value for {key}: {value}: must not be negative")
-    return value
-
-
 # ------------------------------------------------------------------ create / list / inspect
 
 
-async def post_create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.CREATE)
+async def post_containers_create(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request, schema.CREATE)
     result = await _svc(request).create(
         request_config(request),
         body,
@@ -107,20 +76,20 @@ async def post_create(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": result.id, "Warnings": result.warnings}, status=201)
 
 
-async def get_list(request: web.Request) -> web.StreamResponse:
+async def get_containers_json(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     size = bool_param(request, "size")
     views = await _io(request).list_containers(
         filters={k: filters.get(k) for k in filters},
         all=bool_param(request, "all"),
-        limit=_int_param(request, "limit", -1) or -1,
+        limit=int_param(request, "limit", -1) or -1,
         size=size,
     )
     now = time.time()
     return json_response([shape_list_item(view_of(v), now) for v in views])
 
 
-async def get_inspect(request: web.Request) -> web.StreamResponse:
+async def get_container_json(request: web.Request) -> web.StreamResponse:
     summary = await _io(request).view(_id(request), size=bool_param(request, "size"))
     return json_response(shape_inspect(view_of(summary), _version(request)))
 
@@ -128,41 +97,41 @@ async def get_inspect(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ lifecycle
 
 
-async def post_start(request: web.Request) -> web.StreamResponse:
+async def post_container_start(request: web.Request) -> web.StreamResponse:
     await _svc(request).start(request_config(request), _id(request))
     return web.Response(status=204)
 
 
-async def post_stop(request: web.Request) -> web.StreamResponse:
+async def post_container_stop(request: web.Request) -> web.StreamResponse:
     await _svc(request).stop(
-        _id(request), timeout=_int_param(request, "t"), signal=request.query.get("signal")
+        _id(request), timeout=int_param(request, "t"), signal=request.query.get("signal")
     )
     return web.Response(status=204)
 
 
-async def post_restart(request: web.Request) -> web.StreamResponse:
+async def post_container_restart(request: web.Request) -> web.StreamResponse:
     await _svc(request).restart(
-        request_config(request), _id(request), timeout=_int_param(request, "t")
+        request_config(request), _id(request), timeout=int_param(request, "t")
     )
     return web.Response(status=204)
 
 
-async def post_kill(request: web.Request) -> web.StreamResponse:
+async def post_container_kill(request: web.Request) -> web.StreamResponse:
     await _svc(request).kill(_id(request), request.query.get("signal"))
     return web.Response(status=204)
 
 
-async def post_pause(request: web.Request) -> web.StreamResponse:
+async def post_container_pause(request: web.Request) -> web.StreamResponse:
     await _svc(request).pause(_id(request))
     return web.Response(status=204)
 
 
-async def post_unpause(request: web.Request) -> web.StreamResponse:
+async def post_container_unpause(request: web.Request) -> web.StreamResponse:
     await _svc(request).unpause(_id(request))
     return web.Response(status=204)
 
 
-async def post_wait(request: web.Request) -> web.StreamResponse:
+async def post_container_wait(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     condition = request.query.get("condition", "")
     svc.get(_id(request))  # 404 before the status line goes out
@@ -200,18 +169,18 @@ async def delete_container(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def post_rename(request: web.Request) -> web.StreamResponse:
+async def post_container_rename(request: web.Request) -> web.StreamResponse:
     await _svc(request).rename(_id(request), request.query.get("name", ""))
     return web.Response(status=204)
 
 
-async def post_update(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.UPDATE)
+async def post_container_update(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request, schema.UPDATE)
     warnings = await _svc(request).update(_id(request), body)
     return json_response({"Warnings": warnings})
 
 
-async def post_prune(request: web.Request) -> web.StreamResponse:
+async def post_containers_prune(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     deleted, reclaimed = await _io(request).prune({k: filters.get(k) for k in filters})
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
@@ -220,7 +189,7 @@ async def post_prune(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ attach / resize
 
 
-async def post_attach(request: web.Request) -> web.StreamResponse:
+async def post_container_attach(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(_id(request))
     keys = parse_detach_keys(request.query.get("detachKeys") or DEFAULT_DETACH_KEYS)
@@ -269,10 +238,10 @@ async def post_attach(request: web.Request) -> web.StreamResponse:
     return stream.response
 
 
-async def post_resize(request: web.Request) -> web.StreamResponse:
+async def post_container_resize(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(_id(request))
-    height, width = _size_param(request, "h"), _size_param(request, "w")
+    height, width = size_param(request, "h"), size_param(request, "w")
     task = svc.running_task(c)
     await task.resize(width, height)
     return web.Response(status=200)
@@ -281,7 +250,7 @@ async def post_resize(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------ logs / top / stats
 
 
-async def get_logs(request: web.Request) -> web.StreamResponse:
+async def get_container_logs(request: web.Request) -> web.StreamResponse:
     io = _io(request)
     c = _svc(request).get(_id(request))
     stdout, stderr = bool_param(request, "stdout"), bool_param(request, "stderr")
@@ -357,7 +326,7 @@ async def _next(entries: Any) -> Any:
         return None
 
 
-async def get_top(request: web.Request) -> web.StreamResponse:
+async def get_container_top(request: web.Request) -> web.StreamResponse:
     titles, processes = await _io(request).top(_id(request), request.query.get("ps_args", ""))
     return json_response({"Titles": titles, "Processes": processes})
 
@@ -376,7 +345,7 @@ def _shape_stats(sample: StatsSample, previous: Mapping[str, Any] | None) -> dic
     )
 
 
-async def get_stats(request: web.Request) -> web.StreamResponse:
+async def get_container_stats(request: web.Request) -> web.StreamResponse:
     io = _io(request)
     stream = bool_param(request, "stream", True)
     c = _svc(request).get(_id(request))
@@ -411,7 +380,7 @@ def _stat_header(stat: Mapping[str, Any]) -> str:
     return base64.b64encode(json.dumps(stat, separators=(",", ":")).encode()).decode()
 
 
-async def head_archive(request: web.Request) -> web.StreamResponse:
+async def head_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
@@ -419,7 +388,7 @@ async def head_archive(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": _stat_header(stat)})
 
 
-async def get_archive(request: web.Request) -> web.StreamResponse:
+async def get_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
@@ -429,7 +398,7 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     return await send_body(request, chunks, headers)
 
 
-async def put_archive(request: web.Request) -> web.StreamResponse:
+async def put_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
@@ -450,18 +419,18 @@ async def put_archive(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
-async def get_export(request: web.Request) -> web.StreamResponse:
+async def get_container_export(request: web.Request) -> web.StreamResponse:
     chunks = await _io(request).export(_id(request))
     return await send_body(request, chunks, {"Content-Type": "application/x-tar"})
 
 
-async def get_changes(request: web.Request) -> web.StreamResponse:
+async def get_container_changes(request: web.Request) -> web.StreamResponse:
     changes = await _io(request).changes(_id(request))
     return json_response(changes or None)
 
 
 async def post_commit(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.COMMIT, required=False)
+    body = await json_body(request, schema.COMMIT, required=False)
     q = request.query
     image_id = await _io(request).commit(
         q.get("container", ""),
@@ -476,111 +445,29 @@ async def post_commit(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": image_id}, status=201)
 
 
-# ------------------------------------------------------------------ exec
-
-
-#: dockerd's last words on an exec stream the client detached from (its error path).
-EXEC_DETACHED_MESSAGE = "exec attach failed: error on attach stdin: read escape sequence"
-
-
-async def post_exec_create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schema.EXEC_CREATE)
-    session = _execs(request).create(_id(request), body)
-    return json_response({"Id": session.id}, status=201)
-
-
-async def post_exec_start(request: web.Request) -> web.StreamResponse:
-    execs = _execs(request)
-    body = await _body(request, schema.EXEC_START, required=False)
-    exec_id = _id(request)
-    session = execs.get(exec_id)
-    if body.get("Detach"):
-        await execs.start(exec_id, connect=None)
-        return web.Response(status=200)
-    tty = bool(body.get("Tty", session.tty))
-    keys = parse_detach_keys(session.detach_keys or DEFAULT_DETACH_KEYS)
-    execs.get(exec_id)  # 404 before hijacking
-    stream = await hijack(request, tty=tty)
-    done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
-    try:
-
-        async def attached(path: str) -> None:
-            sock = await connect(path)
-
-            async def run() -> None:
-                end = PumpEnd.CLIENT_GONE
-                try:
-                    end = await pump(
-                        sock,
-                        stdin=stream.read if session.attach_stdin else None,
-                        output=stream.write_frame,
-                        stdout=session.attach_stdout or not session.attach_stdin,
-                        stderr=session.attach_stderr or not session.attach_stdin,
-                        detacher=detacher_for(keys, tty=session.tty, stdin=session.attach_stdin),
-                        client_gone=stream.wait_closed(),
-                    )
-                finally:
-                    if not done.done():
-                        done.set_result(end)
-
-            execs.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
-
-        try:
-            await execs.start(exec_id, connect=attached)
-        except Exception as e:
-            await stream.write_frame(2, f"{e}\n".encode())
-            return stream.response
-        end = await done
-        if end == PumpEnd.DETACHED:
-            # Like dockerd: the error line, then the stream ends and the session's stdin
-            # is closed.
-            await execs.detached(exec_id)
-            with contextlib.suppress(ClientGone):
-                await stream.write_frame(1, f"{EXEC_DETACHED_MESSAGE}\r\n".encode())
-            return stream.response
-        if end == PumpEnd.OUTPUT_ENDED:
-            await session.done.wait()
-    finally:
-        await stream.close()
-    return stream.response
-
-
-async def post_exec_resize(request: web.Request) -> web.StreamResponse:
-    await _execs(request).resize(_id(request), _size_param(request, "h"), _size_param(request, "w"))
-    return web.Response(status=200)
-
-
-async def get_exec_inspect(request: web.Request) -> web.StreamResponse:
-    return json_response(_execs(request).inspect(_id(request)))
-
-
 def register(routes: Routes) -> None:
-    routes.add("POST", "/containers/create", post_create)
-    routes.add("GET", "/containers/json", get_list)
-    routes.add("POST", "/containers/prune", post_prune)
+    routes.add("POST", "/containers/create", post_containers_create)
+    routes.add("GET", "/containers/json", get_containers_json)
+    routes.add("POST", "/containers/prune", post_containers_prune)
     routes.add("POST", "/commit", post_commit)
-    routes.add("GET", "/containers/{id}/json", get_inspect)
-    routes.add("GET", "/containers/{id}/top", get_top)
-    routes.add("GET", "/containers/{id}/logs", get_logs)
-    routes.add("GET", "/containers/{id}/changes", get_changes)
-    routes.add("GET", "/containers/{id}/export", get_export)
-    routes.add("GET", "/containers/{id}/stats", get_stats)
-    routes.add("POST", "/containers/{id}/resize", post_resize)
-    routes.add("POST", "/containers/{id}/start", post_start)
-    routes.add("POST", "/containers/{id}/stop", post_stop)
-    routes.add("POST", "/containers/{id}/restart", post_restart)
-    routes.add("POST", "/containers/{id}/kill", post_kill)
-    routes.add("POST", "/containers/{id}/update", post_update)
-    routes.add("POST", "/containers/{id}/rename", post_rename)
-    routes.add("POST", "/containers/{id}/pause", post_pause)
-    routes.add("POST", "/containers/{id}/unpause", post_unpause)
-    routes.add("POST", "/containers/{id}/attach", post_attach)
-    routes.add("POST", "/containers/{id}/wait", post_wait)
+    routes.add("GET", "/containers/{id}/json", get_container_json)
+    routes.add("GET", "/containers/{id}/top", get_container_top)
+    routes.add("GET", "/containers/{id}/logs", get_container_logs)
+    routes.add("GET", "/containers/{id}/changes", get_container_changes)
+    routes.add("GET", "/containers/{id}/export", get_container_export)
+    routes.add("GET", "/containers/{id}/stats", get_container_stats)
+    routes.add("POST", "/containers/{id}/resize", post_container_resize)
+    routes.add("POST", "/containers/{id}/start", post_container_start)
+    routes.add("POST", "/containers/{id}/stop", post_container_stop)
+    routes.add("POST", "/containers/{id}/restart", post_container_restart)
+    routes.add("POST", "/containers/{id}/kill", post_container_kill)
+    routes.add("POST", "/containers/{id}/update", post_container_update)
+    routes.add("POST", "/containers/{id}/rename", post_container_rename)
+    routes.add("POST", "/containers/{id}/pause", post_container_pause)
+    routes.add("POST", "/containers/{id}/unpause", post_container_unpause)
+    routes.add("POST", "/containers/{id}/attach", post_container_attach)
+    routes.add("POST", "/containers/{id}/wait", post_container_wait)
     routes.add("DELETE", "/containers/{id}", delete_container)
-    routes.add("HEAD", "/containers/{id}/archive", head_archive)
-    routes.add("GET", "/containers/{id}/archive", get_archive)
-    routes.add("PUT", "/containers/{id}/archive", put_archive)
-    routes.add("POST", "/containers/{id}/exec", post_exec_create)
-    routes.add("POST", "/exec/{id}/start", post_exec_start)
-    routes.add("POST", "/exec/{id}/resize", post_exec_resize)
-    routes.add("GET", "/exec/{id}/json", get_exec_inspect)
+    routes.add("HEAD", "/containers/{id}/archive", head_container_archive)
+    routes.add("GET", "/containers/{id}/archive", get_container_archive)
+    routes.add("PUT", "/containers/{id}/archive", put_container_archive)

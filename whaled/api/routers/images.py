@@ -1,4 +1,4 @@
-"""Image routes: list, inspect, history, tag, delete, prune, load, save, import, df.
+"""Image routes: list, inspect, history, tag, delete, prune, load, save, import.
 
 Names may contain slashes (``localhost:5000/a/b:tag``), so name routes use ``{name:.*}``
 followed by a fixed suffix; the fixed paths (``/images/json``, ``/images/get``,
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Any
 
 from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
 from whaled.api.filters import Filters, parse_filters
-from whaled.api.shape.containers import shape_list_item, view_of
+from whaled.api.params import bool_param
 from whaled.api.shape.images import (
-    DF_TYPES,
     progress_json,
     shape_delete_records,
-    shape_disk_usage,
     shape_history,
     shape_image_list,
     shape_inspect,
@@ -37,24 +33,15 @@ from whaled.api.streams import (
     status_message,
 )
 from whaled.api.versions import ApiVersion
-from whaled.daemon.images import FilterArgs, ImageCases
+from whaled.daemon.images import FilterArgs, ImageService
 from whaled.errors import InvalidParameter, Unsupported
 from whaled.image.archive import ProgressEvent
 from whaled.image.reference import parse_normalized_named
 
 log = logging.getLogger("whaled.api")
 
-_FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
 
-
-def bool_param(request: web.Request, key: str, default: bool = False) -> bool:
-    """dockerd's ``BoolValue`` / ``BoolValueOrDefault``."""
-    if key not in request.query:
-        return default
-    return request.query[key].strip().lower() not in _FALSE_WORDS
-
-
-def _images(request: web.Request) -> ImageCases:
+def _images(request: web.Request) -> ImageService:
     return request.app[DAEMON_KEY].images
 
 
@@ -104,25 +91,6 @@ async def get_image_history(request: web.Request) -> web.StreamResponse:
 
 async def get_images_search(request: web.Request) -> web.StreamResponse:
     raise Unsupported("searching registries is not supported by whaled yet")
-
-
-async def get_system_df(request: web.Request) -> web.StreamResponse:
-    version = _version(request)
-    types: tuple[str, ...] = DF_TYPES
-    if version >= (1, 42) and "type" in request.query:
-        types = tuple(request.query.getall("type"))
-        for kind in types:
-            if kind not in DF_TYPES:
-                raise InvalidParameter(f"unknown object type: {kind}")
-    usage = await _images(request).disk_usage() if "image" in types else None
-    containers: list[dict[str, Any]] = []
-    if "container" in types:
-        views = await request.app[DAEMON_KEY].container_io.list_containers(
-            filters={}, all=True, limit=-1, size=True
-        )
-        now = time.time()
-        containers = [shape_list_item(view_of(v), now) for v in views]
-    return json_response(shape_disk_usage(usage, version, types, containers))
 
 
 # ------------------------------------------------------------------ tag / delete / prune
@@ -250,7 +218,6 @@ def register(routes: Routes) -> None:
     routes.add("POST", "/images/create", post_images_create)
     routes.add("POST", "/images/load", post_images_load)
     routes.add("POST", "/images/prune", post_images_prune)
-    routes.add("GET", "/system/df", get_system_df)
     routes.add("GET", "/images/{name:.*}/json", get_image_json)
     routes.add("GET", "/images/{name:.*}/history", get_image_history)
     routes.add("GET", "/images/{name:.*}/get", get_image_get)

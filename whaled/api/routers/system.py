@@ -1,12 +1,18 @@
-"""System routes: /_ping, /version, /info."""
+"""System routes: /_ping, /version, /info, /system/df."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from aiohttp import web
 
-from whaled.api.app import DAEMON_KEY, Routes, json_response, request_config
+from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
+from whaled.api.shape.containers import shape_list_item, view_of
+from whaled.api.shape.images import DF_TYPES, shape_disk_usage
 from whaled.api.shape.system import shape_info, shape_version
-from whaled.api.versions import CURRENT_API_VERSION
+from whaled.api.versions import CURRENT_API_VERSION, ApiVersion
+from whaled.errors import InvalidParameter
 
 PING_HEADERS = {
     "Cache-Control": "no-cache, no-store, must-revalidate",
@@ -16,27 +22,47 @@ PING_HEADERS = {
 }
 
 
-async def get_ping(request: web.Request) -> web.StreamResponse:
+async def get_system_ping(request: web.Request) -> web.StreamResponse:
     body = b"" if request.method == "HEAD" else b"OK"
     response = web.Response(body=body, content_type="text/plain", headers=PING_HEADERS)
     response.headers["Api-Version"] = CURRENT_API_VERSION
     return response
 
 
-async def get_version(request: web.Request) -> web.StreamResponse:
+async def get_system_version(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     cfg = request_config(request)
     return json_response(shape_version(daemon.system.version(cfg)))
 
 
-async def get_info(request: web.Request) -> web.StreamResponse:
+async def get_system_info(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     cfg = request_config(request)
     return json_response(shape_info(daemon.system.info(cfg), request["api_version"]))
 
 
+async def get_system_df(request: web.Request) -> web.StreamResponse:
+    version: ApiVersion = request[API_VERSION_KEY]
+    types: tuple[str, ...] = DF_TYPES
+    if version >= (1, 42) and "type" in request.query:
+        types = tuple(request.query.getall("type"))
+        for kind in types:
+            if kind not in DF_TYPES:
+                raise InvalidParameter(f"unknown object type: {kind}")
+    usage = await request.app[DAEMON_KEY].images.disk_usage() if "image" in types else None
+    containers: list[dict[str, Any]] = []
+    if "container" in types:
+        views = await request.app[DAEMON_KEY].container_io.list_containers(
+            filters={}, all=True, limit=-1, size=True
+        )
+        now = time.time()
+        containers = [shape_list_item(view_of(v), now) for v in views]
+    return json_response(shape_disk_usage(usage, version, types, containers))
+
+
 def register(routes: Routes) -> None:
-    routes.add("GET", "/_ping", get_ping)
-    routes.add("HEAD", "/_ping", get_ping)
-    routes.add("GET", "/version", get_version)
-    routes.add("GET", "/info", get_info)
+    routes.add("GET", "/_ping", get_system_ping)
+    routes.add("HEAD", "/_ping", get_system_ping)
+    routes.add("GET", "/version", get_system_version)
+    routes.add("GET", "/info", get_system_info)
+    routes.add("GET", "/system/df", get_system_df)

@@ -17,14 +17,14 @@ from typing import Any
 from whaled.api.streams import status_message, stream_message
 from whaled.api.versions import ApiVersion
 from whaled.image.archive import ProgressEvent
-from whaled.image.service import (
+from whaled.image.store import DeleteRecord
+from whaled.image.views import (
     DiskUsage,
     HistoryItem,
     ImageDetails,
     ImageSummary,
     PruneReport,
 )
-from whaled.image.store import DeleteRecord
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 

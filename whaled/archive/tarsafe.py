@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+import zstandard
+
 from whaled.archive.files import member_times_ns, set_xattrs, write_file
 from whaled.errors import InvalidParameter, SystemFailure
 from whaled.osutil.tree import remove_tree
@@ -401,13 +403,6 @@ def _new_decompressor(c: Compression) -> Any:
         return bz2.BZ2Decompressor()
     if c is Compression.XZ:
         return lzma.LZMADecompressor()
-    try:
-        import zstandard  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise InvalidParameter(
-            "layer is compressed with zstd, which this whaled cannot decompress: "
-            "the Python module 'zstandard' is not installed"
-        ) from None
     return zstandard.ZstdDecompressor().decompressobj()
 
 
@@ -448,8 +443,6 @@ def open_stream(
     prefixed = _Prefixed(head, src)
     if compression is Compression.NONE:
         return prefixed, compression
-    if compression is Compression.ZSTD:
-        _new_decompressor(compression)  # a clear error now if zstandard is missing
     return _Decompressing(prefixed, compression), compression
 
 
@@ -521,7 +514,7 @@ class LayerReader:
 
 @contextlib.contextmanager
 def open_tar_upload(stream: Readable) -> Iterator[tarfile.TarFile | None]:
-    """A tar upload (plain, gzip, bzip2, xz; zstd if available) as a streaming
+    """A tar upload (plain, gzip, bzip2, xz, zstd) as a streaming
     :class:`tarfile.TarFile`; None for an empty body (dockerd extracts nothing then)."""
     reader = LayerReader(stream)
     head = reader.read(BLOCK)

@@ -1,6 +1,6 @@
 """A synchronous registry client (OCI distribution API) over ``http.client`` + ``ssl``.
 
-Synchronous and blocking like :mod:`whaled.image.service`; a daemon use case runs it in worker
+Synchronous and blocking like the image stores; a daemon use case runs it in worker
 threads. One :class:`RegistryClient` per registry and pull/push; it is thread-safe (a small
 keep-alive connection pool, the auth state guarded by a lock) so several blobs can stream at
 once.

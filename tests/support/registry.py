@@ -378,10 +378,13 @@ def push_image(
     variant: str = "",
     docker_types: bool = False,
     layer_format: str = "gzip",
+    tars: Sequence[bytes] = (),
+    cmd: Sequence[str] = ("/bin/sh",),
 ) -> PushedImage:
     """Upload a small image and its manifest; tag it ``ref`` when given. Layers are
-    ``gzip`` (default), ``zstd`` or ``tar`` (the last two with OCI media types only)."""
-    tars = [layer_tar(f) for f in files]
+    ``gzip`` (default), ``zstd`` or ``tar`` (the last two with OCI media types only);
+    ``tars`` (layer tars as they are) replaces ``files``."""
+    tars = list(tars) or [layer_tar(f) for f in files]
     if layer_format == "gzip":
         blobs = [gzip.compress(t, mtime=0) for t in tars]
     elif layer_format == "zstd":
@@ -394,7 +397,7 @@ def push_image(
     config_doc: dict[str, Any] = {
         "architecture": architecture,
         "os": os_name,
-        "config": {"Cmd": ["/bin/sh"]},
+        "config": {"Cmd": list(cmd)},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
     if variant:

@@ -34,6 +34,8 @@ from whaled.api.streams import (
 )
 from whaled.api.versions import ApiVersion
 from whaled.daemon.images import FilterArgs, ImageService
+from whaled.daemon.pull import pull_request
+from whaled.distribution.auth import decode_registry_auth
 from whaled.errors import InvalidParameter, Unsupported
 from whaled.image.archive import ProgressEvent
 from whaled.image.reference import parse_normalized_named
@@ -145,11 +147,7 @@ async def post_images_create(request: web.Request) -> web.StreamResponse:
     query = request.query
     from_image = query.get("fromImage", "")
     if from_image:
-        parse_normalized_named(from_image)  # an invalid reference is still a 400
-        raise Unsupported(
-            f"pulling {from_image} is not supported: whaled cannot pull from registries yet; "
-            "load the image with `docker load` or `docker import` instead"
-        )
+        return await _pull(request, from_image)
     source = query.get("fromSrc", "")
     if source != "-":
         if not source:
@@ -176,6 +174,24 @@ async def post_images_create(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         body.close()
+    return await stream.finish()
+
+
+async def _pull(request: web.Request, from_image: str) -> web.StreamResponse:
+    query = request.query
+    req = pull_request(
+        from_image,
+        query.get("tag", ""),
+        query.get("platform", ""),
+        decode_registry_auth(request.headers.get("X-Registry-Auth")),
+    )
+    stream = JsonStream(request)
+
+    async def send(event: ProgressEvent) -> None:
+        await stream.send(progress_json(event))
+
+    async with stream.errors_in_stream():
+        await request.app[DAEMON_KEY].pulls.pull(req, send)
     return await stream.finish()
 
 

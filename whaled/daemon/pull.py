@@ -1,0 +1,113 @@
+"""The pull use case (``POST /images/create?fromImage=``, ``docker pull``).
+
+One config snapshot is taken per pull (registry settings, download limits): a reload while a
+pull runs changes nothing for it. The registry client and the :class:`Puller` are blocking;
+they run in a worker thread and their progress reaches the API through
+:func:`whaled.daemon.images.run_with_progress`. Credentials (``X-Registry-Auth``) are used
+for this pull only: never logged, never stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from whaled.config.model import Config
+from whaled.daemon.images import IMAGE_EVENT, ProgressSink, run_with_progress
+from whaled.distribution.auth import Credentials
+from whaled.distribution.client import RegistryClient
+from whaled.distribution.platforms import Platform, parse_platform
+from whaled.distribution.puller import DEFAULT_BACKOFF_STEP, PulledImage, Puller, PullLimits
+from whaled.events import EventBus
+from whaled.image.archive import ProgressEvent, ProgressFn
+from whaled.image.reference import Reference, parse_normalized_named
+from whaled.image.stores import ImageStores
+
+#: Where a registry's ``ca.crt``/client certs live, per ``host[:port]`` (dockerd's too).
+DEFAULT_CERTS_DIRS = ("/etc/whaled/certs.d", "/etc/docker/certs.d")
+#: Test hook: seconds per back-off step between blob retries (dockerd: 5).
+BACKOFF_ENV = "_WHALED_PULL_BACKOFF"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PullRequest:
+    reference: Reference  # tag, digest, or neither (every tag of the repository)
+    platform: Platform | None
+    credentials: Credentials
+
+
+def pull_request(from_image: str, tag: str, platform: str, credentials: Credentials) -> PullRequest:
+    """Parse ``fromImage``/``tag``/``platform`` as dockerd does: ``tag`` may be a tag or a
+    digest; neither in ``fromImage`` nor ``tag`` means every tag (``docker pull -a``)."""
+    ref = parse_normalized_named(from_image)
+    if tag:
+        ref = ref.with_digest(tag) if ":" in tag else ref.with_tag(tag)
+    return PullRequest(
+        reference=ref,
+        platform=parse_platform(platform) if platform else None,
+        credentials=credentials,
+    )
+
+
+def _backoff_step() -> float:
+    try:
+        return float(os.environ.get(BACKOFF_ENV, DEFAULT_BACKOFF_STEP))
+    except ValueError:
+        return DEFAULT_BACKOFF_STEP
+
+
+class PullService:
+    def __init__(
+        self,
+        *,
+        stores: ImageStores,
+        events: EventBus,
+        config: Callable[[], Config],
+        certs_dirs: Sequence[str] = DEFAULT_CERTS_DIRS,
+    ) -> None:
+        self._stores = stores
+        self._events = events
+        self._config = config
+        self._certs_dirs = tuple(certs_dirs)
+
+    def _client(self, cfg: Config, req: PullRequest) -> RegistryClient:
+        return RegistryClient.for_domain(
+            req.reference.domain,
+            insecure_registries=cfg.insecure_registries,
+            certs_dirs=self._certs_dirs,
+            credentials=req.credentials,
+        )
+
+    async def pull(self, req: PullRequest, sink: ProgressSink) -> list[PulledImage]:
+        cfg = self._config()  # one snapshot for the whole pull
+        limits = PullLimits(
+            max_concurrent=max(1, cfg.max_concurrent_downloads),
+            max_attempts=max(1, cfg.max_download_attempts),
+            backoff_step=_backoff_step(),
+        )
+
+        def work(progress: ProgressFn) -> list[PulledImage]:
+            with self._client(cfg, req) as client:
+                refs = [req.reference]
+                if req.reference.tag is None and req.reference.digest is None:
+                    refs = [req.reference.with_tag(t) for t in client.list_tags(req.reference)]
+                puller = Puller(client, self._stores.layers, self._stores.images, limits, progress)
+                out = []
+                for ref in refs:
+                    resolved = client.resolve(ref, req.platform)
+                    out.append(puller.pull(resolved, req.platform))
+                    progress(ProgressEvent(message=f"Digest: {resolved.digest}"))
+                return out
+
+        pulled = await run_with_progress(work, sink)
+        for p in pulled:
+            self._events.emit(
+                IMAGE_EVENT, "pull", p.reference.familiar, {"name": p.reference.familiar_name}
+            )
+        ref = req.reference
+        shown = ref.familiar if (ref.tag or ref.digest) else ref.familiar_name
+        new = any(p.new for p in pulled)
+        status = "Downloaded newer image for" if new else "Image is up to date for"
+        await sink(ProgressEvent(message=f"Status: {status} {shown}"))
+        return pulled

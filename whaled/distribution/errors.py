@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whaled.errors import NotFound, SystemFailure, Unauthorized, Unavailable
+from whaled.errors import NotFound, SystemFailure, Unauthorized
 
 #: Default messages of the distribution spec's error codes (used when a registry sends none).
 CODE_MESSAGES: dict[str, str] = {
@@ -77,8 +77,8 @@ class TokenError(Unauthorized):
     """The token server refused or answered nonsense."""
 
 
-class RegistryUnreachable(Unavailable):
-    """No connection could be made to any endpoint of the registry."""
+class RegistryUnreachable(SystemFailure):
+    """No connection could be made to any endpoint of the registry (a 500, as dockerd)."""
 
 
 class DigestMismatchError(SystemFailure):

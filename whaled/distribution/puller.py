@@ -26,6 +26,7 @@ from typing import Any
 
 from whaled.distribution.client import RegistryClient, ResolvedImage, TransferInterrupted
 from whaled.distribution.digest import Hasher
+from whaled.distribution.errors import RegistryUnreachable
 from whaled.distribution.manifest import Descriptor
 from whaled.distribution.platforms import Platform, matches_config
 from whaled.errors import InvalidParameter, Unavailable
@@ -107,7 +108,7 @@ class ResumableBlob:
                 data: bytes = self._reader.read(n)
                 self.position = self._reader.position
                 return data
-            except Unavailable as e:
+            except (Unavailable, RegistryUnreachable) as e:
                 if isinstance(e, TransferInterrupted):
                     self._resume = (e.position, e.hasher)
                 self._close_reader()

@@ -43,10 +43,10 @@ from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.create import ContainerCreator
 from whaled.daemon.daemon import Daemon
+from whaled.daemon.distribution import DistributionService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageService
-from whaled.daemon.pull import PullService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.restore import ContainerRestorer
 from whaled.daemon.runs import Runs
@@ -242,7 +242,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             system=system,
             reloader=reloader,
             images=images,
-            pulls=PullService(stores=image_stores, events=bus, config=store.current),
+            distribution=DistributionService(stores=image_stores, events=bus, config=store.current),
             containers=containers,
             execs=execs,
             container_io=ContainerIO(

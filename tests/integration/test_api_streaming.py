@@ -12,6 +12,7 @@ import docker.errors
 import pytest
 
 from tests.support.dockercli import DockerCLI
+from tests.support.registry import free_port
 from tests.support.whaled_proc import WhaledProcess
 
 API = "/v1.45"
@@ -122,14 +123,17 @@ def test_push_of_a_repository_without_local_tags(whaled: WhaledProcess) -> None:
     assert status == 400, body
 
 
-def test_push_of_an_existing_tag_says_pushing_is_unsupported_in_the_stream(
+def test_push_to_an_unreachable_registry_is_an_error_in_the_stream(
     whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str
 ) -> None:
-    status, _, body = whaled.request("POST", f"{API}/images/busybox/push?tag=latest")
+    # a closed loopback port (never docker.io, never a name that needs DNS)
+    name = f"127.0.0.1:{free_port()}/t/box"
+    docker_cli.run("tag", busybox_image, f"{name}:1")
+    status, _, body = whaled.request("POST", f"{API}/images/{name}/push?tag=1")
     assert status == 200, body
     messages = json_lines(body)
-    assert messages[0]["status"].startswith("The push refers to repository")
-    assert "not supported" in messages[-1]["error"]
+    assert messages[0] == {"status": f"The push refers to repository [{name}]"}
+    assert "connection refused" in messages[-1]["error"], messages
     done = docker_cli.run("push", "busybox:nope", check=False)
     assert done.returncode == 1
     assert "The push refers to repository [docker.io/library/busybox]" in done.stdout

@@ -13,9 +13,9 @@ from whaled.config.model import Config
 from whaled.config.store import ConfigStore
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
+from whaled.daemon.distribution import DistributionService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService
-from whaled.daemon.pull import PullService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.system import SystemService
 from whaled.events import EventBus
@@ -28,7 +28,7 @@ class Daemon:
     system: SystemService
     reloader: ReloadService
     images: ImageService
-    pulls: PullService
+    distribution: DistributionService
     containers: ContainerService
     execs: ExecService
     container_io: ContainerIO

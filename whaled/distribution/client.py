@@ -35,7 +35,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from whaled.distribution import manifest as mf
 from whaled.distribution.auth import Authenticator, Credentials, bearer_error, repository_scope
@@ -59,7 +59,13 @@ from whaled.distribution.errors import (
 from whaled.distribution.manifest import Descriptor, ImageIndex, ImageManifest
 from whaled.distribution.platforms import Platform, host_platform
 from whaled.distribution.tls import HostCerts, read_certs_dirs, ssl_context
-from whaled.distribution.wire import HTTPRequest, HTTPResponse, make_headers, registry_error
+from whaled.distribution.wire import (
+    HTTPRequest,
+    HTTPResponse,
+    UploadBody,
+    make_headers,
+    registry_error,
+)
 from whaled.errors import InvalidParameter, SystemFailure, Unavailable, WhaledError
 from whaled.image.reference import Reference
 
@@ -337,6 +343,8 @@ class RegistryClient:
         headers.setdefault("user-agent", self._user_agent)
         for attempt in range(2):
             conn, reused = self._pool.get(key)
+            if req.body is not None and not isinstance(req.body, bytes):
+                req.body.seek(0)
             try:
                 conn.request(req.method, target, body=req.body, headers=headers)
                 resp = conn.getresponse()
@@ -638,6 +646,93 @@ class RegistryClient:
             raise SystemFailure(f"blob {desc.digest} too large: {desc.size} bytes")
         with self.open_blob(name, desc) as blob:
             return blob.read_all()
+
+    # -- push -------------------------------------------------------------------------
+
+    def blob_size(self, name: str, digest: str) -> int | None:
+        """``HEAD /v2/<name>/blobs/<digest>`` (asked with push scope, for a push): the blob's
+        size, or None when the registry does not have it there."""
+        live = self._request(
+            HTTPRequest(method="HEAD", url=self._url(f"/v2/{name}/blobs/{digest}")),
+            [repository_scope(name, ("pull", "push"))],
+        )
+        if live.status == 404:
+            _drain(live)
+            return None
+        if live.status != 200:
+            raise self._error(live)
+        _drain(live)
+        length = live.header("content-length") or ""
+        return int(length) if length.isdigit() else 0
+
+    def start_upload(self, name: str, *, mount: str = "", source: str = "") -> str | None:
+        """Start a blob upload; with ``mount``/``source`` first ask the registry to mount
+        blob ``mount`` from repository ``source`` (cross-repository mount). None when the
+        blob was mounted (201), else the upload's location."""
+        query = ""
+        scopes = [repository_scope(name, ("pull", "push"))]
+        if mount and source:
+            query = "?" + urlencode({"mount": mount, "from": source})
+            scopes.append(repository_scope(source))
+        live = self._request(
+            HTTPRequest(
+                method="POST",
+                url=self._url(f"/v2/{name}/blobs/uploads/{query}"),
+                headers=(("content-length", "0"),),
+                body=b"",
+            ),
+            scopes,
+        )
+        if live.status == 201 and query:
+            _drain(live)
+            return None
+        if live.status != 202:
+            raise self._error(live)
+        _drain(live)
+        location = live.header("location")
+        if not location:
+            raise SystemFailure(f"registry {self.domain} started an upload without a location")
+        return urljoin(live.url, location)
+
+    def finish_upload(
+        self, name: str, location: str, digest: str, body: bytes | UploadBody, size: int
+    ) -> None:
+        """Send the whole blob to an upload ``location`` and close it with its digest
+        (a monolithic upload, ``PUT <location>?digest=``)."""
+        parts = urlsplit(location)
+        query = (parts.query + "&" if parts.query else "") + urlencode({"digest": digest})
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        live = self._request(
+            HTTPRequest(
+                method="PUT",
+                url=url,
+                headers=(
+                    ("content-type", "application/octet-stream"),
+                    ("content-length", str(size)),
+                ),
+                body=body,
+            ),
+            [repository_scope(name, ("pull", "push"))],
+        )
+        if live.status not in (201, 204):
+            raise self._error(live)
+        _drain(live)
+
+    def put_manifest(self, name: str, ref: str, body: bytes, media_type: str) -> str:
+        """``PUT /v2/<name>/manifests/<ref>``; the manifest's digest."""
+        live = self._request(
+            HTTPRequest(
+                method="PUT",
+                url=self._url(f"/v2/{name}/manifests/{ref}"),
+                headers=(("content-type", media_type), ("content-length", str(len(body)))),
+                body=body,
+            ),
+            [repository_scope(name, ("pull", "push"))],
+        )
+        if live.status not in (200, 201, 202):
+            raise self._error(live)
+        _drain(live)
+        return live.header("docker-content-digest") or str(digest_of(body, "sha256"))
 
 
 def _drain(live: _Live) -> bytes:

@@ -199,7 +199,7 @@ class Puller:
         limits: PullLimits,
         progress: ProgressFn,
         *,
-        on_blob: Callable[[str, str, str], None] = lambda diff_id, digest, repo: None,
+        on_blob: Callable[[str, str, str], None] = lambda diff_id, digest, repository: None,
     ) -> None:
         self._client = client
         self._layers = layers
@@ -261,7 +261,7 @@ class Puller:
                 for fut in ingests.values():
                     self._discard(fut)
             for desc, diff_id in zip(resolved.layers, diff_ids, strict=True):
-                self._on_blob(diff_id, desc.digest, repo)
+                self._on_blob(diff_id, desc.digest, resolved.reference.name)
             return self._images.create(config_raw).id
         finally:
             for chain in held:

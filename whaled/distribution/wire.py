@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from whaled.distribution.errors import RegistryError, UnexpectedResponse
 
 Headers = tuple[tuple[str, str], ...]
+
+
+class UploadBody(Protocol):
+    """A request body read as it is sent (``http.client`` calls ``read``), rewound with
+    ``seek(0)`` before each send (the auth flow may send a request twice)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,7 +30,8 @@ class HTTPRequest:
     method: str
     url: str
     headers: Headers = ()
-    body: bytes | None = None
+    #: bytes, or a seekable file (an upload: rewound before each send)
+    body: bytes | UploadBody | None = None
     #: the flow that yielded this request needs the response body
     read_body: bool = False
 

@@ -30,7 +30,7 @@ import platform
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -79,6 +79,8 @@ class ProgressEvent:
     current: int | None = None
     total: int | None = None
     stream: bool = False
+    #: dockerd's ``aux`` message (push's ``{"Tag", "Digest", "Size"}``): sent alone
+    aux: Mapping[str, Any] | None = None
 
 
 ProgressFn = Callable[[ProgressEvent], None]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from whaled.image.archive import Loader
 from whaled.image.content import ContentStore
+from whaled.image.distmeta import DistributionMetadata
 from whaled.image.layers import LayerStore
 from whaled.image.store import Image, ImageStore
 
@@ -28,6 +29,7 @@ class ImageStores:
     layers: LayerStore
     images: ImageStore
     loader: Loader
+    distribution: DistributionMetadata
 
     def resolve(self, ref_or_id: str) -> Image:
         """Image by full ID, reference (``busybox`` means ``:latest``) or ID prefix."""
@@ -46,4 +48,5 @@ def open_image_stores(data_root: str, *, fsync_blobs: bool = True) -> ImageStore
         layers=layers,
         images=images,
         loader=Loader(data_root, images, layers),
+        distribution=DistributionMetadata(data_root),
     )

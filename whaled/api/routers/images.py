@@ -33,8 +33,8 @@ from whaled.api.streams import (
     status_message,
 )
 from whaled.api.versions import ApiVersion
+from whaled.daemon.distribution import pull_request
 from whaled.daemon.images import FilterArgs, ImageService
-from whaled.daemon.pull import pull_request
 from whaled.distribution.auth import decode_registry_auth
 from whaled.errors import InvalidParameter, Unsupported
 from whaled.image.archive import ProgressEvent
@@ -191,7 +191,7 @@ async def _pull(request: web.Request, from_image: str) -> web.StreamResponse:
         await stream.send(progress_json(event))
 
     async with stream.errors_in_stream():
-        await request.app[DAEMON_KEY].pulls.pull(req, send)
+        await request.app[DAEMON_KEY].distribution.pull(req, send)
     return await stream.finish()
 
 
@@ -208,21 +208,23 @@ async def get_image_get(request: web.Request) -> web.StreamResponse:
     return await _send_archive(request, [_name(request)])
 
 
-# ------------------------------------------------------------------ not yet
-
-
 async def post_image_push(request: web.Request) -> web.StreamResponse:
     ref = parse_normalized_named(_name(request))  # an invalid reference is still a 400
     tag = request.query.get("tag", "")
     if tag:
         ref = ref.with_tag(tag)
+    credentials = decode_registry_auth(request.headers.get("X-Registry-Auth"))
     stream = JsonStream(request)
+
+    async def send(event: ProgressEvent) -> None:
+        await stream.send(progress_json(event))
+
     # As dockerd: the first message goes out before the local image is looked up, so a
     # missing tag is an error in the stream, not a status code.
     await stream.send(status_message(f"The push refers to repository [{ref.name}]"))
     async with stream.errors_in_stream():
         await _images(request).check_pushable(ref)
-        raise Unsupported("pushing images is not supported by whaled yet")
+        await request.app[DAEMON_KEY].distribution.push(ref, credentials, send)
     return await stream.finish()
 
 

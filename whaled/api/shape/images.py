@@ -225,6 +225,8 @@ def shape_disk_usage(
 
 def progress_json(event: ProgressEvent) -> dict[str, Any]:
     """A domain progress event as a JSON-stream message."""
+    if event.aux is not None:
+        return {"progressDetail": {}, "aux": dict(event.aux)}
     if event.stream:
         return stream_message(event.message)
     return status_message(event.message, id=event.id, current=event.current, total=event.total)

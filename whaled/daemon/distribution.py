@@ -1,10 +1,11 @@
-"""The pull use case (``POST /images/create?fromImage=``, ``docker pull``).
+"""Distribution use cases: pull (``POST /images/create?fromImage=``) and push
+(``POST /images/{name}/push``).
 
-One config snapshot is taken per pull (registry settings, download limits): a reload while a
-pull runs changes nothing for it. The registry client and the :class:`Puller` are blocking;
-they run in a worker thread and their progress reaches the API through
-:func:`whaled.daemon.images.run_with_progress`. Credentials (``X-Registry-Auth``) are used
-for this pull only: never logged, never stored.
+One config snapshot is taken per pull or push (registry settings, transfer limits): a reload
+while one runs changes nothing for it. The registry client, :class:`Puller` and
+:class:`Pusher` are blocking; they run in a worker thread and their progress reaches the API
+through :func:`whaled.daemon.images.run_with_progress`. Credentials (``X-Registry-Auth``) are
+used for the one operation only: never logged, never stored.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from whaled.distribution.auth import Credentials
 from whaled.distribution.client import RegistryClient
 from whaled.distribution.platforms import Platform, parse_platform
 from whaled.distribution.puller import DEFAULT_BACKOFF_STEP, PulledImage, Puller, PullLimits
+from whaled.distribution.pusher import PushedTag, Pusher
 from whaled.events import EventBus
 from whaled.image.archive import ProgressEvent, ProgressFn
+from whaled.image.distmeta import BlobSource
 from whaled.image.reference import Reference, parse_normalized_named
 from whaled.image.stores import ImageStores
 
@@ -57,7 +60,7 @@ def _backoff_step() -> float:
         return DEFAULT_BACKOFF_STEP
 
 
-class PullService:
+class DistributionService:
     def __init__(
         self,
         *,
@@ -71,13 +74,16 @@ class PullService:
         self._config = config
         self._certs_dirs = tuple(certs_dirs)
 
-    def _client(self, cfg: Config, req: PullRequest) -> RegistryClient:
+    def _client(self, cfg: Config, domain: str, credentials: Credentials) -> RegistryClient:
         return RegistryClient.for_domain(
-            req.reference.domain,
+            domain,
             insecure_registries=cfg.insecure_registries,
             certs_dirs=self._certs_dirs,
-            credentials=req.credentials,
+            credentials=credentials,
         )
+
+    def _remember_blob(self, diff_id: str, digest: str, repository: str) -> None:
+        self._stores.distribution.add(diff_id, BlobSource(digest=digest, repository=repository))
 
     async def pull(self, req: PullRequest, sink: ProgressSink) -> list[PulledImage]:
         cfg = self._config()  # one snapshot for the whole pull
@@ -88,11 +94,18 @@ class PullService:
         )
 
         def work(progress: ProgressFn) -> list[PulledImage]:
-            with self._client(cfg, req) as client:
+            with self._client(cfg, req.reference.domain, req.credentials) as client:
                 refs = [req.reference]
                 if req.reference.tag is None and req.reference.digest is None:
                     refs = [req.reference.with_tag(t) for t in client.list_tags(req.reference)]
-                puller = Puller(client, self._stores.layers, self._stores.images, limits, progress)
+                puller = Puller(
+                    client,
+                    self._stores.layers,
+                    self._stores.images,
+                    limits,
+                    progress,
+                    on_blob=self._remember_blob,
+                )
                 out = []
                 for ref in refs:
                     resolved = client.resolve(ref, req.platform)
@@ -111,3 +124,55 @@ class PullService:
         status = "Downloaded newer image for" if new else "Image is up to date for"
         await sink(ProgressEvent(message=f"Status: {status} {shown}"))
         return pulled
+
+    async def push(self, ref: Reference, credentials: Credentials, sink: ProgressSink) -> None:
+        """Push ``ref``'s tag, or every local tag of its repository when it has none
+        (``docker push -a``). The caller checked that the tags exist."""
+        cfg = self._config()
+        images = self._stores.images
+        if ref.tag is not None:
+            refs = [ref]
+        else:
+            refs = sorted(
+                {
+                    r
+                    for rs in images.all_references().values()
+                    for r in rs
+                    if r.name == ref.name and r.tag is not None
+                },
+                key=lambda r: r.tag or "",
+            )
+
+        def work(progress: ProgressFn) -> list[tuple[PushedTag, str]]:
+            out: list[tuple[PushedTag, str]] = []
+            with self._client(cfg, ref.domain, credentials) as client:
+                pusher = Pusher(
+                    client,
+                    self._stores.layers,
+                    self._stores.distribution,
+                    self._stores.loader.tmp_root,
+                    cfg.max_concurrent_uploads,
+                    progress,
+                )
+                for tagged in refs:
+                    image = images.resolve(str(tagged))
+                    pushed = pusher.push(tagged, image)
+                    digest_ref = tagged.name_only().with_digest(pushed.digest)
+                    if images.lookup_ref(digest_ref) is None:
+                        images.add_reference(digest_ref, image.id)
+                    progress(
+                        ProgressEvent(
+                            message="",
+                            aux={"Tag": tagged.tag, "Digest": pushed.digest, "Size": pushed.size},
+                        )
+                    )
+                    out.append((pushed, image.id))
+            return out
+
+        for pushed, _ in await run_with_progress(work, sink):
+            self._events.emit(
+                IMAGE_EVENT,
+                "push",
+                pushed.reference.familiar,
+                {"name": pushed.reference.familiar_name},
+            )

@@ -1,0 +1,215 @@
+"""Push one tag of a local image to a registry: blocking, run in a worker thread.
+
+Per layer (at most ``max_concurrent`` at once), cheapest first:
+1. a blob this layer was pulled as or pushed as before, in the same repository, that the
+   registry still has: ``Layer already exists`` (nothing sent);
+2. such a blob in another repository of the same registry: a cross-repository mount
+   (``Mounted from <repo>``, nothing sent);
+3. otherwise the layer's tar (rebuilt from the layer store) is gzip-compressed into a temp
+   file while its digest is computed (never held in memory), checked with ``HEAD`` and
+   uploaded (``Pushing`` with byte progress, then ``Pushed``).
+Each blob used is recorded in :class:`~whaled.image.distmeta.DistributionMetadata`, so the
+next push of the layer re-uses it. Then the config blob and a Docker v2 schema 2 manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from whaled.distribution.client import RegistryClient
+from whaled.distribution.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+from whaled.errors import WhaledError
+from whaled.image.archive import ProgressEvent, ProgressFn
+from whaled.image.digests import chain_ids, short_id
+from whaled.image.distmeta import BlobSource, DistributionMetadata
+from whaled.image.layers import LayerStore
+from whaled.image.reference import Reference, parse_normalized_named
+from whaled.image.store import Image
+
+#: gzip level for pushed layers (dockerd uses Go's default, 6... and so do we)
+GZIP_LEVEL = 6
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushedBlob:
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushedTag:
+    reference: Reference
+    digest: str  # the manifest's
+    size: int  # the manifest's length in bytes
+
+
+def build_manifest(config: PushedBlob, layers: Sequence[PushedBlob]) -> bytes:
+    """A Docker v2 schema 2 manifest, indented as dockerd writes it."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": config.media_type, "size": config.size, "digest": config.digest},
+        "layers": [{"mediaType": b.media_type, "size": b.size, "digest": b.digest} for b in layers],
+    }
+    return json.dumps(doc, indent=3).encode()
+
+
+class _ProgressFile:
+    """The upload body: a file whose reads report ``Pushing`` progress."""
+
+    def __init__(self, f: BinaryIO, report: Callable[[int], None]) -> None:
+        self._f = f
+        self._report = report
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._f.read(n)
+        if data:
+            self._report(self._f.tell())
+        return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+class Pusher:
+    def __init__(
+        self,
+        client: RegistryClient,
+        layers: LayerStore,
+        meta: DistributionMetadata,
+        tmp_dir: str,
+        max_concurrent: int,
+        progress: ProgressFn,
+    ) -> None:
+        self._client = client
+        self._layers = layers
+        self._meta = meta
+        self._tmp_dir = tmp_dir
+        self._max = max(1, max_concurrent)
+        self._progress = progress
+
+    def _say(self, message: str, id: str | None = None, **kw: Any) -> None:
+        self._progress(ProgressEvent(message=message, id=id, **kw))
+
+    def push(self, ref: Reference, image: Image) -> PushedTag:
+        """Push ``image`` as ``ref`` (a tagged reference)."""
+        assert ref.tag is not None
+        diff_ids = list(image.diff_ids)
+        chains = chain_ids(diff_ids)
+        order = list(reversed(range(len(diff_ids))))  # dockerd lists the top layer first
+        for i in order:
+            self._say("Preparing", id=short_id(diff_ids[i]))
+        for i in order[self._max :]:
+            self._say("Waiting", id=short_id(diff_ids[i]))
+        for chain in chains:
+            self._layers.acquire(chain)  # nothing removes them while they are read
+        try:
+            with ThreadPoolExecutor(max_workers=self._max, thread_name_prefix="push") as pool:
+                futures = {
+                    i: pool.submit(self._push_layer, ref, diff_ids[i], chains[i]) for i in order
+                }
+                blobs = [futures[i].result() for i in range(len(diff_ids))]
+        finally:
+            for chain in chains:
+                self._layers.release(chain)
+        config = self._push_config(ref, image.raw)
+        manifest = build_manifest(config, blobs)
+        digest = self._client.put_manifest(ref.path, ref.tag, manifest, DOCKER_MANIFEST)
+        self._say(f"{ref.tag}: digest: {digest} size: {len(manifest)}")
+        return PushedTag(reference=ref, digest=digest, size=len(manifest))
+
+    def _push_config(self, ref: Reference, raw: bytes) -> PushedBlob:
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if self._client.blob_size(ref.path, digest) is None:
+            location = self._client.start_upload(ref.path)
+            assert location is not None
+            self._client.finish_upload(ref.path, location, digest, raw, len(raw))
+        return PushedBlob(media_type=DOCKER_CONFIG, digest=digest, size=len(raw))
+
+    def _known_blob(self, ref: Reference, diff_id: str, lid: str) -> PushedBlob | None:
+        """A blob this layer already is in the registry (same repository or mountable)."""
+        sources = [s for s in self._meta.get(diff_id) if s.repository.startswith(ref.domain + "/")]
+        sources.sort(key=lambda s: s.repository != ref.name)  # this repository first
+        for source in sources:
+            try:
+                if source.repository == ref.name:
+                    size = self._client.blob_size(ref.path, source.digest)
+                    if size is not None:
+                        self._say("Layer already exists", id=lid)
+                        return PushedBlob(
+                            media_type=DOCKER_LAYER_GZIP, digest=source.digest, size=size
+                        )
+                    continue
+                from_ref = parse_normalized_named(source.repository)
+                location = self._client.start_upload(
+                    ref.path, mount=source.digest, source=from_ref.path
+                )
+                if location is not None:
+                    continue  # not mounted: the upload session just expires
+                size = self._client.blob_size(ref.path, source.digest)
+                if size is None:
+                    continue
+                self._say(f"Mounted from {from_ref.path}", id=lid)
+                self._meta.add(diff_id, BlobSource(digest=source.digest, repository=ref.name))
+                return PushedBlob(media_type=DOCKER_LAYER_GZIP, digest=source.digest, size=size)
+            except WhaledError:
+                continue  # a hint only: fall back to an upload
+        return None
+
+    def _push_layer(self, ref: Reference, diff_id: str, chain: str) -> PushedBlob:
+        lid = short_id(diff_id)
+        known = self._known_blob(ref, diff_id, lid)
+        if known is not None:
+            return known
+        path = os.path.join(self._tmp_dir, "push-" + secrets.token_hex(8))
+        try:
+            with open(path, "w+b") as f:
+                digest, size = self._compress(chain, f)
+                if self._client.blob_size(ref.path, digest) is not None:
+                    self._say("Layer already exists", id=lid)
+                else:
+                    location = self._client.start_upload(ref.path)
+                    assert location is not None
+                    body = _ProgressFile(
+                        f, lambda n: self._say("Pushing", id=lid, current=n, total=size)
+                    )
+                    self._client.finish_upload(ref.path, location, digest, body, size)
+                    self._say("Pushed", id=lid)
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._meta.add(diff_id, BlobSource(digest=digest, repository=ref.name))
+        return PushedBlob(media_type=DOCKER_LAYER_GZIP, digest=digest, size=size)
+
+    def _compress(self, chain: str, out: BinaryIO) -> tuple[str, int]:
+        """gzip the layer's tar into ``out``; the compressed digest and size."""
+        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        h = hashlib.sha256()
+        size = 0
+        for chunk in self._layers.layer_tar(chain):
+            data = comp.compress(chunk)
+            if data:
+                out.write(data)
+                h.update(data)
+                size += len(data)
+        data = comp.flush()
+        out.write(data)
+        h.update(data)
+        size += len(data)
+        out.flush()
+        return "sha256:" + h.hexdigest(), size

@@ -1,0 +1,65 @@
+"""Which registry blob each layer was pulled as or pushed as (dockerd's "v2 metadata").
+
+A layer is stored uncompressed; a registry knows it by the digest of a compressed blob. So
+that a push re-uses the blob a layer came from (same digest, no recompression, a
+cross-repository mount when the registry has it elsewhere), every pull and push records,
+per diff ID, the blob digest and the repository (``domain/path``) it was seen in.
+
+On disk: ``image/distribution/v2metadata-by-diffid/sha256/<hex>`` (a JSON list, written
+atomically), as dockerd lays it out. Entries are hints: a push checks with the registry
+before it trusts one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+
+from whaled.image.digests import digest_hex
+from whaled.osutil.atomic import atomic_write_json
+
+#: At most this many (digest, repository) pairs are kept per layer (newest first).
+MAX_ENTRIES = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlobSource:
+    digest: str  # the compressed blob's digest in the registry
+    repository: str  # fully qualified: domain/path
+
+
+class DistributionMetadata:
+    def __init__(self, data_root: str) -> None:
+        self.root = os.path.join(data_root, "image", "distribution", "v2metadata-by-diffid")
+        os.makedirs(os.path.join(self.root, "sha256"), exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _path(self, diff_id: str) -> str:
+        return os.path.join(self.root, "sha256", digest_hex(diff_id))
+
+    def get(self, diff_id: str) -> list[BlobSource]:
+        try:
+            with open(self._path(diff_id), encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return []
+        out: list[BlobSource] = []
+        for entry in doc if isinstance(doc, list) else []:
+            if isinstance(entry, dict):
+                digest, repo = entry.get("Digest"), entry.get("SourceRepository")
+                if isinstance(digest, str) and isinstance(repo, str):
+                    out.append(BlobSource(digest=digest, repository=repo))
+        return out
+
+    def add(self, diff_id: str, source: BlobSource) -> None:
+        with self._lock:
+            entries = [source] + [e for e in self.get(diff_id) if e != source]
+            atomic_write_json(
+                self._path(diff_id),
+                [
+                    {"Digest": e.digest, "SourceRepository": e.repository}
+                    for e in entries[:MAX_ENTRIES]
+                ],
+            )

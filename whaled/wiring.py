@@ -43,7 +43,7 @@ from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.create import ContainerCreator
 from whaled.daemon.daemon import Daemon
-from whaled.daemon.distribution import DistributionService
+from whaled.daemon.distribution import DistributionService, certs_dirs
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageService
@@ -242,7 +242,12 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             system=system,
             reloader=reloader,
             images=images,
-            distribution=DistributionService(stores=image_stores, events=bus, config=store.current),
+            distribution=DistributionService(
+                stores=image_stores,
+                events=bus,
+                config=store.current,
+                certs_dirs=certs_dirs(startup.config_file),
+            ),
             containers=containers,
             execs=execs,
             container_io=ContainerIO(

@@ -10,6 +10,7 @@ used for the one operation only: never logged, never stored.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from whaled.image.distmeta import BlobSource
 from whaled.image.reference import Reference, parse_normalized_named
 from whaled.image.stores import ImageStores
 
-#: Where a registry's ``ca.crt``/client certs live, per ``host[:port]`` (dockerd's too).
-DEFAULT_CERTS_DIRS = ("/etc/whaled/certs.d", "/etc/docker/certs.d")
+#: dockerd's folder of per-registry certificates, honoured after whaled's own.
+DOCKER_CERTS_DIR = "/etc/docker/certs.d"
+DEFAULT_CERTS_DIRS = ("/etc/whaled/certs.d", DOCKER_CERTS_DIR)
 #: Test hook: seconds per back-off step between blob retries (dockerd: 5).
 BACKOFF_ENV = "_WHALED_PULL_BACKOFF"
 
@@ -50,6 +52,16 @@ def pull_request(from_image: str, tag: str, platform: str, credentials: Credenti
         reference=ref,
         platform=parse_platform(platform) if platform else None,
         credentials=credentials,
+    )
+
+
+def certs_dirs(config_file: str) -> tuple[str, ...]:
+    """Where a registry's ``ca.crt`` and client certs live, per ``host[:port]``: the
+    ``certs.d`` beside whaled's config file (``/etc/whaled/certs.d`` by default), then
+    dockerd's."""
+    return (
+        os.path.join(os.path.dirname(os.path.abspath(config_file)), "certs.d"),
+        DOCKER_CERTS_DIR,
     )
 
 
@@ -176,3 +188,28 @@ class DistributionService:
                 pushed.reference.familiar,
                 {"name": pushed.reference.familiar_name},
             )
+
+    async def login(self, credentials: Credentials) -> str:
+        """``POST /auth``: check ``credentials`` against the registry of their server
+        address; the identity token it handed out, or ``""``. Nothing is stored."""
+        cfg = self._config()
+        domain = login_domain(credentials.server_address)
+
+        def work() -> str:
+            with self._client(cfg, domain, credentials) as client:
+                return client.login()
+
+        return await asyncio.to_thread(work)
+
+
+def login_domain(server_address: str) -> str:
+    """The registry a ``docker login`` server address names (scheme and path dropped;
+    empty or Docker Hub's index address → ``docker.io``)."""
+    text = server_address.strip()
+    for scheme in ("https://", "http://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    host = text.split("/", 1)[0].lower()
+    if host in ("", "index.docker.io", "registry-1.docker.io", "docker.io"):
+        return "docker.io"
+    return host

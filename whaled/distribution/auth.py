@@ -20,9 +20,10 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from whaled.distribution.errors import NoBasicAuthCredentials, TokenError
@@ -207,6 +208,13 @@ def decode_registry_auth(header: str | None) -> Credentials:
             "invalid X-Registry-Auth header: json: cannot unmarshal "
             f"{type(doc).__name__} into Go value of type registry.AuthConfig"
         )
+    return credentials_from(doc)
+
+
+def credentials_from(doc: Mapping[str, Any]) -> Credentials:
+    """Credentials from an ``AuthConfig`` object (keys case-insensitive; ``auth`` is
+    base64 ``user:password`` as in ``~/.docker/config.json``). InvalidParameter for values
+    that are not strings."""
     fields: dict[str, str] = {}
     for key, value in doc.items():
         if value is None:

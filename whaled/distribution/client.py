@@ -26,6 +26,7 @@ The interface a pull drives (``daemon/distribution.py``, later)::
 from __future__ import annotations
 
 import contextlib
+import http
 import http.client
 import io
 import ipaddress
@@ -66,7 +67,13 @@ from whaled.distribution.wire import (
     make_headers,
     registry_error,
 )
-from whaled.errors import InvalidParameter, SystemFailure, Unavailable, WhaledError
+from whaled.errors import (
+    InvalidParameter,
+    SystemFailure,
+    Unauthorized,
+    Unavailable,
+    WhaledError,
+)
 from whaled.image.reference import Reference
 
 USER_AGENT = "whaled"
@@ -646,6 +653,23 @@ class RegistryClient:
             raise SystemFailure(f"blob {desc.digest} too large: {desc.size} bytes")
         with self.open_blob(name, desc) as blob:
             return blob.read_all()
+
+    def login(self) -> str:
+        """dockerd's credential check for ``docker login``: ``GET /v2/`` with the
+        credentials (basic, or a bearer token asked for no scope). Returns the identity
+        token (refresh token) a token server handed out, else ``""``; a refusal raises
+        Unauthorized with dockerd's wording."""
+        url = self._url("/v2/")
+        live = self._request(HTTPRequest(method="GET", url=url), [])
+        status = live.status
+        _drain(live)
+        if status == 200:
+            return self.auth.last_refresh_token
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        raise Unauthorized(f"login attempt to {url} failed with status: {status} {phrase}")
 
     # -- push -------------------------------------------------------------------------
 

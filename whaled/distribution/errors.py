@@ -66,8 +66,9 @@ class UnexpectedResponse(SystemFailure):
         self.status = status
 
 
-class NoBasicAuthCredentials(Unauthorized):
-    """The registry asks for basic auth and no credentials were given."""
+class NoBasicAuthCredentials(SystemFailure):
+    """The registry asks for basic auth and no credentials were given (a 500, as dockerd:
+    a 401 would make the docker CLI prompt for a login)."""
 
     def __init__(self, method: str, url: str) -> None:
         super().__init__(f'{method} "{url}": no basic auth credentials')

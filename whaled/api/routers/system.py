@@ -1,4 +1,4 @@
-"""System routes: /_ping, /version, /info, /system/df."""
+"""System routes: /_ping, /version, /info, /system/df, /auth."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
+from whaled.api.params import json_body
+from whaled.api.schema.registry import AUTH
 from whaled.api.shape.containers import shape_list_item, view_of
 from whaled.api.shape.images import DF_TYPES, shape_disk_usage
 from whaled.api.shape.system import shape_info, shape_version
 from whaled.api.versions import CURRENT_API_VERSION, ApiVersion
+from whaled.distribution.auth import credentials_from
 from whaled.errors import InvalidParameter
 
 PING_HEADERS = {
@@ -60,9 +63,17 @@ async def get_system_df(request: web.Request) -> web.StreamResponse:
     return json_response(shape_disk_usage(usage, version, types, containers))
 
 
+async def post_system_auth(request: web.Request) -> web.StreamResponse:
+    """``docker login``: the credentials are checked against the registry, never stored."""
+    credentials = credentials_from(await json_body(request, AUTH))
+    token = await request.app[DAEMON_KEY].distribution.login(credentials)
+    return json_response({"Status": "Login Succeeded", "IdentityToken": token})
+
+
 def register(routes: Routes) -> None:
     routes.add("GET", "/_ping", get_system_ping)
     routes.add("HEAD", "/_ping", get_system_ping)
     routes.add("GET", "/version", get_system_version)
     routes.add("GET", "/info", get_system_info)
     routes.add("GET", "/system/df", get_system_df)
+    routes.add("POST", "/auth", post_system_auth)

@@ -25,6 +25,7 @@ from whaled.api import server
 from whaled.api.app import build_app
 from whaled.api.hijack import capture_early_input
 from whaled.api.routers import containers as containers_routes
+from whaled.api.routers import distribution as distribution_routes
 from whaled.api.routers import events as events_routes
 from whaled.api.routers import exec as exec_routes
 from whaled.api.routers import images as images_routes
@@ -268,6 +269,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 system_routes.register,
                 events_routes.register,
                 images_routes.register,
+                distribution_routes.register,
                 containers_routes.register,
                 exec_routes.register,
                 swarm_routes.register,

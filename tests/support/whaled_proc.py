@@ -251,6 +251,9 @@ def _atomic_write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+#: What test daemons reach for docker.io names: a loopback port nothing listens on.
+HUB_STANDIN = "http://127.0.0.1:9"
+
 class WhaledProcess:
     """One real whaled on its own socket, data-root and exec-root under a fresh temp root."""
 
@@ -329,6 +332,10 @@ class WhaledProcess:
         for key in [k for k in env if k.startswith("DOCKER_")]:
             del env[key]
         env["PYTHONUNBUFFERED"] = "1"
+        # Docker Hub is a closed loopback port for test daemons: a test that names a
+        # docker.io image by mistake gets "connection refused", never a lookup or a pull
+        # from the internet.
+        env.setdefault("_WHALED_HUB_ENDPOINT", HUB_STANDIN)
         self._starts += 1
         with open(self.log_path, "ab") as log:
             if self._starts > 1:

@@ -11,17 +11,25 @@ used for the one operation only: never logged, never stored.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from whaled.config.model import Config
 from whaled.daemon.images import IMAGE_EVENT, ProgressSink, run_with_progress
-from whaled.distribution.auth import Credentials
-from whaled.distribution.client import RegistryClient
+from whaled.distribution.auth import Authenticator, Credentials
+from whaled.distribution.client import RegistryClient, ResolvedImage
+from whaled.distribution.endpoints import endpoint_from_url
+from whaled.distribution.errors import RegistryUnreachable
+from whaled.distribution.inspect import DistributionInspect, inspect_manifest
 from whaled.distribution.platforms import Platform, parse_platform
 from whaled.distribution.puller import DEFAULT_BACKOFF_STEP, PulledImage, Puller, PullLimits
 from whaled.distribution.pusher import PushedTag, Pusher
+from whaled.distribution.tls import read_certs_dirs
+from whaled.errors import NotFound, Unauthorized
 from whaled.events import EventBus
 from whaled.image.archive import ProgressEvent, ProgressFn
 from whaled.image.distmeta import BlobSource
@@ -33,6 +41,13 @@ DOCKER_CERTS_DIR = "/etc/docker/certs.d"
 DEFAULT_CERTS_DIRS = ("/etc/whaled/certs.d", DOCKER_CERTS_DIR)
 #: Test hook: seconds per back-off step between blob retries (dockerd: 5).
 BACKOFF_ENV = "_WHALED_PULL_BACKOFF"
+#: Test hook: the URL that stands for Docker Hub (tests point it at a closed loopback port,
+#: so that nothing they do can reach the internet).
+HUB_ENDPOINT_ENV = "_WHALED_HUB_ENDPOINT"
+HUB_DOMAINS = ("docker.io", "index.docker.io")
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +80,24 @@ def certs_dirs(config_file: str) -> tuple[str, ...]:
     )
 
 
+def _resolve(ref: Reference, platform: Platform | None, client: RegistryClient) -> ResolvedImage:
+    return client.resolve(ref, platform)
+
+
+def _first_source(
+    clients: Sequence[RegistryClient], probe: Callable[[RegistryClient], T]
+) -> tuple[RegistryClient, T]:
+    """The first client for which ``probe`` works (a mirror that is down or lacks the
+    image is skipped, as dockerd does); the last client's error is the one reported."""
+    for client in clients[:-1]:
+        try:
+            return client, probe(client)
+        except (RegistryUnreachable, NotFound, Unauthorized) as e:
+            log.info("mirror %s: %s; trying the next source", client.describe(), e)
+    last = clients[-1]
+    return last, probe(last)
+
+
 def _backoff_step() -> float:
     try:
         return float(os.environ.get(BACKOFF_ENV, DEFAULT_BACKOFF_STEP))
@@ -87,12 +120,39 @@ class DistributionService:
         self._certs_dirs = tuple(certs_dirs)
 
     def _client(self, cfg: Config, domain: str, credentials: Credentials) -> RegistryClient:
+        hub = os.environ.get(HUB_ENDPOINT_ENV)
+        if hub and domain in HUB_DOMAINS:
+            return RegistryClient(
+                domain,
+                endpoints=[endpoint_from_url(hub)],
+                authenticator=Authenticator(credentials),
+            )
         return RegistryClient.for_domain(
             domain,
             insecure_registries=cfg.insecure_registries,
             certs_dirs=self._certs_dirs,
             credentials=credentials,
         )
+
+    def _pull_clients(
+        self, cfg: Config, domain: str, credentials: Credentials
+    ) -> list[RegistryClient]:
+        """Where a pull fetches from, in order: for Docker Hub names the
+        ``registry-mirrors`` first, then the registry itself."""
+        clients: list[RegistryClient] = []
+        if domain in HUB_DOMAINS:
+            for url in cfg.registry_mirrors:
+                endpoint = endpoint_from_url(url)
+                clients.append(
+                    RegistryClient(
+                        domain,
+                        endpoints=[endpoint],
+                        certs=read_certs_dirs(self._certs_dirs, endpoint.host),
+                        authenticator=Authenticator(credentials),
+                    )
+                )
+        clients.append(self._client(cfg, domain, credentials))
+        return clients
 
     def _remember_blob(self, diff_id: str, digest: str, repository: str) -> None:
         self._stores.distribution.add(diff_id, BlobSource(digest=digest, repository=repository))
@@ -106,10 +166,15 @@ class DistributionService:
         )
 
         def work(progress: ProgressFn) -> list[PulledImage]:
-            with self._client(cfg, req.reference.domain, req.credentials) as client:
-                refs = [req.reference]
-                if req.reference.tag is None and req.reference.digest is None:
-                    refs = [req.reference.with_tag(t) for t in client.list_tags(req.reference)]
+            clients = self._pull_clients(cfg, req.reference.domain, req.credentials)
+            try:
+                ref = req.reference
+                if ref.tag is None and ref.digest is None:
+                    client, tags = _first_source(clients, lambda c: c.list_tags(ref))
+                    refs = [ref.with_tag(t) for t in tags]
+                else:
+                    client, _ = _first_source(clients, lambda c: c.ping())
+                    refs = [ref]
                 puller = Puller(
                     client,
                     self._stores.layers,
@@ -119,11 +184,17 @@ class DistributionService:
                     on_blob=self._remember_blob,
                 )
                 out = []
-                for ref in refs:
-                    resolved = client.resolve(ref, req.platform)
+                for one in refs:
+                    client, resolved = _first_source(
+                        clients[clients.index(client) :], partial(_resolve, one, req.platform)
+                    )
+                    puller.use(client)
                     out.append(puller.pull(resolved, req.platform))
                     progress(ProgressEvent(message=f"Digest: {resolved.digest}"))
                 return out
+            finally:
+                for c in clients:
+                    c.close()
 
         pulled = await run_with_progress(work, sink)
         for p in pulled:
@@ -198,6 +269,22 @@ class DistributionService:
         def work() -> str:
             with self._client(cfg, domain, credentials) as client:
                 return client.login()
+
+        return await asyncio.to_thread(work)
+
+    async def inspect(self, ref: Reference, credentials: Credentials) -> DistributionInspect:
+        """``GET /distribution/{name}/json``: what the registry has for ``ref`` (its
+        descriptor, and the platforms it offers), without pulling it."""
+        cfg = self._config()
+        named = ref if (ref.tag or ref.digest) else ref.with_tag("latest")
+
+        def work() -> DistributionInspect:
+            clients = self._pull_clients(cfg, ref.domain, credentials)
+            try:
+                return _first_source(clients, partial(inspect_manifest, ref=named))[1]
+            finally:
+                for c in clients:
+                    c.close()
 
         return await asyncio.to_thread(work)
 

@@ -334,6 +334,10 @@ class RegistryClient:
     def close(self) -> None:
         self._pool.close()
 
+    def describe(self) -> str:
+        """The endpoints this client uses, for log lines."""
+        return ", ".join(e.base_url for e in self._endpoints)
+
     def __enter__(self) -> RegistryClient:
         return self
 

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from whaled.errors import InvalidParameter
 from whaled.image.reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -120,3 +121,13 @@ def plan_endpoints(domain: str, insecure: bool) -> list[Endpoint]:
         Endpoint(scheme="https", host=host, verify=False),
         Endpoint(scheme="http", host=host, verify=False),
     ]
+
+
+def endpoint_from_url(url: str) -> Endpoint:
+    """A registry mirror (``registry-mirrors`` entry) as an endpoint: ``https://host[:port]``
+    verified, ``http://host[:port]`` plain. InvalidParameter for anything else."""
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if not sep or scheme not in ("http", "https") or not host:
+        raise InvalidParameter(f"invalid mirror URL {url!r}: want http(s)://host[:port]")
+    return Endpoint(scheme=scheme, host=host, verify=scheme == "https")

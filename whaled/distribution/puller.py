@@ -212,6 +212,10 @@ class Puller:
     def _say(self, message: str, id: str | None = None, **kw: Any) -> None:
         self._progress(ProgressEvent(message=message, id=id, **kw))
 
+    def use(self, client: RegistryClient) -> None:
+        """Fetch from ``client`` from now on (the source that resolved the next image)."""
+        self._client = client
+
     def pull(self, resolved: ResolvedImage, wanted: Platform | None) -> PulledImage:
         ref = resolved.reference
         repo = ref.path

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -163,9 +164,7 @@ def test_progress_messages_and_shared_layers(
     assert [m["id"] for m in second if m.get("status") == "Pull complete"] == [
         derived.layer_digests[1][len("sha256:") :][:12]
     ]
-    events = api.events(
-        since=0, until=int(__import__("time").time()) + 1, decode=True, filters={"type": "image"}
-    )
+    events = api.events(since=0, until=int(time.time()) + 1, decode=True, filters={"type": "image"})
     pulls = [e["Actor"]["ID"] for e in events if e["Action"] == "pull"]
     assert pulls == [f"{registry.host}/t/busybox:1", f"{registry.host}/t/derived:2"]
 
@@ -320,3 +319,46 @@ def test_unknown_repository_and_tag(registry: RegistryProcess, cli: DockerCLI) -
     assert out.returncode != 0
     assert f"{registry.host}/t/nothing" in out.stderr
     assert "not found" in out.stderr or "does not exist" in out.stderr, out.stderr
+
+
+def test_mirror_serves_docker_hub_names_and_a_stopped_one_fails_fast(
+    tmp_path: Path, busybox_tar: str
+) -> None:
+    mirror = RegistryProcess(root=tmp_path / "mirror").start()
+    w = WhaledProcess({"registry-mirrors": [f"http://{mirror.host}"]})
+    try:
+        img = push_image(
+            mirror.uploader(), "library/busybox", "latest", tars=[Path(busybox_tar).read_bytes()]
+        )
+        w.start()
+        w.wait_ready(20.0)
+        with DockerCLI(w.sock) as cli:
+            out = cli.run("pull", "busybox")
+            assert "latest: Pulling from library/busybox" in out.stdout
+            assert "Status: Downloaded newer image for busybox:latest" in out.stdout
+            info = json.loads(cli.run("image", "inspect", "busybox").stdout)[0]
+            assert info["Id"] == img.config_digest
+            assert info["RepoDigests"] == [f"busybox@{img.manifest_digest}"]
+
+            mirror.stop()
+            start = time.monotonic()
+            failed = cli.run("pull", "busybox:other", check=False)
+            assert failed.returncode != 0
+            assert time.monotonic() - start < 15
+            # the upstream (a closed loopback port standing in for Docker Hub) is tried last
+            assert "connection refused" in failed.stderr, failed.stderr
+    finally:
+        w.cleanup()
+        mirror.stop()
+
+
+def test_distribution_inspect(
+    registry: RegistryProcess, busybox_pushed: PushedImage, daemon: WhaledProcess
+) -> None:
+    api = daemon.api()
+    found = api.inspect_distribution(f"{registry.host}/t/busybox:1")
+    assert found["Descriptor"]["digest"] == busybox_pushed.manifest_digest
+    assert found["Descriptor"]["size"] == len(busybox_pushed.manifest)
+    assert found["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
+    status, _, body = daemon.request("GET", f"/v1.45/distribution/{registry.host}/t/none:1/json")
+    assert status == 404, body

@@ -259,6 +259,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 layers=image_stores.layers,
                 events=container_events,
                 facts=facts,
+                tasks=tasks,
             ),
         )
 

@@ -37,8 +37,10 @@ from whaled.container.top import (
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService, SaveStream
+from whaled.daemon.pump import ClientIO, Detacher, PumpEnd, pump
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts
+from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.host.procstat import online_cpus, system_cpu_ns
 from whaled.image.filters import match_labels, parse_timestamp
@@ -46,6 +48,7 @@ from whaled.image.layers import LayerStore
 from whaled.image.rwlayers import ChangeKind
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
+from whaled.runtime.backend.api import AttachStream
 from whaled.volume.mounts import parse_bind
 
 log = logging.getLogger("whaled.containers")
@@ -126,14 +129,53 @@ class ContainerIO:
         layers: LayerStore,
         events: ContainerEvents,
         facts: HostFacts,
+        tasks: BackgroundTasks,
     ) -> None:
         self.svc = containers
+        self.tasks = tasks
         self.execs = execs
         self.runs = runs
         self.images = images
         self.layers = layers
         self.events = events
         self.facts = facts
+
+    # ------------------------------------------------------------------ attach (stdio)
+
+    async def attach(
+        self,
+        c: Container,
+        client: ClientIO,
+        *,
+        stdout: bool,
+        stderr: bool,
+        detacher: Detacher | None,
+        eof_closes_stdin: bool,
+    ) -> PumpEnd:
+        """Pump ``client``'s stdio to the container's process: now if it runs, else from
+        its next start (which waits until the client is connected). Returns how it ended."""
+        done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
+
+        async def attached(stream: AttachStream) -> None:
+            async def run() -> None:
+                end = PumpEnd.CLIENT_GONE
+                try:
+                    end = await pump(
+                        stream,
+                        client,
+                        stdout=stdout,
+                        stderr=stderr,
+                        detacher=detacher,
+                        eof_closes_stdin=eof_closes_stdin,
+                    )
+                finally:
+                    if not done.done():
+                        done.set_result(end)
+
+            self.tasks.spawn(f"attach-{c.id[:12]}", run())
+
+        await self.runs.attach(c, attached)
+        return await done
 
     # ------------------------------------------------------------------ list / inspect
 

@@ -50,7 +50,7 @@ from whaled.container.times import exit_time, now_rfc3339
 from whaled.container.update import plan_update
 from whaled.daemon.bundle import RunFiles, SpecAssembler, log_options, write_bundle
 from whaled.daemon.create import ContainerCreator, CreateResult
-from whaled.daemon.runs import AttachWaiter, Run, Runs, Slot
+from whaled.daemon.runs import Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.daemon.trash import Trash
@@ -567,13 +567,6 @@ class ContainerService:
             self._save(c)
             self.events.emit(c, "update")
         return []
-
-    # ------------------------------------------------------------------ attach (stdio)
-
-    async def attach_socket(self, c: Container, connect: AttachWaiter) -> None:
-        """Connect ``connect`` to the container's attach socket now (running) or right
-        before the process starts (created / exited: the next start waits for it)."""
-        await self.runs.attach(c, connect)
 
     # ------------------------------------------------------------------ counts
 

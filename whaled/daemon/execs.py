@@ -25,10 +25,11 @@ from whaled.container.model import Container
 from whaled.container.state import Status
 from whaled.container.store import ContainerStore
 from whaled.daemon.bundle import read_in_root
+from whaled.daemon.pump import ClientIO, Detacher, PumpEnd, pump
 from whaled.daemon.runs import Runs
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import Conflict, InvalidParameter, NotFound, WhaledError
-from whaled.runtime.backend.api import Process
+from whaled.runtime.backend.api import AttachStream, Process
 from whaled.runtime.command import process_env
 from whaled.runtime.defaults import effective_capabilities
 from whaled.runtime.usermap import resolve_user
@@ -64,7 +65,7 @@ class ExecSession:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-ConnectFn = Callable[[str], Awaitable[None]]
+ConnectFn = Callable[[AttachStream], Awaitable[None]]
 
 
 class ExecService:
@@ -195,8 +196,8 @@ class ExecService:
         return process
 
     async def start(self, exec_id: str, *, connect: ConnectFn | None) -> ExecSession:
-        """Start the session; ``connect`` (attached) is called with the attach socket path
-        before the process runs. Returns once the process started."""
+        """Start the session; ``connect`` (attached) is given the process's attach stream
+        before the process runs (and owns it). Returns once the process started."""
         session = self.get(exec_id)
         if session.running:
             raise Conflict(f"Error: Exec command {exec_id} is already running")
@@ -228,6 +229,34 @@ class ExecService:
             with contextlib.suppress(WhaledError, OSError):
                 await process.resize(session.console_size[1], session.console_size[0])
         return session
+
+    async def start_attached(
+        self, exec_id: str, client: ClientIO, *, detacher: Detacher | None
+    ) -> PumpEnd:
+        """Start the session with ``client`` attached to its stdio; returns how the pump
+        ended (errors of the start itself propagate)."""
+        session = self.get(exec_id)
+        done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
+
+        async def attached(stream: AttachStream) -> None:
+            async def run() -> None:
+                end = PumpEnd.CLIENT_GONE
+                try:
+                    end = await pump(
+                        stream,
+                        client,
+                        stdout=session.attach_stdout or not session.attach_stdin,
+                        stderr=session.attach_stderr or not session.attach_stdin,
+                        detacher=detacher,
+                    )
+                finally:
+                    if not done.done():
+                        done.set_result(end)
+
+            self.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
+
+        await self.start(exec_id, connect=attached)
+        return await done
 
     async def _watch(self, c: Container, session: ExecSession, process: Process) -> None:
         try:

@@ -1,7 +1,7 @@
 """Healthchecks: one probe loop per running container that has a healthcheck.
 
 Each probe is an exec session in the container (the container's process settings, the
-probe's command) whose output is collected through its attach socket; a probe that outlives
+probe's command) whose output is collected through its attach stream; a probe that outlives
 ``Timeout`` is killed and counts as exit code -1. Results go through the pure rules of
 ``whaled.container.health``; a status change is persisted and announced as the
 ``health_status: <status>`` event, like dockerd's.
@@ -28,11 +28,10 @@ from whaled.container.model import Container
 from whaled.container.state import Status
 from whaled.container.store import ContainerStore
 from whaled.container.times import now_rfc3339
-from whaled.daemon.attach import connect
 from whaled.daemon.execs import ExecService, ExecSession
 from whaled.daemon.runs import Run
 from whaled.errors import WhaledError
-from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT
+from whaled.runtime.backend.api import AttachStream
 
 log = logging.getLogger("whaled.health")
 
@@ -107,22 +106,16 @@ class HealthMonitor:
         output = bytearray()
         reader: asyncio.Task[None] | None = None
 
-        async def collect(path: str) -> None:
+        async def collect(stream: AttachStream) -> None:
             nonlocal reader
-            sock = await connect(path)
-            loop = asyncio.get_running_loop()
 
             async def read() -> None:
                 try:
-                    while True:
-                        packet = await loop.sock_recv(sock, 65536)
-                        if not packet:
-                            return
-                        if packet[0] in (STREAM_STDOUT, STREAM_STDERR):
-                            if len(output) < _COLLECT_LIMIT:
-                                output.extend(packet[1:])
+                    while (chunk := await stream.recv()) is not None:
+                        if len(output) < _COLLECT_LIMIT:
+                            output.extend(chunk[1])
                 finally:
-                    sock.close()
+                    stream.close()
 
             reader = asyncio.ensure_future(read())
 

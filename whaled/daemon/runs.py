@@ -20,14 +20,14 @@ from whaled.container.model import Container
 from whaled.container.restart import Backoff
 from whaled.container.state import is_running
 from whaled.daemon.tasks import BackgroundTasks
-from whaled.errors import Conflict, SystemFailure
+from whaled.errors import Conflict
+from whaled.runtime.backend.api import AttachStream, ExitStatus, Task
 from whaled.runtime.backend.api import Container as RuntimeContainer
-from whaled.runtime.backend.api import ExitStatus, Task
 
 #: How long a start waits for clients that asked to attach before it was started.
 ATTACH_CONNECT_TIMEOUT = 5.0
 
-AttachWaiter = Callable[[str], Awaitable[None]]
+AttachWaiter = Callable[[AttachStream], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -120,7 +120,7 @@ class Runs:
         slot = self.slot(c.id)
         run = slot.run
         if run is not None and run.exit_status is None and is_running(c.state.status):
-            await connect(attach_socket_of(run.runtime))
+            await _hand_over(connect, await run.runtime.attach())
             return
         connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot.attach_waiters.append((connect, connected))
@@ -131,9 +131,8 @@ class Runs:
         waiters, slot.attach_waiters = slot.attach_waiters, []
         if not waiters:
             return
-        path = attach_socket_of(runtime)
         for connect, connected in waiters:
-            self._tasks.spawn("attach-connect", _run_attacher(connect, path, connected))
+            self._tasks.spawn("attach-connect", _run_attacher(connect, runtime, connected))
         await asyncio.wait([connected for _, connected in waiters], timeout=ATTACH_CONNECT_TIMEOUT)
 
     @staticmethod
@@ -145,19 +144,23 @@ class Runs:
                 connected.set_exception(Conflict(f"container {c.id} did not start"))
 
 
-def attach_socket_of(runtime: RuntimeContainer) -> str:
-    paths = getattr(runtime, "paths", None)
-    if paths is None:
-        raise SystemFailure("the runtime backend has no attach socket")
-    return str(paths.attach_socket)
-
-
-async def _run_attacher(connect: AttachWaiter, path: str, connected: asyncio.Future[None]) -> None:
+async def _run_attacher(
+    connect: AttachWaiter, runtime: RuntimeContainer, connected: asyncio.Future[None]
+) -> None:
     try:
-        await connect(path)
+        await _hand_over(connect, await runtime.attach())
     except BaseException as e:
         if not connected.done():
             connected.set_exception(e)
         raise
     if not connected.done():
         connected.set_result(None)
+
+
+async def _hand_over(connect: AttachWaiter, stream: AttachStream) -> None:
+    """Give ``stream`` to ``connect`` (which owns it from then on; closed if it fails)."""
+    try:
+        await connect(stream)
+    except BaseException:
+        stream.close()
+        raise

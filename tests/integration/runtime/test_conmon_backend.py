@@ -14,7 +14,13 @@ import pytest
 
 from whaled.errors import Conflict, NotFound, SystemFailure
 from whaled.logger.crilog import join_lines, parse_line
-from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT, StdioOptions, TaskStatus
+from whaled.runtime.backend.api import (
+    STREAM_STDERR,
+    STREAM_STDOUT,
+    AttachStream,
+    StdioOptions,
+    TaskStatus,
+)
 from whaled.runtime.backend.conmon import ConmonBackend, ConmonTask
 
 from .conftest import RUNC, Rig
@@ -308,21 +314,26 @@ async def _recv_until(sock: socket.socket, want: bytes, timeout: float = 10) -> 
 def test_exec_attach_stdin_round_trip(rig: Rig) -> None:
     async def main() -> None:
         task, _ = await run_container(rig, "att1", ["sleep", "100"])
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sock.setblocking(False)
+        streams: list[AttachStream] = []
 
-        async def attach(path: str) -> None:
-            await asyncio.get_running_loop().sock_connect(sock, path)
+        async def attach(stream: AttachStream) -> None:
+            streams.append(stream)
 
         spec = {**EXEC_BASE, "args": ["cat"]}
         proc = await task.exec("cat", spec, stdin=True, attach_ready=attach)
+        (stream,) = streams
         try:
-            await asyncio.get_running_loop().sock_sendall(sock, b"hello\n")
-            assert b"hello\n" in await _recv_until(sock, b"hello\n")
-            sock.shutdown(socket.SHUT_WR)  # hang up stdin: cat sees EOF
+            assert await stream.send(b"hello\n")
+            got = b""
+            while b"hello\n" not in got:
+                chunk = await asyncio.wait_for(stream.recv(), 20)
+                assert chunk is not None and chunk[0] == STREAM_STDOUT
+                got += chunk[1]
+            stream.close_stdin()  # hang up stdin: cat sees EOF
             assert (await asyncio.wait_for(proc.wait(), 20)).exit_code == 0
+            assert await asyncio.wait_for(stream.recv(), 20) is None  # the output ended
         finally:
-            sock.close()
+            stream.close()
         await task.kill(signal.SIGKILL)
         await task.wait()
         await task.container.delete()

@@ -67,9 +67,8 @@ class FakeTask:
     def pid(self) -> int:
         return self._pid
 
-    @property
-    def attach_socket_path(self) -> str:
-        return "/nonexistent/attach"
+    async def attach(self) -> Any:
+        raise Conflict("the fake backend has no stdio to attach to")
 
     @property
     def log_path(self) -> str | None:
@@ -153,6 +152,9 @@ class FakeRuntimeContainer:
     async def task(self) -> FakeTask:
         assert self.started is not None
         return self.started
+
+    async def attach(self) -> Any:
+        raise Conflict("the fake backend has no stdio to attach to")
 
     async def delete(self, *, force: bool = False) -> None:
         self.deleted = True

@@ -33,9 +33,9 @@ from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import BlockingBodyReader, drain_body, send_body, while_connected
 from whaled.api.versions import ApiVersion
-from whaled.daemon.attach import connect, pump
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
+from whaled.daemon.pump import ClientIO
 from whaled.errors import InvalidParameter
 from whaled.logger.reader import LogEntry
 
@@ -208,31 +208,18 @@ async def post_container_attach(request: web.Request) -> web.StreamResponse:
                 for entry in batch:
                     await stream.write_frame(1 if entry.stream == "stdout" else 2, entry.data)
         if bool_param(request, "stream"):
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-            async def attached(path: str) -> None:
-                sock = await connect(path)
-
-                async def run() -> None:
-                    try:
-                        await pump(
-                            sock,
-                            stdin=stream.read if want_stdin else None,
-                            output=stream.write_frame,
-                            stdout=want_out,
-                            stderr=want_err,
-                            detacher=detacher_for(keys, tty=tty, stdin=want_stdin),
-                            eof_closes_stdin=bool(c.config.get("StdinOnce")) and not tty,
-                            client_gone=stream.wait_closed(),
-                        )
-                    finally:
-                        if not done.done():
-                            done.set_result(None)
-
-                svc.tasks.spawn(f"attach-{c.id[:12]}", run())
-
-            await svc.attach_socket(c, attached)
-            await done
+            await _io(request).attach(
+                c,
+                ClientIO(
+                    stdin=stream.read if want_stdin else None,
+                    output=stream.write_frame,
+                    gone=stream.wait_closed(),
+                ),
+                stdout=want_out,
+                stderr=want_err,
+                detacher=detacher_for(keys, tty=tty, stdin=want_stdin),
+                eof_closes_stdin=bool(c.config.get("StdinOnce")) and not tty,
+            )
     finally:
         await stream.close()
     return stream.response

@@ -3,7 +3,6 @@ inspect."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from aiohttp import web
@@ -13,8 +12,8 @@ from whaled.api.framing import DEFAULT_DETACH_KEYS, detacher_for, parse_detach_k
 from whaled.api.hijack import ClientGone, hijack
 from whaled.api.params import json_body, size_param
 from whaled.api.schema import containers as schema
-from whaled.daemon.attach import PumpEnd, connect, pump
 from whaled.daemon.execs import ExecService
+from whaled.daemon.pump import ClientIO, PumpEnd
 
 
 def _execs(request: web.Request) -> ExecService:
@@ -50,36 +49,20 @@ async def post_exec_start(request: web.Request) -> web.StreamResponse:
     keys = parse_detach_keys(session.detach_keys or DEFAULT_DETACH_KEYS)
     execs.get(exec_id)  # 404 before hijacking
     stream = await hijack(request, tty=tty)
-    done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
     try:
-
-        async def attached(path: str) -> None:
-            sock = await connect(path)
-
-            async def run() -> None:
-                end = PumpEnd.CLIENT_GONE
-                try:
-                    end = await pump(
-                        sock,
-                        stdin=stream.read if session.attach_stdin else None,
-                        output=stream.write_frame,
-                        stdout=session.attach_stdout or not session.attach_stdin,
-                        stderr=session.attach_stderr or not session.attach_stdin,
-                        detacher=detacher_for(keys, tty=session.tty, stdin=session.attach_stdin),
-                        client_gone=stream.wait_closed(),
-                    )
-                finally:
-                    if not done.done():
-                        done.set_result(end)
-
-            execs.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
-
         try:
-            await execs.start(exec_id, connect=attached)
+            end = await execs.start_attached(
+                exec_id,
+                ClientIO(
+                    stdin=stream.read if session.attach_stdin else None,
+                    output=stream.write_frame,
+                    gone=stream.wait_closed(),
+                ),
+                detacher=detacher_for(keys, tty=session.tty, stdin=session.attach_stdin),
+            )
         except Exception as e:
             await stream.write_frame(2, f"{e}\n".encode())
             return stream.response
-        end = await done
         if end == PumpEnd.DETACHED:
             # Like dockerd: the error line, then the stream ends and the session's stdin
             # is closed.

@@ -17,10 +17,10 @@ Stdio and logs: the monitor holds the process's stdio. Output is written to ``lo
 the CRI ("k8s-file") format — one record per line,
 ``<RFC3339Nano timestamp> <stdout|stderr> <F|P> <data>``, ``P`` marking a partial line —
 which the logger turns into json-file semantics (``docker logs``); see
-``whaled.logger.crilog``. Live I/O goes through the attach socket (``attach_socket_path``): a
-SOCK_SEQPACKET unix socket; what the client writes is the process's stdin, what it reads are
-packets whose first byte names the stream (``STREAM_STDOUT`` or ``STREAM_STDERR``) followed by
-the data.
+``whaled.logger.crilog``. Live I/O goes through an :class:`AttachStream` (``attach()`` on a
+container or a process): what the client sends is the process's stdin, what it receives are
+chunks of output tagged ``STREAM_STDOUT`` or ``STREAM_STDERR``. How that is carried is the
+backend's business (conmon: its SOCK_SEQPACKET attach socket, ``conmon_attach``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-# First byte of a packet read from an attach socket.
+# The stream of a chunk of output (conmon's own numbering).
 STREAM_STDOUT = 2
 STREAM_STDERR = 3
+
+
+class AttachStream(Protocol):
+    """A live connection to a process's stdio."""
+
+    async def recv(self) -> tuple[int, bytes] | None:
+        """The next chunk of output as ``(STREAM_STDOUT|STREAM_STDERR, data)``; None once
+        the output ended (the process exited and its output was all read)."""
+        ...
+
+    async def send(self, data: bytes) -> bool:
+        """Write to the process's stdin; False when the process is gone."""
+        ...
+
+    def close_stdin(self) -> None:
+        """End the process's stdin (its output goes on arriving)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,9 +132,9 @@ class CreateOptions:
 # is called only once it returned.
 BeforeRuntime = Callable[[], Awaitable[None]]
 
-# Called with the attach socket path of an exec session before the process starts, so a
-# client can connect without missing output. The process starts when it returns.
-AttachReady = Callable[[str], Awaitable[None]]
+# Called with the attach stream of an exec session before the process starts, so a client
+# misses no output. The process starts when it returns.
+AttachReady = Callable[[AttachStream], Awaitable[None]]
 
 
 class Process(Protocol):
@@ -128,10 +147,11 @@ class Process(Protocol):
     def pid(self) -> int: ...
 
     @property
-    def attach_socket_path(self) -> str: ...
-
-    @property
     def log_path(self) -> str | None: ...
+
+    async def attach(self) -> AttachStream:
+        """Connect to the running process's stdio (``Conflict`` when it is not running)."""
+        ...
 
     async def kill(self, signal: int) -> None: ...
 
@@ -204,6 +224,11 @@ class Container(Protocol):
     def options(self) -> CreateOptions: ...
 
     async def start(self) -> Task: ...
+
+    async def attach(self) -> AttachStream:
+        """Connect to the stdio of the container's running (or starting) process
+        (``Conflict`` when none runs)."""
+        ...
 
     async def task(self) -> Task:
         """The task of a started container, alive or exited while nobody watched.

@@ -63,6 +63,7 @@ from .conmon_args import (
     stats_argv,
     update_argv,
 )
+from .conmon_attach import ConmonAttachStream, open_attach_socket
 
 log = logging.getLogger("whaled.runtime.backend")
 
@@ -295,7 +296,7 @@ async def _launch(
                         + ((ready[1] or "") if ready else _tail(paths.conmon_log))
                     )
                 try:
-                    await attach_ready(paths.attach_socket)
+                    await attach_ready(await open_attach_socket(paths.attach_socket))
                 finally:
                     os.write(start_w, b"0")
             msg = await asyncio.wait_for(reader.message(), timeout)
@@ -454,9 +455,8 @@ class ConmonProcess:
     def pid(self) -> int:
         return self._pid
 
-    @property
-    def attach_socket_path(self) -> str:
-        return self._paths.attach_socket
+    async def attach(self) -> ConmonAttachStream:
+        return await open_attach_socket(self._paths.attach_socket)
 
     @property
     def log_path(self) -> str | None:
@@ -620,6 +620,9 @@ class ConmonContainer:
     @property
     def options(self) -> CreateOptions:
         return self._options
+
+    async def attach(self) -> ConmonAttachStream:
+        return await open_attach_socket(self.paths.attach_socket)
 
     async def start(self) -> ConmonTask:
         pid = _read_pid(self.paths.pidfile)

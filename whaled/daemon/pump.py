@@ -1,15 +1,14 @@
-"""Bridging a client's stdio to a monitor's attach socket (no HTTP here).
+"""Bridging a client's stdio to a process's :class:`AttachStream` (no HTTP, no conmon here).
 
-conmon's attach socket is a SOCK_SEQPACKET unix socket: each packet the monitor sends is one
-byte naming the stream (``STREAM_STDOUT``/``STREAM_STDERR``) followed by the data; what we
-send is the process's stdin. :func:`pump` moves bytes both ways until the output ends (the
-process exited and the monitor hung up), the client detached with the detach keys, or the
-client went away. Stdin EOF from the client is passed on by half-closing the connection,
-so the output of e.g. ``cat`` still arrives on it afterwards.
+:func:`pump` moves bytes both ways until the output ends (the process exited), the client
+detached with the detach keys, or the client went away. Stdin EOF from the client ends the
+process's stdin (``AttachStream.close_stdin``) when asked to, so the output of e.g. ``cat``
+still arrives afterwards.
 
 Input and output run as two independent tasks, so neither waits for the other (a process
 whose output fills up while stdin still comes cannot deadlock the pair); each side waits
-only for its own peer (the client's transport, the socket), so memory stays bounded.
+only for its own peer, so memory stays bounded. The pump works over any backend's stream
+(unit-tested with a fake one).
 """
 
 from __future__ import annotations
@@ -17,19 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from whaled.errors import Conflict
-from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT
+from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT, AttachStream
 
 #: Docker's stream numbers in multiplexed frames.
 DOCKER_STDOUT = 1
 DOCKER_STDERR = 2
-#: conmon reads stdin packets into a fixed buffer: never send more per packet.
-STDIN_PACKET = 4096
-_RECV = 65536
 
 
 class Detacher(Protocol):
@@ -46,65 +41,47 @@ class PumpEnd(enum.StrEnum):
     CLIENT_GONE = "client-gone"
 
 
-async def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    sock.setblocking(False)
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, path)
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        raise Conflict("the container's process is not running") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientIO:
+    """The client's side of an attach: where its stdin comes from (None: not attached),
+    where output frames go (Docker stream number, data), and what resolves when its
+    connection is gone."""
+
+    stdin: StdinSource | None
+    output: OutputSink
+    gone: Awaitable[None] | None = None
 
 
 async def pump(
-    sock: socket.socket,
+    attached: AttachStream,
+    client: ClientIO,
     *,
-    stdin: StdinSource | None,
-    output: OutputSink,
     stdout: bool = True,
     stderr: bool = True,
     detacher: Detacher | None = None,
     eof_closes_stdin: bool = True,
-    client_gone: Awaitable[None] | None = None,
 ) -> PumpEnd:
-    """Run until the output ends, the client detaches or goes away. Closes ``sock``.
+    """Run until the output ends, the client detaches or goes away. Closes ``attached``.
 
     ``eof_closes_stdin``: the client's stdin EOF ends the process's stdin (Docker's
     StdinOnce, and exec sessions); otherwise the process's stdin stays open for later
-    attaches and the EOF only stops this client's input. ``client_gone`` resolves when the
+    attaches and the EOF only stops this client's input. ``client.gone`` resolves when the
     client's connection is gone: the pump ends then, also while there is no output (a
     half-close only ends stdin)."""
-    loop = asyncio.get_running_loop()
+    stdin, output, client_gone = client.stdin, client.output, client.gone
     wanted = {STREAM_STDOUT: stdout, STREAM_STDERR: stderr}
     docker_stream = {STREAM_STDOUT: DOCKER_STDOUT, STREAM_STDERR: DOCKER_STDERR}
 
     async def pump_output() -> PumpEnd:
-        reset = False
         while True:
-            try:
-                packet = await loop.sock_recv(sock, _RECV)
-            except ConnectionResetError:
-                # The monitor hung up with stdin we sent still unread (the process exited
-                # without reading it all). The kernel reports that once, ahead of the
-                # output still queued here: read on to the end.
-                if reset:
-                    return PumpEnd.OUTPUT_ENDED
-                reset = True
-                continue
-            except OSError:
+            chunk = await attached.recv()
+            if chunk is None:
                 return PumpEnd.OUTPUT_ENDED
-            reset = False
-            if not packet:
-                return PumpEnd.OUTPUT_ENDED
-            kind = packet[0]
-            if kind not in wanted or not wanted[kind] or len(packet) == 1:
+            kind, data = chunk
+            if not wanted.get(kind):
                 continue
             try:
-                await output(docker_stream[kind], packet[1:])
+                await output(docker_stream[kind], data)
             except (ConnectionError, OSError, RuntimeError):
                 return PumpEnd.CLIENT_GONE
 
@@ -117,20 +94,14 @@ async def pump(
                 return PumpEnd.CLIENT_GONE
             if not data:
                 if eof_closes_stdin:
-                    # Half-close: conmon ends the process's stdin while it goes on sending
-                    # output on this connection.
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_WR)
+                    # The process's stdin ends while its output goes on arriving.
+                    attached.close_stdin()
                 return None  # stdin done; keep the output flowing
             detached = False
             if detacher is not None:
                 data, detached = detacher.feed(data)
-            # Never an empty packet: conmon reads a zero-length packet as the end of stdin.
-            for i in range(0, len(data), STDIN_PACKET):
-                try:
-                    await loop.sock_sendall(sock, data[i : i + STDIN_PACKET])
-                except OSError:
-                    return None  # the process is gone; the output side sees the end
+            if data and not await attached.send(data):
+                return None  # the process is gone; the output side sees the end
             if detached:
                 return PumpEnd.DETACHED
 
@@ -159,4 +130,4 @@ async def pump(
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-        sock.close()
+        attached.close()

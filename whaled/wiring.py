@@ -31,6 +31,7 @@ from whaled.api.routers import exec as exec_routes
 from whaled.api.routers import images as images_routes
 from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
+from whaled.api.routers import volumes as volumes_routes
 from whaled.config.hosts import parse_host
 from whaled.config.model import Config
 from whaled.config.reload import ReloadPlan, ReloadTransaction
@@ -55,6 +56,7 @@ from whaled.daemon.runtimes import RuntimeReloader, builtin_runtime_paths
 from whaled.daemon.system import ServiceInventory, SystemService, gather_host_facts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.daemon.trash import Trash
+from whaled.daemon.volumes import VolumeService, volume_users
 from whaled.errors import WhaledError
 from whaled.events import EventBus
 from whaled.host.sysinfo import read_capability_bounding_mask
@@ -66,6 +68,7 @@ from whaled.osutil.tree import sweep
 from whaled.runtime.backend.conmon import ConmonBackend
 from whaled.runtime.defaults import capabilities_from_mask
 from whaled.runtime.wrappers import remove_unreferenced
+from whaled.volume.store import VolumeStore
 
 log = logging.getLogger("whaled")
 
@@ -150,6 +153,13 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         conmon = facts.binaries.get("conmon")
         container_store = ContainerStore(cfg.data_root)
         container_events = ContainerEvents(bus)
+        volumes = VolumeService(
+            store=await asyncio.to_thread(VolumeStore, cfg.data_root),
+            events=bus,
+            users=lambda name: volume_users(
+                [(c.id, c.mount_points) for c in container_store.all()], name
+            ),
+        )
         runs = Runs(tasks)
         bounding = capability_bounding()
         backend = ConmonBackend(
@@ -187,6 +197,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 facts=facts,
                 files=run_files,
                 specs=specs,
+                volumes=volumes,
             ),
             layers=image_stores.layers,
             trash=trash,
@@ -195,6 +206,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             config=store.current,
             backend=backend,
             tasks=tasks,
+            volumes=volumes,
             health_runner=health.run,
             on_run_ended=execs.drop_for,
         )
@@ -243,6 +255,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             system=system,
             reloader=reloader,
             images=images,
+            volumes=volumes,
             distribution=DistributionService(
                 stores=image_stores,
                 events=bus,
@@ -271,6 +284,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 events_routes.register,
                 images_routes.register,
                 distribution_routes.register,
+                volumes_routes.register,
                 containers_routes.register,
                 exec_routes.register,
                 swarm_routes.register,

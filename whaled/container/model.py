@@ -57,6 +57,8 @@ class Container:
     hosts_path: str = ""
     resolv_conf_path: str = ""
     platform: str = "linux"
+    #: the volumes mounted into the container (``whaled.volume.model.MountPoint`` records)
+    mount_points: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)

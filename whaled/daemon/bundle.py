@@ -16,7 +16,7 @@ import json
 import os
 import resource
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from whaled.config.model import Config
@@ -34,6 +34,7 @@ from whaled.osutil.atomic import replace_file
 from whaled.osutil.files import read_text
 from whaled.runtime.backend.api import CreateOptions, StdioOptions
 from whaled.runtime.devices import Device
+from whaled.runtime.mounts import Mount
 from whaled.runtime.registry import resolve_runtime
 from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
 from whaled.runtime.usermap import ResolvedUser, resolve_user
@@ -141,8 +142,11 @@ class SpecAssembler:
             )
         )
 
-    def spec_for(self, cfg: Config, c: Container, rootfs: str) -> dict[str, Any]:
-        """The spec of a start (reads the image's passwd/group and device nodes)."""
+    def spec_for(
+        self, cfg: Config, c: Container, rootfs: str, volumes: Sequence[Mount] = ()
+    ) -> dict[str, Any]:
+        """The spec of a start (reads the image's passwd/group and device nodes);
+        ``volumes``: the container's volume mounts, ready on the host."""
         hc = c.host_config
         user = resolve_user(
             str(c.config.get("User") or ""),
@@ -178,7 +182,7 @@ class SpecAssembler:
                 hostname_path=c.hostname_path,
                 init_path=init_path,
                 cgroup_parent=cfg.cgroup_parent,
-                mounts=user_mounts(hc),
+                mounts=user_mounts(hc) + tuple(volumes),
                 devices=devices_of(hc),
                 host_devices=host_devices,
                 pid=pid,

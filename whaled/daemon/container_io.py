@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -347,6 +348,11 @@ class ContainerIO:
         for m in hc.get("Mounts") or []:
             if m.get("Type") == "bind":
                 mounts[str(m.get("Target"))] = str(m.get("Source"))
+        for p in c.mount_points:  # volumes: docker cp sees through them, as dockerd
+            source = str(p.get("source") or "")
+            if source:
+                sub = str(p.get("subpath") or "")
+                mounts[str(p["destination"])] = os.path.join(source, sub) if sub else source
         return mounts
 
     def _readonly_mounts(self, c: Container) -> list[str]:
@@ -359,6 +365,7 @@ class ContainerIO:
         for m in c.host_config.get("Mounts") or []:
             if m.get("Type") == "bind" and m.get("ReadOnly"):
                 out.append(str(m.get("Target")))
+        out.extend(str(p["destination"]) for p in c.mount_points if not p.get("rw", True))
         return out
 
     @contextlib.contextmanager

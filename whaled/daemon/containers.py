@@ -54,6 +54,7 @@ from whaled.daemon.runs import Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.daemon.trash import Trash
+from whaled.daemon.volumes import VolumeService
 from whaled.errors import (
     Conflict,
     InvalidParameter,
@@ -68,6 +69,7 @@ from whaled.logger.options import LogOptions
 from whaled.logger.rotate import LogRotator
 from whaled.runtime.backend.api import Backend, ExitStatus, Task
 from whaled.runtime.resources import to_oci_resources
+from whaled.volume.model import MountPoint
 from whaled.volume.sources import create_bind_sources
 
 log = logging.getLogger("whaled.containers")
@@ -100,6 +102,7 @@ class ContainerService:
         config: Callable[[], Config],
         backend: Backend,
         tasks: BackgroundTasks,
+        volumes: VolumeService,
         health_runner: HealthRunner | None = None,
         on_run_ended: Callable[[str], None] | None = None,
     ) -> None:
@@ -115,6 +118,7 @@ class ContainerService:
         self.config = config
         self.backend = backend
         self.tasks = tasks
+        self.volumes = volumes
         #: Runs a started container's healthcheck (the health service's).
         self._health_runner = health_runner
         #: Called when a run ends (exec sessions of that run are over).
@@ -170,12 +174,15 @@ class ContainerService:
             slot.backoff.reset()
         mounted = False
 
+        points = [MountPoint.from_json(p) for p in c.mount_points]
+
         def prepare_bundle(bundle_dir: str) -> None:
             nonlocal mounted
             create_bind_sources(c.host_config)
             rootfs = self.layers.rw.mount(c.id)
             mounted = True
-            write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs))
+            volumes = self.volumes.mount_for_start(points, rootfs)
+            write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs, volumes))
 
         try:
             runtime_path = await self.files.resolve_runtime(cfg, c)
@@ -215,6 +222,7 @@ class ContainerService:
         run = Run(runtime=runtime, task=task, started=time.monotonic())
         slot.run = run
         self._save(c)
+        self.volumes.mounted(c.id, points)
         self.events.emit(c, "start")
         self.follow_run(c, slot, run, log_opts)
 
@@ -279,6 +287,7 @@ class ContainerService:
                 self._save(c)
         for event in plan.events:
             self.events.emit(c, event.action, event.attributes)
+        self.volumes.unmounted(c.id, [MountPoint.from_json(p) for p in c.mount_points])
         waiters, slot.exit_waiters = slot.exit_waiters, []
         for w in waiters:
             if not w.done():
@@ -514,6 +523,9 @@ class ContainerService:
                         self._save(c)
                 raise
         self.events.emit(c, "destroy")
+        await self.volumes.release(
+            c.id, [MountPoint.from_json(p) for p in c.mount_points], remove_anonymous=volumes
+        )
         self.runs.forget(c.id)
         await self.trash.remove_run_dir(c.id, slot.run)
         for w in slot.removed_waiters:

@@ -10,7 +10,7 @@ import os
 import random
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from whaled.config.model import Config
@@ -31,6 +31,7 @@ from whaled.container.times import now_rfc3339
 from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts as DaemonFacts
+from whaled.daemon.volumes import VolumeService
 from whaled.errors import InvalidParameter, WhaledError
 from whaled.image.layers import LayerStore
 from whaled.image.stores import ImageStores
@@ -47,6 +48,7 @@ from whaled.runtime.command import process_args
 from whaled.runtime.registry import known_runtimes
 from whaled.runtime.spec import NamespaceMode
 from whaled.runtime.ulimits import Ulimit
+from whaled.volume.model import MountPoint
 from whaled.volume.mounts import check_mount_config
 from whaled.volume.sources import check_bind_sources
 
@@ -69,7 +71,9 @@ class ContainerCreator:
         facts: DaemonFacts,
         files: RunFiles,
         specs: SpecAssembler,
+        volumes: VolumeService,
     ) -> None:
+        self.volumes = volumes
         self.store = store
         self.runs = runs
         self.images = images
@@ -164,7 +168,14 @@ class ContainerCreator:
             else NamespaceMode.private()
         )
         warnings.extend(self.specs.check_runnable(cfg, c, network))
-        await asyncio.to_thread(self.layers.rw.create, cid, image.top_chain)
+        points = await self.volumes.prepare(config, host_config)
+        points += self._volumes_from(host_config, {p.destination for p in points})
+        c.mount_points = [p.to_json() for p in points]
+        try:
+            await asyncio.to_thread(self.layers.rw.create, cid, image.top_chain)
+        except BaseException:
+            await self.volumes.release(cid, points, remove_anonymous=True)
+            raise
         try:
             if not name:
                 # Chosen and reserved in one step (no await in between): a concurrent
@@ -186,10 +197,29 @@ class ContainerCreator:
             remove_tree(cdir, ignore_errors=True)
             with contextlib.suppress(WhaledError, OSError):
                 await asyncio.to_thread(self.layers.rw.remove, cid)
+            await self.volumes.release(cid, points, remove_anonymous=True)
             raise
         self.runs.slot(cid)
         self.events.emit(c, "create")
         return CreateResult(id=cid, warnings=warnings)
+
+    def _volumes_from(self, host_config: Mapping[str, Any], taken: set[str]) -> list[MountPoint]:
+        """``--volumes-from name[:ro|:rw]``: that container's volumes, at the same paths
+        (the container's own mounts win)."""
+        out: list[MountPoint] = []
+        for spec in host_config.get("VolumesFrom") or []:
+            ref, _, mode = str(spec).partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidParameter(f"invalid mode: {mode}")
+            other = self.store.get(ref)
+            for doc in other.mount_points:
+                p = MountPoint.from_json(doc)
+                if p.destination in taken:
+                    continue
+                taken.add(p.destination)
+                rw = p.rw if not mode else mode == "rw"
+                out.append(replace(p, rw=rw, mode=mode or p.mode))
+        return out
 
     def _check_platform(self, platform: str) -> None:
         parts = platform.lower().split("/")

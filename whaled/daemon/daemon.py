@@ -18,6 +18,7 @@ from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.system import SystemService
+from whaled.daemon.volumes import VolumeService
 from whaled.events import EventBus
 
 
@@ -28,6 +29,7 @@ class Daemon:
     system: SystemService
     reloader: ReloadService
     images: ImageService
+    volumes: VolumeService
     distribution: DistributionService
     containers: ContainerService
     execs: ExecService

@@ -1,6 +1,6 @@
 """A container's user mounts (pure): HostConfig ``Binds``, ``Mounts`` and ``Tmpfs`` → the
 runtime's mount list, and what a create may ask for (binds of absolute host paths, bind and
-tmpfs ``--mount``s; named volumes and ``--volumes-from`` are refused until volumes exist).
+tmpfs ``--mount``s; volumes are resolved by ``whaled.volume.rules`` and the daemon).
 """
 
 from __future__ import annotations
@@ -15,19 +15,10 @@ _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
 
 def check_mount_config(hc: Mapping[str, Any]) -> None:
-    """Refuse the mounts whaled cannot make yet (dockerd would need volumes for them)."""
-    if hc.get("VolumesFrom"):
-        raise InvalidParameter("--volumes-from is not supported by whaled yet")
-    for bind in hc.get("Binds") or []:
-        source = str(bind).split(":", 1)[0]
-        if not source.startswith("/"):
-            raise InvalidParameter(
-                f"named volume '{source}' is not supported by whaled yet: use an absolute "
-                "host path"
-            )
+    """Refuse the mount types whaled cannot make (dockerd's wording for an unknown type)."""
     for mount in hc.get("Mounts") or []:
         kind = mount.get("Type")
-        if kind not in ("bind", "tmpfs"):
+        if kind not in ("bind", "tmpfs", "volume"):
             raise InvalidParameter(f"mount type '{kind}' is not supported by whaled yet")
 
 
@@ -38,7 +29,7 @@ def parse_bind(text: str) -> BindMount:
         raise InvalidParameter(f"invalid volume specification: '{text}'")
     readonly = False
     propagation: Propagation = "rprivate"
-    for opt in (parts[2].split(",") if len(parts) > 2 and parts[2] else []):
+    for opt in parts[2].split(",") if len(parts) > 2 and parts[2] else []:
         if opt in ("ro", "rw"):
             readonly = opt == "ro"
         elif opt in _PROPAGATIONS:
@@ -47,26 +38,35 @@ def parse_bind(text: str) -> BindMount:
             continue
         else:
             raise InvalidParameter(f"invalid mode: {opt}")
-    return BindMount(source=parts[0], destination=parts[1], readonly=readonly,
-                     propagation=propagation)
+    return BindMount(
+        source=parts[0], destination=parts[1], readonly=readonly, propagation=propagation
+    )
 
 
 def _api_mount(m: Mapping[str, Any]) -> Mount:
     target = str(m.get("Target", ""))
     if m.get("Type") == "tmpfs":
         opts = m.get("TmpfsOptions") or {}
-        return TmpfsMount(destination=target, size=opts.get("SizeBytes") or None,
-                          mode=opts.get("Mode") or None, readonly=bool(m.get("ReadOnly")))
+        return TmpfsMount(
+            destination=target,
+            size=opts.get("SizeBytes") or None,
+            mode=opts.get("Mode") or None,
+            readonly=bool(m.get("ReadOnly")),
+        )
     bind = m.get("BindOptions") or {}
-    return BindMount(source=str(m.get("Source", "")), destination=target,
-                     readonly=bool(m.get("ReadOnly")),
-                     propagation=bind.get("Propagation") or "rprivate",
-                     recursive=not bind.get("NonRecursive", False))
+    return BindMount(
+        source=str(m.get("Source", "")),
+        destination=target,
+        readonly=bool(m.get("ReadOnly")),
+        propagation=bind.get("Propagation") or "rprivate",
+        recursive=not bind.get("NonRecursive", False),
+    )
 
 
 def user_mounts(hc: Mapping[str, Any]) -> tuple[Mount, ...]:
-    mounts: list[Mount] = [parse_bind(b) for b in hc.get("Binds") or []]
-    mounts.extend(_api_mount(m) for m in hc.get("Mounts") or [])
+    """Host binds and tmpfs mounts (volumes come from the container's mount points)."""
+    mounts: list[Mount] = [parse_bind(b) for b in hc.get("Binds") or [] if str(b).startswith("/")]
+    mounts.extend(_api_mount(m) for m in hc.get("Mounts") or [] if m.get("Type") != "volume")
     for dest, options in (hc.get("Tmpfs") or {}).items():
         opts = tuple(o for o in str(options).split(",") if o)
         mounts.append(TmpfsMount(destination=dest, options=opts))

@@ -27,6 +27,7 @@ from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.daemon.trash import Trash
+from whaled.daemon.volumes import VolumeService
 from whaled.errors import Conflict, NoSuchContainer
 from whaled.events import EventBus
 from whaled.host.cgroups import CgroupInfo, CgroupMode
@@ -41,6 +42,7 @@ from whaled.runtime.backend.api import (
     TaskState,
     TaskStatus,
 )
+from whaled.volume.store import VolumeStore
 
 RUNC = "/usr/bin/runc"
 
@@ -288,6 +290,9 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
     specs = SpecAssembler(facts=host, capability_bounding=None, store=store, runs=runs)
     trash = Trash(store=store, layers=cast(LayerStore, layers), files=files, tasks=tasks)
     ended: list[str] = []
+    volumes = VolumeService(
+        store=VolumeStore(str(tmp_path / "data")), events=bus, users=lambda name: []
+    )
     svc = ContainerService(
         store=store,
         runs=runs,
@@ -298,6 +303,7 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
             runs=runs,
             images=cast(ImageStores, FakeImages()),
             layers=cast(LayerStore, layers),
+            volumes=volumes,
             events=events,
             facts=host,
             files=files,
@@ -310,6 +316,7 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
         config=lambda: cfg,
         backend=backend,
         tasks=tasks,
+        volumes=volumes,
         on_run_ended=ended.append,
     )
     restorer = ContainerRestorer(

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from whaled.errors import InvalidParameter
@@ -9,17 +7,18 @@ from whaled.runtime.mounts import BindMount, TmpfsMount
 from whaled.volume.mounts import check_mount_config, parse_bind, user_mounts
 
 
-@pytest.mark.parametrize(
-    ("hc", "message"),
-    [
-        ({"Binds": ["data:/data"]}, "named volume 'data'"),
-        ({"Mounts": [{"Type": "volume", "Target": "/x"}]}, "mount type 'volume'"),
-        ({"VolumesFrom": ["other"]}, "--volumes-from is not supported"),
-    ],
-)
-def test_refused_mounts(hc: dict[str, Any], message: str) -> None:
-    with pytest.raises(InvalidParameter, match=message):
-        check_mount_config(hc)
+def test_unknown_mount_types_refused() -> None:
+    with pytest.raises(InvalidParameter, match="mount type 'cluster'"):
+        check_mount_config({"Mounts": [{"Type": "cluster", "Target": "/x"}]})
+    check_mount_config({"Mounts": [{"Type": "volume", "Target": "/x"}]})
+
+
+def test_user_mounts_leave_volumes_out() -> None:
+    hc = {
+        "Binds": ["/h:/c", "data:/data"],
+        "Mounts": [{"Type": "volume", "Target": "/v"}, {"Type": "tmpfs", "Target": "/t"}],
+    }
+    assert [m.destination for m in user_mounts(hc)] == ["/c", "/t"]
 
 
 def test_bind_and_tmpfs_mounts_accepted() -> None:

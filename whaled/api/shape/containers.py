@@ -138,6 +138,8 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     hc = c.host_config
     for bind in hc.get("Binds") or []:
+        if not str(bind).startswith("/"):
+            continue  # a named volume: among the mount points below
         parts = str(bind).split(":")
         opts = parts[2] if len(parts) > 2 else ""
         out.append(
@@ -151,6 +153,8 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
             }
         )
     for m in hc.get("Mounts") or []:
+        if m.get("Type") == "volume":
+            continue
         out.append(
             {
                 "Type": m.get("Type"),
@@ -159,6 +163,19 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
                 "Mode": "",
                 "RW": not m.get("ReadOnly", False),
                 "Propagation": "rprivate",
+            }
+        )
+    for p in c.mount_points:
+        out.append(
+            {
+                "Type": "volume",
+                "Name": p.get("name", ""),
+                "Source": p.get("source", ""),
+                "Destination": p.get("destination", ""),
+                "Driver": p.get("driver", "local"),
+                "Mode": p.get("mode", ""),
+                "RW": bool(p.get("rw", True)),
+                "Propagation": "",
             }
         )
     return out

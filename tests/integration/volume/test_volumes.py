@@ -223,3 +223,13 @@ def test_tmpfs_volume_from_driver_options(docker_cli: DockerCLI, busybox_image: 
     assert out.stdout.startswith("tmpfs /t tmpfs"), out.stdout
     assert "size=1024k" in out.stdout
     cli.run("volume", "rm", "scratch")
+
+
+def test_system_df_lists_volume_sizes(docker_cli: DockerCLI, busybox_image: str) -> None:
+    cli = docker_cli
+    cli.run(*RUN, "-v", "sized:/d", busybox_image, "sh", "-c", "head -c 5000 /dev/zero > /d/f")
+    cli.run("create", "--name", "holder", "-v", "sized:/d", busybox_image, "sh")
+    out = cli.run("system", "df", "-v", "--format", "{{json .Volumes}}").stdout
+    (vol,) = [v for v in json.loads(out) if v["Name"] == "sized"]
+    assert vol["Links"] == "1" and vol["Size"] == "5kB", vol
+    cli.run("rm", "holder")

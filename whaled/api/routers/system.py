@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from whaled.api.schema.registry import AUTH
 from whaled.api.shape.containers import shape_list_item, view_of
 from whaled.api.shape.images import DF_TYPES, shape_disk_usage
 from whaled.api.shape.system import shape_info, shape_version
+from whaled.api.shape.volumes import shape_volume
 from whaled.api.versions import CURRENT_API_VERSION, ApiVersion
 from whaled.distribution.auth import credentials_from
 from whaled.errors import InvalidParameter
@@ -60,7 +62,11 @@ async def get_system_df(request: web.Request) -> web.StreamResponse:
         )
         now = time.time()
         containers = [shape_list_item(view_of(v), now) for v in views]
-    return json_response(shape_disk_usage(usage, version, types, containers))
+    volumes: list[dict[str, Any]] = []
+    if "volume" in types:
+        sized = await asyncio.to_thread(request.app[DAEMON_KEY].volumes.sizes)
+        volumes = [shape_volume(v, usage=True) for v in sized]
+    return json_response(shape_disk_usage(usage, version, types, containers, volumes))
 
 
 async def post_system_auth(request: web.Request) -> web.StreamResponse:

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from whaled.api.app import DAEMON_KEY, Routes, json_response
 from whaled.api.filters import parse_filters
 from whaled.api.params import bool_param, json_body
 from whaled.api.schema.volumes import CREATE
-from whaled.daemon.volumes import VolumeService, VolumeView
+from whaled.api.shape.volumes import shape_volume
+from whaled.daemon.volumes import VolumeService
 from whaled.errors import InvalidParameter
 
 
 def _volumes(request: web.Request) -> VolumeService:
     return request.app[DAEMON_KEY].volumes
-
-
-def shape_volume(view: VolumeView, *, usage: bool = False) -> dict[str, Any]:
-    v = view.volume
-    out: dict[str, Any] = {
-        "CreatedAt": v.created_at,
-        "Driver": v.driver,
-        "Labels": dict(v.labels) or None,
-        "Mountpoint": view.mountpoint,
-        "Name": v.name,
-        "Options": dict(v.options) or None,
-        "Scope": "local",
-    }
-    if usage:
-        out["UsageData"] = {"RefCount": view.ref_count, "Size": view.size}
-    return out
 
 
 def _filters(request: web.Request) -> dict[str, tuple[str, ...]]:

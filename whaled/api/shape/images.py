@@ -206,9 +206,11 @@ def shape_disk_usage(
     api_version: ApiVersion,
     types: Sequence[str],
     containers: Sequence[Mapping[str, Any]] = (),
+    volumes: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """``GET /system/df``. ``usage`` is None when images were not asked for; ``containers``
-    are list items with sizes; volumes and the build cache are empty lists when asked for."""
+    are list items with sizes, ``volumes`` volumes with ``UsageData``; the build cache is
+    an empty list when asked for."""
     body: dict[str, Any] = {}
     if "image" in types and usage is not None:
         body["LayersSize"] = usage.layers_size
@@ -216,7 +218,7 @@ def shape_disk_usage(
     else:
         body["Images"] = None
     body["Containers"] = [dict(c) for c in containers] if "container" in types else None
-    body["Volumes"] = [] if "volume" in types else None
+    body["Volumes"] = [dict(v) for v in volumes] if "volume" in types else None
     body["BuildCache"] = [] if "build-cache" in types else None
     if api_version < (1, 42):
         body["BuilderSize"] = 0

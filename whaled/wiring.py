@@ -29,6 +29,7 @@ from whaled.api.routers import distribution as distribution_routes
 from whaled.api.routers import events as events_routes
 from whaled.api.routers import exec as exec_routes
 from whaled.api.routers import images as images_routes
+from whaled.api.routers import networks as networks_routes
 from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
 from whaled.api.routers import volumes as volumes_routes
@@ -39,6 +40,7 @@ from whaled.config.source import StartupSource, load_and_validate
 from whaled.config.store import ConfigStore
 from whaled.config.validate import tls_paths
 from whaled.container.events import ContainerEvents
+from whaled.container.state import is_running
 from whaled.container.store import ContainerStore
 from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.container_io import ContainerIO
@@ -49,6 +51,7 @@ from whaled.daemon.distribution import DistributionService, certs_dirs
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageService
+from whaled.daemon.networks import NetworkService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.restore import ContainerRestorer
 from whaled.daemon.runs import Runs
@@ -57,11 +60,12 @@ from whaled.daemon.system import ServiceInventory, SystemService, gather_host_fa
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.daemon.trash import Trash
 from whaled.daemon.volumes import VolumeService, volume_users
-from whaled.errors import WhaledError
+from whaled.errors import NotFound, WhaledError
 from whaled.events import EventBus
 from whaled.host.sysinfo import read_capability_bounding_mask
 from whaled.image.stores import open_image_stores
 from whaled.logsetup import apply_level, setup_logging
+from whaled.network.store import NetworkStore
 from whaled.osutil.atomic import atomic_write
 from whaled.osutil.pidfile import PidFile
 from whaled.osutil.tree import sweep
@@ -160,6 +164,13 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 [(c.id, c.mount_points) for c in container_store.all()], name
             ),
         )
+        networks = NetworkService(
+            store=await asyncio.to_thread(NetworkStore, cfg.data_root),
+            events=bus,
+            exec_root=cfg.exec_root,
+            container_name=lambda cid: _container_name(container_store, cid),
+        )
+        await networks.restore()
         runs = Runs(tasks)
         bounding = capability_bounding()
         backend = ConmonBackend(
@@ -198,6 +209,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 files=run_files,
                 specs=specs,
                 volumes=volumes,
+                networks=networks,
             ),
             layers=image_stores.layers,
             trash=trash,
@@ -207,6 +219,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             backend=backend,
             tasks=tasks,
             volumes=volumes,
+            networks=networks,
             health_runner=health.run,
             on_run_ended=execs.drop_for,
         )
@@ -224,6 +237,10 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
         # wrappers none of them is locked to, then start what the restart policies want.
         restart = await restorer.restore()
+        await asyncio.to_thread(
+            networks.sweep_sandboxes,
+            {c.id for c in container_store.all() if is_running(c.state.status)},
+        )
         removed = await asyncio.to_thread(
             remove_unreferenced, run_files.wrappers_dir, restorer.live_runtime_paths()
         )
@@ -256,6 +273,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             reloader=reloader,
             images=images,
             volumes=volumes,
+            networks=networks,
             distribution=DistributionService(
                 stores=image_stores,
                 events=bus,
@@ -273,6 +291,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 events=container_events,
                 facts=facts,
                 tasks=tasks,
+                networks=networks,
             ),
         )
 
@@ -285,6 +304,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 images_routes.register,
                 distribution_routes.register,
                 volumes_routes.register,
+                networks_routes.register,
                 containers_routes.register,
                 exec_routes.register,
                 swarm_routes.register,
@@ -355,3 +375,10 @@ def run_daemon(cfg: Config, startup: StartupSource) -> int:
     except WhaledError as e:
         log.error("%s", e)
         return 1
+
+
+def _container_name(store: ContainerStore, cid: str) -> str | None:
+    try:
+        return store.get(cid).name
+    except NotFound:
+        return None

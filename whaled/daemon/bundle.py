@@ -143,10 +143,16 @@ class SpecAssembler:
         )
 
     def spec_for(
-        self, cfg: Config, c: Container, rootfs: str, volumes: Sequence[Mount] = ()
+        self,
+        cfg: Config,
+        c: Container,
+        rootfs: str,
+        volumes: Sequence[Mount] = (),
+        netns: str | None = None,
     ) -> dict[str, Any]:
         """The spec of a start (reads the image's passwd/group and device nodes);
-        ``volumes``: the container's volume mounts, ready on the host."""
+        ``volumes``: the container's volume mounts, ready on the host; ``netns``: the
+        network namespace whaled wired for it (user networks), joined by path."""
         hc = c.host_config
         user = resolve_user(
             str(c.config.get("User") or ""),
@@ -176,7 +182,9 @@ class SpecAssembler:
                 host=self.host_facts(),
                 rootfs=rootfs,
                 user=user,
-                network=self.namespace(c, "NetworkMode", "net"),
+                network=(
+                    NamespaceMode.join(netns) if netns else self.namespace(c, "NetworkMode", "net")
+                ),
                 hosts_path=c.hosts_path,
                 resolv_conf_path=c.resolv_conf_path,
                 hostname_path=c.hostname_path,

@@ -38,6 +38,7 @@ from whaled.container.top import (
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService, SaveStream
+from whaled.daemon.networks import Attachment, NetworkService
 from whaled.daemon.pump import ClientIO, Detacher, PumpEnd, pump
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts
@@ -67,6 +68,7 @@ class ContainerSummary:
     exec_ids: Sequence[str]
     size_rw: int | None
     size_root_fs: int | None
+    networks: Sequence[Attachment] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,7 +133,9 @@ class ContainerIO:
         events: ContainerEvents,
         facts: HostFacts,
         tasks: BackgroundTasks,
+        networks: NetworkService,
     ) -> None:
+        self.networks = networks
         self.svc = containers
         self.tasks = tasks
         self.execs = execs
@@ -203,6 +207,7 @@ class ContainerIO:
             exec_ids=self.execs.ids_for(c.id),
             size_rw=size_rw,
             size_root_fs=size_root,
+            networks=tuple(self.networks.attachments(c.id)),
         )
 
     async def list_containers(

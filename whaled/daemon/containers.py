@@ -50,6 +50,7 @@ from whaled.container.times import exit_time, now_rfc3339
 from whaled.container.update import plan_update
 from whaled.daemon.bundle import RunFiles, SpecAssembler, log_options, write_bundle
 from whaled.daemon.create import ContainerCreator, CreateResult
+from whaled.daemon.networks import NetworkService
 from whaled.daemon.runs import Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
@@ -103,6 +104,7 @@ class ContainerService:
         backend: Backend,
         tasks: BackgroundTasks,
         volumes: VolumeService,
+        networks: NetworkService,
         health_runner: HealthRunner | None = None,
         on_run_ended: Callable[[str], None] | None = None,
     ) -> None:
@@ -119,6 +121,7 @@ class ContainerService:
         self.backend = backend
         self.tasks = tasks
         self.volumes = volumes
+        self.networks = networks
         #: Runs a started container's healthcheck (the health service's).
         self._health_runner = health_runner
         #: Called when a run ends (exec sessions of that run are over).
@@ -182,7 +185,8 @@ class ContainerService:
             rootfs = self.layers.rw.mount(c.id)
             mounted = True
             volumes = self.volumes.mount_for_start(points, rootfs)
-            write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs, volumes))
+            netns = self.networks.sandbox_up(c.id)
+            write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs, volumes, netns))
 
         try:
             runtime_path = await self.files.resolve_runtime(cfg, c)
@@ -198,6 +202,8 @@ class ContainerService:
             if mounted:
                 with contextlib.suppress(WhaledError, OSError):
                     await asyncio.to_thread(self.layers.rw.unmount, c.id)
+            with contextlib.suppress(WhaledError, OSError):
+                await asyncio.to_thread(self.networks.sandbox_down, c.id)
             raise self._start_failed(c, slot, e) from e
         try:
             await self.runs.connect_attachers(slot, runtime)
@@ -207,6 +213,8 @@ class ContainerService:
                 await runtime.delete(force=True)
             with contextlib.suppress(WhaledError, OSError):
                 await asyncio.to_thread(self.layers.rw.unmount, c.id)
+            with contextlib.suppress(WhaledError, OSError):
+                await asyncio.to_thread(self.networks.sandbox_down, c.id)
             raise self._start_failed(c, slot, e) from e
         c.runtime_path = runtime_path
         c.state.status = next_state(c.state.status, Event.START)
@@ -223,6 +231,7 @@ class ContainerService:
         slot.run = run
         self._save(c)
         self.volumes.mounted(c.id, points)
+        self.networks.emit_connects(c.id)
         self.events.emit(c, "start")
         self.follow_run(c, slot, run, log_opts)
 
@@ -288,6 +297,8 @@ class ContainerService:
         for event in plan.events:
             self.events.emit(c, event.action, event.attributes)
         self.volumes.unmounted(c.id, [MountPoint.from_json(p) for p in c.mount_points])
+        with contextlib.suppress(WhaledError, OSError):
+            await asyncio.to_thread(self.networks.sandbox_down, c.id)
         waiters, slot.exit_waiters = slot.exit_waiters, []
         for w in waiters:
             if not w.done():
@@ -526,6 +537,7 @@ class ContainerService:
         await self.volumes.release(
             c.id, [MountPoint.from_json(p) for p in c.mount_points], remove_anonymous=volumes
         )
+        await self.networks.release(c.id)
         self.runs.forget(c.id)
         await self.trash.remove_run_dir(c.id, slot.run)
         for w in slot.removed_waiters:

@@ -29,6 +29,7 @@ from whaled.container.signals import parse_signal
 from whaled.container.store import ContainerStore
 from whaled.container.times import now_rfc3339
 from whaled.daemon.bundle import RunFiles, SpecAssembler
+from whaled.daemon.networks import NetworkService
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.volumes import VolumeService
@@ -72,8 +73,10 @@ class ContainerCreator:
         files: RunFiles,
         specs: SpecAssembler,
         volumes: VolumeService,
+        networks: NetworkService,
     ) -> None:
         self.volumes = volumes
+        self.networks = networks
         self.store = store
         self.runs = runs
         self.images = images
@@ -124,7 +127,10 @@ class ContainerCreator:
         defaults = self._defaults(cfg)
         host_config = complete_host_config(host_request, defaults)
         warnings = validate_host_config(host_config, defaults)
-        warnings += check_network_config(host_config)
+        mode = str(host_config["NetworkMode"])
+        warnings += check_network_config(
+            host_config, user_network=self.networks.is_user_network(mode)
+        )
         check_mount_config(host_config)
         log_config = host_config["LogConfig"]
         parse_log_config(str(log_config.get("Type")), log_config.get("Config") or {})
@@ -171,9 +177,12 @@ class ContainerCreator:
         points = await self.volumes.prepare(config, host_config)
         points += self._volumes_from(host_config, {p.destination for p in points})
         c.mount_points = [p.to_json() for p in points]
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         try:
+            attached = await self.networks.attach_at_create(cid, mode, endpoints)
             await asyncio.to_thread(self.layers.rw.create, cid, image.top_chain)
         except BaseException:
+            await self.networks.release(cid, emit=False)
             await self.volumes.release(cid, points, remove_anonymous=True)
             raise
         try:
@@ -191,6 +200,7 @@ class ContainerCreator:
                 config=c.config,
                 host_config=c.host_config,
                 daemon=cfg,
+                addresses=[a.endpoint.ip for a in attached],
             )
         except BaseException:
             self.store.forget(cid)
@@ -198,6 +208,7 @@ class ContainerCreator:
             with contextlib.suppress(WhaledError, OSError):
                 await asyncio.to_thread(self.layers.rw.remove, cid)
             await self.volumes.release(cid, points, remove_anonymous=True)
+            await self.networks.release(cid, emit=False)
             raise
         self.runs.slot(cid)
         self.events.emit(c, "create")

@@ -16,6 +16,7 @@ from whaled.daemon.containers import ContainerService
 from whaled.daemon.distribution import DistributionService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService
+from whaled.daemon.networks import NetworkService
 from whaled.daemon.reload import ReloadService
 from whaled.daemon.system import SystemService
 from whaled.daemon.volumes import VolumeService
@@ -30,6 +31,7 @@ class Daemon:
     reloader: ReloadService
     images: ImageService
     volumes: VolumeService
+    networks: NetworkService
     distribution: DistributionService
     containers: ContainerService
     execs: ExecService

@@ -269,9 +269,7 @@ class ExecService:
         session.done.set()
         with contextlib.suppress(WhaledError, OSError):
             await process.release()
-        self.events.emit(
-            c, "exec_die", {"execID": session.id, "exitCode": str(session.exit_code)}
-        )
+        self.events.emit(c, "exec_die", {"execID": session.id, "exitCode": str(session.exit_code)})
 
     async def detached(self, exec_id: str) -> None:
         """The client detached from the session's stream with the detach keys.

@@ -63,7 +63,10 @@ def hosts_file(
     host_network: bool,
     host_hosts: str | None,
     host_gateway_ip: str | None = None,
+    addresses: Sequence[str] = (),
 ) -> str:
+    """``addresses``: the container's own addresses on its networks (each names it, as
+    dockerd writes them); without any, ``127.0.1.1`` does."""
     extra = "".join(_extra_host_lines(extra_hosts, host_gateway_ip))
     if host_network:
         base = host_hosts if host_hosts is not None else LOOPBACK_HOSTS
@@ -72,7 +75,8 @@ def hosts_file(
         return base + extra
     fqdn = f"{hostname}.{domainname}" if domainname else hostname
     names = f"{fqdn} {hostname}" if domainname else hostname
-    return LOOPBACK_HOSTS + extra + f"127.0.1.1\t{names}\n"
+    own = "".join(f"{a}\t{names}\n" for a in addresses) or f"127.0.1.1\t{names}\n"
+    return LOOPBACK_HOSTS + extra + own
 
 
 def _is_localhost_nameserver(line: str) -> bool:

@@ -8,7 +8,7 @@ the container at every start.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ def write_etc_files(
     config: Mapping[str, Any],
     host_config: Mapping[str, Any],
     daemon: Config,
+    addresses: Sequence[str] = (),
 ) -> None:
     """Write the three files for a container's Config/HostConfig under the daemon's
     settings (``host-gateway-ip``, ``dns``, ``dns-search``, ``dns-opts``)."""
@@ -47,6 +48,7 @@ def write_etc_files(
             host_network=host_net,
             host_hosts=read_text("/etc/hosts"),
             host_gateway_ip=daemon.host_gateway_ip or None,
+            addresses=addresses,
         ),
     )
     _write(

@@ -5,8 +5,10 @@
   is given;
 - ``container:<id|name>``: the network namespace of another running container, which must
   not itself join one;
-- ``default``/``bridge``: accepted with a warning (no bridge networking yet): a private
-  namespace with loopback only; any other name is dockerd's 404 ``network <name> not found``;
+- ``default``/``bridge``: accepted with a warning (the default bridge is not wired yet): a
+  private namespace with loopback only;
+- the name of a user-defined bridge network (``docker network create``): a namespace wired
+  to that network's bridge; any other name is dockerd's 404 ``network <name> not found``;
 - port publishing needs bridge networking: refused.
 """
 
@@ -26,12 +28,12 @@ NO_BRIDGE_WARNING = (
 )
 
 
-def check_network_config(hc: Mapping[str, Any]) -> list[str]:
+def check_network_config(hc: Mapping[str, Any], *, user_network: bool = False) -> list[str]:
     """A create's ``NetworkMode`` and ``PortBindings``: raise for what whaled cannot do,
-    return the warnings."""
+    return the warnings. ``user_network``: the mode names a user-defined network."""
     warnings: list[str] = []
     mode = str(hc["NetworkMode"])
-    if not (mode in SUPPORTED_NETWORK_MODES or mode.startswith(CONTAINER_PREFIX)):
+    if not (user_network or mode in SUPPORTED_NETWORK_MODES or mode.startswith(CONTAINER_PREFIX)):
         raise NotFound(f"network {mode} not found")
     if mode in ("default", "bridge"):
         warnings.append(NO_BRIDGE_WARNING)

@@ -22,6 +22,7 @@ from whaled.container.store import ContainerStore
 from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.create import ContainerCreator
+from whaled.daemon.networks import NetworkService
 from whaled.daemon.restore import ContainerRestorer
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts
@@ -34,6 +35,7 @@ from whaled.host.cgroups import CgroupInfo, CgroupMode
 from whaled.host.sysinfo import HostInfo
 from whaled.image.layers import LayerStore
 from whaled.image.stores import ImageStores
+from whaled.network.store import NetworkStore
 from whaled.runtime.backend.api import (
     BeforeRuntime,
     CreateOptions,
@@ -293,6 +295,12 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
     volumes = VolumeService(
         store=VolumeStore(str(tmp_path / "data")), events=bus, users=lambda name: []
     )
+    networks = NetworkService(
+        store=NetworkStore(str(tmp_path / "data")),
+        events=bus,
+        exec_root=str(tmp_path / "exec"),
+        container_name=lambda cid: None,
+    )
     svc = ContainerService(
         store=store,
         runs=runs,
@@ -304,6 +312,7 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
             images=cast(ImageStores, FakeImages()),
             layers=cast(LayerStore, layers),
             volumes=volumes,
+            networks=networks,
             events=events,
             facts=host,
             files=files,
@@ -317,6 +326,7 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
         backend=backend,
         tasks=tasks,
         volumes=volumes,
+        networks=networks,
         on_run_ended=ended.append,
     )
     restorer = ContainerRestorer(

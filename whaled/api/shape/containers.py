@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from whaled.api.versions import ApiVersion
 from whaled.container.model import Container
 from whaled.container.state import Status, is_running
+from whaled.daemon.networks import Attachment
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +23,7 @@ class ContainerView:
     exec_ids: Sequence[str] = ()
     size_rw: int | None = None
     size_root_fs: int | None = None
+    networks: Sequence[Attachment] = ()
 
 
 class HasView(Protocol):
@@ -37,6 +39,8 @@ class HasView(Protocol):
     def size_rw(self) -> int | None: ...
     @property
     def size_root_fs(self) -> int | None: ...
+    @property
+    def networks(self) -> Sequence[Attachment]: ...
 
 
 def view_of(summary: HasView) -> ContainerView:
@@ -46,6 +50,7 @@ def view_of(summary: HasView) -> ContainerView:
         exec_ids=summary.exec_ids,
         size_rw=summary.size_rw,
         size_root_fs=summary.size_root_fs,
+        networks=summary.networks,
     )
 
 
@@ -181,7 +186,27 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
     return out
 
 
-def _network_settings(c: Container) -> dict[str, Any]:
+def _endpoint_json(a: Attachment, c: Container) -> dict[str, Any]:
+    ep, n = a.endpoint, a.network
+    return {
+        "IPAMConfig": {"IPv4Address": ep.ip} if ep.static else None,
+        "Links": None,
+        "Aliases": list(ep.aliases) or None,
+        "MacAddress": ep.mac,
+        "NetworkID": n.id,
+        "EndpointID": ep.endpoint_id,
+        "Gateway": n.gateway,
+        "IPAddress": ep.ip,
+        "IPPrefixLen": n.prefixlen,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DriverOpts": None,
+        "DNSNames": [c.name, *ep.aliases, c.id[:12]],
+    }
+
+
+def _network_settings(c: Container, attached: Sequence[Attachment] = ()) -> dict[str, Any]:
     mode = str(c.host_config.get("NetworkMode") or "default")
     networks: dict[str, Any] = {}
     if mode in ("none", "host"):
@@ -201,6 +226,8 @@ def _network_settings(c: Container) -> dict[str, Any]:
             "DriverOpts": None,
             "DNSNames": None,
         }
+    for a in attached:
+        networks[a.network.name] = _endpoint_json(a, c)
     return {
         "Bridge": "",
         "SandboxID": "",
@@ -248,7 +275,7 @@ def shape_inspect(view: ContainerView, api: ApiVersion) -> dict[str, Any]:
         "GraphDriver": {"Data": dict(view.graph_driver) or None, "Name": "overlay2"},
         "Mounts": mounts_json(c),
         "Config": dict(c.config),
-        "NetworkSettings": _network_settings(c),
+        "NetworkSettings": _network_settings(c, view.networks),
         # whaled's own field: the runtime executable this container is locked to (set at
         # each start; every later runtime call of the container uses exactly this path).
         "WhaledRuntimePath": c.runtime_path,
@@ -280,7 +307,7 @@ def shape_list_item(view: ContainerView, now: float) -> dict[str, Any]:
         "State": c.state.status.value,
         "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": _network_settings(c)["Networks"]},
+        "NetworkSettings": {"Networks": _network_settings(c, view.networks)["Networks"]},
         "Mounts": mounts_json(c),
     }
     if view.size_rw is not None:

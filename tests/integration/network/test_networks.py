@@ -1,0 +1,202 @@
+"""User-defined bridge networks on a real whaled (docker CLI and docker-py): create, list,
+inspect, connect/disconnect, remove and prune; containers on a network get an address from
+its pool (static ``--ip`` too), reach each other, and leave no veth or namespace behind; the
+networks and their address books survive a daemon restart.
+
+Subnets are 10.213.x.0/24 (this file's own); every network is removed at teardown, and the
+teardown checks that no bridge or veth of these networks is left on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+
+from tests.support.dockercli import DockerCLI
+from tests.support.whaled_proc import WhaledProcess
+
+RUN = ("run", "--rm")
+
+
+def _links() -> set[str]:
+    with IPRoute() as ipr:
+        return {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links()}
+
+
+def _delete_links(names: set[str]) -> None:
+    with IPRoute() as ipr:
+        for name in names:
+            for index in ipr.link_lookup(ifname=name):
+                ipr.link("del", index=index)
+
+
+@pytest.fixture
+def cli(whaled: WhaledProcess, busybox_image: str) -> Iterator[DockerCLI]:
+    before = _links()
+    with DockerCLI(whaled.sock) as c:
+        try:
+            yield c
+        finally:
+            for cid in c.run("ps", "-aq", check=False).stdout.split():
+                c.run("rm", "-f", cid, check=False)
+            for nid in c.run("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+                c.run("network", "rm", nid, check=False)
+            left = {n for n in _links() - before if n.startswith("wh")}
+            _delete_links(left)  # never leave a device of ours, even when the daemon died
+            assert not left, f"left behind: {left}"
+
+
+def _inspect(cli: DockerCLI, *args: str) -> Any:
+    return json.loads(cli.run(*args).stdout)
+
+
+def test_network_commands(cli: DockerCLI, whaled: WhaledProcess) -> None:
+    nid = cli.run(
+        "network",
+        "create",
+        "--subnet",
+        "10.213.1.0/24",
+        "--gateway",
+        "10.213.1.254",
+        "--label",
+        "team=a",
+        "whtnet1",
+    ).stdout.strip()
+    assert len(nid) == 64
+    n = _inspect(cli, "network", "inspect", "whtnet1")[0]
+    assert n["Id"] == nid and n["Driver"] == "bridge" and n["Scope"] == "local"
+    assert n["IPAM"]["Config"] == [{"Subnet": "10.213.1.0/24", "Gateway": "10.213.1.254"}]
+    assert n["Labels"] == {"team": "a"}
+    assert f"wh-{nid[:12]}" in _links()
+
+    names = cli.run("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {"bridge", "host", "none", "whtnet1"} <= set(names)
+    custom = cli.run("network", "ls", "-q", "--filter", "type=custom").stdout.split()
+    assert custom == [nid[:12]]
+
+    dup = cli.run("network", "create", "--subnet", "10.213.2.0/24", "whtnet1", check=False)
+    assert dup.returncode != 0 and "network with name whtnet1 already exists" in dup.stderr
+    overlap = cli.run("network", "create", "--subnet", "10.213.1.128/25", "whtx", check=False)
+    assert overlap.returncode != 0 and "Pool overlaps" in overlap.stderr
+    builtin = cli.run("network", "rm", "bridge", check=False)
+    assert builtin.returncode != 0 and "pre-defined network" in builtin.stderr
+    missing = cli.run("network", "inspect", "nope", check=False)
+    assert missing.returncode != 0 and "network nope not found" in missing.stderr
+
+    cli.run("network", "create", "--subnet", "10.213.3.0/24", "whtnet3")
+    pruned = cli.run("network", "prune", "-f").stdout
+    assert "whtnet1" in pruned and "whtnet3" in pruned
+    assert cli.run("network", "ls", "-q", "--filter", "type=custom").stdout.split() == []
+    assert f"wh-{nid[:12]}" not in _links()
+
+    events = whaled.api().events(since=0, until=int(time.time()) + 1, decode=True)
+    actions = [e["Action"] for e in events if e["Type"] == "network"]
+    assert actions.count("create") == 2 and actions.count("destroy") == 2
+
+
+def test_containers_on_a_network_reach_each_other(
+    cli: DockerCLI, whaled: WhaledProcess, busybox_image: str
+) -> None:
+    cli.run("network", "create", "--subnet", "10.213.4.0/24", "whtnet4")
+    server = cli.run(
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "whtnet4",
+        "--ip",
+        "10.213.4.50",
+        "--network-alias",
+        "db",
+        busybox_image,
+        "sleep",
+        "60",
+    ).stdout.strip()
+    info = _inspect(cli, "inspect", "srv")[0]
+    ep = info["NetworkSettings"]["Networks"]["whtnet4"]
+    assert ep["IPAddress"] == "10.213.4.50" and ep["IPPrefixLen"] == 24
+    assert ep["Gateway"] == "10.213.4.1" and ep["MacAddress"] == "02:42:0a:d5:04:32"
+    assert ep["Aliases"] == ["db"] and ep["IPAMConfig"] == {"IPv4Address": "10.213.4.50"}
+    hosts = cli.run("exec", "srv", "cat", "/etc/hosts").stdout
+    assert f"10.213.4.50\t{server[:12]}" in hosts
+
+    out = cli.run(
+        *RUN,
+        "--network",
+        "whtnet4",
+        busybox_image,
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; ip route; ping -c1 -W2 10.213.4.50 >/dev/null && echo reached",
+    ).stdout
+    assert "inet 10.213.4.2/24" in out, out  # the first free address of the pool
+    assert "default via 10.213.4.1" in out
+    assert out.strip().endswith("reached"), out
+
+    busy = cli.run("network", "rm", "whtnet4", check=False)
+    assert busy.returncode != 0 and "has active endpoints" in busy.stderr
+    taken = cli.run(
+        "run",
+        "--rm",
+        "--network",
+        "whtnet4",
+        "--ip",
+        "10.213.4.50",
+        busybox_image,
+        "true",
+        check=False,
+    )
+    assert taken.returncode != 0 and "Address already in use" in taken.stderr
+
+    net = _inspect(cli, "network", "inspect", "whtnet4")[0]
+    assert net["Containers"] == {
+        server: {
+            "Name": "srv",
+            "EndpointID": ep["EndpointID"],
+            "MacAddress": ep["MacAddress"],
+            "IPv4Address": "10.213.4.50/24",
+            "IPv6Address": "",
+        }
+    }
+    # the container's veth and namespace go with it
+    cli.run("rm", "-f", "srv")
+    assert not os.listdir(os.path.join(whaled.exec_root, "netns"))
+    assert _inspect(cli, "network", "inspect", "whtnet4")[0]["Containers"] == {}
+
+
+def test_connect_disconnect_and_restart(
+    cli: DockerCLI, whaled: WhaledProcess, busybox_image: str
+) -> None:
+    cli.run("network", "create", "--subnet", "10.213.5.0/24", "whtnet5")
+    cli.run("network", "create", "--subnet", "10.213.6.0/24", "whtnet6")
+    cli.run("run", "-d", "--name", "c1", "--network", "whtnet5", busybox_image, "sleep", "60")
+    cli.run("network", "connect", "--ip", "10.213.6.9", "whtnet6", "c1")
+    addrs = cli.run("exec", "c1", "ip", "-4", "-o", "addr").stdout
+    assert "10.213.5.2/24" in addrs and "10.213.6.9/24" in addrs, addrs
+    nets = _inspect(cli, "inspect", "c1")[0]["NetworkSettings"]["Networks"]
+    assert set(nets) == {"whtnet5", "whtnet6"}
+    cli.run("network", "disconnect", "whtnet6", "c1")
+    assert "10.213.6.9" not in cli.run("exec", "c1", "ip", "-4", "-o", "addr").stdout
+    not_there = cli.run("network", "disconnect", "whtnet6", "c1", check=False)
+    assert not_there.returncode != 0
+
+    # addresses are never handed out twice, also across a restart
+    cli.run("create", "--name", "c2", "--network", "whtnet5", busybox_image, "sleep", "60")
+    whaled.restart()
+    cli.run("create", "--name", "c3", "--network", "whtnet5", busybox_image, "sleep", "60")
+    ips = {
+        name: _inspect(cli, "inspect", name)[0]["NetworkSettings"]["Networks"]["whtnet5"][
+            "IPAddress"
+        ]
+        for name in ("c1", "c2", "c3")
+    }
+    assert len(set(ips.values())) == 3, ips
+    cli.run("start", "c1", "c3")  # the daemon stopped c1 when it stopped
+    out = cli.run("exec", "c3", "ping", "-c1", "-W2", ips["c1"]).returncode
+    assert out == 0

@@ -1,0 +1,445 @@
+"""Network use cases: the ``/networks`` API (user-defined bridge networks and the built-in
+``bridge``/``host``/``none``) and what containers need of networks: an endpoint (address) on
+each network at create or connect, a network namespace wired to the bridges before the
+process runs, torn down when it exits, endpoints freed at removal.
+
+IPAM state lives in each network's record (``network/store.py``), saved before anything is
+plugged: an address is never handed out twice, also across restarts. The netlink work is
+blocking (worker threads); events (``create``, ``connect``, ``disconnect``, ``destroy``) are
+emitted on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from whaled.container.times import now_rfc3339
+from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
+from whaled.events import EventBus
+from whaled.network import ipam, netlink
+from whaled.network.model import (
+    BRIDGE_DRIVER,
+    BRIDGE_NAME_OPTION,
+    MTU_OPTION,
+    PREDEFINED,
+    Endpoint,
+    Network,
+)
+from whaled.network.store import NetworkStore
+
+log = logging.getLogger(__name__)
+
+NETWORK_EVENT = "network"
+FilterArgs = Mapping[str, Sequence[str]]
+LIST_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
+PRUNE_FILTERS = ("label", "label!", "until")
+#: A container's name, for the Containers map of network inspect (None when it is gone).
+ContainerName = Callable[[str], str | None]
+
+
+def predefined_id(name: str) -> str:
+    return hashlib.sha256(f"whaled-predefined-network-{name}".encode()).hexdigest()
+
+
+PREDEFINED_NETWORKS = {
+    name: Network(
+        id=predefined_id(name),
+        name=name,
+        driver={"bridge": "bridge", "host": "host", "none": "null"}[name],
+    )
+    for name in PREDEFINED
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    """A container's endpoint on one network, for inspect."""
+
+    network: Network
+    endpoint: Endpoint
+
+
+def _bool_filter(values: Sequence[str], key: str) -> bool | None:
+    if not values:
+        return None
+    v = values[-1].lower()
+    if v not in ("true", "false", "1", "0"):
+        raise InvalidParameter(f"invalid filter '{key}={values[-1]}'")
+    return v in ("true", "1")
+
+
+def _label_match(labels: Mapping[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+class NetworkService:
+    def __init__(
+        self,
+        *,
+        store: NetworkStore,
+        events: EventBus,
+        exec_root: str,
+        container_name: ContainerName,
+    ) -> None:
+        self.store = store
+        self._events = events
+        self._netns_dir = os.path.join(exec_root, "netns")
+        self._container_name = container_name
+
+    def _emit(self, action: str, n: Network, extra: Mapping[str, str] | None = None) -> None:
+        self._events.emit(
+            NETWORK_EVENT, action, n.id, {"name": n.name, "type": n.driver, **(extra or {})}
+        )
+
+    # ------------------------------------------------------------------ lookups
+
+    def find(self, ref: str) -> Network:
+        for n in PREDEFINED_NETWORKS.values():
+            if ref in (n.name, n.id):
+                return n
+        return self.store.find(ref)
+
+    def is_user_network(self, mode: str) -> bool:
+        if mode in PREDEFINED or mode in ("default", "") or mode.startswith("container:"):
+            return False
+        try:
+            self.store.find(mode)
+        except NotFound:
+            return False
+        return True
+
+    def all(self) -> list[Network]:
+        return list(PREDEFINED_NETWORKS.values()) + self.store.all()
+
+    def container_name(self, cid: str) -> str:
+        return self._container_name(cid) or ""
+
+    def find_all(self, filters: FilterArgs) -> list[Network]:
+        for key in filters:
+            if key not in LIST_FILTERS:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        dangling = _bool_filter(filters.get("dangling", ()), "dangling")
+        out = []
+        for n in self.all():
+            builtin = n.name in PREDEFINED
+            if filters.get("name") and not any(v in n.name for v in filters["name"]):
+                continue
+            if filters.get("id") and not any(n.id.startswith(v) for v in filters["id"]):
+                continue
+            if filters.get("driver") and n.driver not in filters["driver"]:
+                continue
+            if filters.get("scope") and "local" not in filters["scope"]:
+                continue
+            types = filters.get("type", ())
+            if types and ("builtin" if builtin else "custom") not in types:
+                continue
+            if not all(_label_match(n.labels, w) for w in filters.get("label", ())):
+                continue
+            if dangling is not None and (not n.endpoints and not builtin) != dangling:
+                continue
+            out.append(n)
+        return out
+
+    # ------------------------------------------------------------------ API
+
+    async def create(
+        self,
+        name: str,
+        *,
+        driver: str = "",
+        internal: bool = False,
+        attachable: bool = False,
+        labels: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+        ipam_configs: Sequence[Mapping[str, Any]] = (),
+        enable_ipv6: bool = False,
+    ) -> Network:
+        if not name:
+            raise InvalidParameter("network name is required")
+        if name in PREDEFINED:
+            raise Forbidden(f"{name} is a pre-defined network and cannot be created")
+        driver = driver or BRIDGE_DRIVER
+        if driver != BRIDGE_DRIVER:
+            raise NotFound(f'plugin "{driver}" not found')
+        if enable_ipv6:
+            raise InvalidParameter("IPv6 networks are not supported by whaled yet")
+        if len(ipam_configs) > 1:
+            raise InvalidParameter("one IPv4 subnet per network is supported")
+        options = dict(options or {})
+        with self.store.lock:
+            for n in self.store.all():
+                if n.name == name:
+                    raise Conflict(f"network with name {name} already exists")
+        taken = [ipam.parse_network(n.subnet) for n in self.store.all() if n.subnet]
+        routes = await asyncio.to_thread(netlink.host_routes)
+        cfg = ipam_configs[0] if ipam_configs else {}
+        if cfg.get("Subnet"):
+            spec = ipam.check_pool(
+                str(cfg["Subnet"]),
+                str(cfg.get("Gateway") or ""),
+                str(cfg.get("IPRange") or ""),
+                {str(k): str(v) for k, v in (cfg.get("AuxiliaryAddresses") or {}).items()},
+                taken=taken + routes,
+            )
+        else:
+            if cfg.get("Gateway") or cfg.get("IPRange"):
+                raise InvalidParameter("a gateway or ip-range needs a subnet")
+            spec = ipam.check_pool(str(ipam.pick_subnet(taken + routes)))
+        nid = secrets.token_hex(32)
+        bridge = options.get(BRIDGE_NAME_OPTION) or f"wh-{nid[:12]}"
+        if len(bridge) > 15:
+            raise InvalidParameter(f"bridge name {bridge} is longer than 15 characters")
+        try:
+            mtu = int(options.get(MTU_OPTION) or 1500)
+        except ValueError:
+            raise InvalidParameter(f"invalid MTU: {options.get(MTU_OPTION)}") from None
+        with self.store.lock:
+            for n in self.store.all():
+                if n.bridge == bridge:
+                    raise Conflict(f"bridge {bridge} is used by network {n.name}")
+        n = Network(
+            id=nid,
+            name=name,
+            driver=driver,
+            created=now_rfc3339(),
+            subnet=str(spec.subnet),
+            gateway=str(spec.gateway),
+            ip_range=str(spec.ip_range) if spec.ip_range else "",
+            aux={k: str(v) for k, v in spec.aux.items()},
+            internal=internal,
+            attachable=attachable,
+            labels=dict(labels or {}),
+            options=options,
+            bridge=bridge,
+            mtu=mtu,
+        )
+        await asyncio.to_thread(
+            netlink.ensure_bridge, bridge, n.gateway, spec.subnet.prefixlen, mtu
+        )
+        try:
+            self.store.save(n)
+        except BaseException:
+            await asyncio.to_thread(netlink.remove_bridge, bridge)
+            raise
+        self._emit("create", n)
+        return n
+
+    async def remove(self, ref: str) -> None:
+        n = self.find(ref)
+        if n.name in PREDEFINED:
+            raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
+        if n.endpoints:
+            raise Forbidden(
+                f"error while removing network: network {n.name} id {n.id} has active endpoints"
+            )
+        self.store.delete(n.id)
+        await asyncio.to_thread(netlink.remove_bridge, n.bridge)
+        self._emit("destroy", n)
+
+    async def prune(self, filters: FilterArgs) -> list[str]:
+        for key in filters:
+            if key not in PRUNE_FILTERS:
+                raise InvalidParameter(f"invalid filter '{key}'")
+        removed = []
+        for n in self.store.all():
+            if n.endpoints:
+                continue
+            if not all(_label_match(n.labels, w) for w in filters.get("label", ())):
+                continue
+            if any(_label_match(n.labels, w) for w in filters.get("label!", ())):
+                continue
+            try:
+                await self.remove(n.id)
+            except WhaledError:
+                continue
+            removed.append(n.name)
+        return removed
+
+    async def restore(self) -> None:
+        """Daemon start: every network's bridge is up again (after a host reboot too)."""
+        for n in self.store.all():
+            try:
+                await asyncio.to_thread(
+                    netlink.ensure_bridge, n.bridge, n.gateway, n.prefixlen, n.mtu
+                )
+            except WhaledError as e:
+                log.warning("network %s: cannot restore bridge %s: %s", n.name, n.bridge, e)
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _allocate(self, n: Network, cid: str, settings: Mapping[str, Any]) -> Network:
+        """``n`` with an endpoint for ``cid`` (saved)."""
+        if cid in n.endpoints:
+            raise Forbidden(f"container {cid} is already connected to network {n.name}")
+        spec = ipam.check_pool(n.subnet, n.gateway, n.ip_range, n.aux)
+        wanted = str(((settings.get("IPAMConfig") or {}).get("IPv4Address")) or "")
+        with self.store.lock:
+            current = self.store.find(n.id)
+            addr = ipam.allocate(
+                spec,
+                [e.ip for e in current.endpoints.values()],
+                wanted=wanted,
+                last=current.last_ip,
+                network_name=f"{n.name} ({n.id})",
+            )
+            mac = str(settings.get("MacAddress") or "") or ipam.mac_for(addr)
+            ep = Endpoint(
+                container_id=cid,
+                endpoint_id=secrets.token_hex(32),
+                ip=str(addr),
+                mac=mac,
+                aliases=tuple(str(a) for a in settings.get("Aliases") or ()),
+                static=bool(wanted),
+            )
+            updated = current.with_endpoint(ep)
+            self.store.save(updated)
+            return updated
+
+    async def attach_at_create(
+        self, cid: str, mode: str, endpoints_config: Mapping[str, Any]
+    ) -> list[Attachment]:
+        """Endpoints for a new container: on its ``NetworkMode`` network (a user one) and
+        any other network ``EndpointsConfig`` names. Nothing for built-in modes."""
+        refs: list[str] = []
+        if self.is_user_network(mode):
+            refs.append(mode)
+        for key in endpoints_config:
+            if key not in refs and key != mode and self.is_user_network(key):
+                refs.append(key)
+        done: list[Attachment] = []
+        try:
+            for ref in refs:
+                n = self.store.find(ref)
+                settings = endpoints_config.get(ref) or endpoints_config.get(n.name) or {}
+                updated = self._allocate(n, cid, settings)
+                done.append(Attachment(network=updated, endpoint=updated.endpoints[cid]))
+        except BaseException:
+            await self.release(cid, emit=False)
+            raise
+        return done
+
+    def attachments(self, cid: str) -> list[Attachment]:
+        return [
+            Attachment(network=n, endpoint=n.endpoints[cid])
+            for n in self.store.all()
+            if cid in n.endpoints
+        ]
+
+    async def release(self, cid: str, *, emit: bool = True) -> None:
+        """The container is gone: its endpoints (and addresses) are freed."""
+        for n in self.store.all():
+            if cid in n.endpoints:
+                self.store.save(n.without(cid))
+                if emit:
+                    self._emit("disconnect", n, {"container": cid})
+
+    def emit_connects(self, cid: str) -> None:
+        for a in self.attachments(cid):
+            self._emit("connect", a.network, {"container": cid})
+
+    # ------------------------------------------------------------------ sandboxes
+
+    def netns_path(self, cid: str) -> str:
+        return os.path.join(self._netns_dir, cid)
+
+    def sandbox_up(self, cid: str) -> str | None:
+        """Blocking, before the container's process runs: its network namespace with a
+        veth into each of its networks' bridges. None when it is on no user network."""
+        attached = self.attachments(cid)
+        if not attached:
+            return None
+        path = self.netns_path(cid)
+        netlink.make_netns(path)
+        try:
+            for i, a in enumerate(sorted(attached, key=lambda a: a.network.name)):
+                n, ep = a.network, a.endpoint
+                netlink.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu)
+                netlink.plug(
+                    path,
+                    bridge=n.bridge,
+                    host_ifname=_host_ifname(ep),
+                    ifname=f"eth{i}",
+                    address=ep.ip,
+                    prefixlen=n.prefixlen,
+                    gateway=None if n.internal or i > 0 else n.gateway,
+                    mac=ep.mac,
+                    mtu=n.mtu,
+                )
+        except BaseException:
+            self.sandbox_down(cid)
+            raise
+        return path
+
+    def sandbox_down(self, cid: str) -> None:
+        """Blocking: the container's veths and namespace are gone (idempotent)."""
+        for a in self.attachments(cid):
+            netlink.unplug(_host_ifname(a.endpoint))
+        netlink.remove_netns(self.netns_path(cid))
+
+    def sweep_sandboxes(self, live: set[str]) -> None:
+        """Daemon start: namespaces of containers that no longer run are removed."""
+        try:
+            names = os.listdir(self._netns_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name not in live:
+                self.sandbox_down(name)
+
+    # ------------------------------------------------------------------ connect
+
+    async def connect(
+        self, ref: str, cid: str, settings: Mapping[str, Any], *, running: bool
+    ) -> None:
+        n = self.find(ref)
+        if n.name in PREDEFINED:
+            raise Forbidden(f"container cannot be connected to the built-in network {n.name}")
+        updated = self._allocate(n, cid, settings)
+        if running and os.path.exists(self.netns_path(cid)):
+            index = len(self.attachments(cid)) - 1
+            ep = updated.endpoints[cid]
+            try:
+                await asyncio.to_thread(
+                    netlink.plug,
+                    self.netns_path(cid),
+                    bridge=n.bridge,
+                    host_ifname=_host_ifname(ep),
+                    ifname=f"eth{index}",
+                    address=ep.ip,
+                    prefixlen=n.prefixlen,
+                    gateway=None,
+                    mac=ep.mac,
+                    mtu=n.mtu,
+                )
+            except BaseException:
+                self.store.save(self.store.find(n.id).without(cid))
+                raise
+        self._emit("connect", updated, {"container": cid})
+
+    async def disconnect(self, ref: str, cid: str, *, force: bool) -> None:
+        n = self.find(ref)
+        ep = n.endpoints.get(cid)
+        if ep is None:
+            if force:
+                return
+            raise Forbidden(f"container {cid} is not connected to network {n.name}")
+        await asyncio.to_thread(netlink.unplug, _host_ifname(ep))
+        self.store.save(self.store.find(n.id).without(cid))
+        self._emit("disconnect", n, {"container": cid})
+
+
+def _host_ifname(ep: Endpoint) -> str:
+    """The host end of an endpoint's veth (15 characters at most; the peer adds "p")."""
+    return "wh" + ep.endpoint_id[:11]
+
+
+def hosts_addresses(attachments: Sequence[Attachment]) -> list[str]:
+    return [a.endpoint.ip for a in attachments]

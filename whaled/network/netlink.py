@@ -1,0 +1,222 @@
+"""The kernel side of bridge networking, through netlink (pyroute2): bridges, network
+namespaces kept as bind-mounted files under whaled's exec-root, veth pairs with one end in a
+bridge and the other in a container's namespace. Only devices and namespaces whaled made are
+touched (names it chose). Blocking: called from worker threads."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ipaddress
+import os
+import threading
+from collections.abc import Callable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from whaled.errors import Conflict, SystemFailure
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return int(found[0]) if found else None
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
+    """The bridge ``name`` exists, is up and has ``gateway/prefixlen``."""
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            try:
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            except NetlinkError as e:
+                raise SystemFailure(f"failed to create bridge {name}: {e}") from None
+            index = _index(ipr, name)
+            assert index is not None
+        addrs = {
+            (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)
+        }
+        if (gateway, prefixlen) not in addrs:
+            with contextlib.suppress(NetlinkError):
+                ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        ipr.link("set", index=index, state="up")
+
+
+def remove_bridge(name: str) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is not None:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)
+
+
+def bridge_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return _index(ipr, name) is not None
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The IPv4 destinations the host routes to (not the default route): a new network's
+    subnet must overlap none of them."""
+    out: list[ipaddress.IPv4Network] = []
+    with IPRoute() as ipr:
+        for r in ipr.get_routes(family=2):
+            dst = r.get_attr("RTA_DST")
+            if dst and r["dst_len"]:
+                with contextlib.suppress(ValueError):
+                    net = ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)
+                    if isinstance(net, ipaddress.IPv4Network):
+                        out.append(net)
+    return out
+
+
+def _in_netns(path: str | None, work: Callable[[], None]) -> None:
+    """Run ``work`` in a fresh thread moved into the network namespace at ``path`` (a new
+    one when None). ``setns``/``unshare`` move only the calling thread, and the thread ends
+    after: no other thread ever leaves the host's namespace. pyroute2's own netns helpers
+    fork, and a fork of the daemon shares its signal wakeup fd: a signal to the child would
+    reach the daemon's loop as its own, so they are not used."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if path is None:
+                _check(_libc.unshare(CLONE_NEWNET), "unshare")
+            else:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    _check(_libc.setns(fd, CLONE_NEWNET), f"setns {path}")
+                finally:
+                    os.close(fd)
+            work()
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=run, name="netns", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise SystemFailure(f"{what}: {os.strerror(err)}")
+
+
+def _loopback_up() -> None:
+    with IPRoute() as ipr:
+        lo = ipr.link_lookup(ifname="lo")
+        if lo:
+            ipr.link("set", index=lo[0], state="up")
+
+
+def make_netns(path: str) -> None:
+    """A new network namespace kept at ``path`` (a bind mount), loopback up."""
+    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+    if os.path.lexists(path):
+        remove_netns(path)
+    with open(path, "w"):
+        pass
+
+    def keep() -> None:
+        source = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+        _check(_libc.mount(source.encode(), path.encode(), None, MS_BIND, None), "mount netns")
+        _loopback_up()
+
+    try:
+        _in_netns(None, keep)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def remove_netns(path: str) -> None:
+    if not os.path.lexists(path):
+        return
+    _libc.umount2(path.encode(), MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def plug(
+    netns_path: str,
+    *,
+    bridge: str,
+    host_ifname: str,
+    ifname: str,
+    address: str,
+    prefixlen: int,
+    gateway: str | None,
+    mac: str,
+    mtu: int,
+) -> None:
+    """A veth pair: ``host_ifname`` in ``bridge``, its peer moved into the namespace as
+    ``ifname`` with ``address``; the default route via ``gateway`` (none for an internal
+    network)."""
+    peer = host_ifname + "p"
+    with IPRoute() as ipr:
+        br = _index(ipr, bridge)
+        if br is None:
+            raise Conflict(f"bridge {bridge} of the network is gone")
+        for stale in (host_ifname, peer):
+            index = _index(ipr, stale)
+            if index is not None:
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", index=index)
+        try:
+            ipr.link("add", ifname=host_ifname, kind="veth", peer={"ifname": peer}, mtu=mtu)
+        except NetlinkError as e:
+            raise SystemFailure(f"failed to add the veth pair {host_ifname}: {e}") from None
+        host = _index(ipr, host_ifname)
+        inner = _index(ipr, peer)
+        assert host is not None and inner is not None
+        try:
+            ipr.link("set", index=inner, mtu=mtu)
+            ipr.link("set", index=host, master=br, state="up")
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=inner, net_ns_fd=fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=host)
+            raise
+
+    def configure() -> None:
+        with IPRoute() as ns:
+            index = ns.link_lookup(ifname=peer)[0]
+            ns.link("set", index=index, ifname=ifname, address=mac)
+            ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+            ns.link("set", index=index, state="up")
+            if gateway:
+                with contextlib.suppress(NetlinkError):
+                    ns.route("add", dst="default", gateway=gateway)
+
+    _in_netns(netns_path, configure)
+
+
+def unplug(host_ifname: str) -> None:
+    with IPRoute() as ipr:
+        index = _index(ipr, host_ifname)
+        if index is not None:
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=index)

@@ -201,6 +201,8 @@ class ContainerCreator:
                 host_config=c.host_config,
                 daemon=cfg,
                 addresses=[a.endpoint.ip for a in attached],
+                # user networks: their embedded DNS server, on the first network's gateway
+                nameservers=[a.network.gateway for a in attached[:1]],
             )
         except BaseException:
             self.store.forget(cid)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from whaled.container.times import now_rfc3339
+from whaled.daemon.dns import NetworkDns
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
 from whaled.network import ipam, netlink
@@ -93,6 +94,8 @@ class NetworkService:
         self._events = events
         self._netns_dir = os.path.join(exec_root, "netns")
         self._container_name = container_name
+        #: the embedded DNS server of each user network (names of its running containers)
+        self.dns = NetworkDns(self.names)
 
     def _emit(self, action: str, n: Network, extra: Mapping[str, str] | None = None) -> None:
         self._events.emit(
@@ -229,6 +232,7 @@ class NetworkService:
         except BaseException:
             await asyncio.to_thread(netlink.remove_bridge, bridge)
             raise
+        await self.dns.start(n)
         self._emit("create", n)
         return n
 
@@ -241,6 +245,7 @@ class NetworkService:
                 f"error while removing network: network {n.name} id {n.id} has active endpoints"
             )
         self.store.delete(n.id)
+        self.dns.stop(n.id)
         await asyncio.to_thread(netlink.remove_bridge, n.bridge)
         self._emit("destroy", n)
 
@@ -272,6 +277,24 @@ class NetworkService:
                 )
             except WhaledError as e:
                 log.warning("network %s: cannot restore bridge %s: %s", n.name, n.bridge, e)
+                continue
+            await self.dns.start(n)
+
+    def names(self, network_id: str) -> dict[str, list[str]]:
+        """Names the network's embedded DNS answers: each running container's name,
+        aliases and short ID, with its address on this network."""
+        try:
+            n = self.store.find(network_id)
+        except NotFound:
+            return {}
+        out: dict[str, list[str]] = {}
+        for cid, ep in n.endpoints.items():
+            if not os.path.exists(self.netns_path(cid)):
+                continue  # not running
+            for name in (self.container_name(cid), *ep.aliases, cid[:12]):
+                if name:
+                    out.setdefault(name.lower(), []).append(ep.ip)
+        return out
 
     # ------------------------------------------------------------------ endpoints
 

@@ -33,6 +33,7 @@ def write_etc_files(
     host_config: Mapping[str, Any],
     daemon: Config,
     addresses: Sequence[str] = (),
+    nameservers: Sequence[str] = (),
 ) -> None:
     """Write the three files for a container's Config/HostConfig under the daemon's
     settings (``host-gateway-ip``, ``dns``, ``dns-search``, ``dns-opts``)."""
@@ -55,7 +56,7 @@ def write_etc_files(
         paths.resolv_conf,
         etcfiles.resolv_conf_file(
             host_resolv=read_text("/etc/resolv.conf"),
-            dns=list(host_config.get("Dns") or daemon.dns),
+            dns=list(host_config.get("Dns") or nameservers or daemon.dns),
             dns_search=list(host_config.get("DnsSearch") or daemon.dns_search),
             dns_options=list(host_config.get("DnsOptions") or daemon.dns_opts),
             host_network=host_net,

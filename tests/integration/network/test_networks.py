@@ -139,6 +139,21 @@ def test_containers_on_a_network_reach_each_other(
     assert "default via 10.213.4.1" in out
     assert out.strip().endswith("reached"), out
 
+    # names: the network's embedded DNS answers the container name, its aliases, its short
+    # ID (on the gateway, the containers' nameserver)
+    names = cli.run(
+        *RUN,
+        "--network",
+        "whtnet4",
+        busybox_image,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; for n in srv db " + server[:12] + "; do "
+        "ping -c1 -W2 $n | head -1; done",
+    ).stdout
+    assert "nameserver 10.213.4.1" in names, names
+    assert names.count("(10.213.4.50)") == 3, names
+
     busy = cli.run("network", "rm", "whtnet4", check=False)
     assert busy.returncode != 0 and "has active endpoints" in busy.stderr
     taken = cli.run(

@@ -69,6 +69,7 @@ class ContainerSummary:
     size_rw: int | None
     size_root_fs: int | None
     networks: Sequence[Attachment] = ()
+    ports: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +209,7 @@ class ContainerIO:
             size_rw=size_rw,
             size_root_fs=size_root,
             networks=tuple(self.networks.attachments(c.id)),
+            ports=self.networks.ports_of(c.id, c.config),
         )
 
     async def list_containers(

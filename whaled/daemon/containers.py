@@ -206,9 +206,11 @@ class ContainerService:
                 await asyncio.to_thread(self.networks.sandbox_down, c.id)
             raise self._start_failed(c, slot, e) from e
         try:
+            await self.networks.publish(c.id, c.name, c.host_config, c.config)
             await self.runs.connect_attachers(slot, runtime)
             task = await runtime.start()
         except BaseException as e:
+            self.networks.unpublish(c.id)
             with contextlib.suppress(WhaledError, OSError):
                 await runtime.delete(force=True)
             with contextlib.suppress(WhaledError, OSError):
@@ -297,6 +299,7 @@ class ContainerService:
         for event in plan.events:
             self.events.emit(c, event.action, event.attributes)
         self.volumes.unmounted(c.id, [MountPoint.from_json(p) for p in c.mount_points])
+        self.networks.unpublish(c.id)
         with contextlib.suppress(WhaledError, OSError):
             await asyncio.to_thread(self.networks.sandbox_down, c.id)
         waiters, slot.exit_waiters = slot.exit_waiters, []

@@ -22,6 +22,7 @@ from typing import Any
 
 from whaled.container.times import now_rfc3339
 from whaled.daemon.dns import NetworkDns
+from whaled.daemon.portproxy import PortProxy
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
 from whaled.network import ipam, netlink
@@ -33,6 +34,7 @@ from whaled.network.model import (
     Endpoint,
     Network,
 )
+from whaled.network.ports import port_mappings, ports_json
 from whaled.network.store import NetworkStore
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ class NetworkService:
         self._container_name = container_name
         #: the embedded DNS server of each user network (names of its running containers)
         self.dns = NetworkDns(self.names)
+        #: published ports of running containers
+        self.ports = PortProxy()
 
     def _emit(self, action: str, n: Network, extra: Mapping[str, str] | None = None) -> None:
         self._events.emit(
@@ -416,6 +420,34 @@ class NetworkService:
         for name in names:
             if name not in live:
                 self.sandbox_down(name)
+
+    # ------------------------------------------------------------------ published ports
+
+    async def publish(
+        self, cid: str, name: str, host_config: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> None:
+        """Listen on the container's published ports (it is about to run)."""
+        mappings = port_mappings(host_config, config)
+        if not mappings:
+            return
+        attached = sorted(self.attachments(cid), key=lambda a: a.network.name)
+        if not attached:
+            raise InvalidParameter(
+                "port publishing needs a user-defined network (docker network create); "
+                "the default bridge network is not wired yet"
+            )
+        await self.ports.publish(cid, name, mappings, attached[0].endpoint.ip)
+
+    def unpublish(self, cid: str) -> None:
+        self.ports.unpublish(cid)
+
+    def ports_of(self, cid: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``NetworkSettings.Ports`` of a container: while it runs on a user network, each
+        exposed port (``null`` unless published) and the published ones; else empty."""
+        published = self.ports.published(cid)
+        if not published and not os.path.exists(self.netns_path(cid)):
+            return {}
+        return ports_json(list(config.get("ExposedPorts") or {}), published)
 
     # ------------------------------------------------------------------ connect
 

@@ -9,7 +9,7 @@
   private namespace with loopback only;
 - the name of a user-defined bridge network (``docker network create``): a namespace wired
   to that network's bridge; any other name is dockerd's 404 ``network <name> not found``;
-- port publishing needs bridge networking: refused.
+- port publishing (tcp) needs a user-defined network; elsewhere it is refused.
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ def check_network_config(hc: Mapping[str, Any], *, user_network: bool = False) -
         raise NotFound(f"network {mode} not found")
     if mode in ("default", "bridge"):
         warnings.append(NO_BRIDGE_WARNING)
-    if any(hc.get("PortBindings") or {}):
+    if (any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts")) and not user_network:
         raise InvalidParameter(
-            "port publishing needs bridge networking, which whaled does not provide yet"
+            "port publishing needs a user-defined network (docker network create): the "
+            "default bridge network is not wired in whaled yet"
         )
+    for key in hc.get("PortBindings") or {}:
+        if not str(key).endswith("/tcp") and "/" in str(key):
+            raise InvalidParameter(f"publishing {key} is not supported by whaled yet (tcp only)")
     return warnings
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -215,3 +216,82 @@ def test_connect_disconnect_and_restart(
     cli.run("start", "c1", "c3")  # the daemon stopped c1 when it stopped
     out = cli.run("exec", "c3", "ping", "-c1", "-W2", ips["c1"]).returncode
     assert out == 0
+
+
+def test_published_ports(cli: DockerCLI, busybox_image: str) -> None:
+    cli.run("network", "create", "--subnet", "10.213.7.0/24", "whtnet7")
+    port = _free_port()
+    cli.run(
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "whtnet7",
+        "-p",
+        f"127.0.0.1:{port}:8000",
+        "-p",
+        "127.0.0.1::9000",
+        "--expose",
+        "7000",
+        busybox_image,
+        "sh",
+        "-c",
+        "while true; do echo hello-from-web | nc -l -p 8000; done & "
+        "while true; do nc -l -p 9000 -e cat; done",
+    )
+    deadline = time.monotonic() + 10
+    reply = b""
+    while time.monotonic() < deadline and b"hello-from-web" not in reply:
+        reply = _fetch(port, b"")
+        time.sleep(0.1)
+    assert b"hello-from-web" in reply
+
+    ports = _inspect(cli, "inspect", "web")[0]["NetworkSettings"]["Ports"]
+    assert ports["8000/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+    assert ports["7000/tcp"] is None
+    (other,) = ports["9000/tcp"]
+    assert other["HostIp"] == "127.0.0.1" and int(other["HostPort"]) > 0
+    assert cli.run("port", "web", "8000").stdout.strip() == f"127.0.0.1:{port}"
+    assert _fetch(int(other["HostPort"]), b"echo me\n", want=b"echo me") == b"echo me\n"
+    assert f"127.0.0.1:{port}->8000/tcp" in cli.run("ps", "--format", "{{.Ports}}").stdout
+
+    taken = cli.run(
+        "run",
+        "--rm",
+        "--network",
+        "whtnet7",
+        "-p",
+        f"127.0.0.1:{port}:80",
+        busybox_image,
+        "true",
+        check=False,
+    )
+    assert taken.returncode != 0 and "port is already allocated" in taken.stderr
+    nobridge = cli.run("create", "-p", "8080:80", busybox_image, "true", check=False)
+    assert nobridge.returncode != 0 and "user-defined network" in nobridge.stderr
+
+    cli.run("stop", "-t", "1", "web")
+    assert _fetch(port, b"") == b""  # nothing listens once the container stopped
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fetch(port: int, send: bytes, want: bytes = b"\n") -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            if send:
+                s.sendall(send)
+            data = b""
+            while want not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+    except OSError:
+        return b""

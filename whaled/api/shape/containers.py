@@ -24,6 +24,7 @@ class ContainerView:
     size_rw: int | None = None
     size_root_fs: int | None = None
     networks: Sequence[Attachment] = ()
+    ports: Mapping[str, Any] | None = None
 
 
 class HasView(Protocol):
@@ -41,6 +42,8 @@ class HasView(Protocol):
     def size_root_fs(self) -> int | None: ...
     @property
     def networks(self) -> Sequence[Attachment]: ...
+    @property
+    def ports(self) -> Mapping[str, Any] | None: ...
 
 
 def view_of(summary: HasView) -> ContainerView:
@@ -51,6 +54,7 @@ def view_of(summary: HasView) -> ContainerView:
         size_rw=summary.size_rw,
         size_root_fs=summary.size_root_fs,
         networks=summary.networks,
+        ports=summary.ports,
     )
 
 
@@ -186,6 +190,26 @@ def mounts_json(c: Container) -> list[dict[str, Any]]:
     return out
 
 
+def _list_ports(ports: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """``docker ps`` PORTS: each published binding (and each exposed port alone)."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in (ports or {}).items():
+        port, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(port), "Type": proto})
+            continue
+        for b in bindings:
+            out.append(
+                {
+                    "IP": b["HostIp"],
+                    "PrivatePort": int(port),
+                    "PublicPort": int(b["HostPort"]),
+                    "Type": proto,
+                }
+            )
+    return out
+
+
 def _endpoint_json(a: Attachment, c: Container) -> dict[str, Any]:
     ep, n = a.endpoint, a.network
     return {
@@ -206,7 +230,9 @@ def _endpoint_json(a: Attachment, c: Container) -> dict[str, Any]:
     }
 
 
-def _network_settings(c: Container, attached: Sequence[Attachment] = ()) -> dict[str, Any]:
+def _network_settings(
+    c: Container, attached: Sequence[Attachment] = (), ports: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     mode = str(c.host_config.get("NetworkMode") or "default")
     networks: dict[str, Any] = {}
     if mode in ("none", "host"):
@@ -232,7 +258,7 @@ def _network_settings(c: Container, attached: Sequence[Attachment] = ()) -> dict
         "Bridge": "",
         "SandboxID": "",
         "SandboxKey": "",
-        "Ports": {},
+        "Ports": dict(ports or {}),
         "HairpinMode": False,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
@@ -275,7 +301,7 @@ def shape_inspect(view: ContainerView, api: ApiVersion) -> dict[str, Any]:
         "GraphDriver": {"Data": dict(view.graph_driver) or None, "Name": "overlay2"},
         "Mounts": mounts_json(c),
         "Config": dict(c.config),
-        "NetworkSettings": _network_settings(c, view.networks),
+        "NetworkSettings": _network_settings(c, view.networks, view.ports),
         # whaled's own field: the runtime executable this container is locked to (set at
         # each start; every later runtime call of the container uses exactly this path).
         "WhaledRuntimePath": c.runtime_path,
@@ -302,7 +328,7 @@ def shape_list_item(view: ContainerView, now: float) -> dict[str, Any]:
         "ImageID": c.image_id,
         "Command": command_text(c),
         "Created": int(parse_time(c.created)),
-        "Ports": [],
+        "Ports": _list_ports(view.ports),
         "Labels": dict(c.config.get("Labels") or {}),
         "State": c.state.status.value,
         "Status": status_text(c, now),

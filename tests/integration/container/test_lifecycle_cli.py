@@ -233,12 +233,14 @@ def test_pids_limit_is_enforced(
     done = docker_cli.run(
         *RUN,
         "--rm",
+        # room for runc init's own threads (a Go runtime makes more of them on a busy
+        # machine: with 5 the start itself could fail), far fewer than the loop forks
         "--pids-limit",
-        "5",
+        "12",
         busybox_image,
         "sh",
         "-c",
-        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait",
+        "for i in $(seq 24); do sleep 5 & done; wait",
         check=False,
         timeout=60,
     )

@@ -48,6 +48,7 @@ from whaled.daemon.containers import ContainerService
 from whaled.daemon.create import ContainerCreator
 from whaled.daemon.daemon import Daemon
 from whaled.daemon.distribution import DistributionService, certs_dirs
+from whaled.daemon.environment import Environment
 from whaled.daemon.execs import ExecService
 from whaled.daemon.health import HealthMonitor
 from whaled.daemon.images import ImageService
@@ -218,8 +219,9 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             config=store.current,
             backend=backend,
             tasks=tasks,
-            volumes=volumes,
-            networks=networks,
+            environment=Environment(
+                layers=image_stores.layers, specs=specs, volumes=volumes, networks=networks
+            ),
             health_runner=health.run,
             on_run_ended=execs.drop_for,
         )

@@ -48,14 +48,13 @@ from whaled.container.state import Event, Status, is_running, next_state
 from whaled.container.store import ContainerStore
 from whaled.container.times import exit_time, now_rfc3339
 from whaled.container.update import plan_update
-from whaled.daemon.bundle import RunFiles, SpecAssembler, log_options, write_bundle
+from whaled.daemon.bundle import RunFiles, SpecAssembler, log_options
 from whaled.daemon.create import ContainerCreator, CreateResult
-from whaled.daemon.networks import NetworkService
+from whaled.daemon.environment import Environment
 from whaled.daemon.runs import Run, Runs, Slot
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.daemon.trash import Trash
-from whaled.daemon.volumes import VolumeService
 from whaled.errors import (
     Conflict,
     InvalidParameter,
@@ -70,8 +69,6 @@ from whaled.logger.options import LogOptions
 from whaled.logger.rotate import LogRotator
 from whaled.runtime.backend.api import Backend, ExitStatus, Task
 from whaled.runtime.resources import to_oci_resources
-from whaled.volume.model import MountPoint
-from whaled.volume.sources import create_bind_sources
 
 log = logging.getLogger("whaled.containers")
 
@@ -103,8 +100,7 @@ class ContainerService:
         config: Callable[[], Config],
         backend: Backend,
         tasks: BackgroundTasks,
-        volumes: VolumeService,
-        networks: NetworkService,
+        environment: Environment,
         health_runner: HealthRunner | None = None,
         on_run_ended: Callable[[str], None] | None = None,
     ) -> None:
@@ -120,8 +116,7 @@ class ContainerService:
         self.config = config
         self.backend = backend
         self.tasks = tasks
-        self.volumes = volumes
-        self.networks = networks
+        self.environment = environment
         #: Runs a started container's healthcheck (the health service's).
         self._health_runner = health_runner
         #: Called when a run ends (exec sessions of that run are over).
@@ -175,19 +170,6 @@ class ContainerService:
         if manual:
             c.manually_stopped = False
             slot.backoff.reset()
-        mounted = False
-
-        points = [MountPoint.from_json(p) for p in c.mount_points]
-
-        def prepare_bundle(bundle_dir: str) -> None:
-            nonlocal mounted
-            create_bind_sources(c.host_config)
-            rootfs = self.layers.rw.mount(c.id)
-            mounted = True
-            volumes = self.volumes.mount_for_start(points, rootfs)
-            netns = self.networks.sandbox_up(c.id)
-            write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs, volumes, netns))
-
         try:
             runtime_path = await self.files.resolve_runtime(cfg, c)
             log_opts = log_options(c)
@@ -196,27 +178,21 @@ class ContainerService:
             # for them before it runs the runtime.
             runtime = await self.backend.create(
                 options,
-                before_runtime=lambda: asyncio.to_thread(prepare_bundle, options.bundle_dir),
+                before_runtime=lambda: asyncio.to_thread(
+                    self.environment.prepare, cfg, c, options.bundle_dir
+                ),
             )
         except BaseException as e:
-            if mounted:
-                with contextlib.suppress(WhaledError, OSError):
-                    await asyncio.to_thread(self.layers.rw.unmount, c.id)
-            with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.networks.sandbox_down, c.id)
+            await self.environment.undo(c)
             raise self._start_failed(c, slot, e) from e
         try:
-            await self.networks.publish(c.id, c.name, c.host_config, c.config)
+            await self.environment.publish(c)
             await self.runs.connect_attachers(slot, runtime)
             task = await runtime.start()
         except BaseException as e:
-            self.networks.unpublish(c.id)
             with contextlib.suppress(WhaledError, OSError):
                 await runtime.delete(force=True)
-            with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.layers.rw.unmount, c.id)
-            with contextlib.suppress(WhaledError, OSError):
-                await asyncio.to_thread(self.networks.sandbox_down, c.id)
+            await self.environment.undo(c)
             raise self._start_failed(c, slot, e) from e
         c.runtime_path = runtime_path
         c.state.status = next_state(c.state.status, Event.START)
@@ -232,8 +208,7 @@ class ContainerService:
         run = Run(runtime=runtime, task=task, started=time.monotonic())
         slot.run = run
         self._save(c)
-        self.volumes.mounted(c.id, points)
-        self.networks.emit_connects(c.id)
+        self.environment.started(c)
         self.events.emit(c, "start")
         self.follow_run(c, slot, run, log_opts)
 
@@ -298,10 +273,7 @@ class ContainerService:
                 self._save(c)
         for event in plan.events:
             self.events.emit(c, event.action, event.attributes)
-        self.volumes.unmounted(c.id, [MountPoint.from_json(p) for p in c.mount_points])
-        self.networks.unpublish(c.id)
-        with contextlib.suppress(WhaledError, OSError):
-            await asyncio.to_thread(self.networks.sandbox_down, c.id)
+        await self.environment.exited(c)
         waiters, slot.exit_waiters = slot.exit_waiters, []
         for w in waiters:
             if not w.done():
@@ -537,10 +509,7 @@ class ContainerService:
                         self._save(c)
                 raise
         self.events.emit(c, "destroy")
-        await self.volumes.release(
-            c.id, [MountPoint.from_json(p) for p in c.mount_points], remove_anonymous=volumes
-        )
-        await self.networks.release(c.id)
+        await self.environment.release(c, remove_anonymous=volumes)
         self.runs.forget(c.id)
         await self.trash.remove_run_dir(c.id, slot.run)
         for w in slot.removed_waiters:

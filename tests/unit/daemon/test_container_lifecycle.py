@@ -22,6 +22,7 @@ from whaled.container.store import ContainerStore
 from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.create import ContainerCreator
+from whaled.daemon.environment import Environment
 from whaled.daemon.networks import NetworkService
 from whaled.daemon.restore import ContainerRestorer
 from whaled.daemon.runs import Runs
@@ -325,8 +326,9 @@ def build(tmp_path: Path, cfg: Config) -> Daemon:
         config=lambda: cfg,
         backend=backend,
         tasks=tasks,
-        volumes=volumes,
-        networks=networks,
+        environment=Environment(
+            layers=cast(LayerStore, layers), specs=specs, volumes=volumes, networks=networks
+        ),
         on_run_ended=ended.append,
     )
     restorer = ContainerRestorer(

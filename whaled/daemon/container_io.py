@@ -39,7 +39,7 @@ from whaled.daemon.containers import ContainerService
 from whaled.daemon.execs import ExecService
 from whaled.daemon.images import ImageService, SaveStream
 from whaled.daemon.networks import Attachment, NetworkService
-from whaled.daemon.pump import ClientIO, Detacher, PumpEnd, pump
+from whaled.daemon.pump import Attacher, ClientIO, Detacher, PumpEnd
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts
 from whaled.daemon.tasks import BackgroundTasks
@@ -50,7 +50,6 @@ from whaled.image.layers import LayerStore
 from whaled.image.rwlayers import ChangeKind
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
-from whaled.runtime.backend.api import AttachStream
 from whaled.volume.mounts import parse_bind
 
 log = logging.getLogger("whaled.containers")
@@ -160,28 +159,17 @@ class ContainerIO:
     ) -> PumpEnd:
         """Pump ``client``'s stdio to the container's process: now if it runs, else from
         its next start (which waits until the client is connected). Returns how it ended."""
-        done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
-
-        async def attached(stream: AttachStream) -> None:
-            async def run() -> None:
-                end = PumpEnd.CLIENT_GONE
-                try:
-                    end = await pump(
-                        stream,
-                        client,
-                        stdout=stdout,
-                        stderr=stderr,
-                        detacher=detacher,
-                        eof_closes_stdin=eof_closes_stdin,
-                    )
-                finally:
-                    if not done.done():
-                        done.set_result(end)
-
-            self.tasks.spawn(f"attach-{c.id[:12]}", run())
-
-        await self.runs.attach(c, attached)
-        return await done
+        attacher = Attacher(
+            self.tasks.spawn,
+            f"attach-{c.id[:12]}",
+            client,
+            stdout=stdout,
+            stderr=stderr,
+            detacher=detacher,
+            eof_closes_stdin=eof_closes_stdin,
+        )
+        await self.runs.attach(c, attacher)
+        return await attacher.ended
 
     # ------------------------------------------------------------------ list / inspect
 

@@ -25,7 +25,7 @@ from whaled.container.model import Container
 from whaled.container.state import Status
 from whaled.container.store import ContainerStore
 from whaled.daemon.bundle import read_in_root
-from whaled.daemon.pump import ClientIO, Detacher, PumpEnd, pump
+from whaled.daemon.pump import Attacher, ClientIO, Detacher, PumpEnd
 from whaled.daemon.runs import Runs
 from whaled.daemon.tasks import BackgroundTasks
 from whaled.errors import Conflict, InvalidParameter, NotFound, WhaledError
@@ -236,27 +236,16 @@ class ExecService:
         """Start the session with ``client`` attached to its stdio; returns how the pump
         ended (errors of the start itself propagate)."""
         session = self.get(exec_id)
-        done: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
-
-        async def attached(stream: AttachStream) -> None:
-            async def run() -> None:
-                end = PumpEnd.CLIENT_GONE
-                try:
-                    end = await pump(
-                        stream,
-                        client,
-                        stdout=session.attach_stdout or not session.attach_stdin,
-                        stderr=session.attach_stderr or not session.attach_stdin,
-                        detacher=detacher,
-                    )
-                finally:
-                    if not done.done():
-                        done.set_result(end)
-
-            self.tasks.spawn(f"exec-io-{exec_id[:12]}", run())
-
-        await self.start(exec_id, connect=attached)
-        return await done
+        attacher = Attacher(
+            self.tasks.spawn,
+            f"exec-io-{exec_id[:12]}",
+            client,
+            stdout=session.attach_stdout or not session.attach_stdin,
+            stderr=session.attach_stderr or not session.attach_stdin,
+            detacher=detacher,
+        )
+        await self.start(exec_id, connect=attacher)
+        return await attacher.ended
 
     async def _watch(self, c: Container, session: ExecSession, process: Process) -> None:
         try:

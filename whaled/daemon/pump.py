@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -131,3 +131,45 @@ async def pump(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
         attached.close()
+
+
+class Attacher:
+    """Hands a process's stream, once it is ready, to a pump that runs in the background
+    (the start that made the stream goes on meanwhile); ``ended`` resolves with how the
+    pump ended."""
+
+    def __init__(
+        self,
+        spawn: Callable[[str, Coroutine[Any, Any, None]], object],
+        name: str,
+        client: ClientIO,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        detacher: Detacher | None = None,
+        eof_closes_stdin: bool = True,
+    ) -> None:
+        self._spawn = spawn
+        self._name = name
+        self._client = client
+        self._options = (stdout, stderr, detacher, eof_closes_stdin)
+        self.ended: asyncio.Future[PumpEnd] = asyncio.get_running_loop().create_future()
+
+    async def __call__(self, stream: AttachStream) -> None:
+        self._spawn(self._name, self._run(stream))
+
+    async def _run(self, stream: AttachStream) -> None:
+        stdout, stderr, detacher, eof_closes_stdin = self._options
+        end = PumpEnd.CLIENT_GONE
+        try:
+            end = await pump(
+                stream,
+                self._client,
+                stdout=stdout,
+                stderr=stderr,
+                detacher=detacher,
+                eof_closes_stdin=eof_closes_stdin,
+            )
+        finally:
+            if not self.ended.done():
+                self.ended.set_result(end)

@@ -19,6 +19,8 @@ import contextlib
 import http.client
 import json
 import os
+import random
+import secrets
 import signal as signal_mod
 import socket
 import subprocess
@@ -254,6 +256,16 @@ def _atomic_write(path: str, data: bytes) -> None:
 #: What test daemons reach for docker.io names: a loopback port nothing listens on.
 HUB_STANDIN = "http://127.0.0.1:9"
 
+
+def remove_link(name: str) -> None:
+    """Delete network device ``name`` (a test daemon's bridge) if it exists."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=name):
+            with contextlib.suppress(Exception):
+                ipr.link("del", index=index)
+
 class WhaledProcess:
     """One real whaled on its own socket, data-root and exec-root under a fresh temp root."""
 
@@ -280,6 +292,10 @@ class WhaledProcess:
             raise ValueError(f"socket path too long for AF_UNIX: {self.sock}")
         os.mkdir(self.data_root, 0o755)
         os.mkdir(self.exec_root, 0o755)
+        # The default bridge network of a test daemon: a device and a subnet of its own
+        # (never the host-wide default whaled0), removed at cleanup.
+        self.bridge_name = "wt" + secrets.token_hex(5)
+        self.bridge_bip = f"10.{random.randint(216, 223)}.{random.randint(0, 255)}.1/24"
         self.write_config(config or {})
         self.extra_args: list[str] = list(extra_args)
         self.python = python
@@ -431,6 +447,10 @@ class WhaledProcess:
 
     def write_config(self, config: Mapping[str, Any] | str) -> None:
         """(Re)write daemon.json atomically; a ``str`` is written as is (e.g. invalid JSON)."""
+        if not isinstance(config, str) and "bridge" not in config:
+            config = {**config, "bridge": self.bridge_name}
+            if "bip" not in config:
+                config["bip"] = self.bridge_bip
         text = config if isinstance(config, str) else json.dumps(config, indent=2)
         _atomic_write(self.config_path, text.encode())
 
@@ -549,6 +569,7 @@ class WhaledProcess:
         if left:
             raise CleanupError(f"could not unmount under {self.root}: {left}")
         remove_cgroups(self.cgroup_parent)
+        remove_link(self.bridge_name)
         remove_tree(self.root)  # iterative: a container may have left a very deep tree
         self._cleaned = True
 

@@ -128,9 +128,7 @@ class ContainerCreator:
         host_config = complete_host_config(host_request, defaults)
         warnings = validate_host_config(host_config, defaults)
         mode = str(host_config["NetworkMode"])
-        warnings += check_network_config(
-            host_config, user_network=self.networks.is_user_network(mode)
-        )
+        warnings += check_network_config(host_config, wired=self.networks.wired(mode))
         check_mount_config(host_config)
         log_config = host_config["LogConfig"]
         parse_log_config(str(log_config.get("Type")), log_config.get("Config") or {})
@@ -202,7 +200,7 @@ class ContainerCreator:
                 daemon=cfg,
                 addresses=[a.endpoint.ip for a in attached],
                 # user networks: their embedded DNS server, on the first network's gateway
-                nameservers=[a.network.gateway for a in attached[:1]],
+                nameservers=[a.network.gateway for a in attached[:1] if a.network.name != "bridge"],
             )
         except BaseException:
             self.store.forget(cid)

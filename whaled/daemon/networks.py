@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from whaled.config.model import Config
 from whaled.container.times import now_rfc3339
 from whaled.daemon.dns import NetworkDns
 from whaled.daemon.portproxy import PortProxy
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 NETWORK_EVENT = "network"
 FilterArgs = Mapping[str, Sequence[str]]
+#: The default bridge network's Linux bridge (dockerd's is docker0).
+DEFAULT_BRIDGE = "whaled0"
 LIST_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
 PRUNE_FILTERS = ("label", "label!", "until")
 #: A container's name, for the Containers map of network inspect (None when it is gone).
@@ -100,6 +103,8 @@ class NetworkService:
         self.dns = NetworkDns(self.names)
         #: published ports of running containers
         self.ports = PortProxy()
+        #: the ID of the default bridge network's record, None with ``bridge: none``
+        self._default: str | None = None
 
     def _emit(self, action: str, n: Network, extra: Mapping[str, str] | None = None) -> None:
         self._events.emit(
@@ -109,6 +114,8 @@ class NetworkService:
     # ------------------------------------------------------------------ lookups
 
     def find(self, ref: str) -> Network:
+        if self._default is not None and ref in ("bridge", self._default):
+            return self.store.find(self._default)
         for n in PREDEFINED_NETWORKS.values():
             if ref in (n.name, n.id):
                 return n
@@ -123,8 +130,90 @@ class NetworkService:
             return False
         return True
 
+    def wired(self, mode: str) -> bool:
+        """Whether containers of network mode ``mode`` get an endpoint and a wired
+        namespace: user networks, and ``default``/``bridge`` when the default bridge is on."""
+        if mode in ("default", "bridge", ""):
+            return self._default is not None
+        return self.is_user_network(mode)
+
+    def _network_of_mode(self, mode: str) -> str | None:
+        if mode in ("default", "bridge", ""):
+            return self._default
+        return mode if self.is_user_network(mode) else None
+
     def all(self) -> list[Network]:
-        return list(PREDEFINED_NETWORKS.values()) + self.store.all()
+        builtin = [
+            n for n in PREDEFINED_NETWORKS.values() if n.name != "bridge" or not self._default
+        ]
+        return builtin + self.store.all()
+
+    # ------------------------------------------------------------------ the default bridge
+
+    async def setup_default_bridge(self, cfg: Config) -> None:
+        """Daemon start: the built-in ``bridge`` network on device ``bridge`` (default
+        ``whaled0``) with subnet ``bip`` (else a free one from the pools); ``bridge: none``
+        leaves containers of the default mode with loopback only."""
+        nid = predefined_id("bridge")
+        if cfg.bridge == "none":
+            self._default = None
+            return
+        device = cfg.bridge or DEFAULT_BRIDGE
+        try:
+            current: Network | None = self.store.find(nid)
+        except NotFound:
+            current = None
+        if cfg.bip:
+            gateway = cfg.bip.partition("/")[0]
+            subnet = str(ipam.parse_network(cfg.bip))
+        elif current is not None and current.bridge == device:
+            gateway, subnet = current.gateway, current.subnet
+        else:
+            taken = [ipam.parse_network(n.subnet) for n in self.store.all() if n.id != nid]
+            routes = await asyncio.to_thread(netlink.host_routes)
+            mine = await asyncio.to_thread(netlink.bridge_networks, device)
+            pools = [(p.base, p.size) for p in cfg.default_address_pools] or ipam.DEFAULT_POOLS
+            chosen = (
+                mine[0]
+                if mine
+                else ipam.pick_subnet(taken + [r for r in routes if r not in mine], pools)
+            )
+            subnet, gateway = str(chosen), str(chosen.network_address + 1)
+        spec = ipam.check_pool(subnet, gateway, cfg.fixed_cidr)
+        if current is not None and (current.bridge != device or current.subnet != subnet):
+            if current.endpoints:
+                log.warning(
+                    "the default bridge network changed (%s %s → %s %s) while containers "
+                    "are on it: kept as it was",
+                    current.bridge,
+                    current.subnet,
+                    device,
+                    subnet,
+                )
+                self._default = nid
+                return
+            current = None
+        n = current or Network(
+            id=nid,
+            name="bridge",
+            created=now_rfc3339(),
+            subnet=str(spec.subnet),
+            gateway=str(spec.gateway),
+            ip_range=str(spec.ip_range) if spec.ip_range else "",
+            options={
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                BRIDGE_NAME_OPTION: device,
+                MTU_OPTION: str(cfg.mtu or 1500),
+            },
+            bridge=device,
+            mtu=cfg.mtu or 1500,
+        )
+        await asyncio.to_thread(netlink.ensure_bridge, device, n.gateway, n.prefixlen, n.mtu)
+        self.store.save(n)
+        self._default = nid
 
     def container_name(self, cid: str) -> str:
         return self._container_name(cid) or ""
@@ -282,7 +371,8 @@ class NetworkService:
             except WhaledError as e:
                 log.warning("network %s: cannot restore bridge %s: %s", n.name, n.bridge, e)
                 continue
-            await self.dns.start(n)
+            if n.name != "bridge":  # as dockerd: no embedded DNS on the default bridge
+                await self.dns.start(n)
 
     def names(self, network_id: str) -> dict[str, list[str]]:
         """Names the network's embedded DNS answers: each running container's name,
@@ -336,8 +426,9 @@ class NetworkService:
         """Endpoints for a new container: on its ``NetworkMode`` network (a user one) and
         any other network ``EndpointsConfig`` names. Nothing for built-in modes."""
         refs: list[str] = []
-        if self.is_user_network(mode):
-            refs.append(mode)
+        first = self._network_of_mode(mode)
+        if first is not None:
+            refs.append(first)
         for key in endpoints_config:
             if key not in refs and key != mode and self.is_user_network(key):
                 refs.append(key)
@@ -345,7 +436,12 @@ class NetworkService:
         try:
             for ref in refs:
                 n = self.store.find(ref)
-                settings = endpoints_config.get(ref) or endpoints_config.get(n.name) or {}
+                settings = (
+                    endpoints_config.get(ref)
+                    or endpoints_config.get(n.name)
+                    or (endpoints_config.get(mode) if ref == first else None)
+                    or {}
+                )
                 updated = self._allocate(n, cid, settings)
                 done.append(Attachment(network=updated, endpoint=updated.endpoints[cid]))
         except BaseException:
@@ -432,10 +528,7 @@ class NetworkService:
             return
         attached = sorted(self.attachments(cid), key=lambda a: a.network.name)
         if not attached:
-            raise InvalidParameter(
-                "port publishing needs a user-defined network (docker network create); "
-                "the default bridge network is not wired yet"
-            )
+            raise InvalidParameter("port publishing needs a network with a bridge")
         await self.ports.publish(cid, name, mappings, attached[0].endpoint.ip)
 
     def unpublish(self, cid: str) -> None:
@@ -455,7 +548,7 @@ class NetworkService:
         self, ref: str, cid: str, settings: Mapping[str, Any], *, running: bool
     ) -> None:
         n = self.find(ref)
-        if n.name in PREDEFINED:
+        if n.name in PREDEFINED and n.id != self._default:
             raise Forbidden(f"container cannot be connected to the built-in network {n.name}")
         updated = self._allocate(n, cid, settings)
         if running and os.path.exists(self.netns_path(cid)):

@@ -5,11 +5,11 @@
   is given;
 - ``container:<id|name>``: the network namespace of another running container, which must
   not itself join one;
-- ``default``/``bridge``: accepted with a warning (the default bridge is not wired yet): a
-  private namespace with loopback only;
+- ``default``/``bridge``: the default bridge network (``whaled0``); with ``bridge: none``
+  accepted with a warning: a private namespace with loopback only;
 - the name of a user-defined bridge network (``docker network create``): a namespace wired
   to that network's bridge; any other name is dockerd's 404 ``network <name> not found``;
-- port publishing (tcp) needs a user-defined network; elsewhere it is refused.
+- port publishing (tcp) needs a bridge (user-defined or the default one).
 """
 
 from __future__ import annotations
@@ -23,24 +23,25 @@ SUPPORTED_NETWORK_MODES = ("none", "host", "default", "bridge")
 CONTAINER_PREFIX = "container:"
 
 NO_BRIDGE_WARNING = (
-    "whaled has no bridge networking yet: the container gets its own network namespace with "
-    "loopback only"
+    "the default bridge network is off (bridge: none): the container gets its own network "
+    "namespace with loopback only"
 )
 
 
-def check_network_config(hc: Mapping[str, Any], *, user_network: bool = False) -> list[str]:
+def check_network_config(hc: Mapping[str, Any], *, wired: bool = False) -> list[str]:
     """A create's ``NetworkMode`` and ``PortBindings``: raise for what whaled cannot do,
-    return the warnings. ``user_network``: the mode names a user-defined network."""
+    return the warnings. ``wired``: the mode's containers get a wired namespace (a
+    user-defined network, or the default bridge when it is on)."""
     warnings: list[str] = []
     mode = str(hc["NetworkMode"])
-    if not (user_network or mode in SUPPORTED_NETWORK_MODES or mode.startswith(CONTAINER_PREFIX)):
+    if not (wired or mode in SUPPORTED_NETWORK_MODES or mode.startswith(CONTAINER_PREFIX)):
         raise NotFound(f"network {mode} not found")
-    if mode in ("default", "bridge"):
+    if mode in ("default", "bridge") and not wired:
         warnings.append(NO_BRIDGE_WARNING)
-    if (any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts")) and not user_network:
+    if (any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts")) and not wired:
         raise InvalidParameter(
-            "port publishing needs a user-defined network (docker network create): the "
-            "default bridge network is not wired in whaled yet"
+            "port publishing needs a network with a bridge: this container's network mode "
+            f"({mode}) has none"
         )
     for key in hc.get("PortBindings") or {}:
         if not str(key).endswith("/tcp") and "/" in str(key):

@@ -70,6 +70,22 @@ def bridge_exists(name: str) -> bool:
         return _index(ipr, name) is not None
 
 
+def bridge_networks(name: str) -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of bridge ``name``'s addresses (none when it does not exist)."""
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return []
+        out = []
+        for a in ipr.get_addr(index=index, family=2):
+            net = ipaddress.ip_network(
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False
+            )
+            if isinstance(net, ipaddress.IPv4Network):
+                out.append(net)
+        return out
+
+
 def host_routes() -> list[ipaddress.IPv4Network]:
     """The IPv4 destinations the host routes to (not the default route): a new network's
     subnet must overlap none of them."""

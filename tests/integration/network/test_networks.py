@@ -8,6 +8,7 @@ teardown checks that no bridge or veth of these networks is left on the host."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -268,8 +269,10 @@ def test_published_ports(cli: DockerCLI, busybox_image: str) -> None:
         check=False,
     )
     assert taken.returncode != 0 and "port is already allocated" in taken.stderr
-    nobridge = cli.run("create", "-p", "8080:80", busybox_image, "true", check=False)
-    assert nobridge.returncode != 0 and "user-defined network" in nobridge.stderr
+    nobridge = cli.run(
+        "create", "--network", "none", "-p", "8080:80", busybox_image, "true", check=False
+    )
+    assert nobridge.returncode != 0 and "needs a network with a bridge" in nobridge.stderr
 
     cli.run("stop", "-t", "1", "web")
     assert _fetch(port, b"") == b""  # nothing listens once the container stopped
@@ -295,3 +298,46 @@ def _fetch(port: int, send: bytes, want: bytes = b"\n") -> bytes:
             return data
     except OSError:
         return b""
+
+
+def test_default_bridge_network(cli: DockerCLI, whaled: WhaledProcess, busybox_image: str) -> None:
+    # the test daemon's default bridge: its own device and subnet (tests/support/whaled_proc)
+    bridge = _inspect(cli, "network", "inspect", "bridge")[0]
+    subnet = bridge["IPAM"]["Config"][0]["Subnet"]
+    assert subnet == str(ipaddress.ip_network(whaled.bridge_bip, strict=False))
+    assert bridge["Options"]["com.docker.network.bridge.name"] == whaled.bridge_name
+    assert whaled.bridge_name in _links()
+    assert cli.run("network", "ls", "-q", "--filter", "type=custom").stdout.split() == []
+
+    port = _free_port()
+    cli.run(
+        "run",
+        "-d",
+        "--name",
+        "dflt",
+        "-p",
+        f"127.0.0.1:{port}:8000",
+        busybox_image,
+        "sh",
+        "-c",
+        "while true; do echo from-default | nc -l -p 8000; done",
+    )
+    info = _inspect(cli, "inspect", "dflt")[0]
+    settings = info["NetworkSettings"]
+    ip = settings["IPAddress"]
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(subnet)
+    assert settings["Networks"]["bridge"]["IPAddress"] == ip
+    assert settings["Gateway"] == bridge["IPAM"]["Config"][0]["Gateway"]
+    deadline = time.monotonic() + 10
+    reply = b""
+    while time.monotonic() < deadline and b"from-default" not in reply:
+        reply = _fetch(port, b"")
+        time.sleep(0.1)
+    assert b"from-default" in reply
+
+    out = cli.run(*RUN, busybox_image, "ping", "-c1", "-W2", ip)
+    assert out.returncode == 0
+    containers = _inspect(cli, "network", "inspect", "bridge")[0]["Containers"]
+    assert [v["Name"] for v in containers.values()] == ["dflt"]
+    refused = cli.run("network", "rm", "bridge", check=False)
+    assert refused.returncode != 0 and "pre-defined network" in refused.stderr

@@ -39,12 +39,13 @@ def test_ports_shape() -> None:
     }
 
 
-def test_publishing_needs_a_user_network_and_tcp() -> None:
+def test_publishing_needs_a_bridge_and_tcp() -> None:
     hc = {"NetworkMode": "mynet", "PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}
-    assert check_network_config(hc, user_network=True) == []
-    with pytest.raises(InvalidParameter, match="user-defined network"):
+    assert check_network_config(hc, wired=True) == []
+    with pytest.raises(InvalidParameter, match="needs a network with a bridge"):
         check_network_config({**hc, "NetworkMode": "default"})
+    assert check_network_config({**hc, "NetworkMode": "default"}, wired=True) == []
     with pytest.raises(InvalidParameter, match="tcp only"):
         check_network_config(
-            {"NetworkMode": "mynet", "PortBindings": {"53/udp": [{}]}}, user_network=True
+            {"NetworkMode": "mynet", "PortBindings": {"53/udp": [{}]}}, wired=True
         )

@@ -252,8 +252,17 @@ def _network_settings(
             "DriverOpts": None,
             "DNSNames": None,
         }
+    top = {"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}
     for a in attached:
         networks[a.network.name] = _endpoint_json(a, c)
+        if a.network.name == "bridge":  # the default bridge's endpoint, also at the top
+            top = {
+                "EndpointID": a.endpoint.endpoint_id,
+                "Gateway": a.network.gateway,
+                "IPAddress": a.endpoint.ip,
+                "IPPrefixLen": a.network.prefixlen,
+                "MacAddress": a.endpoint.mac,
+            }
     return {
         "Bridge": "",
         "SandboxID": "",
@@ -264,14 +273,14 @@ def _network_settings(
         "LinkLocalIPv6PrefixLen": 0,
         "SecondaryIPAddresses": None,
         "SecondaryIPv6Addresses": None,
-        "EndpointID": "",
-        "Gateway": "",
+        "EndpointID": top["EndpointID"],
+        "Gateway": top["Gateway"],
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "",
-        "IPPrefixLen": 0,
+        "IPAddress": top["IPAddress"],
+        "IPPrefixLen": top["IPPrefixLen"],
         "IPv6Gateway": "",
-        "MacAddress": "",
+        "MacAddress": top["MacAddress"],
         "Networks": networks,
     }
 

@@ -13,23 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from whaled.config.model import Config
 from whaled.daemon.images import IMAGE_EVENT, ProgressSink, run_with_progress
 from whaled.distribution.auth import Authenticator, Credentials
 from whaled.distribution.client import RegistryClient, ResolvedImage
-from whaled.distribution.endpoints import endpoint_from_url
+from whaled.distribution.endpoints import Endpoint, endpoint_from_url
 from whaled.distribution.errors import RegistryUnreachable
 from whaled.distribution.inspect import DistributionInspect, inspect_manifest
 from whaled.distribution.platforms import Platform, parse_platform
 from whaled.distribution.puller import DEFAULT_BACKOFF_STEP, PulledImage, Puller, PullLimits
 from whaled.distribution.pusher import PushedTag, Pusher
 from whaled.distribution.tls import read_certs_dirs
-from whaled.errors import NotFound, Unauthorized
+from whaled.errors import InvalidParameter, NotFound, Unauthorized
 from whaled.events import EventBus
 from whaled.image.archive import ProgressEvent, ProgressFn
 from whaled.image.distmeta import BlobSource
@@ -45,6 +45,8 @@ BACKOFF_ENV = "_WHALED_PULL_BACKOFF"
 #: so that nothing they do can reach the internet).
 HUB_ENDPOINT_ENV = "_WHALED_HUB_ENDPOINT"
 HUB_DOMAINS = ("docker.io", "index.docker.io")
+#: Docker Hub's search index
+HUB_INDEX = "index.docker.io"
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -287,6 +289,67 @@ class DistributionService:
                     c.close()
 
         return await asyncio.to_thread(work)
+
+    async def search(
+        self, term: str, limit: int, filters: Mapping[str, Sequence[str]], credentials: Credentials
+    ) -> list[dict[str, Any]]:
+        """``GET /images/search``: the index of ``term``'s registry (Docker Hub's for a
+        name without one), filtered as dockerd filters (``is-official``, ``is-automated``,
+        ``stars``)."""
+        cfg = self._config()
+        check = search_filters(filters)
+        domain, query = search_index(term)
+
+        def work() -> list[dict[str, Any]]:
+            with self._search_client(cfg, domain, credentials) as client:
+                return client.search(query, limit)
+
+        return [r for r in await asyncio.to_thread(work) if check(r)]
+
+    def _search_client(self, cfg: Config, domain: str, credentials: Credentials) -> RegistryClient:
+        if domain in HUB_DOMAINS and not os.environ.get(HUB_ENDPOINT_ENV):
+            return RegistryClient(
+                domain,
+                endpoints=[Endpoint(scheme="https", host=HUB_INDEX, verify=True)],
+                authenticator=Authenticator(credentials),
+            )
+        return self._client(cfg, domain, credentials)
+
+
+def search_index(term: str) -> tuple[str, str]:
+    """(registry domain, query) of a ``docker search`` term: a first part that looks like a
+    host (``.``, ``:`` or ``localhost``) names the registry, as dockerd reads it."""
+    first, sep, rest = term.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "docker.io", term
+
+
+def search_filters(filters: Mapping[str, Sequence[str]]) -> Callable[[Mapping[str, Any]], bool]:
+    """dockerd's search filters, checked up front (400 for unknown ones and bad values)."""
+    for key in filters:
+        if key not in ("is-official", "is-automated", "stars"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    wanted: dict[str, bool] = {}
+    for key in ("is-official", "is-automated"):
+        for value in filters.get(key, ()):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise InvalidParameter(f"invalid filter '{key}={value}'")
+            wanted[key] = value.lower() in ("true", "1")
+    stars = 0
+    for value in filters.get("stars", ()):
+        if not value.isdigit():
+            raise InvalidParameter(f"invalid filter 'stars={value}'")
+        stars = max(stars, int(value))
+
+    def check(r: Mapping[str, Any]) -> bool:
+        if "is-official" in wanted and bool(r.get("is_official")) != wanted["is-official"]:
+            return False
+        if "is-automated" in wanted and bool(r.get("is_automated")) != wanted["is-automated"]:
+            return False
+        return int(r.get("star_count") or 0) >= stars
+
+    return check
 
 
 def login_domain(server_address: str) -> str:

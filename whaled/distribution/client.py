@@ -36,6 +36,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from whaled.distribution import manifest as mf
@@ -674,6 +675,23 @@ class RegistryClient:
         except ValueError:
             phrase = ""
         raise Unauthorized(f"login attempt to {url} failed with status: {status} {phrase}")
+
+    def search(self, term: str, limit: int) -> list[dict[str, Any]]:
+        """The index's ``GET /v1/search?q=&n=`` results (``docker search``)."""
+        url = self._url("/v1/search?" + urlencode({"q": term, "n": str(limit)}))
+        live = self._request(HTTPRequest(method="GET", url=url), [])
+        if live.status != 200:
+            _drain(live)
+            raise SystemFailure(f"Unexpected status code {live.status}")
+        with _transport_errors("GET", url, live):
+            body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
+        live.release()
+        try:
+            doc = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise SystemFailure(f"invalid search results from {url}") from None
+        results = doc.get("results") if isinstance(doc, dict) else None
+        return [r for r in results or [] if isinstance(r, dict)]
 
     # -- push -------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response
 from whaled.api.filters import Filters, parse_filters
-from whaled.api.params import bool_param
+from whaled.api.params import bool_param, int_param
 from whaled.api.shape.images import (
     progress_json,
     shape_delete_records,
@@ -36,7 +36,7 @@ from whaled.api.versions import ApiVersion
 from whaled.daemon.distribution import pull_request
 from whaled.daemon.images import FilterArgs, ImageService
 from whaled.distribution.auth import decode_registry_auth
-from whaled.errors import InvalidParameter, Unsupported
+from whaled.errors import InvalidParameter
 from whaled.image.archive import ProgressEvent
 from whaled.image.reference import parse_normalized_named
 
@@ -92,7 +92,31 @@ async def get_image_history(request: web.Request) -> web.StreamResponse:
 
 
 async def get_images_search(request: web.Request) -> web.StreamResponse:
-    raise Unsupported("searching registries is not supported by whaled yet")
+    term = request.query.get("term", "")
+    if not term:
+        raise InvalidParameter("term is required")
+    limit = int_param(request, "limit", 25)
+    assert limit is not None
+    if not 1 <= limit <= 100:
+        raise InvalidParameter(f"limit {limit} is outside the range of [1, 100]")
+    found = await request.app[DAEMON_KEY].distribution.search(
+        term,
+        limit,
+        _filter_args(parse_filters(request.query.get("filters"))),
+        decode_registry_auth(request.headers.get("X-Registry-Auth")),
+    )
+    return json_response(
+        [
+            {
+                "star_count": int(r.get("star_count") or 0),
+                "is_official": bool(r.get("is_official")),
+                "name": str(r.get("name") or ""),
+                "is_automated": bool(r.get("is_automated")),
+                "description": str(r.get("description") or ""),
+            }
+            for r in found
+        ]
+    )
 
 
 # ------------------------------------------------------------------ tag / delete / prune

@@ -26,7 +26,13 @@ from whaled.distribution.endpoints import Endpoint, endpoint_from_url
 from whaled.distribution.errors import RegistryUnreachable
 from whaled.distribution.inspect import DistributionInspect, inspect_manifest
 from whaled.distribution.platforms import Platform, parse_platform
-from whaled.distribution.puller import DEFAULT_BACKOFF_STEP, PulledImage, Puller, PullLimits
+from whaled.distribution.puller import (
+    DEFAULT_BACKOFF_STEP,
+    LayerClaims,
+    PulledImage,
+    Puller,
+    PullLimits,
+)
 from whaled.distribution.pusher import PushedTag, Pusher
 from whaled.distribution.tls import read_certs_dirs
 from whaled.errors import InvalidParameter, NotFound, Unauthorized
@@ -120,6 +126,8 @@ class DistributionService:
         self._events = events
         self._config = config
         self._certs_dirs = tuple(certs_dirs)
+        #: layers being fetched by any pull (two pulls of one layer share its download)
+        self._claims = LayerClaims()
 
     def _client(self, cfg: Config, domain: str, credentials: Credentials) -> RegistryClient:
         hub = os.environ.get(HUB_ENDPOINT_ENV)
@@ -184,6 +192,7 @@ class DistributionService:
                     limits,
                     progress,
                     on_blob=self._remember_blob,
+                    claims=self._claims,
                 )
                 out = []
                 for one in refs:

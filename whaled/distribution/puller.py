@@ -63,6 +63,33 @@ class PulledImage:
     new: bool  # anything changed locally (new image, or the tag moved)
 
 
+class LayerClaims:
+    """Which layers (by chain ID) a pull is fetching right now, across pulls: a second
+    pull of the same layer waits for the first and then finds it stored, so one download
+    serves both. Claims are taken in chain order (shared chains are shared prefixes, so
+    two pulls never wait on each other in a circle)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    def acquire(self, chain: str) -> None:
+        with self._guard:
+            lock = self._locks.setdefault(chain, threading.Lock())
+            self._users[chain] = self._users.get(chain, 0) + 1
+        lock.acquire()
+
+    def release(self, chain: str) -> None:
+        with self._guard:
+            lock = self._locks[chain]
+            self._users[chain] -= 1
+            if not self._users[chain]:
+                del self._users[chain]
+                del self._locks[chain]
+        lock.release()
+
+
 class ResumableBlob:
     """A blob stream (``read(n)``) that survives broken transfers: on
     :class:`TransferInterrupted` it reopens the blob where it broke off (Range), on an
@@ -200,7 +227,9 @@ class Puller:
         progress: ProgressFn,
         *,
         on_blob: Callable[[str, str, str], None] = lambda diff_id, digest, repository: None,
+        claims: LayerClaims | None = None,
     ) -> None:
+        self._claims = claims or LayerClaims()
         self._client = client
         self._layers = layers
         self._images = images
@@ -256,8 +285,13 @@ class Puller:
         repo = resolved.reference.path
         chains = chain_ids(diff_ids)
         held: list[str] = []
+        claimed: list[str] = []
         try:
             missing = self._pin_present(resolved.layers, chains, held)
+            for i in missing:  # in chain order (see LayerClaims)
+                self._claims.acquire(chains[i])
+                claimed.append(chains[i])
+            missing = self._made_meanwhile(resolved.layers, chains, missing, held)
             ingests = self._download(repo, resolved.layers, missing)
             try:
                 self._publish(resolved.layers, diff_ids, chains, ingests, held)
@@ -268,8 +302,30 @@ class Puller:
                 self._on_blob(diff_id, desc.digest, resolved.reference.name)
             return self._images.create(config_raw).id
         finally:
+            for chain in claimed:
+                self._claims.release(chain)
             for chain in held:
                 self._layers.release(chain)
+
+    def _made_meanwhile(
+        self,
+        descs: Sequence[Descriptor],
+        chains: Sequence[str],
+        missing: Sequence[int],
+        held: list[str],
+    ) -> list[int]:
+        """Of the missing layers, those another pull stored while this one waited for its
+        claims are pinned (``Already exists``); the others are still to fetch."""
+        still: list[int] = []
+        for i in missing:
+            try:
+                self._layers.acquire(chains[i])
+            except Exception:
+                still.append(i)
+                continue
+            held.append(chains[i])
+            self._say("Already exists", id=short_id(descs[i].digest))
+        return still
 
     def _has_image(self, image_id: str) -> bool:
         try:

@@ -362,3 +362,34 @@ def test_distribution_inspect(
     assert found["Platforms"] == [{"architecture": "amd64", "os": "linux"}]
     status, _, body = daemon.request("GET", f"/v1.45/distribution/{registry.host}/t/none:1/json")
     assert status == 404, body
+
+
+def test_two_concurrent_pulls_share_one_download(
+    registry: RegistryProcess, busybox_pushed: PushedImage, daemon: WhaledProcess
+) -> None:
+    def gets() -> int:
+        text = registry.log_text()
+        # the access-log line of each blob GET (the registry logs each request twice)
+        return sum(
+            text.count(f'"GET /v2/t/busybox/blobs/{d} ') for d in busybox_pushed.layer_digests
+        )
+
+    before = gets()
+    results: list[Any] = []
+
+    def pull() -> None:
+        api = daemon.api()
+        results.append(
+            list(api.pull(f"{registry.host}/t/busybox", tag="1", stream=True, decode=True))
+        )
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2
+    assert all(not any("error" in m for m in r) for r in results), results
+    assert gets() - before == len(busybox_pushed.layer_digests)  # each layer fetched once
+    ids = {daemon.api().inspect_image(f"{registry.host}/t/busybox:1")["Id"]}
+    assert ids == {busybox_pushed.config_digest}

@@ -233,3 +233,112 @@ def test_system_df_lists_volume_sizes(docker_cli: DockerCLI, busybox_image: str)
     (vol,) = [v for v in json.loads(out) if v["Name"] == "sized"]
     assert vol["Links"] == "1" and vol["Size"] == "5kB", vol
     cli.run("rm", "holder")
+
+
+def test_driver_options_bind_and_tmpfs_size(
+    tmp_path: Any, docker_cli: DockerCLI, busybox_image: str
+) -> None:
+    cli = docker_cli
+    host_dir = tmp_path / "shared"
+    host_dir.mkdir()
+    (host_dir / "from-host").write_text("host data\n")
+    cli.run(
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        f"device={host_dir}",
+        "--opt",
+        "o=bind",
+        "bound",
+    )
+    out = cli.run(
+        *RUN, "-v", "bound:/b", busybox_image, "sh", "-c", "cat /b/from-host; touch /b/new"
+    )
+    assert out.stdout == "host data\n"
+    assert (host_dir / "new").exists()
+    cli.run("volume", "rm", "bound")
+    assert (host_dir / "from-host").exists()  # removing the volume leaves the host's files
+
+    cli.run(
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=1m",
+        "small",
+    )
+    full = cli.run(
+        *RUN,
+        "-v",
+        "small:/s",
+        busybox_image,
+        "sh",
+        "-c",
+        "head -c 2000000 /dev/zero > /s/big; wc -c < /s/big",
+    )
+    assert 0 < int(full.stdout) <= 1 << 20, full.stdout  # the 1m size is enforced
+    cli.run("volume", "rm", "small")
+
+
+def test_docker_py_volume_api_and_cp(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Any
+) -> None:
+    client = whaled.client()
+    vol = client.volumes.create(
+        "pyvol",
+        driver="local",
+        labels={"app": "x"},
+        driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=2m"},
+    )
+    assert vol.attrs["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=2m"}
+    assert [v.name for v in client.volumes.list(filters={"label": "app=x"})] == ["pyvol"]
+    assert client.volumes.get("pyvol").attrs["Labels"] == {"app": "x"}
+
+    import docker.types
+
+    writer = client.containers.run(
+        busybox_image,
+        ["sh", "-c", "echo py > /m/f && echo v > /v/f"],
+        network_mode="none",
+        volumes={"pyvol": {"bind": "/v", "mode": "rw"}},
+        mounts=[docker.types.Mount(target="/m", source="pymount", type="volume")],
+        name="writer",
+        detach=True,
+    )
+    writer.wait()
+    reader = client.containers.run(
+        busybox_image,
+        ["sh", "-c", "cat /m/f /v/f"],
+        network_mode="none",
+        volumes_from=["writer"],
+        remove=False,
+        detach=True,
+    )
+    reader.wait()
+    assert reader.logs() == b"py\nv\n"
+    reader.remove()
+
+    # docker cp into and out of a path that is an anonymous volume of the create body
+    cid = cli_create = docker_cli.run(
+        "create", "--network", "none", "-v", "/anon", busybox_image, "cat", "/anon/in"
+    ).stdout.strip()
+    src = tmp_path / "in"
+    src.write_text("copied in\n")
+    docker_cli.run("cp", str(src), f"{cli_create}:/anon/in")
+    docker_cli.run("start", "-a", cid)
+    dest = tmp_path / "out"
+    docker_cli.run("cp", f"{cid}:/anon/in", str(dest))
+    assert dest.read_text() == "copied in\n"
+    (mount,) = [m for m in _inspect(docker_cli, "inspect", cid)[0]["Mounts"]]
+    assert (
+        open(os.path.join(mount["Source"], "in")).read() == "copied in\n"
+    )  # the file is in the volume, not in the container's layer
+    docker_cli.run("rm", "-v", cid)
+    writer.remove(v=True)
+    client.volumes.get("pyvol").remove(force=True)
+    client.volumes.prune()

@@ -142,8 +142,11 @@ class VolumeStore:
                 raise NoSuchVolume(name)
             path = os.path.join(self.root, name)
             target = os.path.join(path, DATA)
-            if volume.options and is_mounted(target):
+            if is_mounted(target):
                 unmount(target, detach=False)
+            if is_mounted(target):
+                # never delete through a mount: a bind-type volume's data is the host's own
+                raise Conflict(f"remove {name}: the volume is still mounted at {target}")
             trash = os.path.join(self.root, ".trash-" + secrets.token_hex(8))
             try:
                 os.rename(path, trash)

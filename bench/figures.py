@@ -897,6 +897,68 @@ class Reload(Group):
         return reload_bench.measure(ctx.engines[engine], quick=ctx.params.quick, log=ctx.log)
 
 
+COPYUP_MB = 100
+COPYUP_SCRIPT = (
+    f"mkdir /data && i=0; while [ $i -lt {COPYUP_MB} ]; do "
+    "head -c 1048576 /dev/urandom > /data/f$i; i=$((i+1)); done"
+)
+
+
+class Volumes(Interleaved):
+    name = "volumes"
+    help = (
+        "docker run with and without a named volume; first-mount copy-up of a "
+        f"{COPYUP_MB} MB image directory (an image VOLUME), MB/s"
+    )
+    has_floor = False
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        return [
+            FigureSpec("run-novol", "docker run --rm --network none busybox true", "ms", "lower"),
+            FigureSpec("run-vol", "the same with -v vol:/x (a named volume)", "ms", "lower"),
+            FigureSpec("copyup", f"copy-up of a {COPYUP_MB} MB image VOLUME dir", "MB/s", "higher"),
+        ]  # fmt: skip
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        client = _require_containers(ctx, target)
+        client.cli("volume", "create", "wb-vol")
+        maker = f"wb-copy-maker-{target}"
+        client.cli("run", "--name", maker, "--network", "none", "busybox", "sh", "-c",
+                   COPYUP_SCRIPT)  # fmt: skip
+        try:
+            client.cli("commit", "--change", "VOLUME /data", maker, "wb-copy:1")
+            client.cli("commit", maker, "wb-nocopy:1")
+        finally:
+            client.cli("rm", "-f", maker, check=False)
+        return {"client": client, "n": 0}
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        client: Client = state["client"]
+        base = ("run", "--rm", "--network", "none")
+        out: dict[str, float | Samples] = {
+            "run-novol": client.timed_cli(*base, "busybox", "true"),
+            "run-vol": client.timed_cli(*base, "-v", "wb-vol:/x", "busybox", "true"),
+        }
+        state["n"] += 1
+        plain, copied = f"wb-plain-{state['n']}", f"wb-copied-{state['n']}"
+        try:
+            t_plain = client.timed_cli("run", "--name", plain, "--network", "none",
+                                       "wb-nocopy:1", "true")  # fmt: skip
+            t_copy = client.timed_cli("run", "--name", copied, "--network", "none",
+                                      "wb-copy:1", "true")  # fmt: skip
+        finally:
+            client.cli("rm", "-f", "-v", plain, copied, check=False)
+        extra_s = (t_copy - t_plain) / 1000.0
+        if extra_s > 0:
+            out["copyup"] = COPYUP_MB / extra_s
+        return out
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        client: Client = state["client"]
+        client.cli("rmi", "-f", "wb-copy:1", "wb-nocopy:1", check=False)
+        client.cli("volume", "rm", "-f", "wb-vol", check=False)
+
+
 GROUPS: tuple[Group, ...] = (
     Startup(),
     IdleRSS(),
@@ -909,6 +971,7 @@ GROUPS: tuple[Group, ...] = (
     ManyContainers(),
     Memory(),
     Reload(),
+    Volumes(),
 )
 
 

@@ -15,6 +15,7 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: destination directories kept open below this depth; deeper ones are reopened via ".."
 KEEP_OPEN = 64
 _CHUNK = 1 << 20
+_RANGE_CHUNK = 1 << 30
 
 
 def _copy_xattrs(src_fd: int, dst_fd: int) -> None:
@@ -143,18 +144,32 @@ def _copy_file(src_dir: int, name: str, dst_dir: int, st: os.stat_result) -> Non
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dst_dir
         )
         try:
-            left = st.st_size
-            while left > 0:
-                n = os.sendfile(dfd, sfd, None, min(left, _CHUNK))
-                if n == 0:
-                    break
-                left -= n
+            _copy_data(sfd, dfd, st.st_size)
             _copy_xattrs(sfd, dfd)
             _finish(dfd, st)
         finally:
             os.close(dfd)
     finally:
         os.close(sfd)
+
+
+def _copy_data(sfd: int, dfd: int, size: int) -> None:
+    """In-kernel copy: copy_file_range (server-side or reflink where the file systems
+    allow), else sendfile."""
+    left = size
+    use_range = True
+    while left > 0:
+        if use_range:
+            try:
+                n = os.copy_file_range(sfd, dfd, min(left, _RANGE_CHUNK))
+            except OSError:
+                use_range = False  # e.g. EXDEV across some file systems: sendfile does it
+                continue
+        else:
+            n = os.sendfile(dfd, sfd, None, min(left, _CHUNK))
+        if n == 0:
+            break
+        left -= n
 
 
 def is_empty_dir(path: str) -> bool:

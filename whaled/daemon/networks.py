@@ -502,9 +502,9 @@ class NetworkService:
         return path
 
     def sandbox_down(self, cid: str) -> None:
-        """Blocking: the container's veths and namespace are gone (idempotent)."""
-        for a in self.attachments(cid):
-            netlink.unplug(_host_ifname(a.endpoint))
+        """Blocking: the container's namespace is gone (idempotent). Its veths go with it:
+        the kernel destroys a namespace's devices, and their host ends, once nothing holds
+        it (deleting each veth first costs ~20 ms of the exit path for nothing)."""
         netlink.remove_netns(self.netns_path(cid))
 
     def sweep_sandboxes(self, live: set[str]) -> None:

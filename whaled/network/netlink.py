@@ -184,34 +184,34 @@ def plug(
     mac: str,
     mtu: int,
 ) -> None:
-    """A veth pair: ``host_ifname`` in ``bridge``, its peer moved into the namespace as
-    ``ifname`` with ``address``; the default route via ``gateway`` (none for an internal
-    network)."""
-    peer = host_ifname + "p"
+    """A veth pair: ``host_ifname`` in ``bridge``, its peer made right inside the namespace
+    as ``ifname`` (one netlink request: no move, no rename) with ``address``; the default
+    route via ``gateway`` (none for an internal network)."""
     with IPRoute() as ipr:
         br = _index(ipr, bridge)
         if br is None:
             raise Conflict(f"bridge {bridge} of the network is gone")
-        for stale in (host_ifname, peer):
-            index = _index(ipr, stale)
-            if index is not None:
-                with contextlib.suppress(NetlinkError):
-                    ipr.link("del", index=index)
+        stale = _index(ipr, host_ifname)
+        if stale is not None:  # left by a namespace the kernel has not destroyed yet
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=stale)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            ipr.link("add", ifname=host_ifname, kind="veth", peer={"ifname": peer}, mtu=mtu)
+            ipr.link(
+                "add",
+                ifname=host_ifname,
+                kind="veth",
+                mtu=mtu,
+                peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
+            )
         except NetlinkError as e:
             raise SystemFailure(f"failed to add the veth pair {host_ifname}: {e}") from None
+        finally:
+            os.close(fd)
         host = _index(ipr, host_ifname)
-        inner = _index(ipr, peer)
-        assert host is not None and inner is not None
+        assert host is not None
         try:
-            ipr.link("set", index=inner, mtu=mtu)
             ipr.link("set", index=host, master=br, state="up")
-            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                ipr.link("set", index=inner, net_ns_fd=fd)
-            finally:
-                os.close(fd)
         except BaseException:
             with contextlib.suppress(NetlinkError):
                 ipr.link("del", index=host)
@@ -219,8 +219,7 @@ def plug(
 
     def configure() -> None:
         with IPRoute() as ns:
-            index = ns.link_lookup(ifname=peer)[0]
-            ns.link("set", index=index, ifname=ifname, address=mac)
+            index = ns.link_lookup(ifname=ifname)[0]
             ns.addr("add", index=index, address=address, prefixlen=prefixlen)
             ns.link("set", index=index, state="up")
             if gateway:

@@ -48,7 +48,12 @@ def cli(whaled: WhaledProcess, busybox_image: str) -> Iterator[DockerCLI]:
                 c.run("rm", "-f", cid, check=False)
             for nid in c.run("network", "ls", "-q", "--filter", "type=custom").stdout.split():
                 c.run("network", "rm", nid, check=False)
-            left = {n for n in _links() - before if n.startswith("wh")}
+            # a namespace's veths go when the kernel destroys it, a moment after
+            deadline = time.monotonic() + 5
+            while (left := {n for n in _links() - before if n.startswith("wh")}) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
             _delete_links(left)  # never leave a device of ours, even when the daemon died
             assert not left, f"left behind: {left}"
 

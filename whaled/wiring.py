@@ -171,8 +171,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             exec_root=cfg.exec_root,
             container_name=lambda cid: _container_name(container_store, cid),
         )
-        await networks.setup_default_bridge(cfg)
-        await networks.restore()
+        await networks.start(cfg)
         runs = Runs(tasks)
         bounding = capability_bounding()
         backend = ConmonBackend(

@@ -257,6 +257,15 @@ def _atomic_write(path: str, data: bytes) -> None:
 HUB_STANDIN = "http://127.0.0.1:9"
 
 
+def remove_nat_table(exec_root: str) -> None:
+    """Delete the daemon's own nftables table (its outbound NAT), if it made one."""
+    from whaled.network import nat
+
+    if nat.available():
+        with contextlib.suppress(Exception):
+            nat.remove(nat.table_name(exec_root))
+
+
 def remove_link(name: str) -> None:
     """Delete network device ``name`` (a test daemon's bridge) if it exists."""
     from pyroute2 import IPRoute
@@ -265,6 +274,7 @@ def remove_link(name: str) -> None:
         for index in ipr.link_lookup(ifname=name):
             with contextlib.suppress(Exception):
                 ipr.link("del", index=index)
+
 
 class WhaledProcess:
     """One real whaled on its own socket, data-root and exec-root under a fresh temp root."""
@@ -570,6 +580,7 @@ class WhaledProcess:
             raise CleanupError(f"could not unmount under {self.root}: {left}")
         remove_cgroups(self.cgroup_parent)
         remove_link(self.bridge_name)
+        remove_nat_table(self.exec_root)
         remove_tree(self.root)  # iterative: a container may have left a very deep tree
         self._cleaned = True
 

@@ -26,7 +26,7 @@ from whaled.daemon.dns import NetworkDns
 from whaled.daemon.portproxy import PortProxy
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
-from whaled.network import ipam, netlink
+from whaled.network import ipam, nat, netlink
 from whaled.network.model import (
     BRIDGE_DRIVER,
     BRIDGE_NAME_OPTION,
@@ -105,6 +105,9 @@ class NetworkService:
         self.ports = PortProxy()
         #: the ID of the default bridge network's record, None with ``bridge: none``
         self._default: str | None = None
+        #: outbound NAT in whaled's own nftables table (off with ``iptables: false``)
+        self._nat_table = nat.table_name(exec_root)
+        self._nat = False
 
     def _emit(self, action: str, n: Network, extra: Mapping[str, str] | None = None) -> None:
         self._events.emit(
@@ -149,6 +152,35 @@ class NetworkService:
         return builtin + self.store.all()
 
     # ------------------------------------------------------------------ the default bridge
+
+    async def start(self, cfg: Config) -> None:
+        """Daemon start: NAT on (unless ``iptables: false``), the default bridge, every
+        network's bridge and DNS server back, the NAT table rewritten."""
+        self._nat = cfg.iptables
+        if self._nat and not nat.available():
+            log.warning("nft not found (Debian package nftables): containers get no outbound NAT")
+            self._nat = False
+        if self._nat and cfg.ip_forward:
+            try:
+                await asyncio.to_thread(nat.enable_ip_forward)
+            except OSError as e:
+                log.warning("cannot enable IPv4 forwarding: %s", e)
+        await self.setup_default_bridge(cfg)
+        await self.restore()
+        await self._refresh_nat()
+
+    async def _refresh_nat(self) -> None:
+        if not self._nat:
+            return
+        nets = [
+            nat.BridgeNet(bridge=n.bridge, subnet=n.subnet, internal=n.internal)
+            for n in self.store.all()
+            if n.bridge and n.subnet
+        ]
+        try:
+            await asyncio.to_thread(nat.apply, self._nat_table, nets)
+        except WhaledError as e:
+            log.warning("outbound NAT not updated: %s", e)
 
     async def setup_default_bridge(self, cfg: Config) -> None:
         """Daemon start: the built-in ``bridge`` network on device ``bridge`` (default
@@ -326,6 +358,7 @@ class NetworkService:
             await asyncio.to_thread(netlink.remove_bridge, bridge)
             raise
         await self.dns.start(n)
+        await self._refresh_nat()
         self._emit("create", n)
         return n
 
@@ -340,6 +373,7 @@ class NetworkService:
         self.store.delete(n.id)
         self.dns.stop(n.id)
         await asyncio.to_thread(netlink.remove_bridge, n.bridge)
+        await self._refresh_nat()
         self._emit("destroy", n)
 
     async def prune(self, filters: FilterArgs) -> list[str]:

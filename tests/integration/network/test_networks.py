@@ -8,10 +8,12 @@ teardown checks that no bridge or veth of these networks is left on the host."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -346,3 +348,82 @@ def test_default_bridge_network(cli: DockerCLI, whaled: WhaledProcess, busybox_i
     assert [v["Name"] for v in containers.values()] == ["dflt"]
     refused = cli.run("network", "rm", "bridge", check=False)
     assert refused.returncode != 0 and "pre-defined network" in refused.stderr
+
+
+class _Outside:
+    """A host "beyond" this one: a namespace of the test's own behind a veth (10.219.77.0/24),
+    with a TCP listener that records who connects (nothing leaves the machine)."""
+
+    def __init__(self, tmp: str) -> None:
+        from whaled.network import netlink
+
+        self.netlink = netlink
+        self.ns = os.path.join(tmp, "outside-ns")
+        netlink.make_netns(self.ns)
+        fd = os.open(self.ns, os.O_RDONLY)
+        try:
+            with IPRoute() as ipr:
+                ipr.link(
+                    "add", ifname="whtup0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd}
+                )
+                (index,) = ipr.link_lookup(ifname="whtup0")
+                ipr.addr("add", index=index, address="10.219.77.1", prefixlen=24)
+                ipr.link("set", index=index, state="up")
+        finally:
+            os.close(fd)
+
+        def inside() -> None:
+            with IPRoute() as ipr:
+                (index,) = ipr.link_lookup(ifname="eth0")
+                ipr.addr("add", index=index, address="10.219.77.2", prefixlen=24)
+                ipr.link("set", index=index, state="up")
+
+        netlink._in_netns(self.ns, inside)
+        self.peers: list[str] = []
+        self.ready = threading.Event()
+        self.thread = threading.Thread(
+            target=netlink._in_netns, args=(self.ns, self._serve), daemon=True
+        )
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _serve(self) -> None:
+        with socket.socket() as srv:
+            srv.bind(("10.219.77.2", 7777))
+            srv.listen()
+            srv.settimeout(30)
+            self.ready.set()
+            with contextlib.suppress(OSError):
+                conn, addr = srv.accept()
+                with conn:
+                    self.peers.append(addr[0])
+                    conn.sendall(b"outside\n")
+
+    def close(self) -> None:
+        _delete_links({"whtup0"})
+        self.netlink.remove_netns(self.ns)
+
+
+def test_outbound_traffic_is_masqueraded(cli: DockerCLI, tmp_path: Any, busybox_image: str) -> None:
+    outside = _Outside(str(tmp_path))
+    try:
+        cli.run("network", "create", "--internal", "--subnet", "10.213.8.0/24", "whtnet8")
+        cut_off = cli.run(
+            *RUN,
+            "--network",
+            "whtnet8",
+            busybox_image,
+            "nc",
+            "-w",
+            "2",
+            "10.219.77.2",
+            "7777",
+            check=False,
+        )
+        assert cut_off.returncode != 0 and not outside.peers  # internal: no way out
+        out = cli.run(*RUN, busybox_image, "sh", "-c", "nc -w 5 10.219.77.2 7777 </dev/null").stdout
+        assert out == "outside\n"
+        # the outside host saw the host's own address on that link, not the container's
+        assert outside.peers == ["10.219.77.1"]
+    finally:
+        outside.close()

@@ -67,14 +67,20 @@ def test_docker_cli_reaches_the_daemon(whaled: WhaledProcess, docker_cli: Docker
 @pytest.mark.whaled_config({"debug": True})
 def test_config_marker_writes_daemon_json(whaled: WhaledProcess) -> None:
     with open(whaled.config_path) as f:
-        assert json.load(f) == {"debug": True}
+        assert json.load(f) == {"debug": True, **_own_bridge(whaled)}
     assert whaled.request("GET", "/_ping")[0] == 200
 
 
 @pytest.mark.parametrize("whaled", [{"labels": ["scaffold=yes"]}], indirect=True)
 def test_indirect_param_writes_daemon_json(whaled: WhaledProcess) -> None:
     with open(whaled.config_path) as f:
-        assert json.load(f) == {"labels": ["scaffold=yes"]}
+        assert json.load(f) == {"labels": ["scaffold=yes"], **_own_bridge(whaled)}
+
+
+def _own_bridge(whaled: WhaledProcess) -> dict[str, str]:
+    """What every test daemon's daemon.json gets besides the test's keys: a default bridge
+    of its own (never the host-wide whaled0)."""
+    return {"bridge": whaled.bridge_name, "bip": whaled.bridge_bip}
 
 
 def test_two_daemons_at_once(whaled_factory: WhaledFactory) -> None:

@@ -2,7 +2,14 @@
 gateway address, port 53, which containers on the network have as their nameserver. Names
 of the network's running containers (name, aliases, short ID) get their addresses on that
 network, so containers find each other by name; other queries go to the host's own
-nameservers (from /etc/resolv.conf, loopback ones skipped), as dockerd's resolver does."""
+nameservers (from /etc/resolv.conf, loopback ones skipped), as dockerd's resolver does.
+
+Why the gateway (podman's aardvark-dns choice) and not dockerd's 127.0.0.11 inside each
+container: 127.0.0.11 needs a listener in every container's namespace (dockerd runs one per
+sandbox and rewrites the port with iptables inside it) — a thread or a process per container
+and NAT rules in namespaces whaled does not otherwise touch. The gateway is an address the
+host already has on the bridge: one listener per network serves every container on it, and
+the container's resolv.conf simply names it."""
 
 from __future__ import annotations
 

@@ -427,3 +427,39 @@ def test_outbound_traffic_is_masqueraded(cli: DockerCLI, tmp_path: Any, busybox_
         assert outside.peers == ["10.219.77.1"]
     finally:
         outside.close()
+
+
+def test_concurrent_creates_never_share_an_address(
+    cli: DockerCLI, whaled: WhaledProcess, busybox_image: str
+) -> None:
+    cli.run("network", "create", "--subnet", "10.213.9.0/24", "whtnet9")
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        try:
+            api = whaled.api()
+            c = api.create_container(
+                busybox_image,
+                ["true"],
+                name=f"many{i}",
+                host_config=api.create_host_config(network_mode="whtnet9"),
+            )
+            ids.append(c["Id"])
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(ids) == 32, errors
+    net = _inspect(cli, "network", "inspect", "whtnet9")[0]
+    addresses = [c["IPv4Address"] for c in net["Containers"].values()]
+    assert len(addresses) == 32 and len(set(addresses)) == 32
+    # freed on removal, and the record on disk agrees after a restart
+    cli.run("rm", *ids[:16])
+    whaled.restart()
+    net = _inspect(cli, "network", "inspect", "whtnet9")[0]
+    assert len(net["Containers"]) == 16

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Any
 
+import docker.errors
 import pytest
+import requests.exceptions
 
 from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
@@ -342,3 +345,47 @@ def test_docker_py_volume_api_and_cp(
     writer.remove(v=True)
     client.volumes.get("pyvol").remove(force=True)
     client.volumes.prune()
+
+
+def test_kill9_during_creates_and_removes_leaves_whole_volumes(whaled: WhaledProcess) -> None:
+    """Volumes created and removed by several clients while the daemon is SIGKILLed: after
+    the restart each listed volume is whole (record and data directory), no half-made or
+    half-removed directory is left, and every one of them can be used and removed."""
+    stop = threading.Event()
+
+    def churn(k: int) -> None:
+        client = whaled.client(timeout=10)
+        i = 0
+        while not stop.is_set():
+            name = f"crash{k}-{i}"
+            try:
+                client.volumes.create(name, labels={"k": str(k)})
+                if i % 2:
+                    client.volumes.get(name).remove()
+            except (docker.errors.APIError, requests.exceptions.RequestException, OSError):
+                return  # the daemon is gone
+            i += 1
+
+    threads = [threading.Thread(target=churn, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    whaled.kill9()
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    whaled.start()
+    whaled.wait_ready()
+
+    root = os.path.join(whaled.data_root, "volumes")
+    assert not [n for n in os.listdir(root) if n.startswith((".tmp-", ".trash-"))]
+    client = whaled.client()
+    listed = {v.name for v in client.volumes.list()}
+    assert listed, "the churn made no volume before the kill"
+    on_disk = {n for n in os.listdir(root) if n.startswith("crash")}
+    assert on_disk == listed
+    for name in listed:
+        assert os.path.isdir(os.path.join(root, name, "_data"))
+        assert client.volumes.get(name).attrs["Labels"]["k"] in "0123"
+        client.volumes.get(name).remove()
+    assert not client.volumes.list()

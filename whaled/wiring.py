@@ -145,6 +145,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
     runner: web.AppRunner | None = None
     tasks = BackgroundTasks()
     restorer: ContainerRestorer | None = None
+    networks: NetworkService | None = None
     store: ConfigStore | None = None
     try:
         os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
@@ -239,10 +240,9 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # Start-up order (DESIGN §3): adopt live containers, then delete the runtime
         # wrappers none of them is locked to, then start what the restart policies want.
         restart = await restorer.restore()
-        await asyncio.to_thread(
-            networks.sweep_sandboxes,
-            {c.id for c in container_store.all() if is_running(c.state.status)},
-        )
+        running = {c.id for c in container_store.all() if is_running(c.state.status)}
+        await asyncio.to_thread(networks.sweep_sandboxes, running)
+        await networks.resume_ports(running)
         removed = await asyncio.to_thread(
             remove_unreferenced, run_files.wrappers_dir, restorer.live_runtime_paths()
         )
@@ -361,6 +361,11 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 await restorer.shutdown(store.current())
             except Exception:
                 log.exception("stopping containers at shutdown failed")
+        if networks is not None and store is not None:
+            try:
+                await networks.shutdown(live_restore=store.current().live_restore)
+            except Exception:
+                log.exception("network clean-up at shutdown failed")
         await tasks.cancel_all()
         if runner is not None:
             await runner.cleanup()

@@ -58,7 +58,7 @@ class Environment:
 
     async def undo(self, c: Container) -> None:
         """A start failed: whatever ``prepare``/``publish`` set up goes (idempotent)."""
-        self.networks.unpublish(c.id)
+        await self.networks.unpublish(c.id)
         if c.id in self._mounting:
             self._mounting.discard(c.id)
             with contextlib.suppress(WhaledError, OSError):
@@ -77,7 +77,7 @@ class Environment:
         """The process is gone: ports and the namespace go (the rootfs is the run's
         clean-up)."""
         self.volumes.unmounted(c.id, mount_points(c))
-        self.networks.unpublish(c.id)
+        await self.networks.unpublish(c.id)
         with contextlib.suppress(WhaledError, OSError):
             await asyncio.to_thread(self.networks.sandbox_down, c.id)
 

@@ -12,18 +12,19 @@ emitted on the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from whaled.config.model import Config
 from whaled.container.times import now_rfc3339
 from whaled.daemon.dns import NetworkDns
-from whaled.daemon.portproxy import PortProxy
+from whaled.daemon.portproxy import HostPorts
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
 from whaled.network import ipam, nat, netlink
@@ -35,7 +36,7 @@ from whaled.network.model import (
     Endpoint,
     Network,
 )
-from whaled.network.ports import port_mappings, ports_json
+from whaled.network.ports import PublishedPort, port_mappings, ports_json
 from whaled.network.store import NetworkStore
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ class NetworkService:
         self._container_name = container_name
         #: the embedded DNS server of each user network (names of its running containers)
         self.dns = NetworkDns(self.names)
-        #: published ports of running containers
-        self.ports = PortProxy()
+        #: the host side of running containers' published ports
+        self.ports = HostPorts()
         #: the ID of the default bridge network's record, None with ``bridge: none``
         self._default: str | None = None
         #: outbound NAT in whaled's own nftables table (off with ``iptables: false``)
@@ -157,8 +158,11 @@ class NetworkService:
         """Daemon start: NAT on (unless ``iptables: false``), the default bridge, every
         network's bridge and DNS server back, the NAT table rewritten."""
         self._nat = cfg.iptables
+        self.ports.proxy = cfg.userland_proxy
         if self._nat and not nat.available():
-            log.warning("nft not found (Debian package nftables): containers get no outbound NAT")
+            log.warning(
+                "libnftables not found (Debian package nftables): containers get no NAT"
+            )
             self._nat = False
         if self._nat and cfg.ip_forward:
             try:
@@ -170,17 +174,57 @@ class NetworkService:
         await self._refresh_nat()
 
     async def _refresh_nat(self) -> None:
+        """The NAT table from the records: every network's masquerade or isolation and
+        the published ports of every running container (kept on its endpoint)."""
         if not self._nat:
             return
+        networks = [n for n in self.store.all() if n.bridge and n.subnet]
         nets = [
             nat.BridgeNet(bridge=n.bridge, subnet=n.subnet, internal=n.internal)
-            for n in self.store.all()
-            if n.bridge and n.subnet
+            for n in networks
         ]
+        forwards = [
+            nat.PortForward(
+                proto=p.proto,
+                host_ip=p.host_ip,
+                host_port=p.host_port,
+                target_ip=ep.ip,
+                target_port=p.container_port,
+            )
+            for n in networks
+            for ep in n.endpoints.values()
+            for p in ep.ports
+        ]
+        loopback_dnat = not self.ports.proxy
         try:
-            await asyncio.to_thread(nat.apply, self._nat_table, nets)
-        except WhaledError as e:
-            log.warning("outbound NAT not updated: %s", e)
+            if loopback_dnat:
+                await asyncio.to_thread(_route_localnet, [n.bridge for n in networks])
+            await asyncio.to_thread(
+                nat.apply, self._nat_table, nets, forwards, loopback_dnat=loopback_dnat
+            )
+        except (WhaledError, OSError) as e:
+            log.warning("NAT rules not updated: %s", e)
+
+    async def shutdown(self, *, live_restore: bool) -> None:
+        """Daemon stop: the sockets of published ports close. Without live-restore (the
+        containers are stopped by now) the NAT table and the bridges go too; with it they
+        stay, so the kernel keeps forwarding the running containers' ports."""
+        self.ports.release_all()
+        await self.dns.close()
+        if live_restore:
+            return
+        if self._nat:
+            try:
+                await asyncio.to_thread(nat.remove, self._nat_table)
+            except WhaledError as e:
+                log.warning("NAT table %s not removed: %s", self._nat_table, e)
+        for n in self.store.all():
+            # the stopped containers' veths would go with their namespaces a moment
+            # later; the daemon leaves none behind
+            for ep in n.endpoints.values():
+                await asyncio.to_thread(netlink.unplug, _host_ifname(ep))
+            if n.bridge:
+                await asyncio.to_thread(netlink.remove_bridge, n.bridge)
 
     async def setup_default_bridge(self, cfg: Config) -> None:
         """Daemon start: the built-in ``bridge`` network on device ``bridge`` (default
@@ -556,22 +600,63 @@ class NetworkService:
     async def publish(
         self, cid: str, name: str, host_config: Mapping[str, Any], config: Mapping[str, Any]
     ) -> None:
-        """Listen on the container's published ports (it is about to run)."""
+        """The container's published ports (it is about to run): host sockets bound, the
+        ports kept on its first endpoint, the NAT rules rewritten."""
         mappings = port_mappings(host_config, config)
         if not mappings:
             return
         attached = sorted(self.attachments(cid), key=lambda a: a.network.name)
         if not attached:
             raise InvalidParameter("port publishing needs a network with a bridge")
-        await self.ports.publish(cid, name, mappings, attached[0].endpoint.ip)
+        first = attached[0]
+        published = await self.ports.bind(cid, name, mappings, first.endpoint.ip)
+        try:
+            self._keep_ports(first.network.id, cid, tuple(published))
+        except BaseException:
+            self.ports.release(cid)
+            raise
+        await self._refresh_nat()
 
-    def unpublish(self, cid: str) -> None:
-        self.ports.unpublish(cid)
+    def _keep_ports(self, network_id: str, cid: str, ports: tuple[PublishedPort, ...]) -> bool:
+        """Record ``ports`` on the container's endpoint; False when nothing changed."""
+        with self.store.lock:
+            n = self.store.find(network_id)
+            ep = n.endpoints.get(cid)
+            if ep is None or ep.ports == ports:
+                return False
+            self.store.save(replace(n, endpoints={**n.endpoints, cid: replace(ep, ports=ports)}))
+            return True
+
+    async def unpublish(self, cid: str) -> None:
+        """The container stopped (or its start failed): its ports and their rules go."""
+        self.ports.release(cid)
+        changed = False
+        for a in self.attachments(cid):
+            if a.endpoint.ports:
+                changed |= self._keep_ports(a.network.id, cid, ())
+        if changed:
+            await self._refresh_nat()
+
+    async def resume_ports(self, running: set[str]) -> None:
+        """Daemon start, after the containers were restored: the ports of those still
+        running are bound again (their rules never went away); the others' are dropped."""
+        changed = False
+        for n in self.store.all():
+            for cid, ep in n.endpoints.items():
+                if not ep.ports:
+                    continue
+                if cid in running:
+                    kept = tuple(await self.ports.rebind(cid, ep.ports, ep.ip))
+                else:
+                    kept = ()
+                changed |= self._keep_ports(n.id, cid, kept)
+        if changed:
+            await self._refresh_nat()
 
     def ports_of(self, cid: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """``NetworkSettings.Ports`` of a container: while it runs on a user network, each
         exposed port (``null`` unless published) and the published ones; else empty."""
-        published = self.ports.published(cid)
+        published = [p for a in self.attachments(cid) for p in a.endpoint.ports]
         if not published and not os.path.exists(self.netns_path(cid)):
             return {}
         return ports_json(list(config.get("ExposedPorts") or {}), published)
@@ -616,6 +701,12 @@ class NetworkService:
         await asyncio.to_thread(netlink.unplug, _host_ifname(ep))
         self.store.save(self.store.find(n.id).without(cid))
         self._emit("disconnect", n, {"container": cid})
+
+
+def _route_localnet(bridges: Sequence[str]) -> None:
+    for bridge in bridges:
+        with contextlib.suppress(FileNotFoundError):
+            nat.route_localnet(bridge)
 
 
 def _host_ifname(ep: Endpoint) -> str:

@@ -44,8 +44,10 @@ def check_network_config(hc: Mapping[str, Any], *, wired: bool = False) -> list[
             f"({mode}) has none"
         )
     for key in hc.get("PortBindings") or {}:
-        if not str(key).endswith("/tcp") and "/" in str(key):
-            raise InvalidParameter(f"publishing {key} is not supported by whaled yet (tcp only)")
+        if str(key).lower().endswith("/sctp"):
+            raise InvalidParameter(
+                f"publishing {key} is not supported by whaled (tcp and udp are)"
+            )
     return warnings
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from whaled.network.ports import PublishedPort
+
 BRIDGE_DRIVER = "bridge"
 #: Built-in networks (listed, never created or removed through the API).
 PREDEFINED = ("bridge", "host", "none")
@@ -24,6 +26,8 @@ class Endpoint:
     mac: str
     aliases: tuple[str, ...] = ()
     static: bool = False  # the address was asked for (--ip)
+    #: published ports while the container runs (on its first network's endpoint)
+    ports: tuple[PublishedPort, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +37,7 @@ class Endpoint:
             "mac": self.mac,
             "aliases": list(self.aliases),
             "static": self.static,
+            "ports": [p.to_json() for p in self.ports],
         }
 
     @staticmethod
@@ -44,6 +49,7 @@ class Endpoint:
             mac=str(doc.get("mac") or ""),
             aliases=tuple(str(a) for a in doc.get("aliases") or ()),
             static=bool(doc.get("static")),
+            ports=tuple(PublishedPort.from_json(p) for p in doc.get("ports") or ()),
         )
 
 

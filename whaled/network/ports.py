@@ -19,10 +19,46 @@ class PortMapping:
     container_port: int
     host_ip: str  # "" = every address (0.0.0.0)
     host_port: int  # 0 = any free port
+    host_port_end: int = 0  # with ``host_port``: any free port of the range (``8000-8010``)
 
     @property
     def key(self) -> str:
         return f"{self.container_port}/{self.proto}"
+
+    def candidates(self) -> range:
+        """Host ports to try, in order (``range(0, 1)``: one from the kernel)."""
+        return range(self.host_port, max(self.host_port, self.host_port_end) + 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedPort:
+    """A port published while its container runs: the host address and port bound."""
+
+    proto: str
+    container_port: int
+    host_ip: str  # the address bound: 0.0.0.0 for every one
+    host_port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proto": self.proto,
+            "container_port": self.container_port,
+            "host_ip": self.host_ip,
+            "host_port": self.host_port,
+        }
+
+    @staticmethod
+    def from_json(doc: Mapping[str, Any]) -> PublishedPort:
+        return PublishedPort(
+            proto=str(doc["proto"]),
+            container_port=int(doc["container_port"]),
+            host_ip=str(doc["host_ip"]),
+            host_port=int(doc["host_port"]),
+        )
 
 
 def parse_port_key(key: str) -> tuple[int, str]:
@@ -36,13 +72,17 @@ def parse_port_key(key: str) -> tuple[int, str]:
     return int(port), proto
 
 
-def _host_port(text: str) -> int:
+def _host_ports(text: str) -> tuple[int, int]:
+    """``HostPort``: "" (any), ``8080`` or a range ``8000-8010`` → (first, last or 0)."""
     if not text:
-        return 0
-    first = text.split("-", 1)[0]
-    if not first.isdigit() or not 0 < int(first) < 65536:
-        raise InvalidParameter(f'invalid port specification: "{text}"')
-    return int(first)
+        return 0, 0
+    first, sep, last = text.partition("-")
+    for part in (first, last) if sep else (first,):
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise InvalidParameter(f'invalid port specification: "{text}"')
+    if sep and int(last) < int(first):
+        raise InvalidParameter(f"invalid range specified for port: {text}")
+    return int(first), int(last) if sep else 0
 
 
 def port_mappings(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> list[PortMapping]:
@@ -54,12 +94,14 @@ def port_mappings(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> 
         seen.add(f"{port}/{proto}")
         for entry in entries or [{}]:
             entry = entry or {}
+            first, last = _host_ports(str(entry.get("HostPort") or ""))
             out.append(
                 PortMapping(
                     proto=proto,
                     container_port=port,
                     host_ip=str(entry.get("HostIp") or ""),
-                    host_port=_host_port(str(entry.get("HostPort") or "")),
+                    host_port=first,
+                    host_port_end=last,
                 )
             )
     if host_config.get("PublishAllPorts"):
@@ -70,17 +112,15 @@ def port_mappings(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> 
     return out
 
 
-def ports_json(
-    exposed: Sequence[str], published: Sequence[tuple[PortMapping, str, int]]
-) -> dict[str, Any]:
+def ports_json(exposed: Sequence[str], published: Sequence[PublishedPort]) -> dict[str, Any]:
     """``NetworkSettings.Ports``: each exposed port (``null`` when not published) and each
     published one with the host addresses it is bound to."""
     out: dict[str, Any] = {}
     for key in exposed:
         port, proto = parse_port_key(key)
         out.setdefault(f"{port}/{proto}", None)
-    for mapping, host_ip, host_port in published:
-        entries = out.get(mapping.key) or []
-        entries.append({"HostIp": host_ip, "HostPort": str(host_port)})
-        out[mapping.key] = entries
+    for p in published:
+        entries = out.get(p.key) or []
+        entries.append({"HostIp": p.host_ip, "HostPort": str(p.host_port)})
+        out[p.key] = entries
     return out

@@ -7,7 +7,7 @@ import pytest
 
 from whaled.errors import InvalidParameter
 from whaled.network.mode import check_network_config
-from whaled.network.ports import PortMapping, port_mappings, ports_json
+from whaled.network.ports import PortMapping, PublishedPort, port_mappings, ports_json
 
 
 def test_mappings() -> None:
@@ -31,21 +31,40 @@ def test_mappings() -> None:
         port_mappings({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}, {})
 
 
+def test_host_port_ranges() -> None:
+    (m,) = port_mappings({"PortBindings": {"53/udp": [{"HostPort": "8000-8002"}]}}, {})
+    assert (m.proto, m.host_port, m.host_port_end) == ("udp", 8000, 8002)
+    assert list(m.candidates()) == [8000, 8001, 8002]
+    (one,) = port_mappings({"PortBindings": {"80": [{"HostPort": "8080"}]}}, {})
+    assert list(one.candidates()) == [8080]
+    (anyport,) = port_mappings({"PortBindings": {"80": [{}]}}, {})
+    assert list(anyport.candidates()) == [0]
+    for bad in ("8002-8000", "1-99999", "a-b", "-5"):
+        with pytest.raises(InvalidParameter):
+            port_mappings({"PortBindings": {"80/tcp": [{"HostPort": bad}]}}, {})
+
+
 def test_ports_shape() -> None:
-    m = PortMapping(proto="tcp", container_port=80, host_ip="", host_port=0)
-    assert ports_json(["80/tcp", "7000/tcp"], [(m, "0.0.0.0", 32768)]) == {
+    p = PublishedPort(proto="tcp", container_port=80, host_ip="0.0.0.0", host_port=32768)
+    u = PublishedPort(proto="udp", container_port=53, host_ip="127.0.0.1", host_port=5353)
+    assert ports_json(["80/tcp", "7000/tcp"], [p, u]) == {
         "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "32768"}],
+        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],
         "7000/tcp": None,
     }
+    assert PublishedPort.from_json(u.to_json()) == u
 
 
-def test_publishing_needs_a_bridge_and_tcp() -> None:
+def test_publishing_needs_a_bridge_and_tcp_or_udp() -> None:
     hc = {"NetworkMode": "mynet", "PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}
     assert check_network_config(hc, wired=True) == []
     with pytest.raises(InvalidParameter, match="needs a network with a bridge"):
         check_network_config({**hc, "NetworkMode": "default"})
     assert check_network_config({**hc, "NetworkMode": "default"}, wired=True) == []
-    with pytest.raises(InvalidParameter, match="tcp only"):
+    assert check_network_config(
+        {"NetworkMode": "mynet", "PortBindings": {"53/udp": [{}]}}, wired=True
+    ) == []
+    with pytest.raises(InvalidParameter, match="tcp and udp are"):
         check_network_config(
-            {"NetworkMode": "mynet", "PortBindings": {"53/udp": [{}]}}, wired=True
+            {"NetworkMode": "mynet", "PortBindings": {"53/sctp": [{}]}}, wired=True
         )

@@ -242,6 +242,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         restart = await restorer.restore()
         running = {c.id for c in container_store.all() if is_running(c.state.status)}
         await asyncio.to_thread(networks.sweep_sandboxes, running)
+        await asyncio.to_thread(networks.drop_orphans, {c.id for c in container_store.all()})
         await networks.resume_ports(running)
         removed = await asyncio.to_thread(
             remove_unreferenced, run_files.wrappers_dir, restorer.live_runtime_paths()

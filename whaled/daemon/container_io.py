@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ from whaled.image.layers import LayerStore
 from whaled.image.rwlayers import ChangeKind
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
+from whaled.network.netstats import parse_net_dev
 from whaled.volume.mounts import parse_bind
 
 log = logging.getLogger("whaled.containers")
@@ -82,6 +83,13 @@ class StatsSample:
     cgroup_version: int
     host_memory: int
     running: bool
+    #: per-interface counters of the container's own network namespace (empty otherwise)
+    networks: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
 
 
 def parse_log_time(text: str, now: float | None = None) -> int:
@@ -325,7 +333,17 @@ class ContainerIO:
             cgroup_version=2 if facts.cgroups.version == 2 else 1,
             host_memory=facts.host.mem_total,
             running=running,
+            networks=await self._net_counters(c) if running else {},
         )
+
+    async def _net_counters(self, c: Container) -> dict[str, dict[str, int]]:
+        if not c.state.pid or not os.path.exists(self.networks.netns_path(c.id)):
+            return {}  # host, none, container: modes have no interfaces of their own
+        try:
+            text = await asyncio.to_thread(_read_text, f"/proc/{c.state.pid}/net/dev")
+        except OSError:
+            return {}
+        return parse_net_dev(text)
 
     # ------------------------------------------------------------------ files
 

@@ -534,6 +534,25 @@ class NetworkService:
             if cid in n.endpoints
         ]
 
+    def drop_orphans(self, containers: set[str]) -> list[str]:
+        """Daemon start: endpoints of containers that do not exist are freed (a daemon
+        killed between an address's allocation and the container's record leaves one).
+        Returns the container IDs dropped."""
+        dropped: list[str] = []
+        with self.store.lock:
+            for n in self.store.all():
+                gone = [cid for cid in n.endpoints if cid not in containers]
+                if not gone:
+                    continue
+                kept = n
+                for cid in gone:
+                    kept = kept.without(cid)
+                self.store.save(kept)
+                dropped += gone
+        for cid in dropped:
+            log.info("freed the address of container %s, which was never made", cid[:12])
+        return dropped
+
     async def release(self, cid: str, *, emit: bool = True) -> None:
         """The container is gone: its endpoints (and addresses) are freed."""
         for n in self.store.all():

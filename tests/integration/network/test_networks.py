@@ -65,6 +65,8 @@ def _inspect(cli: DockerCLI, *args: str) -> Any:
 
 
 def test_network_commands(cli: DockerCLI, whaled: WhaledProcess) -> None:
+    plugins = _inspect(cli, "info", "--format", "{{json .Plugins}}")
+    assert plugins["Network"] == ["bridge", "host", "null"] and plugins["Volume"] == ["local"]
     nid = cli.run(
         "network",
         "create",
@@ -188,6 +190,16 @@ def test_containers_on_a_network_reach_each_other(
             "IPv6Address": "",
         }
     }
+    # stats carry the counters of the container's own interfaces (the pings above)
+    stats = whaled.client().containers.get("srv").stats(stream=False)
+    eth0 = stats["networks"]["eth0"]
+    assert set(stats["networks"]) == {"eth0"}
+    assert eth0["rx_packets"] >= 3 and eth0["tx_packets"] >= 3 and eth0["rx_bytes"] > 0, eth0
+    assert "networks" not in whaled.api().stats(
+        cli.run("run", "-d", "--network", "none", busybox_image, "sleep", "9").stdout.strip(),
+        stream=False,
+    )
+
     # the container's veth and namespace go with it
     cli.run("rm", "-f", "srv")
     assert not os.listdir(os.path.join(whaled.exec_root, "netns"))
@@ -463,3 +475,60 @@ def test_concurrent_creates_never_share_an_address(
     whaled.restart()
     net = _inspect(cli, "network", "inspect", "whtnet9")[0]
     assert len(net["Containers"]) == 16
+
+
+def test_kill9_between_allocation_and_record_leaks_no_address(
+    cli: DockerCLI, whaled: WhaledProcess, busybox_image: str
+) -> None:
+    """A /29 has five addresses for containers. Creates race a SIGKILL of the daemon; and the
+    exact state a kill between an address's allocation and the container's record leaves
+    (an endpoint of a container that does not exist) is written too. After the restart the
+    network holds endpoints of existing containers only, and five new containers fit."""
+    nid = cli.run("network", "create", "--subnet", "10.213.10.0/29", "whtnet10").stdout.strip()
+    stop = threading.Event()
+
+    def churn(k: int) -> None:
+        api = whaled.api(timeout=10)
+        i = 0
+        while not stop.is_set():
+            try:
+                c = api.create_container(
+                    busybox_image, ["true"], name=f"churn{k}-{i}",
+                    host_config=api.create_host_config(network_mode="whtnet10"),
+                )  # fmt: skip
+                api.remove_container(c["Id"])
+            except Exception:
+                if not whaled.running:
+                    return
+            i += 1
+
+    threads = [threading.Thread(target=churn, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    whaled.kill9()
+    stop.set()
+    for t in threads:
+        t.join(30)
+
+    path = os.path.join(whaled.data_root, "network", nid + ".json")
+    with open(path) as f:
+        record = json.load(f)
+    record["endpoints"].append(
+        {"container_id": "f" * 64, "endpoint_id": "e" * 64, "ip": "10.213.10.6",
+         "mac": "02:42:0a:d5:0a:06"}
+    )  # fmt: skip
+    with open(path, "w") as f:
+        json.dump(record, f)
+
+    whaled.start()
+    whaled.wait_ready()
+    existing = set(cli.run("ps", "-aq", "--no-trunc").stdout.split())
+    net = _inspect(cli, "network", "inspect", "whtnet10")[0]
+    assert set(net["Containers"]) <= existing
+    for cid in existing:
+        cli.run("rm", "-f", cid)
+    for i in range(5):
+        cli.run("create", "--name", f"fits{i}", "--network", "whtnet10", busybox_image, "true")
+    full = cli.run("create", "--network", "whtnet10", busybox_image, "true", check=False)
+    assert full.returncode != 0

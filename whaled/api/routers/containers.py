@@ -329,6 +329,7 @@ def _shape_stats(sample: StatsSample, previous: Mapping[str, Any] | None) -> dic
         cgroup_version=sample.cgroup_version,
         host_memory=sample.host_memory,
         previous=previous,
+        networks=sample.networks,
     )
 
 

@@ -146,7 +146,7 @@ def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
         ],
         "Plugins": {
             "Volume": ["local"],
-            "Network": ["host", "null"],
+            "Network": ["bridge", "host", "null"],
             "Authorization": None,
             "Log": ["json-file", "none"],
         },

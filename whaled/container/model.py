@@ -59,6 +59,8 @@ class Container:
     platform: str = "linux"
     #: the volumes mounted into the container (``whaled.volume.model.MountPoint`` records)
     mount_points: list[dict[str, Any]] = field(default_factory=list)
+    #: dockerd's legacy link variables (``--link`` on the default bridge), set at create
+    link_env: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)

@@ -78,7 +78,7 @@ def build_spec_input(
         rootfs=rootfs,
         entrypoint=tuple(cfg.get("Entrypoint") or ()),
         cmd=tuple(cfg.get("Cmd") or ()),
-        env=tuple(cfg.get("Env") or ()),
+        env=_with_link_env(c.link_env, cfg.get("Env") or ()),
         working_dir=cfg.get("WorkingDir") or "",
         user=user,
         hostname=cfg.get("Hostname") or c.id[:12],
@@ -115,3 +115,9 @@ def build_spec_input(
         uts=_mode(str(hc.get("UTSMode") or "")),
         cgroupns=_mode(str(hc.get("CgroupnsMode") or "")),
     )
+
+
+def _with_link_env(link_env: Sequence[str], own: Sequence[str]) -> tuple[str, ...]:
+    """Link variables first; the container's own ``Env`` wins over them (dockerd)."""
+    keys = {str(e).partition("=")[0] for e in own}
+    return tuple(e for e in link_env if e.partition("=")[0] not in keys) + tuple(own)

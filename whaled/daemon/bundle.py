@@ -27,9 +27,10 @@ from whaled.container.state import Status
 from whaled.container.store import ContainerStore
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts as DaemonFacts
-from whaled.errors import Conflict, InvalidParameter, WhaledError
+from whaled.errors import Conflict, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.host.devices import all_device_nodes, device_node
 from whaled.logger.options import LogOptions, parse_log_config
+from whaled.network.links import parse_link
 from whaled.osutil.atomic import replace_file
 from whaled.osutil.files import read_text
 from whaled.runtime.backend.api import CreateOptions, StdioOptions
@@ -176,6 +177,7 @@ class SpecAssembler:
         pid = None
         if str(hc.get("PidMode") or "").startswith("container:"):
             pid = self.namespace(c, "PidMode", "pid")
+        self._check_links(c)
         return build_spec(
             build_spec_input(
                 c,
@@ -197,6 +199,20 @@ class SpecAssembler:
                 no_new_privileges=cfg.no_new_privileges,
             )
         )
+
+    def _check_links(self, c: Container) -> None:
+        """Every linked container runs (dockerd refuses the start otherwise)."""
+        for entry in c.host_config.get("Links") or ():
+            link = parse_link(str(entry))
+            try:
+                child = self.store.get(link.child)
+            except NotFound:
+                child = None
+            if child is None or child.state.status != Status.RUNNING:
+                raise SystemFailure(
+                    f"Cannot link to a non running container: /{link.child} AS "
+                    f"/{c.name}/{link.alias}"
+                )
 
     def namespace(self, c: Container, key: str, kind: str) -> NamespaceMode:
         """The namespace of ``kind`` that HostConfig ``key`` asks for (a ``container:<id>``

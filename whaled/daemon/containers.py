@@ -147,6 +147,9 @@ class ContainerService:
     ) -> CreateResult:
         return await self.creator.create(cfg, body, name=name, platform=platform)
 
+    async def remove_link(self, parent_ref: str, alias: str) -> None:
+        await self.creator.remove_link(parent_ref, alias)
+
     # ------------------------------------------------------------------ start
 
     async def start(self, cfg: Config, name_or_id: str) -> None:

@@ -29,15 +29,23 @@ from whaled.container.signals import parse_signal
 from whaled.container.store import ContainerStore
 from whaled.container.times import now_rfc3339
 from whaled.daemon.bundle import RunFiles, SpecAssembler
-from whaled.daemon.networks import NetworkService
+from whaled.daemon.networks import Attachment, NetworkService
 from whaled.daemon.runs import Runs
 from whaled.daemon.system import HostFacts as DaemonFacts
 from whaled.daemon.volumes import VolumeService
-from whaled.errors import InvalidParameter, WhaledError
+from whaled.errors import InvalidParameter, NotFound, WhaledError
 from whaled.image.layers import LayerStore
 from whaled.image.stores import ImageStores
 from whaled.logger.options import parse_log_config
-from whaled.network.files import EtcPaths, write_etc_files
+from whaled.network.files import EtcPaths, drop_hosts_name, write_etc_files
+from whaled.network.links import (
+    Link,
+    hosts_line,
+    link_env,
+    parse_link,
+    parse_links,
+    stored_link,
+)
 from whaled.network.mode import (
     check_join,
     check_network_config,
@@ -137,6 +145,19 @@ class ContainerCreator:
         if not argv:
             raise InvalidParameter("No command specified")
         self._check_joins(host_config)
+        links = parse_links(host_config.get("Links"))
+        if links and mode == "host":
+            raise InvalidParameter(
+                "conflicting options: host type networking can't be used with links. "
+                "This would result in undefined behavior"
+            )
+        children = [self._link_child(link) for link in links]
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        # links asked on a network (the CLI puts --link there for user networks)
+        net_links = [
+            parse_link(str(e)) for ep in endpoints.values() for e in (ep or {}).get("Links") or ()
+        ]
+        net_children = [self._link_child(link) for link in net_links]
         check_bind_sources(host_config)
         check_request(request, host_config)
         if config.get("StopSignal"):
@@ -175,7 +196,6 @@ class ContainerCreator:
         points = await self.volumes.prepare(config, host_config)
         points += self._volumes_from(host_config, {p.destination for p in points})
         c.mount_points = [p.to_json() for p in points]
-        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         try:
             attached = await self.networks.attach_at_create(cid, mode, endpoints)
             await asyncio.to_thread(self.layers.rw.create, cid, image.top_chain)
@@ -188,6 +208,10 @@ class ContainerCreator:
                 # Chosen and reserved in one step (no await in between): a concurrent
                 # create cannot take the same name meanwhile.
                 c.name = self._free_name()
+            link_lines = self._apply_links(c, list(zip(links, children, strict=True)), attached)
+            link_lines += self._link_lines(
+                list(zip(net_links, net_children, strict=True)), attached
+            )
             self.store.reserve(c)
             await asyncio.to_thread(
                 write_etc_files,
@@ -199,6 +223,7 @@ class ContainerCreator:
                 host_config=c.host_config,
                 daemon=cfg,
                 addresses=[a.endpoint.ip for a in attached],
+                link_lines=link_lines,
                 # user networks: their embedded DNS server, on the first network's gateway
                 nameservers=[a.network.gateway for a in attached[:1] if a.network.name != "bridge"],
             )
@@ -213,6 +238,71 @@ class ContainerCreator:
         self.runs.slot(cid)
         self.events.emit(c, "create")
         return CreateResult(id=cid, warnings=warnings)
+
+    def _link_child(self, link: Link) -> Container:
+        try:
+            return self.store.get(link.child)
+        except NotFound:
+            raise NotFound(
+                f"could not get container for {link.child}: No such container: {link.child}"
+            ) from None
+
+    def _apply_links(
+        self, c: Container, links: list[tuple[Link, Container]], attached: list[Attachment]
+    ) -> list[str]:
+        """``HostConfig.Links``: kept in dockerd's stored form; the children's /etc/hosts
+        lines, and on the default bridge dockerd's link variables (``c.link_env``, added to
+        the process environment at each start)."""
+        if not links:
+            return []
+        c.host_config["Links"] = [stored_link(ch.name, c.name, lk.alias) for lk, ch in links]
+        for link, child in links:
+            shared = self._shared(child, attached)
+            if shared is not None and shared.network.name == "bridge":
+                c.link_env += link_env(
+                    parent_name=c.name,
+                    alias=link.alias,
+                    ip=shared.endpoint.ip,
+                    exposed_ports=list(child.config.get("ExposedPorts") or {}),
+                    child_env=[str(e) for e in child.config.get("Env") or ()],
+                )
+        return self._link_lines(links, attached)
+
+    def _link_lines(
+        self, links: list[tuple[Link, Container]], attached: list[Attachment]
+    ) -> list[str]:
+        """The /etc/hosts line of each child on a network the container shares with it
+        (whaled names links in the linking container's /etc/hosts on user networks too,
+        where dockerd's embedded DNS answers them for the linking container only)."""
+        lines = []
+        for link, child in links:
+            shared = self._shared(child, attached)
+            if shared is not None:
+                hostname = str(child.config.get("Hostname") or child.id[:12])
+                lines.append(hosts_line(shared.endpoint.ip, link.alias, hostname, child.name))
+        return lines
+
+    def _shared(self, child: Container, attached: list[Attachment]) -> Attachment | None:
+        mine = {a.network.id for a in attached}
+        shared = [a for a in self.networks.attachments(child.id) if a.network.id in mine]
+        return shared[0] if shared else None
+
+    async def remove_link(self, parent_ref: str, alias: str) -> None:
+        """``docker rm --link /parent/alias``: the link leaves ``HostConfig.Links``, its
+        variables the next start's environment and its line the parent's /etc/hosts."""
+        parent = self.store.get(parent_ref)
+        async with self.runs.slot(parent.id).lock:
+            kept = [
+                str(e)
+                for e in parent.host_config.get("Links") or ()
+                if parse_link(str(e)).alias != alias
+            ]
+            prefix = alias.upper().replace("-", "_") + "_"
+            parent.host_config["Links"] = kept or None
+            parent.link_env = [e for e in parent.link_env if not e.startswith(prefix)]
+            self.store.save(parent)
+            if parent.hosts_path:
+                await asyncio.to_thread(drop_hosts_name, parent.hosts_path, alias)
 
     def _volumes_from(self, host_config: Mapping[str, Any], taken: set[str]) -> list[MountPoint]:
         """``--volumes-from name[:ro|:rw]``: that container's volumes, at the same paths

@@ -493,6 +493,7 @@ class NetworkService:
                 mac=mac,
                 aliases=tuple(str(a) for a in settings.get("Aliases") or ()),
                 static=bool(wanted),
+                links=tuple(str(x) for x in settings.get("Links") or ()),
             )
             updated = current.with_endpoint(ep)
             self.store.save(updated)

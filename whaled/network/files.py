@@ -34,6 +34,7 @@ def write_etc_files(
     daemon: Config,
     addresses: Sequence[str] = (),
     nameservers: Sequence[str] = (),
+    link_lines: Sequence[str] = (),
 ) -> None:
     """Write the three files for a container's Config/HostConfig under the daemon's
     settings (``host-gateway-ip``, ``dns``, ``dns-search``, ``dns-opts``)."""
@@ -50,7 +51,8 @@ def write_etc_files(
             host_hosts=read_text("/etc/hosts"),
             host_gateway_ip=daemon.host_gateway_ip or None,
             addresses=addresses,
-        ),
+        )
+        + "".join(link_lines),
     )
     _write(
         paths.resolv_conf,
@@ -62,6 +64,19 @@ def write_etc_files(
             host_network=host_net,
         ),
     )
+
+
+def drop_hosts_name(path: str, name: str) -> None:
+    """Remove the /etc/hosts lines whose first name is ``name`` (a removed link's)."""
+    text = read_text(path)
+    if text is None:
+        return
+    kept = [
+        line
+        for line in text.splitlines(keepends=True)
+        if (line.split(None, 2)[1:2] or [""])[0] != name
+    ]
+    _write(path, "".join(kept))
 
 
 def _write(path: str, text: str) -> None:

@@ -28,6 +28,8 @@ class Endpoint:
     static: bool = False  # the address was asked for (--ip)
     #: published ports while the container runs (on its first network's endpoint)
     ports: tuple[PublishedPort, ...] = ()
+    #: ``--link name:alias`` asked on this network (EndpointSettings.Links)
+    links: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,7 @@ class Endpoint:
             "aliases": list(self.aliases),
             "static": self.static,
             "ports": [p.to_json() for p in self.ports],
+            "links": list(self.links),
         }
 
     @staticmethod
@@ -50,6 +53,7 @@ class Endpoint:
             aliases=tuple(str(a) for a in doc.get("aliases") or ()),
             static=bool(doc.get("static")),
             ports=tuple(PublishedPort.from_json(p) for p in doc.get("ports") or ()),
+            links=tuple(str(x) for x in doc.get("links") or ()),
         )
 
 

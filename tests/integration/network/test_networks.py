@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import docker.errors
 import pytest
 from pyroute2 import IPRoute
 
@@ -532,3 +533,60 @@ def test_kill9_between_allocation_and_record_leaks_no_address(
         cli.run("create", "--name", f"fits{i}", "--network", "whtnet10", busybox_image, "true")
     full = cli.run("create", "--network", "whtnet10", busybox_image, "true", check=False)
     assert full.returncode != 0
+
+
+def test_legacy_links(cli: DockerCLI, whaled: WhaledProcess, busybox_image: str) -> None:
+    """``--link`` on the default bridge (/etc/hosts and dockerd's variables) and on a user
+    network, refused for a container that is missing or stopped, removed with ``rm
+    --link``; docker-py's ``links=``."""
+    cli.run(
+        "run", "-d", "--name", "db", "-e", "SECRET=s3", "--expose", "5432", busybox_image,
+        "sleep", "60",
+    )  # fmt: skip
+    db = _inspect(cli, "inspect", "db")[0]
+    ip = db["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    out = cli.run(
+        "run", "--name", "web", "--link", "db:pg", busybox_image, "sh", "-c",
+        "env | sort; cat /etc/hosts; ping -c1 -W2 pg >/dev/null && echo reached",
+    ).stdout  # fmt: skip
+    assert f"PG_PORT=tcp://{ip}:5432" in out and f"PG_PORT_5432_TCP_ADDR={ip}" in out, out
+    assert "PG_NAME=/web/pg" in out and "PG_ENV_SECRET=s3" in out, out
+    assert f"{ip}\tpg {db['Config']['Hostname']} db" in out, out
+    assert out.strip().endswith("reached"), out
+    assert _inspect(cli, "inspect", "web")[0]["HostConfig"]["Links"] == ["/db:/web/pg"]
+    # the variables are the process's, not the container's Config
+    assert not [e for e in _inspect(cli, "inspect", "web")[0]["Config"]["Env"] or [] if "PG_" in e]
+
+    cli.run("rm", "--link", "/web/pg")
+    assert _inspect(cli, "inspect", "web")[0]["HostConfig"]["Links"] is None
+    after = cli.run("start", "-a", "web", check=False).stdout
+    assert "PG_NAME" not in after and "\tpg " not in after, after
+
+    # (through the API: the CLI takes a 404 on create for a missing image and pulls)
+    api = whaled.api()
+    with pytest.raises(docker.errors.NotFound, match="could not get container for nope"):
+        api.create_container(
+            busybox_image, ["true"], host_config=api.create_host_config(links={"nope": "x"})
+        )
+    cli.run("create", "--name", "sleeper", busybox_image, "true")
+    cli.run("create", "--name", "linker", "--link", "sleeper", busybox_image, "true")
+    stopped = cli.run("start", "linker", check=False)
+    assert stopped.returncode != 0
+    assert "Cannot link to a non running container: /sleeper AS /linker/sleeper" in stopped.stderr
+
+    # a user network: the alias names the child for the linking container
+    cli.run("network", "create", "--subnet", "10.213.11.0/24", "whtnet11")
+    cli.run("network", "connect", "whtnet11", "db")
+    on_net = cli.run(
+        "run", "--rm", "--network", "whtnet11", "--link", "db:store", busybox_image,
+        "ping", "-c1", "-W2", "store",
+    ).stdout  # fmt: skip
+    assert "10.213.11." in on_net, on_net
+
+    client = whaled.client()
+    logs = client.containers.run(
+        busybox_image, ["sh", "-c", "echo $LNK_NAME; cat /etc/hosts"], links={"db": "lnk"},
+        remove=True,
+    ).decode()  # fmt: skip
+    assert logs.startswith("/") and logs.splitlines()[0].endswith("/lnk"), logs
+    assert f"{ip}\tlnk" in logs, logs

@@ -36,7 +36,7 @@ from whaled.api.versions import ApiVersion
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.pump import ClientIO
-from whaled.errors import InvalidParameter
+from whaled.errors import InvalidParameter, NotFound, SystemFailure
 from whaled.logger.reader import LogEntry
 
 log = logging.getLogger("whaled.api")
@@ -162,10 +162,23 @@ async def post_container_wait(request: web.Request) -> web.StreamResponse:
 
 async def delete_container(request: web.Request) -> web.StreamResponse:
     if bool_param(request, "link"):
-        raise InvalidParameter("links are not supported by whaled")
+        raise SystemFailure("Conflict, cannot remove the default link name of the container")
     await _svc(request).remove(
         _id(request), force=bool_param(request, "force"), volumes=bool_param(request, "v")
     )
+    return web.Response(status=204)
+
+
+async def delete_link(request: web.Request) -> web.StreamResponse:
+    """``docker rm --link /parent/alias``: the URL's name is the link's, ``parent/alias``."""
+    parent, alias = request.match_info["parent"], request.match_info["alias"]
+    if not bool_param(request, "link"):
+        raise NotFound(f"No such container: {parent}/{alias}")
+    try:
+        await _svc(request).remove_link(parent, alias)
+    except NotFound:
+        name = f"/{parent}/{alias}"
+        raise SystemFailure(f"Cannot get parent /{parent} for link name {name}") from None
     return web.Response(status=204)
 
 
@@ -456,6 +469,7 @@ def register(routes: Routes) -> None:
     routes.add("POST", "/containers/{id}/attach", post_container_attach)
     routes.add("POST", "/containers/{id}/wait", post_container_wait)
     routes.add("DELETE", "/containers/{id}", delete_container)
+    routes.add("DELETE", "/containers/{parent}/{alias}", delete_link)
     routes.add("HEAD", "/containers/{id}/archive", head_container_archive)
     routes.add("GET", "/containers/{id}/archive", get_container_archive)
     routes.add("PUT", "/containers/{id}/archive", put_container_archive)

@@ -214,7 +214,7 @@ def _endpoint_json(a: Attachment, c: Container) -> dict[str, Any]:
     ep, n = a.endpoint, a.network
     return {
         "IPAMConfig": {"IPv4Address": ep.ip} if ep.static else None,
-        "Links": None,
+        "Links": list(ep.links) or None,
         "Aliases": list(ep.aliases) or None,
         "MacAddress": ep.mac,
         "NetworkID": n.id,

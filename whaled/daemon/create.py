@@ -48,6 +48,7 @@ from whaled.network.links import (
 )
 from whaled.network.mode import (
     check_join,
+    check_mac,
     check_network_config,
     default_hostname,
     joined_container,
@@ -197,7 +198,9 @@ class ContainerCreator:
         points += self._volumes_from(host_config, {p.destination for p in points})
         c.mount_points = [p.to_json() for p in points]
         try:
-            attached = await self.networks.attach_at_create(cid, mode, endpoints)
+            attached = await self.networks.attach_at_create(
+                cid, mode, endpoints, mac=check_mac(str(config.get("MacAddress") or ""))
+            )
             await asyncio.to_thread(self.layers.rw.create, cid, image.top_chain)
         except BaseException:
             await self.networks.release(cid, emit=False)

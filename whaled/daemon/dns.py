@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 DNS_PORT = 53
 UPSTREAM_TIMEOUT = 2.0
-#: name → addresses, for the running containers of one network
-NetworkNames = Callable[[str], Mapping[str, Sequence[str]]]
+#: (network ID, the querying address) → name → addresses
+NetworkNames = Callable[[str, str], Mapping[str, Sequence[str]]]
 
 
 def host_nameservers(resolv_conf: str | None) -> list[str]:
@@ -63,7 +63,7 @@ class _Listener(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        names = self._owner.names(self._network_id)
+        names = self._owner.names(self._network_id, addr[0])
         reply, forward = answer(data, lambda name: names.get(name))
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)

@@ -27,7 +27,8 @@ from whaled.daemon.dns import NetworkDns
 from whaled.daemon.portproxy import HostPorts
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
-from whaled.network import ipam, nat, netlink
+from whaled.network import etcfiles, ipam, nat, netlink
+from whaled.network.mode import check_mac
 from whaled.network.model import (
     BRIDGE_DRIVER,
     BRIDGE_NAME_OPTION,
@@ -452,20 +453,41 @@ class NetworkService:
             if n.name != "bridge":  # as dockerd: no embedded DNS on the default bridge
                 await self.dns.start(n)
 
-    def names(self, network_id: str) -> dict[str, list[str]]:
-        """Names the network's embedded DNS answers: each running container's name,
-        aliases and short ID, with its address on this network."""
+    def names(self, network_id: str, querier: str = "") -> dict[str, list[str]]:
+        """Names the embedded DNS server of ``network_id`` answers a query from address
+        ``querier``: each running container's name, aliases and short ID, with its address,
+        on every user network the querying container is on (this one first, as dockerd's
+        resolver answers across a container's networks), and the link aliases asked at
+        ``network connect --link`` for that container only."""
         try:
-            n = self.store.find(network_id)
+            arrived = self.store.find(network_id)
         except NotFound:
             return {}
+        asker = next((cid for cid, ep in arrived.endpoints.items() if ep.ip == querier), None)
+        networks = [arrived]
+        if asker is not None:
+            networks += [
+                n
+                for n in self.store.all()
+                if asker in n.endpoints and n.id != arrived.id and n.id != self._default
+            ]
         out: dict[str, list[str]] = {}
-        for cid, ep in n.endpoints.items():
-            if not os.path.exists(self.netns_path(cid)):
-                continue  # not running
-            for name in (self.container_name(cid), *ep.aliases, cid[:12]):
-                if name:
-                    out.setdefault(name.lower(), []).append(ep.ip)
+        for n in networks:
+            found: dict[str, list[str]] = {}
+            for cid, ep in n.endpoints.items():
+                if not os.path.exists(self.netns_path(cid)):
+                    continue  # not running
+                for name in (self.container_name(cid), *ep.aliases, cid[:12]):
+                    if name:
+                        found.setdefault(name.lower(), []).append(ep.ip)
+            if asker is not None and asker in n.endpoints:
+                for entry in n.endpoints[asker].links:
+                    child, _, alias = entry.partition(":")
+                    ips = found.get(child.lower())
+                    if ips:
+                        found.setdefault((alias or child).lower(), ips)
+            for name, ips in found.items():
+                out.setdefault(name, ips)  # the network the query came on wins
         return out
 
     # ------------------------------------------------------------------ endpoints
@@ -485,7 +507,7 @@ class NetworkService:
                 last=current.last_ip,
                 network_name=f"{n.name} ({n.id})",
             )
-            mac = str(settings.get("MacAddress") or "") or ipam.mac_for(addr)
+            mac = check_mac(str(settings.get("MacAddress") or "")) or ipam.mac_for(addr)
             ep = Endpoint(
                 container_id=cid,
                 endpoint_id=secrets.token_hex(32),
@@ -500,10 +522,11 @@ class NetworkService:
             return updated
 
     async def attach_at_create(
-        self, cid: str, mode: str, endpoints_config: Mapping[str, Any]
+        self, cid: str, mode: str, endpoints_config: Mapping[str, Any], *, mac: str = ""
     ) -> list[Attachment]:
         """Endpoints for a new container: on its ``NetworkMode`` network (a user one) and
-        any other network ``EndpointsConfig`` names. Nothing for built-in modes."""
+        any other network ``EndpointsConfig`` names. Nothing for built-in modes. ``mac``:
+        the container-wide ``Config.MacAddress`` of API < 1.44, for the first network."""
         refs: list[str] = []
         first = self._network_of_mode(mode)
         if first is not None:
@@ -521,6 +544,8 @@ class NetworkService:
                     or (endpoints_config.get(mode) if ref == first else None)
                     or {}
                 )
+                if ref == first and mac and not settings.get("MacAddress"):
+                    settings = {**settings, "MacAddress": mac}
                 updated = self._allocate(n, cid, settings)
                 done.append(Attachment(network=updated, endpoint=updated.endpoints[cid]))
         except BaseException:
@@ -684,8 +709,18 @@ class NetworkService:
     # ------------------------------------------------------------------ connect
 
     async def connect(
-        self, ref: str, cid: str, settings: Mapping[str, Any], *, running: bool
+        self,
+        ref: str,
+        cid: str,
+        settings: Mapping[str, Any],
+        *,
+        running: bool,
+        resolv_conf: str = "",
     ) -> None:
+        """Connect a container; while it runs, its veth is plugged now, and a container
+        that had no embedded DNS server yet (the default bridge) gets this network's
+        in its ``resolv_conf`` (rewritten in place: it is bind-mounted), as dockerd's
+        resolver starts when a sandbox joins its first user network."""
         n = self.find(ref)
         if n.name in PREDEFINED and n.id != self._default:
             raise Forbidden(f"container cannot be connected to the built-in network {n.name}")
@@ -709,6 +744,10 @@ class NetworkService:
             except BaseException:
                 self.store.save(self.store.find(n.id).without(cid))
                 raise
+            if resolv_conf and n.id != self._default:
+                embedded = {m.gateway for m in self.store.all() if m.id != self._default}
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(_use_nameserver, resolv_conf, n.gateway, embedded)
         self._emit("connect", updated, {"container": cid})
 
     async def disconnect(self, ref: str, cid: str, *, force: bool) -> None:
@@ -721,6 +760,15 @@ class NetworkService:
         await asyncio.to_thread(netlink.unplug, _host_ifname(ep))
         self.store.save(self.store.find(n.id).without(cid))
         self._emit("disconnect", n, {"container": cid})
+
+
+def _use_nameserver(path: str, nameserver: str, embedded: set[str]) -> None:
+    with open(path, "r+", encoding="utf-8") as f:
+        text = etcfiles.with_nameserver(f.read(), nameserver, embedded)
+        if text is not None:
+            f.seek(0)
+            f.truncate()
+            f.write(text)
 
 
 def _route_localnet(bridges: Sequence[str]) -> None:

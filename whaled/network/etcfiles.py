@@ -16,7 +16,7 @@ only, container:<id>):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from whaled.errors import InvalidParameter
 
@@ -111,3 +111,17 @@ def resolv_conf_file(
         lines.append("options " + " ".join(dns_options))
     text = "\n".join(lines)
     return text + "\n" if text else ""
+
+
+def with_nameserver(text: str, nameserver: str, embedded: Collection[str]) -> str | None:
+    """A resolv.conf that names ``nameserver`` (a user network's embedded DNS server) in
+    place of the host's nameservers, for a container connected to its first user network
+    while it runs; None when it already names one of the ``embedded`` servers."""
+    lines = text.splitlines()
+    current = [
+        ln.split()[1] for ln in lines if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
+    ]
+    if any(ns in embedded for ns in current):
+        return None
+    kept = [ln for ln in lines if ln.split()[:1] != ["nameserver"]]
+    return "\n".join([f"nameserver {nameserver}", *kept]) + "\n"

@@ -9,11 +9,12 @@
   accepted with a warning: a private namespace with loopback only;
 - the name of a user-defined bridge network (``docker network create``): a namespace wired
   to that network's bridge; any other name is dockerd's 404 ``network <name> not found``;
-- port publishing (tcp) needs a bridge (user-defined or the default one).
+- port publishing (tcp and udp) needs a bridge (user-defined or the default one).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,10 +46,19 @@ def check_network_config(hc: Mapping[str, Any], *, wired: bool = False) -> list[
         )
     for key in hc.get("PortBindings") or {}:
         if str(key).lower().endswith("/sctp"):
-            raise InvalidParameter(
-                f"publishing {key} is not supported by whaled (tcp and udp are)"
-            )
+            raise InvalidParameter(f"publishing {key} is not supported by whaled (tcp and udp are)")
     return warnings
+
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def check_mac(mac: str) -> str:
+    """A ``MacAddress`` as asked (empty: none), refused with dockerd's message when it is
+    not one."""
+    if mac and not _MAC.match(mac):
+        raise InvalidParameter(f"invalid MAC address: {mac}")
+    return mac.lower()
 
 
 def joined_container(mode: str) -> str | None:

@@ -590,3 +590,82 @@ def test_legacy_links(cli: DockerCLI, whaled: WhaledProcess, busybox_image: str)
     ).decode()  # fmt: skip
     assert logs.startswith("/") and logs.splitlines()[0].endswith("/lnk"), logs
     assert f"{ip}\tlnk" in logs, logs
+
+
+def test_docker_py_network_api(cli: DockerCLI, whaled: WhaledProcess, busybox_image: str) -> None:
+    """The Docker SDK for Python's network calls and container options, as on dockerd."""
+    client = whaled.client()
+    ipam = docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="10.213.12.0/24", gateway="10.213.12.254")]
+    )
+    net = client.networks.create(
+        "whtpy12", driver="bridge", ipam=ipam, labels={"team": "py"},
+        options={"com.docker.network.bridge.name": "whtpy12br", "com.docker.network.driver.mtu": "1400"},
+    )  # fmt: skip
+    other = client.networks.create("whtpy13", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="10.213.13.0/24")]))  # fmt: skip
+    assert net.attrs["IPAM"]["Config"] == [{"Subnet": "10.213.12.0/24", "Gateway": "10.213.12.254"}]
+    assert net.attrs["Options"]["com.docker.network.driver.mtu"] == "1400"
+    assert [n.name for n in client.networks.list(filters={"label": "team=py"})] == ["whtpy12"]
+    assert {n.name for n in client.networks.list(names=["whtpy12", "whtpy13"])} == {
+        "whtpy12", "whtpy13"
+    }  # fmt: skip
+    assert "whtpy12br" in _links()
+
+    # several networks at create (API 1.44 EndpointsConfig), a MAC address, ports
+    api = whaled.api()
+    server = client.containers.run(
+        busybox_image, ["sh", "-c", "echo hi-py | nc -l -p 8000; sleep 60"], detach=True,
+        name="pysrv", network="whtpy12", mac_address="02:42:aa:bb:cc:dd",
+        ports={"8000/tcp": ("127.0.0.1", None)},
+        networking_config={
+            "whtpy12": api.create_endpoint_config(aliases=["web"]),
+            "whtpy13": api.create_endpoint_config(ipv4_address="10.213.13.77"),
+        },
+    )  # fmt: skip
+    server.reload()
+    nets = server.attrs["NetworkSettings"]["Networks"]
+    assert set(nets) == {"whtpy12", "whtpy13"}
+    assert nets["whtpy12"]["MacAddress"] == "02:42:aa:bb:cc:dd" and nets["whtpy12"]["Aliases"]
+    assert nets["whtpy13"]["IPAddress"] == "10.213.13.77"
+    host_port = int(server.ports["8000/tcp"][0]["HostPort"])
+    deadline = time.monotonic() + 10
+    reply = b""
+    while time.monotonic() < deadline and b"hi-py" not in reply:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", host_port), 2) as s:
+            reply = s.recv(100)
+        time.sleep(0.1)
+    assert reply == b"hi-py\n"
+    assert server.stats(stream=False)["networks"].keys() == {"eth0", "eth1"}
+
+    # connect with aliases, a link and a static address; disconnect
+    client_c = client.containers.run(busybox_image, ["sleep", "60"], detach=True, name="pycli")
+    other.connect(client_c, aliases=["cli-alias"], links=[("pysrv", "srvlink")],
+                  ipv4_address="10.213.13.88")  # fmt: skip
+    client_c.reload()
+    ep = client_c.attrs["NetworkSettings"]["Networks"]["whtpy13"]
+    assert ep["IPAddress"] == "10.213.13.88" and "cli-alias" in ep["Aliases"]
+    assert ep["Links"] == ["pysrv:srvlink"]
+    other.reload()
+    assert {c.name for c in other.containers} == {"pysrv", "pycli"}
+    assert client_c.exec_run(["ping", "-c1", "-W2", "web"]).exit_code != 0  # not on whtpy12
+    assert client_c.exec_run(["ping", "-c1", "-W2", "pysrv"]).exit_code == 0
+    # the link alias, for pycli only; pysrv (first network whtpy12) finds pycli, which is
+    # only on its second network
+    assert client_c.exec_run(["ping", "-c1", "-W2", "srvlink"]).exit_code == 0
+    assert server.exec_run(["ping", "-c1", "-W2", "srvlink"]).exit_code != 0
+    found = server.exec_run(["ping", "-c1", "-W2", "pycli"])
+    assert found.exit_code == 0 and b"10.213.13.88" in found.output, found.output
+    other.disconnect(client_c)
+    client_c.reload()
+    assert "whtpy13" not in client_c.attrs["NetworkSettings"]["Networks"]
+
+    with pytest.raises(docker.errors.APIError, match="active endpoints"):
+        net.remove()
+    server.remove(force=True)
+    client_c.remove(force=True)
+    pruned = client.networks.prune(filters={"label": "team=py"})
+    assert pruned["NetworksDeleted"] == ["whtpy12"]
+    other.remove()
+    assert not {"whtpy12", "whtpy13"} & {n.name for n in client.networks.list()}
+    assert "whtpy12br" not in _links()

@@ -90,3 +90,13 @@ def test_host_nameservers_skip_loopback() -> None:
     text = "nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch x\nnameserver ::1\n"
     assert host_nameservers(text) == ["10.0.0.2"]
     assert host_nameservers(None) == []
+
+
+def test_resolv_conf_switches_to_an_embedded_server_once() -> None:
+    from whaled.network.etcfiles import with_nameserver
+
+    host = "search example.internal\nnameserver 192.0.2.53\noptions ndots:1\n"
+    switched = with_nameserver(host, "10.1.0.1", {"10.1.0.1", "10.2.0.1"})
+    assert switched == "nameserver 10.1.0.1\nsearch example.internal\noptions ndots:1\n"
+    assert switched is not None
+    assert with_nameserver(switched, "10.2.0.1", {"10.1.0.1", "10.2.0.1"}) is None

@@ -117,6 +117,7 @@ async def post_network_connect(request: web.Request) -> web.StreamResponse:
         c.id,
         body.get("EndpointConfig") or {},
         running=is_running(c.state.status),
+        resolv_conf="" if c.host_config.get("Dns") else c.resolv_conf_path,
     )
     return web.Response(status=200)
 

@@ -600,7 +600,8 @@ def test_docker_py_network_api(cli: DockerCLI, whaled: WhaledProcess, busybox_im
     )
     net = client.networks.create(
         "whtpy12", driver="bridge", ipam=ipam, labels={"team": "py"},
-        options={"com.docker.network.bridge.name": "whtpy12br", "com.docker.network.driver.mtu": "1400"},
+        options={"com.docker.network.bridge.name": "whtpy12br",
+                 "com.docker.network.driver.mtu": "1400"},
     )  # fmt: skip
     other = client.networks.create("whtpy13", ipam=docker.types.IPAMConfig(
         pool_configs=[docker.types.IPAMPool(subnet="10.213.13.0/24")]))  # fmt: skip
@@ -632,8 +633,9 @@ def test_docker_py_network_api(cli: DockerCLI, whaled: WhaledProcess, busybox_im
     deadline = time.monotonic() + 10
     reply = b""
     while time.monotonic() < deadline and b"hi-py" not in reply:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", host_port), 2) as s:
-            reply = s.recv(100)
+        with contextlib.suppress(OSError):
+            with socket.create_connection(("127.0.0.1", host_port), 2) as s:
+                reply = s.recv(100)
         time.sleep(0.1)
     assert reply == b"hi-py\n"
     assert server.stats(stream=False)["networks"].keys() == {"eth0", "eth1"}

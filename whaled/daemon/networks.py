@@ -19,6 +19,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from whaled.config.model import Config
@@ -603,12 +604,12 @@ class NetworkService:
         if not attached:
             return None
         path = self.netns_path(cid)
-        netlink.make_netns(path)
+        netlink.make_netns(path, loopback=False)
         try:
             for i, a in enumerate(sorted(attached, key=lambda a: a.network.name)):
                 n, ep = a.network, a.endpoint
-                netlink.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu)
-                netlink.plug(
+                plug = partial(
+                    netlink.plug,
                     path,
                     bridge=n.bridge,
                     host_ifname=_host_ifname(ep),
@@ -618,7 +619,13 @@ class NetworkService:
                     gateway=None if n.internal or i > 0 else n.gateway,
                     mac=ep.mac,
                     mtu=n.mtu,
+                    loopback_up=i == 0,
                 )
+                try:
+                    plug()
+                except netlink.BridgeGone:  # deleted by hand: made again, as at start
+                    netlink.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu)
+                    plug()
         except BaseException:
             self.sandbox_down(cid)
             raise

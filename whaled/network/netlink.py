@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import os
 import threading
@@ -33,8 +34,13 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 def _index(ipr: IPRoute, ifname: str) -> int | None:
-    found = ipr.link_lookup(ifname=ifname)
-    return int(found[0]) if found else None
+    """The index of ``ifname`` (one request; ``link_lookup`` dumps every link)."""
+    try:
+        return int(ipr.link("get", ifname=ifname)[0]["index"])
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise
 
 
 def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
@@ -101,6 +107,10 @@ def host_routes() -> list[ipaddress.IPv4Network]:
     return out
 
 
+class BridgeGone(Conflict):
+    """A network's bridge device does not exist (deleted by hand, or a host reboot)."""
+
+
 def _in_netns(path: str | None, work: Callable[[], None]) -> None:
     """Run ``work`` in a fresh thread moved into the network namespace at ``path`` (a new
     one when None). ``setns``/``unshare`` move only the calling thread, and the thread ends
@@ -136,15 +146,15 @@ def _check(rc: int, what: str) -> None:
         raise SystemFailure(f"{what}: {os.strerror(err)}")
 
 
-def _loopback_up() -> None:
-    with IPRoute() as ipr:
-        lo = ipr.link_lookup(ifname="lo")
-        if lo:
-            ipr.link("set", index=lo[0], state="up")
+def _loopback_up(ipr: IPRoute) -> None:
+    index = _index(ipr, "lo")
+    if index is not None:
+        ipr.link("set", index=index, state="up")
 
 
-def make_netns(path: str) -> None:
-    """A new network namespace kept at ``path`` (a bind mount), loopback up."""
+def make_netns(path: str, *, loopback: bool = True) -> None:
+    """A new network namespace kept at ``path`` (a bind mount), loopback up (or left to
+    the first ``plug``, which brings it up in the same visit: ``loopback=False``)."""
     os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
     if os.path.lexists(path):
         remove_netns(path)
@@ -154,7 +164,9 @@ def make_netns(path: str) -> None:
     def keep() -> None:
         source = f"/proc/self/task/{threading.get_native_id()}/ns/net"
         _check(_libc.mount(source.encode(), path.encode(), None, MS_BIND, None), "mount netns")
-        _loopback_up()
+        if loopback:
+            with IPRoute() as ipr:
+                _loopback_up(ipr)
 
     try:
         _in_netns(None, keep)
@@ -183,43 +195,46 @@ def plug(
     gateway: str | None,
     mac: str,
     mtu: int,
+    loopback_up: bool = False,
 ) -> None:
-    """A veth pair: ``host_ifname`` in ``bridge``, its peer made right inside the namespace
-    as ``ifname`` (one netlink request: no move, no rename) with ``address``; the default
-    route via ``gateway`` (none for an internal network)."""
+    """A veth pair: ``host_ifname`` in ``bridge`` and up, its peer made right inside the
+    namespace as ``ifname`` (one netlink request: no move, no rename, no separate master or
+    up) with ``address``; the default route via ``gateway`` (none for an internal
+    network). Raises ``BridgeGone`` when ``bridge`` does not exist."""
     with IPRoute() as ipr:
         br = _index(ipr, bridge)
         if br is None:
-            raise Conflict(f"bridge {bridge} of the network is gone")
-        stale = _index(ipr, host_ifname)
-        if stale is not None:  # left by a namespace the kernel has not destroyed yet
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=stale)
+            raise BridgeGone(f"bridge {bridge} of the network is gone")
         fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        request = {
+            "ifname": host_ifname,
+            "kind": "veth",
+            "mtu": mtu,
+            "master": br,
+            "state": "up",
+            "peer": {"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
+        }
         try:
-            ipr.link(
-                "add",
-                ifname=host_ifname,
-                kind="veth",
-                mtu=mtu,
-                peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
-            )
+            try:
+                ipr.link("add", **request)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+                # left by a namespace the kernel has not destroyed yet
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", ifname=host_ifname)
+                ipr.link("add", **request)
         except NetlinkError as e:
             raise SystemFailure(f"failed to add the veth pair {host_ifname}: {e}") from None
         finally:
             os.close(fd)
-        host = _index(ipr, host_ifname)
-        assert host is not None
-        try:
-            ipr.link("set", index=host, master=br, state="up")
-        except BaseException:
-            with contextlib.suppress(NetlinkError):
-                ipr.link("del", index=host)
-            raise
 
     def configure() -> None:
         with IPRoute() as ns:
-            index = ns.link_lookup(ifname=ifname)[0]
+            if loopback_up:
+                _loopback_up(ns)
+            index = _index(ns, ifname)
+            assert index is not None
             ns.addr("add", index=index, address=address, prefixlen=prefixlen)
             ns.link("set", index=index, state="up")
             if gateway:

@@ -671,3 +671,12 @@ def test_docker_py_network_api(cli: DockerCLI, whaled: WhaledProcess, busybox_im
     other.remove()
     assert not {"whtpy12", "whtpy13"} & {n.name for n in client.networks.list()}
     assert "whtpy12br" not in _links()
+
+
+def test_a_bridge_deleted_by_hand_is_made_again_at_the_next_start(
+    cli: DockerCLI, busybox_image: str
+) -> None:
+    nid = cli.run("network", "create", "--subnet", "10.213.14.0/24", "whtnet14").stdout.strip()
+    _delete_links({f"wh-{nid[:12]}"})
+    out = cli.run(*RUN, "--network", "whtnet14", busybox_image, "ping", "-c1", "-W2", "10.213.14.1")
+    assert out.returncode == 0 and f"wh-{nid[:12]}" in _links()

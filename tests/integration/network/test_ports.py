@@ -211,6 +211,12 @@ def test_ports_keep_answering_across_a_live_restore_restart(
             whaled.wait_ready()
             assert _fetch("127.0.0.1", port) == b"hello-kept\n"
             assert _fetch(gateway, port) == b"hello-kept\n"
+            # the address and the name of the running container are still good
+            reached = cli.run(
+                "run", "--rm", "--network", "whtports22", busybox_image,
+                "nc", "-w", "5", "kept", "8000",
+            ).stdout  # fmt: skip
+            assert reached == "hello-kept\n"
             ports = _inspect(cli, "kept")["NetworkSettings"]["Ports"]
             assert ports["8000/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(port)}]
             # the restarted daemon holds the port again: it cannot be published twice

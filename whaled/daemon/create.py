@@ -225,7 +225,8 @@ class ContainerCreator:
                 config=c.config,
                 host_config=c.host_config,
                 daemon=cfg,
-                addresses=[a.endpoint.ip for a in attached],
+                addresses=[a.endpoint.ip for a in attached]
+                + [a.endpoint.ip6 for a in attached if a.endpoint.ip6],
                 link_lines=link_lines,
                 # user networks: their embedded DNS server, on the first network's gateway
                 nameservers=[a.network.gateway for a in attached[:1] if a.network.name != "bridge"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -289,7 +290,7 @@ class NetworkService:
             bridge=device,
             mtu=cfg.mtu or 1500,
         )
-        await asyncio.to_thread(netlink.ensure_bridge, device, n.gateway, n.prefixlen, n.mtu)
+        await asyncio.to_thread(_ensure_bridge, n)
         self.store.save(n)
         self._default = nid
 
@@ -343,10 +344,15 @@ class NetworkService:
         driver = driver or BRIDGE_DRIVER
         if driver != BRIDGE_DRIVER:
             raise NotFound(f'plugin "{driver}" not found')
-        if enable_ipv6:
-            raise InvalidParameter("IPv6 networks are not supported by whaled yet")
-        if len(ipam_configs) > 1:
-            raise InvalidParameter("one IPv4 subnet per network is supported")
+        v6_configs = [c for c in ipam_configs if _is_v6_config(c)]
+        v4_configs = [c for c in ipam_configs if not _is_v6_config(c)]
+        if len(v4_configs) > 1 or len(v6_configs) > 1:
+            raise InvalidParameter("one IPv4 and one IPv6 subnet per network are supported")
+        if v6_configs and not enable_ipv6:
+            raise InvalidParameter(
+                f"subnet {v6_configs[0].get('Subnet')} is an IPv6 subnet: the network needs "
+                "IPv6 enabled (--ipv6)"
+            )
         options = dict(options or {})
         with self.store.lock:
             for n in self.store.all():
@@ -354,7 +360,7 @@ class NetworkService:
                     raise Conflict(f"network with name {name} already exists")
         taken = [ipam.parse_network(n.subnet) for n in self.store.all() if n.subnet]
         routes = await asyncio.to_thread(netlink.host_routes)
-        cfg = ipam_configs[0] if ipam_configs else {}
+        cfg = v4_configs[0] if v4_configs else {}
         if cfg.get("Subnet"):
             spec = ipam.check_pool(
                 str(cfg["Subnet"]),
@@ -368,6 +374,22 @@ class NetworkService:
                 raise InvalidParameter("a gateway or ip-range needs a subnet")
             spec = ipam.check_pool(str(ipam.pick_subnet(taken + routes)))
         nid = secrets.token_hex(32)
+        spec6 = None
+        if enable_ipv6:
+            cfg6 = v6_configs[0] if v6_configs else {}
+            spec6 = (
+                ipam.check_pool6(str(cfg6["Subnet"]), str(cfg6.get("Gateway") or ""))
+                if cfg6.get("Subnet")
+                else ipam.check_pool6(str(ipam.ula_subnet(bytes.fromhex(nid))))
+            )
+            for other in self.store.all():
+                if other.subnet6 and spec6.subnet.overlaps(
+                    ipaddress.ip_network(other.subnet6)
+                ):
+                    raise Conflict(
+                        "invalid pool request: Pool overlaps with other one on this address "
+                        "space"
+                    )
         bridge = options.get(BRIDGE_NAME_OPTION) or f"wh-{nid[:12]}"
         if len(bridge) > 15:
             raise InvalidParameter(f"bridge name {bridge} is longer than 15 characters")
@@ -394,10 +416,10 @@ class NetworkService:
             options=options,
             bridge=bridge,
             mtu=mtu,
+            subnet6=str(spec6.subnet) if spec6 else "",
+            gateway6=str(spec6.gateway) if spec6 else "",
         )
-        await asyncio.to_thread(
-            netlink.ensure_bridge, bridge, n.gateway, spec.subnet.prefixlen, mtu
-        )
+        await asyncio.to_thread(_ensure_bridge, n)
         try:
             self.store.save(n)
         except BaseException:
@@ -445,9 +467,7 @@ class NetworkService:
         """Daemon start: every network's bridge is up again (after a host reboot too)."""
         for n in self.store.all():
             try:
-                await asyncio.to_thread(
-                    netlink.ensure_bridge, n.bridge, n.gateway, n.prefixlen, n.mtu
-                )
+                await asyncio.to_thread(_ensure_bridge, n)
             except WhaledError as e:
                 log.warning("network %s: cannot restore bridge %s: %s", n.name, n.bridge, e)
                 continue
@@ -478,9 +498,10 @@ class NetworkService:
             for cid, ep in n.endpoints.items():
                 if not os.path.exists(self.netns_path(cid)):
                     continue  # not running
+                addresses = [ep.ip, ep.ip6] if ep.ip6 else [ep.ip]
                 for name in (self.container_name(cid), *ep.aliases, cid[:12]):
                     if name:
-                        found.setdefault(name.lower(), []).append(ep.ip)
+                        found.setdefault(name.lower(), []).extend(addresses)
             if asker is not None and asker in n.endpoints:
                 for entry in n.endpoints[asker].links:
                     child, _, alias = entry.partition(":")
@@ -509,10 +530,26 @@ class NetworkService:
                 network_name=f"{n.name} ({n.id})",
             )
             mac = check_mac(str(settings.get("MacAddress") or "")) or ipam.mac_for(addr)
+            wanted6 = str(((settings.get("IPAMConfig") or {}).get("IPv6Address")) or "")
+            ip6 = ""
+            if current.subnet6:
+                ip6 = str(
+                    ipam.allocate6(
+                        ipam.check_pool6(current.subnet6, current.gateway6),
+                        [e.ip6 for e in current.endpoints.values()],
+                        wanted=wanted6,
+                        network_name=f"{n.name} ({n.id})",
+                    )
+                )
+            elif wanted6:
+                raise InvalidParameter(
+                    f"invalid IPv6 address {wanted6}: network {n.name} has no IPv6"
+                )
             ep = Endpoint(
                 container_id=cid,
                 endpoint_id=secrets.token_hex(32),
                 ip=str(addr),
+                ip6=ip6,
                 mac=mac,
                 aliases=tuple(str(a) for a in settings.get("Aliases") or ()),
                 static=bool(wanted),
@@ -620,11 +657,14 @@ class NetworkService:
                     mac=ep.mac,
                     mtu=n.mtu,
                     loopback_up=i == 0,
+                    address6=ep.ip6,
+                    prefixlen6=n.prefixlen6,
+                    gateway6=n.gateway6 if ep.ip6 and not n.internal and i == 0 else None,
                 )
                 try:
                     plug()
                 except netlink.BridgeGone:  # deleted by hand: made again, as at start
-                    netlink.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu)
+                    _ensure_bridge(n)
                     plug()
         except BaseException:
             self.sandbox_down(cid)
@@ -747,6 +787,8 @@ class NetworkService:
                     gateway=None,
                     mac=ep.mac,
                     mtu=n.mtu,
+                    address6=ep.ip6,
+                    prefixlen6=n.prefixlen6,
                 )
             except BaseException:
                 self.store.save(self.store.find(n.id).without(cid))
@@ -767,6 +809,14 @@ class NetworkService:
         await asyncio.to_thread(netlink.unplug, _host_ifname(ep))
         self.store.save(self.store.find(n.id).without(cid))
         self._emit("disconnect", n, {"container": cid})
+
+
+def _is_v6_config(cfg: Mapping[str, Any]) -> bool:
+    return ipam.is_ipv6_cidr(str(cfg.get("Subnet") or cfg.get("Gateway") or ""))
+
+
+def _ensure_bridge(n: Network) -> None:
+    netlink.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu, n.gateway6, n.prefixlen6)
 
 
 def _use_nameserver(path: str, nameserver: str, embedded: set[str]) -> None:

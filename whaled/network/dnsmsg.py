@@ -1,6 +1,7 @@
 """The embedded DNS server's answers (pure): a query for a name the network knows gets an
-authoritative answer (``A`` records, or an empty answer for other types of a known name, as
-dockerd's resolver does for IPv4-only endpoints); anything else is for the upstream servers.
+authoritative answer (``A`` and, on IPv6 networks, ``AAAA`` records; an empty answer for
+other types of a known name, as dockerd's resolver gives); anything else is for the upstream
+servers.
 Messages are parsed and built with dnspython."""
 
 from __future__ import annotations
@@ -43,10 +44,14 @@ def answer(
         return None, True
     reply = dns.message.make_response(query)
     reply.flags |= dns.flags.AA
-    if question.rdtype == dns.rdatatype.A and addresses:
-        reply.answer.append(
-            dns.rrset.from_text_list(question.name, TTL, "IN", "A", list(addresses))
-        )
+    wanted = {dns.rdatatype.A: ("A", False), dns.rdatatype.AAAA: ("AAAA", True)}
+    if question.rdtype in wanted:
+        rdtype, v6 = wanted[question.rdtype]
+        matching = [a for a in addresses if (":" in a) == v6]
+        if matching:
+            reply.answer.append(
+                dns.rrset.from_text_list(question.name, TTL, "IN", rdtype, matching)
+            )
     return reply.to_wire(), False
 
 

@@ -18,6 +18,8 @@ from whaled.errors import Conflict, InvalidParameter
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
+IPv6Network = ipaddress.IPv6Network
+IPv6Address = ipaddress.IPv6Address
 
 #: dockerd's default address pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20s.
 DEFAULT_POOLS: tuple[tuple[str, int], ...] = (
@@ -39,13 +41,17 @@ class NoSubnet(InvalidParameter):
         )
 
 
+def is_ipv6_cidr(text: str) -> bool:
+    return ":" in text
+
+
 def parse_network(text: str) -> IPv4Network:
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise InvalidParameter(f"invalid CIDR address: {text}") from None
     if not isinstance(net, IPv4Network):
-        raise InvalidParameter(f"IPv6 subnets need --ipv6, which whaled does not offer: {text}")
+        raise InvalidParameter(f"{text} is an IPv6 subnet: here an IPv4 one is needed")
     return net
 
 
@@ -55,7 +61,7 @@ def parse_address(text: str) -> IPv4Address:
     except ValueError:
         raise InvalidParameter(f"invalid address: {text}") from None
     if not isinstance(addr, IPv4Address):
-        raise InvalidParameter(f"IPv6 addresses need --ipv6: {text}")
+        raise InvalidParameter(f"{text} is an IPv6 address: here an IPv4 one is needed")
     return addr
 
 
@@ -159,3 +165,66 @@ def allocate(
 def mac_for(addr: IPv4Address) -> str:
     """dockerd's MAC for an address: 02:42 then the four address bytes."""
     return "02:42:" + ":".join(f"{b:02x}" for b in addr.packed)
+
+
+# ---------------------------------------------------------------------------- IPv6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pool6Spec:
+    """An IPv6 network's pool: its subnet and gateway (no ranges or aux addresses)."""
+
+    subnet: IPv6Network
+    gateway: IPv6Address
+
+
+def ula_subnet(seed: bytes) -> IPv6Network:
+    """A unique local /64 (RFC 4193) for a network that asked for IPv6 without a subnet:
+    ``fd`` and a 40-bit global ID taken from ``seed`` (the network's ID)."""
+    global_id = int.from_bytes(seed[:5].ljust(5, b"\0"), "big")
+    prefix = (0xFD << 120) | (global_id << 80)
+    return IPv6Network((prefix, 64))
+
+
+def check_pool6(subnet: str, gateway: str = "") -> Pool6Spec:
+    try:
+        net = ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        raise InvalidParameter(f"invalid CIDR address: {subnet}") from None
+    if not isinstance(net, IPv6Network):
+        raise InvalidParameter(f"{subnet} is not an IPv6 subnet")
+    if net.prefixlen > 124:
+        raise InvalidParameter(f"subnet {net} is too small for a network")
+    try:
+        gw = ipaddress.ip_address(gateway) if gateway else net.network_address + 1
+    except ValueError:
+        raise InvalidParameter(f"invalid address: {gateway}") from None
+    if not isinstance(gw, IPv6Address) or gw not in net:
+        raise InvalidParameter(f"no matching subnet for gateway {gateway}")
+    return Pool6Spec(subnet=net, gateway=gw)
+
+
+def allocate6(
+    spec: Pool6Spec, in_use: Collection[str], *, wanted: str = "", network_name: str = ""
+) -> IPv6Address:
+    """An IPv6 address for a new endpoint: ``wanted`` if free, else the lowest free one
+    after the subnet's first address (the pools are large: no round-robin needed)."""
+    used = {ipaddress.ip_address(a) for a in in_use if a} | {spec.gateway}
+    if wanted:
+        try:
+            addr = ipaddress.ip_address(wanted)
+        except ValueError:
+            raise InvalidParameter(f"invalid address: {wanted}") from None
+        if not isinstance(addr, IPv6Address) or addr not in spec.subnet:
+            raise InvalidParameter(
+                f"no configured subnet or ip-range contain the IP address {wanted}"
+            )
+        if addr in used:
+            raise Conflict("Address already in use")
+        return addr
+    first = int(spec.subnet.network_address) + 1
+    for i in range(len(used) + 1):
+        candidate = IPv6Address(first + i)
+        if candidate not in used and candidate in spec.subnet:
+            return candidate
+    raise Conflict(f"no available IPv6 addresses on this network's address pools: {network_name}")

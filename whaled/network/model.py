@@ -24,6 +24,7 @@ class Endpoint:
     endpoint_id: str
     ip: str
     mac: str
+    ip6: str = ""  # on an IPv6 network
     aliases: tuple[str, ...] = ()
     static: bool = False  # the address was asked for (--ip)
     #: published ports while the container runs (on its first network's endpoint)
@@ -36,6 +37,7 @@ class Endpoint:
             "container_id": self.container_id,
             "endpoint_id": self.endpoint_id,
             "ip": self.ip,
+            "ip6": self.ip6,
             "mac": self.mac,
             "aliases": list(self.aliases),
             "static": self.static,
@@ -49,6 +51,7 @@ class Endpoint:
             container_id=str(doc["container_id"]),
             endpoint_id=str(doc["endpoint_id"]),
             ip=str(doc["ip"]),
+            ip6=str(doc.get("ip6") or ""),
             mac=str(doc.get("mac") or ""),
             aliases=tuple(str(a) for a in doc.get("aliases") or ()),
             static=bool(doc.get("static")),
@@ -75,10 +78,16 @@ class Network:
     mtu: int = 1500
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)  # by container ID
     last_ip: str = ""  # the last address handed out (round-robin allocation)
+    subnet6: str = ""  # with --ipv6
+    gateway6: str = ""
 
     @property
     def prefixlen(self) -> int:
         return int(self.subnet.split("/", 1)[1]) if "/" in self.subnet else 0
+
+    @property
+    def prefixlen6(self) -> int:
+        return int(self.subnet6.split("/", 1)[1]) if "/" in self.subnet6 else 0
 
     def with_endpoint(self, ep: Endpoint) -> Network:
         # a static address (--ip) does not move the round-robin
@@ -108,6 +117,8 @@ class Network:
             "mtu": self.mtu,
             "endpoints": [e.to_json() for e in self.endpoints.values()],
             "last_ip": self.last_ip,
+            "subnet6": self.subnet6,
+            "gateway6": self.gateway6,
         }
 
     @staticmethod
@@ -130,4 +141,6 @@ class Network:
             mtu=int(doc.get("mtu") or 1500),
             endpoints={e.container_id: e for e in endpoints},
             last_ip=str(doc.get("last_ip") or ""),
+            subnet6=str(doc.get("subnet6") or ""),
+            gateway6=str(doc.get("gateway6") or ""),
         )

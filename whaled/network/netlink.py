@@ -43,8 +43,14 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
         raise
 
 
-def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
-    """The bridge ``name`` exists, is up and has ``gateway/prefixlen``."""
+IFA_F_NODAD = 0x02  # an IPv6 address usable at once (no duplicate address detection)
+
+
+def ensure_bridge(
+    name: str, gateway: str, prefixlen: int, mtu: int, gateway6: str = "", prefixlen6: int = 0
+) -> None:
+    """The bridge ``name`` exists, is up and has ``gateway/prefixlen`` (and
+    ``gateway6/prefixlen6`` on an IPv6 network)."""
     with IPRoute() as ipr:
         index = _index(ipr, name)
         if index is None:
@@ -60,6 +66,20 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int) -> None:
         if (gateway, prefixlen) not in addrs:
             with contextlib.suppress(NetlinkError):
                 ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        if gateway6:
+            addrs6 = {
+                (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in ipr.get_addr(index=index, family=10)
+            }
+            if (gateway6, prefixlen6) not in addrs6:
+                with contextlib.suppress(NetlinkError):
+                    ipr.addr(
+                        "add",
+                        index=index,
+                        address=gateway6,
+                        prefixlen=prefixlen6,
+                        flags=IFA_F_NODAD,
+                    )
         ipr.link("set", index=index, state="up")
 
 
@@ -196,6 +216,9 @@ def plug(
     mac: str,
     mtu: int,
     loopback_up: bool = False,
+    address6: str = "",
+    prefixlen6: int = 0,
+    gateway6: str | None = None,
 ) -> None:
     """A veth pair: ``host_ifname`` in ``bridge`` and up, its peer made right inside the
     namespace as ``ifname`` (one netlink request: no move, no rename, no separate master or
@@ -236,10 +259,17 @@ def plug(
             index = _index(ns, ifname)
             assert index is not None
             ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+            if address6:
+                ns.addr(
+                    "add", index=index, address=address6, prefixlen=prefixlen6, flags=IFA_F_NODAD
+                )
             ns.link("set", index=index, state="up")
             if gateway:
                 with contextlib.suppress(NetlinkError):
                     ns.route("add", dst="default", gateway=gateway)
+            if gateway6:
+                with contextlib.suppress(NetlinkError):
+                    ns.route("add", dst="::/0", gateway=gateway6, family=10)
 
     _in_netns(netns_path, configure)
 

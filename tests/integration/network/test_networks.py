@@ -680,3 +680,45 @@ def test_a_bridge_deleted_by_hand_is_made_again_at_the_next_start(
     _delete_links({f"wh-{nid[:12]}"})
     out = cli.run(*RUN, "--network", "whtnet14", busybox_image, "ping", "-c1", "-W2", "10.213.14.1")
     assert out.returncode == 0 and f"wh-{nid[:12]}" in _links()
+
+
+def test_ipv6_network(cli: DockerCLI, whaled: WhaledProcess, busybox_image: str) -> None:
+    """``--ipv6`` with a ULA subnet (given, or made for the network): containers get an
+    IPv6 address too, reach each other over it and find each other's AAAA by name."""
+    cli.run(
+        "network", "create", "--ipv6", "--subnet", "10.213.15.0/24",
+        "--subnet", "fd00:213:15::/64", "whtnet15",
+    )  # fmt: skip
+    n = _inspect(cli, "network", "inspect", "whtnet15")[0]
+    assert n["EnableIPv6"] is True
+    assert {"Subnet": "fd00:213:15::/64", "Gateway": "fd00:213:15::1"} in n["IPAM"]["Config"]
+    cli.run(
+        "run", "-d", "--name", "six", "--network", "whtnet15", "--ip6", "fd00:213:15::66",
+        busybox_image, "sleep", "60",
+    )  # fmt: skip
+    ep = _inspect(cli, "inspect", "six")[0]["NetworkSettings"]["Networks"]["whtnet15"]
+    assert ep["GlobalIPv6Address"] == "fd00:213:15::66" and ep["GlobalIPv6PrefixLen"] == 64
+    assert ep["IPv6Gateway"] == "fd00:213:15::1"
+    out = cli.run(
+        *RUN, "--network", "whtnet15", busybox_image, "sh", "-c",
+        "ip -6 -o addr show eth0 scope global; ip -6 route; nslookup -type=AAAA six; "
+        "ping6 -c1 -W2 fd00:213:15::66 >/dev/null && echo reached6",
+    ).stdout  # fmt: skip
+    assert "inet6 fd00:213:15::2/64" in out, out
+    assert "default via fd00:213:15::1" in out, out
+    assert "fd00:213:15::66" in out.split("six", 1)[1], out  # the AAAA answer
+    assert out.strip().endswith("reached6"), out
+    containers = _inspect(cli, "network", "inspect", "whtnet15")[0]["Containers"]
+    assert [c["IPv6Address"] for c in containers.values()] == ["fd00:213:15::66/64"]
+
+    # no subnet given: a unique local /64 of the network's own
+    cli.run("network", "create", "--ipv6", "--subnet", "10.213.16.0/24", "whtnet16")
+    (v6,) = [
+        c for c in _inspect(cli, "network", "inspect", "whtnet16")[0]["IPAM"]["Config"]
+        if ":" in c["Subnet"]
+    ]  # fmt: skip
+    assert v6["Subnet"].startswith("fd") and v6["Subnet"].endswith("::/64")
+    refused = cli.run(
+        "network", "create", "--subnet", "fd00:213:17::/64", "whtnet17", check=False
+    )
+    assert refused.returncode != 0 and "--ipv6" in refused.stderr

@@ -100,3 +100,33 @@ def test_resolv_conf_switches_to_an_embedded_server_once() -> None:
     assert switched == "nameserver 10.1.0.1\nsearch example.internal\noptions ndots:1\n"
     assert switched is not None
     assert with_nameserver(switched, "10.2.0.1", {"10.1.0.1", "10.2.0.1"}) is None
+
+
+def test_aaaa_answers_on_ipv6_networks() -> None:
+    names = {"web": ["10.0.0.5", "fd00:1::5"]}
+    a, _ = answer(_query("web.", "A"), names.get)
+    aaaa, _ = answer(_query("web.", "AAAA"), names.get)
+    assert a is not None and aaaa is not None
+    assert [r.to_text() for r in dns.message.from_wire(a).answer[0]] == ["10.0.0.5"]
+    assert [r.to_text() for r in dns.message.from_wire(aaaa).answer[0]] == ["fd00:1::5"]
+
+
+def test_ipv6_pools_and_allocation() -> None:
+    ula = ipam.ula_subnet(bytes.fromhex("a1b2c3d4e5f6"))
+    assert str(ula) == "fda1:b2c3:d4e5::/64" and ula.is_private
+    spec = ipam.check_pool6("fd00:10::/64")
+    assert str(spec.gateway) == "fd00:10::1"
+    first = ipam.allocate6(spec, [])
+    assert str(first) == "fd00:10::2"
+    assert str(ipam.allocate6(spec, ["fd00:10::2", "fd00:10::4"])) == "fd00:10::3"
+    assert str(ipam.allocate6(spec, [], wanted="fd00:10::99")) == "fd00:10::99"
+    with pytest.raises(Conflict):
+        ipam.allocate6(spec, ["fd00:10::99"], wanted="fd00:10::99")
+    with pytest.raises(InvalidParameter, match="contain the IP address"):
+        ipam.allocate6(spec, [], wanted="fd00:11::1")
+    with pytest.raises(InvalidParameter, match="not an IPv6 subnet"):
+        ipam.check_pool6("10.0.0.0/24")
+    with pytest.raises(InvalidParameter, match="no matching subnet for gateway"):
+        ipam.check_pool6("fd00:10::/64", "fd00:11::1")
+    with pytest.raises(InvalidParameter, match="IPv6 subnet"):
+        ipam.parse_network("fd00::/64")

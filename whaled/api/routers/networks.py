@@ -35,6 +35,8 @@ def shape_network(n: Network, svc: NetworkService, *, containers: bool) -> dict[
         if n.aux:
             entry["AuxiliaryAddresses"] = dict(n.aux)
         config.append(entry)
+    if n.subnet6:
+        config.append({"Subnet": n.subnet6, "Gateway": n.gateway6})
     body: dict[str, Any] = {
         "Name": n.name,
         "Id": n.id,
@@ -42,7 +44,7 @@ def shape_network(n: Network, svc: NetworkService, *, containers: bool) -> dict[
         "Scope": "local",
         "Driver": n.driver,
         "EnableIPv4": True,
-        "EnableIPv6": False,
+        "EnableIPv6": bool(n.subnet6),
         "IPAM": {"Driver": "default", "Options": None, "Config": config},
         "Internal": n.internal,
         "Attachable": n.attachable,
@@ -60,7 +62,7 @@ def shape_network(n: Network, svc: NetworkService, *, containers: bool) -> dict[
                 "EndpointID": ep.endpoint_id,
                 "MacAddress": ep.mac,
                 "IPv4Address": f"{ep.ip}/{n.prefixlen}",
-                "IPv6Address": "",
+                "IPv6Address": f"{ep.ip6}/{n.prefixlen6}" if ep.ip6 else "",
             }
             for cid, ep in n.endpoints.items()
         }

@@ -222,9 +222,9 @@ def _endpoint_json(a: Attachment, c: Container) -> dict[str, Any]:
         "Gateway": n.gateway,
         "IPAddress": ep.ip,
         "IPPrefixLen": n.prefixlen,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": n.gateway6 if ep.ip6 else "",
+        "GlobalIPv6Address": ep.ip6,
+        "GlobalIPv6PrefixLen": n.prefixlen6 if ep.ip6 else 0,
         "DriverOpts": None,
         "DNSNames": [c.name, *ep.aliases, c.id[:12]],
     }

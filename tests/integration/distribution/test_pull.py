@@ -4,9 +4,14 @@ as in dockerd). Images are pushed to the registry by the test through the regist
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
+import pty
+import struct
+import subprocess
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -393,3 +398,40 @@ def test_two_concurrent_pulls_share_one_download(
     assert gets() - before == len(busybox_pushed.layer_digests)  # each layer fetched once
     ids = {daemon.api().inspect_image(f"{registry.host}/t/busybox:1")["Id"]}
     assert ids == {busybox_pushed.config_digest}
+
+
+def test_the_cli_draws_its_progress_bars_on_a_terminal(
+    registry: RegistryProcess, busybox_pushed: PushedImage, cli: DockerCLI
+) -> None:
+    """Under a pseudo-terminal the docker CLI redraws one line per layer (cursor moves) with
+    a progress bar while it downloads and extracts: the messages have the shape it needs."""
+    primary, secondary = pty.openpty()
+    # a terminal 200 columns wide: the CLI draws bars only when it is over 110
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            cli.argv("pull", f"{registry.host}/t/busybox:1"),
+            stdin=secondary, stdout=secondary, stderr=secondary, env=cli.env(),
+            close_fds=True,
+        )  # fmt: skip
+        os.close(secondary)
+        secondary = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(60) == 0, out
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    text = out.decode(errors="replace")
+    assert "\x1b[" in text, text  # the CLI moves the cursor to redraw layer lines
+    assert "Downloading [" in text and "=>" in text, text  # a bar was drawn
+    assert text.count("Pull complete") == len(busybox_pushed.layer_digests), text
+    assert f"Digest: {busybox_pushed.manifest_digest}" in text

@@ -244,7 +244,6 @@ class DistributionService:
                     client,
                     self._stores.layers,
                     self._stores.distribution,
-                    self._stores.loader.tmp_root,
                     cfg.max_concurrent_uploads,
                     progress,
                 )

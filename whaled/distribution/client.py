@@ -740,6 +740,28 @@ class RegistryClient:
             raise SystemFailure(f"registry {self.domain} started an upload without a location")
         return urljoin(live.url, location)
 
+    def upload_chunk(self, name: str, location: str, data: bytes, offset: int) -> str:
+        """Send one chunk of a blob (``PATCH`` with its ``Content-Range``); the location
+        of the upload's next request."""
+        live = self._request(
+            HTTPRequest(
+                method="PATCH",
+                url=location,
+                headers=(
+                    ("content-type", "application/octet-stream"),
+                    ("content-length", str(len(data))),
+                    ("content-range", f"{offset}-{offset + len(data) - 1}"),
+                ),
+                body=data,
+            ),
+            [repository_scope(name, ("pull", "push"))],
+        )
+        if live.status != 202:
+            raise self._error(live)
+        _drain(live)
+        next_location = live.header("location")
+        return urljoin(live.url, next_location) if next_location else location
+
     def finish_upload(
         self, name: str, location: str, digest: str, body: bytes | UploadBody, size: int
     ) -> None:

@@ -1,4 +1,5 @@
-"""Decompressing layer blobs as streams (no blob is ever held whole).
+"""Decompressing layer blobs as streams (no blob is ever held whole), and gzip-compressing
+layers for a push (:func:`gzip_stream`, with ``pigz`` where the host has it).
 
 :func:`open_layer` wraps a readable binary stream (a blob being downloaded) in a reader of the
 uncompressed tar; the compression is read from the stream's first bytes, as dockerd does (the
@@ -10,8 +11,13 @@ size and digest verification, which sees every byte first.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import shutil
+import subprocess
+import threading
 import zlib
+from collections.abc import Generator, Iterable
 from typing import BinaryIO, Protocol, cast
 
 import zstandard
@@ -151,3 +157,68 @@ def open_layer(src: Readable) -> BinaryIO:
     else:
         raw = stream
     return io.BufferedReader(raw, CHUNK)
+
+
+# ---------------------------------------------------------------------------- compressing
+
+#: gzip level for pushed layers (Go's default, which dockerd uses)
+GZIP_LEVEL = 6
+
+
+def pigz_path() -> str | None:
+    """``pigz`` (parallel gzip) when the host has it."""
+    return shutil.which("pigz")
+
+
+def gzip_stream(
+    chunks: Iterable[bytes], *, pigz: str | None = None
+) -> Generator[bytes, None, None]:
+    """gzip ``chunks`` as a stream of compressed pieces: through ``pigz`` (one thread per
+    CPU) when given, else zlib (which releases the GIL: layers of one push still compress
+    side by side). Closing the generator early stops pigz."""
+    if pigz is None:
+        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        for chunk in chunks:
+            data = comp.compress(chunk)
+            if data:
+                yield data
+        yield comp.flush()
+        return
+    proc = subprocess.Popen(
+        [pigz, f"-{GZIP_LEVEL}", "-c", "-n"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    failure: list[BaseException] = []
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # the reader stopped early
+        except BaseException as e:  # e.g. a damaged layer: the push must fail
+            failure.append(e)
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+    feeder = threading.Thread(target=feed, name="pigz-feed", daemon=True)
+    feeder.start()
+    try:
+        while data := proc.stdout.read(CHUNK * 16):
+            yield data
+        feeder.join()
+        if failure:
+            raise failure[0]
+        if proc.wait() != 0:
+            raise OSError(f"pigz exited with status {proc.returncode}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.wait()
+        feeder.join(timeout=10)

@@ -5,9 +5,9 @@ Per layer (at most ``max_concurrent`` at once), cheapest first:
    registry still has: ``Layer already exists`` (nothing sent);
 2. such a blob in another repository of the same registry: a cross-repository mount
    (``Mounted from <repo>``, nothing sent);
-3. otherwise the layer's tar (rebuilt from the layer store) is gzip-compressed into a temp
-   file while its digest is computed (never held in memory), checked with ``HEAD`` and
-   uploaded (``Pushing`` with byte progress, then ``Pushed``).
+3. otherwise the layer's tar (rebuilt from the layer store) is gzip-compressed (``pigz``
+   where the host has it) and uploaded in chunks as it comes, its digest computed on the
+   way (``Pushing`` with byte progress, then ``Pushed``; at most one chunk in memory).
 Each blob used is recorded in :class:`~whaled.image.distmeta.DistributionMetadata`, so the
 next push of the layer re-uses it. Then the config blob and a Docker v2 schema 2 manifest.
 """
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 from whaled.distribution.client import RegistryClient
+from whaled.distribution.compression import gzip_stream, pigz_path
 from whaled.distribution.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 from whaled.errors import WhaledError
 from whaled.image.archive import ProgressEvent, ProgressFn
@@ -34,9 +32,8 @@ from whaled.image.layers import LayerStore
 from whaled.image.reference import Reference, parse_normalized_named
 from whaled.image.store import Image
 
-#: gzip level for pushed layers (dockerd uses Go's default, 6... and so do we)
-GZIP_LEVEL = 6
-_CHUNK = 1 << 20
+#: a locally made layer is sent in chunks of this size while it is being compressed
+UPLOAD_CHUNK = 8 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,42 +61,21 @@ def build_manifest(config: PushedBlob, layers: Sequence[PushedBlob]) -> bytes:
     return json.dumps(doc, indent=3).encode()
 
 
-class _ProgressFile:
-    """The upload body: a file whose reads report ``Pushing`` progress."""
-
-    def __init__(self, f: BinaryIO, report: Callable[[int], None]) -> None:
-        self._f = f
-        self._report = report
-
-    def read(self, n: int = -1, /) -> bytes:
-        data = self._f.read(n)
-        if data:
-            self._report(self._f.tell())
-        return data
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        return self._f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-
 class Pusher:
     def __init__(
         self,
         client: RegistryClient,
         layers: LayerStore,
         meta: DistributionMetadata,
-        tmp_dir: str,
         max_concurrent: int,
         progress: ProgressFn,
     ) -> None:
         self._client = client
         self._layers = layers
         self._meta = meta
-        self._tmp_dir = tmp_dir
         self._max = max(1, max_concurrent)
         self._progress = progress
+        self._pigz = pigz_path()
 
     def _say(self, message: str, id: str | None = None, **kw: Any) -> None:
         self._progress(ProgressEvent(message=message, id=id, **kw))
@@ -174,42 +150,46 @@ class Pusher:
         known = self._known_blob(ref, diff_id, lid)
         if known is not None:
             return known
-        path = os.path.join(self._tmp_dir, "push-" + secrets.token_hex(8))
-        try:
-            with open(path, "w+b") as f:
-                digest, size = self._compress(chain, f)
-                if self._client.blob_size(ref.path, digest) is not None:
-                    self._say("Layer already exists", id=lid)
-                else:
-                    location = self._client.start_upload(ref.path)
-                    assert location is not None
-                    body = _ProgressFile(
-                        f, lambda n: self._say("Pushing", id=lid, current=n, total=size)
-                    )
-                    self._client.finish_upload(ref.path, location, digest, body, size)
-                    self._say("Pushed", id=lid)
-        finally:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        digest, size = self._upload_compressed(ref, chain, lid)
+        self._say("Pushed", id=lid)
         self._meta.add(diff_id, BlobSource(digest=digest, repository=ref.name))
         return PushedBlob(media_type=DOCKER_LAYER_GZIP, digest=digest, size=size)
 
-    def _compress(self, chain: str, out: BinaryIO) -> tuple[str, int]:
-        """gzip the layer's tar into ``out``; the compressed digest and size."""
-        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    def _upload_compressed(self, ref: Reference, chain: str, lid: str) -> tuple[str, int]:
+        """gzip the layer's tar while it is uploaded in ``UPLOAD_CHUNK`` pieces (a chunked
+        upload: compression, hashing and sending overlap; at most one chunk in memory);
+        the compressed digest and size. ``Pushing`` reports the tar bytes read, of the
+        tar's size, as dockerd does."""
+        total = self._layers.layer_tar_size(chain)
+        read = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal read
+            for chunk in self._layers.layer_tar(chain):
+                read += len(chunk)
+                yield chunk
+
+        location = self._client.start_upload(ref.path)
+        assert location is not None
         h = hashlib.sha256()
-        size = 0
-        for chunk in self._layers.layer_tar(chain):
-            data = comp.compress(chunk)
-            if data:
-                out.write(data)
-                h.update(data)
-                size += len(data)
-        data = comp.flush()
-        out.write(data)
-        h.update(data)
-        size += len(data)
-        out.flush()
-        return "sha256:" + h.hexdigest(), size
+        sent = 0
+        pending = bytearray()
+        stream = gzip_stream(counted(), pigz=self._pigz)
+        try:
+            for piece in stream:
+                h.update(piece)
+                pending += piece
+                if len(pending) >= UPLOAD_CHUNK:
+                    location = self._client.upload_chunk(ref.path, location, bytes(pending), sent)
+                    sent += len(pending)
+                    pending.clear()
+                    self._say("Pushing", id=lid, current=read, total=total)
+        finally:
+            stream.close()
+        if pending or not sent:
+            location = self._client.upload_chunk(ref.path, location, bytes(pending), sent)
+            sent += len(pending)
+        self._say("Pushing", id=lid, current=read, total=total)
+        digest = "sha256:" + h.hexdigest()
+        self._client.finish_upload(ref.path, location, digest, b"", 0)
+        return digest, sent

@@ -138,3 +138,30 @@ def test_push_of_a_pulled_image_reuses_its_blobs(
     assert out.stdout.count("Mounted from t/src") == 2, out.stdout
     copy = _manifest(registry, "t/copy", "1")
     assert [x["digest"] for x in copy["layers"]] == list(src.layer_digests)
+
+
+def test_a_large_local_layer_is_compressed_while_it_is_uploaded_in_chunks(
+    registry: RegistryProcess, whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str
+) -> None:
+    """A committed 20 MB layer of random bytes goes up as a chunked upload (several PATCH
+    requests, 8 MiB each); the blob the registry keeps is the gzip of the layer's tar."""
+    docker_cli.run(
+        "run", "--name", "big", "--network", "none", busybox_image, "sh", "-c",
+        "head -c 20971520 /dev/urandom > /big",
+    )  # fmt: skip
+    name = f"{registry.host}/t/big"
+    docker_cli.run("commit", "big", f"{name}:1")
+    before = registry.log_path.read_text(errors="replace").count('"PATCH /v2/t/big/blobs/uploads/')
+    out = docker_cli.run("push", f"{name}:1")
+    assert "Pushed" in out.stdout, out.stdout
+    patches = (
+        registry.log_path.read_text(errors="replace").count('"PATCH /v2/t/big/blobs/uploads/')
+        - before
+    )
+    assert patches >= 3, patches  # 20 MB of random data does not compress: 3 chunks at least
+    info = json.loads(docker_cli.run("image", "inspect", f"{name}:1").stdout)[0]
+    doc = _manifest(registry, "t/big", "1")
+    top = doc["layers"][-1]
+    status, blob = _get(registry, f"/v2/t/big/blobs/{top['digest']}", "*/*")
+    assert status == 200 and _sha(blob) == top["digest"] and len(blob) == top["size"]
+    assert _sha(gzip.decompress(blob)) == info["RootFS"]["Layers"][-1]

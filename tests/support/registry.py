@@ -141,6 +141,8 @@ class RegistryProcess:
     htpasswd: str | None = None  # contents of the htpasswd file
     token: Mapping[str, str] | None = None  # realm, service, issuer, rootcertbundle
     client_cas: Sequence[Path] = ()
+    #: regular expressions of the foreign-layer URLs a manifest may name
+    url_allow: Sequence[str] = ()
     port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -196,6 +198,9 @@ class RegistryProcess:
             if self.client_cas:
                 lines.append("    clientcas:")
                 lines += [f"      - {ca}" for ca in self.client_cas]
+        if self.url_allow:
+            lines += ["validation:", "  manifests:", "    urls:", "      allow:"]
+            lines += [f"        - '{pattern}'" for pattern in self.url_allow]
         if self.htpasswd is not None:
             path = self.root / "htpasswd"
             path.write_text(self.htpasswd + "\n")

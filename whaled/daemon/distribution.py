@@ -22,9 +22,15 @@ from whaled.config.model import Config
 from whaled.daemon.images import IMAGE_EVENT, ProgressSink, run_with_progress
 from whaled.distribution.auth import Authenticator, Credentials
 from whaled.distribution.client import RegistryClient, ResolvedImage
-from whaled.distribution.endpoints import Endpoint, endpoint_from_url
+from whaled.distribution.endpoints import (
+    Endpoint,
+    endpoint_from_url,
+    nondistributable_allowed,
+    registry_host,
+)
 from whaled.distribution.errors import RegistryUnreachable
 from whaled.distribution.inspect import DistributionInspect, inspect_manifest
+from whaled.distribution.manifest import Descriptor
 from whaled.distribution.platforms import Platform, parse_platform
 from whaled.distribution.puller import (
     DEFAULT_BACKOFF_STEP,
@@ -38,7 +44,7 @@ from whaled.distribution.tls import read_certs_dirs
 from whaled.errors import InvalidParameter, NotFound, Unauthorized
 from whaled.events import EventBus
 from whaled.image.archive import ProgressEvent, ProgressFn
-from whaled.image.distmeta import BlobSource
+from whaled.image.distmeta import BlobSource, ForeignLayer
 from whaled.image.reference import Reference, parse_normalized_named
 from whaled.image.stores import ImageStores
 
@@ -164,8 +170,16 @@ class DistributionService:
         clients.append(self._client(cfg, domain, credentials))
         return clients
 
-    def _remember_blob(self, diff_id: str, digest: str, repository: str) -> None:
-        self._stores.distribution.add(diff_id, BlobSource(digest=digest, repository=repository))
+    def _remember_blob(self, diff_id: str, desc: Descriptor, repository: str) -> None:
+        meta = self._stores.distribution
+        meta.add(diff_id, BlobSource(digest=desc.digest, repository=repository))
+        if desc.foreign and desc.urls:
+            meta.set_foreign(
+                diff_id,
+                ForeignLayer(
+                    media_type=desc.media_type, digest=desc.digest, size=desc.size, urls=desc.urls
+                ),
+            )
 
     async def pull(self, req: PullRequest, sink: ProgressSink) -> list[PulledImage]:
         cfg = self._config()  # one snapshot for the whole pull
@@ -246,6 +260,9 @@ class DistributionService:
                     self._stores.distribution,
                     cfg.max_concurrent_uploads,
                     progress,
+                    nondistributable=nondistributable_allowed(
+                        registry_host(ref.domain), cfg.allow_nondistributable_artifacts
+                    ),
                 )
                 for tagged in refs:
                     image = images.resolve(str(tagged))

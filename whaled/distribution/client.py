@@ -606,11 +606,14 @@ class RegistryClient:
         *,
         offset: int = 0,
         hasher: Hasher | None = None,
+        url: str = "",
     ) -> BlobReader:
         """Stream blob ``desc`` of repository ``name``; the digest (and size) is checked when
         the last byte is read. To resume after :class:`TransferInterrupted`, pass its
         ``position`` and ``hasher`` (a Range request; a registry that ignores Range sends it
-        all and the first ``offset`` bytes are skipped)."""
+        all and the first ``offset`` bytes are skipped). ``url``: one of a foreign layer's
+        ``urls``, fetched instead of the registry's blob (plain GET, no credentials: they
+        are the registry's, not that server's)."""
         path = name.path if isinstance(name, Reference) else name
         digest = parse_digest(desc.digest)
         if offset < 0 or offset > desc.size:
@@ -625,12 +628,19 @@ class RegistryClient:
         headers: tuple[tuple[str, str], ...] = ()
         if offset:
             headers = (("range", f"bytes={offset}-"),)
-        live = self._request(
-            HTTPRequest(
-                method="GET", url=self._url(f"/v2/{path}/blobs/{desc.digest}"), headers=headers
-            ),
-            [repository_scope(path)],
-        )
+        if url:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise InvalidParameter(f"unsupported URL scheme of foreign layer: {url}")
+            live = self._send(HTTPRequest(method="GET", url=url, headers=headers))
+        else:
+            live = self._request(
+                HTTPRequest(
+                    method="GET",
+                    url=self._url(f"/v2/{path}/blobs/{desc.digest}"),
+                    headers=headers,
+                ),
+                [repository_scope(path)],
+            )
         if live.status == 206 and offset:
             start = _content_range_start(live.header("content-range"))
             if start != offset:

@@ -32,8 +32,20 @@ class InsecurePolicy:
 def insecure_policy(entries: Iterable[str]) -> InsecurePolicy:
     """The policy from ``insecure-registries`` (already validated by the config layer):
     CIDRs become networks, everything else a registry name; the default CIDRs are added."""
+    return registry_set(entries, DEFAULT_INSECURE_CIDRS)
+
+
+def nondistributable_allowed(host: str, entries: Iterable[str]) -> bool:
+    """Whether ``allow-nondistributable-artifacts`` names registry ``host`` (by name, or a
+    CIDR holding its address): foreign layers are then pushed to it like any other."""
+    return is_listed(host, registry_set(entries, ()))
+
+
+def registry_set(entries: Iterable[str], default_cidrs: Iterable[str]) -> InsecurePolicy:
+    """Registry names and CIDRs from a daemon list (``insecure-registries``,
+    ``allow-nondistributable-artifacts``), with ``default_cidrs`` added."""
     names: set[str] = set()
-    networks: list[IPNetwork] = [ipaddress.ip_network(c) for c in DEFAULT_INSECURE_CIDRS]
+    networks: list[IPNetwork] = [ipaddress.ip_network(c) for c in default_cidrs]
     for entry in entries:
         entry = entry.strip()
         for prefix in ("http://", "https://"):
@@ -76,6 +88,11 @@ def is_insecure(host: str, policy: InsecurePolicy, addresses: Sequence[str] = ()
     """
     if host in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, DOCKER_HUB_REGISTRY):
         return False
+    return is_listed(host, policy, addresses)
+
+
+def is_listed(host: str, policy: InsecurePolicy, addresses: Sequence[str] = ()) -> bool:
+    """Whether ``host`` is one of the set's names or in one of its networks."""
     if host in policy.names:
         return True
     name, _ = split_host_port(host)

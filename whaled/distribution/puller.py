@@ -29,7 +29,7 @@ from whaled.distribution.digest import Hasher
 from whaled.distribution.errors import RegistryUnreachable
 from whaled.distribution.manifest import Descriptor
 from whaled.distribution.platforms import Platform, matches_config
-from whaled.errors import InvalidParameter, Unavailable
+from whaled.errors import InvalidParameter, Unavailable, WhaledError
 from whaled.image.archive import ProgressEvent, ProgressFn
 from whaled.image.digests import chain_ids, sha256_digest, short_id
 from whaled.image.layers import LayerIngest, LayerStore
@@ -117,12 +117,26 @@ class ResumableBlob:
         self._cancelled = cancelled or threading.Event()
         self._reader: Any = None
         self._resume: tuple[int, Hasher | None] = (0, None)
+        #: a foreign layer's URLs not yet found failing
+        self._urls = list(desc.urls) if desc.foreign else []
         self.attempts = 0
         self.position = 0
 
     def _open(self) -> Any:
+        """The blob from where it broke off: a foreign layer from its ``urls`` in turn (the
+        next one when one fails), then from the registry, as dockerd does."""
         offset, hasher = self._resume
         self.attempts += 1
+        while self._urls:
+            try:
+                return self._client.open_blob(
+                    self._repository, self._desc, offset=offset, hasher=hasher, url=self._urls[0]
+                )
+            except WhaledError as e:
+                if isinstance(e, TransferInterrupted):
+                    raise
+                log.info("foreign layer %s: %s: %s", self._desc.digest, self._urls[0], e)
+                self._urls.pop(0)
         return self._client.open_blob(self._repository, self._desc, offset=offset, hasher=hasher)
 
     def read(self, n: int = -1, /) -> bytes:
@@ -226,7 +240,7 @@ class Puller:
         limits: PullLimits,
         progress: ProgressFn,
         *,
-        on_blob: Callable[[str, str, str], None] = lambda diff_id, digest, repository: None,
+        on_blob: Callable[[str, Descriptor, str], None] = lambda diff_id, desc, repository: None,
         claims: LayerClaims | None = None,
     ) -> None:
         self._claims = claims or LayerClaims()
@@ -299,7 +313,7 @@ class Puller:
                 for fut in ingests.values():
                     self._discard(fut)
             for desc, diff_id in zip(resolved.layers, diff_ids, strict=True):
-                self._on_blob(diff_id, desc.digest, resolved.reference.name)
+                self._on_blob(diff_id, desc, resolved.reference.name)
             return self._images.create(config_raw).id
         finally:
             for chain in claimed:

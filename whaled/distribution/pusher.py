@@ -41,6 +41,7 @@ class PushedBlob:
     media_type: str
     digest: str
     size: int
+    urls: tuple[str, ...] = ()  # a foreign layer's, named instead of uploaded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,7 +57,11 @@ def build_manifest(config: PushedBlob, layers: Sequence[PushedBlob]) -> bytes:
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST,
         "config": {"mediaType": config.media_type, "size": config.size, "digest": config.digest},
-        "layers": [{"mediaType": b.media_type, "size": b.size, "digest": b.digest} for b in layers],
+        "layers": [
+            {"mediaType": b.media_type, "size": b.size, "digest": b.digest}
+            | ({"urls": list(b.urls)} if b.urls else {})
+            for b in layers
+        ],
     }
     return json.dumps(doc, indent=3).encode()
 
@@ -69,6 +74,8 @@ class Pusher:
         meta: DistributionMetadata,
         max_concurrent: int,
         progress: ProgressFn,
+        *,
+        nondistributable: bool = False,
     ) -> None:
         self._client = client
         self._layers = layers
@@ -76,6 +83,7 @@ class Pusher:
         self._max = max(1, max_concurrent)
         self._progress = progress
         self._pigz = pigz_path()
+        self._nondistributable = nondistributable
 
     def _say(self, message: str, id: str | None = None, **kw: Any) -> None:
         self._progress(ProgressEvent(message=message, id=id, **kw))
@@ -147,6 +155,17 @@ class Pusher:
 
     def _push_layer(self, ref: Reference, diff_id: str, chain: str) -> PushedBlob:
         lid = short_id(diff_id)
+        foreign = self._meta.foreign(diff_id)
+        if foreign is not None and not self._nondistributable:
+            # named with its URLs, as it was pulled; uploaded only to a registry that
+            # allow-nondistributable-artifacts names
+            self._say("Skipped foreign layer", id=lid)
+            return PushedBlob(
+                media_type=foreign.media_type,
+                digest=foreign.digest,
+                size=foreign.size,
+                urls=foreign.urls,
+            )
         known = self._known_blob(ref, diff_id, lid)
         if known is not None:
             return known

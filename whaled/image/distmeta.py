@@ -30,11 +30,51 @@ class BlobSource:
     repository: str  # fully qualified: domain/path
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignLayer:
+    """How a foreign (non-distributable) layer was described when it was pulled: a push
+    names it the same way (with its URLs) instead of uploading it."""
+
+    media_type: str
+    digest: str
+    size: int
+    urls: tuple[str, ...]
+
+
 class DistributionMetadata:
     def __init__(self, data_root: str) -> None:
-        self.root = os.path.join(data_root, "image", "distribution", "v2metadata-by-diffid")
+        base = os.path.join(data_root, "image", "distribution")
+        self.root = os.path.join(base, "v2metadata-by-diffid")
+        self.foreign_root = os.path.join(base, "foreign-by-diffid")
         os.makedirs(os.path.join(self.root, "sha256"), exist_ok=True)
+        os.makedirs(os.path.join(self.foreign_root, "sha256"), exist_ok=True)
         self._lock = threading.Lock()
+
+    def set_foreign(self, diff_id: str, layer: ForeignLayer) -> None:
+        atomic_write_json(
+            os.path.join(self.foreign_root, "sha256", digest_hex(diff_id)),
+            {
+                "mediaType": layer.media_type,
+                "digest": layer.digest,
+                "size": layer.size,
+                "urls": list(layer.urls),
+            },
+        )
+
+    def foreign(self, diff_id: str) -> ForeignLayer | None:
+        try:
+            with open(
+                os.path.join(self.foreign_root, "sha256", digest_hex(diff_id)), encoding="utf-8"
+            ) as f:
+                doc = json.load(f)
+            return ForeignLayer(
+                media_type=str(doc["mediaType"]),
+                digest=str(doc["digest"]),
+                size=int(doc["size"]),
+                urls=tuple(str(u) for u in doc.get("urls") or ()),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _path(self, diff_id: str) -> str:
         return os.path.join(self.root, "sha256", digest_hex(diff_id))

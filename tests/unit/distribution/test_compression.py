@@ -5,11 +5,18 @@ import io
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
 
 import pytest
 import zstandard
 
-from whaled.distribution.compression import LayerFormatError, detect, open_layer
+from whaled.distribution.compression import (
+    LayerFormatError,
+    detect,
+    gzip_stream,
+    open_layer,
+    pigz_path,
+)
 from whaled.distribution.manifest import Compression
 
 
@@ -107,3 +114,26 @@ def test_corrupt_zstd_raises() -> None:
 
 def test_empty_blob() -> None:
     assert open_layer(Trickle(b"")).read() == b""
+
+
+@pytest.mark.parametrize("use_pigz", [False, True])
+def test_gzip_stream_round_trips(use_pigz: bool) -> None:
+    pigz = pigz_path() if use_pigz else None
+    if use_pigz and pigz is None:
+        pytest.skip("pigz is not installed")
+    chunks = [os.urandom(100_000), b"x" * 300_000, b""]
+    out = b"".join(gzip_stream(iter(chunks), pigz=pigz))
+    assert gzip.decompress(out) == b"".join(chunks)
+
+
+def test_a_failing_source_fails_the_pigz_stream() -> None:
+    pigz = pigz_path()
+    if pigz is None:
+        pytest.skip("pigz is not installed")
+
+    def broken() -> Iterator[bytes]:
+        yield b"a" * 1000
+        raise OSError("the layer's tar is damaged")
+
+    with pytest.raises(OSError, match="damaged"):
+        b"".join(gzip_stream(broken(), pigz=pigz))

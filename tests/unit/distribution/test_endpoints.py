@@ -6,6 +6,7 @@ from whaled.distribution.endpoints import (
     Endpoint,
     insecure_policy,
     is_insecure,
+    nondistributable_allowed,
     plan_endpoints,
     registry_host,
     split_host_port,
@@ -76,3 +77,13 @@ def test_plan_endpoints() -> None:
     ]
     assert registry_host("docker.io") == "registry-1.docker.io"
     assert plan_endpoints("docker.io", False)[0].base_url == "https://registry-1.docker.io"
+
+
+def test_nondistributable_artifacts_list_names_and_networks() -> None:
+    entries = ["registry.example:5000", "10.20.0.0/16"]
+    assert nondistributable_allowed("registry.example:5000", entries)
+    assert not nondistributable_allowed("registry.example", entries)
+    assert nondistributable_allowed("10.20.3.4:5000", entries)
+    # unlike insecure-registries, loopback is not in it by default
+    assert not nondistributable_allowed("127.0.0.1:5000", entries)
+    assert not nondistributable_allowed("127.0.0.1:5000", [])

@@ -975,15 +975,23 @@ GROUPS: tuple[Group, ...] = (
 )
 
 
+def all_groups() -> tuple[Group, ...]:
+    """``GROUPS`` and the groups of their own modules (imported here, late: they build on
+    this module's classes)."""
+    from bench.distribution import Distribution
+
+    return (*GROUPS, Distribution())
+
+
 def group_names() -> list[str]:
-    return [g.name for g in GROUPS]
+    return [g.name for g in all_groups()]
 
 
 def select(only: Sequence[str] | None) -> list[Group]:
     if not only:
-        return list(GROUPS)
+        return list(all_groups())
     names = set(only)
     unknown = names - set(group_names())
     if unknown:
         raise ValueError(f"unknown figure group(s): {', '.join(sorted(unknown))}")
-    return [g for g in GROUPS if g.name in names]
+    return [g for g in all_groups() if g.name in names]

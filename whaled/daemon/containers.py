@@ -276,11 +276,12 @@ class ContainerService:
                 self._save(c)
         for event in plan.events:
             self.events.emit(c, event.action, event.attributes)
-        await self.environment.exited(c)
         waiters, slot.exit_waiters = slot.exit_waiters, []
         for w in waiters:
             if not w.done():
                 w.set_result(status)
+        # (only now an await: a wait that arrives meanwhile is for the next run)
+        await self.environment.exited(c)
         run.exited.set()
         await self._clean_up_run(c, run, auto_remove=plan.auto_remove)
         if plan.restart:

@@ -1,5 +1,5 @@
 """Decompressing layer blobs as streams (no blob is ever held whole), and gzip-compressing
-layers for a push (:func:`gzip_stream`, with ``pigz`` where the host has it).
+layers for a push (:func:`gzip_stream`: parallel, multi-member, as pigz does).
 
 :func:`open_layer` wraps a readable binary stream (a blob being downloaded) in a reader of the
 uncompressed tar; the compression is read from the stream's first bytes, as dockerd does (the
@@ -11,13 +11,12 @@ size and digest verification, which sees every byte first.
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import io
-import shutil
-import subprocess
-import threading
+import os
 import zlib
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Protocol, cast
 
 import zstandard
@@ -87,7 +86,10 @@ class _GzipReader(io.RawIOBase):
         return n
 
     def _fill(self) -> None:
-        if self._d.unconsumed_tail:
+        # end of a member first: zlib leaves a stale unconsumed_tail behind once it reached
+        # the end (what follows the member is in unused_data), and feeding that tail again
+        # returns nothing, for ever
+        if self._d.unconsumed_tail and not self._d.eof:
             self._pending = self._d.decompress(self._d.unconsumed_tail, CHUNK)
             return
         if self._d.eof:
@@ -163,62 +165,56 @@ def open_layer(src: Readable) -> BinaryIO:
 
 #: gzip level for pushed layers (Go's default, which dockerd uses)
 GZIP_LEVEL = 6
+#: a layer is compressed in blocks of this size, each a gzip member of its own
+GZIP_BLOCK = 1 << 20
+#: a block whose sample shrinks less than this (already compressed data) is stored
+STORE_RATIO = 0.97
+_SAMPLE = 64 << 10
 
 
-def pigz_path() -> str | None:
-    """``pigz`` (parallel gzip) when the host has it."""
-    return shutil.which("pigz")
+def _member(block: bytes) -> bytes:
+    """One gzip member: deflated at ``GZIP_LEVEL``, or stored (level 0) when a sample of
+    the block does not compress (deflating random or compressed data costs CPU for
+    nothing)."""
+    sample = block[:_SAMPLE]
+    level = GZIP_LEVEL
+    if len(sample) >= 4096 and len(zlib.compress(sample, 1)) > STORE_RATIO * len(sample):
+        level = 0
+    comp = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return comp.compress(block) + comp.flush()
 
 
-def gzip_stream(
-    chunks: Iterable[bytes], *, pigz: str | None = None
-) -> Generator[bytes, None, None]:
-    """gzip ``chunks`` as a stream of compressed pieces: through ``pigz`` (one thread per
-    CPU) when given, else zlib (which releases the GIL: layers of one push still compress
-    side by side). Closing the generator early stops pigz."""
-    if pigz is None:
-        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        for chunk in chunks:
-            data = comp.compress(chunk)
-            if data:
-                yield data
-        yield comp.flush()
-        return
-    proc = subprocess.Popen(
-        [pigz, f"-{GZIP_LEVEL}", "-c", "-n"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    failure: list[BaseException] = []
+def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = bytearray()
+    for chunk in chunks:
+        pending += chunk
+        while len(pending) >= GZIP_BLOCK:
+            yield bytes(pending[:GZIP_BLOCK])
+            del pending[:GZIP_BLOCK]
+    if pending:
+        yield bytes(pending)
 
-    def feed() -> None:
-        assert proc.stdin is not None
+
+def gzip_stream(chunks: Iterable[bytes], *, workers: int = 0) -> Generator[bytes, None, None]:
+    """gzip ``chunks`` as a multi-member stream (what pigz writes, and what every gzip
+    reader — Go's, containerd's, Python's — reads as one): ``GZIP_BLOCK`` blocks
+    compressed on ``workers`` threads at once (zlib releases the GIL), in order, at most
+    two per worker in memory; already-compressed blocks are stored, not deflated again."""
+    workers = workers or max(1, os.cpu_count() or 1)
+    blocks = _blocks(chunks)
+    with ThreadPoolExecutor(workers, thread_name_prefix="gzip") as pool:
+        pending: collections.deque[Future[bytes]] = collections.deque()
         try:
-            for chunk in chunks:
-                proc.stdin.write(chunk)
-        except BrokenPipeError:
-            pass  # the reader stopped early
-        except BaseException as e:  # e.g. a damaged layer: the push must fail
-            failure.append(e)
+            empty = True
+            for block in blocks:
+                empty = False
+                pending.append(pool.submit(_member, block))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+            if empty:
+                yield _member(b"")  # still one member: an empty stream is not gzip
         finally:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-
-    feeder = threading.Thread(target=feed, name="pigz-feed", daemon=True)
-    feeder.start()
-    try:
-        while data := proc.stdout.read(CHUNK * 16):
-            yield data
-        feeder.join()
-        if failure:
-            raise failure[0]
-        if proc.wait() != 0:
-            raise OSError(f"pigz exited with status {proc.returncode}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
-        proc.wait()
-        feeder.join(timeout=10)
+            for f in pending:
+                f.cancel()

@@ -5,9 +5,9 @@ Per layer (at most ``max_concurrent`` at once), cheapest first:
    registry still has: ``Layer already exists`` (nothing sent);
 2. such a blob in another repository of the same registry: a cross-repository mount
    (``Mounted from <repo>``, nothing sent);
-3. otherwise the layer's tar (rebuilt from the layer store) is gzip-compressed (``pigz``
-   where the host has it) and uploaded in chunks as it comes, its digest computed on the
-   way (``Pushing`` with byte progress, then ``Pushed``; at most one chunk in memory).
+3. otherwise the layer's tar (rebuilt from the layer store) is gzip-compressed in parallel
+   blocks (already-compressed data stored, not deflated again) and uploaded in chunks as it
+   comes, its digest computed on the way (``Pushing`` with byte progress, then ``Pushed``).
 Each blob used is recorded in :class:`~whaled.image.distmeta.DistributionMetadata`, so the
 next push of the layer re-uses it. Then the config blob and a Docker v2 schema 2 manifest.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from whaled.distribution.client import RegistryClient
-from whaled.distribution.compression import gzip_stream, pigz_path
+from whaled.distribution.compression import gzip_stream
 from whaled.distribution.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 from whaled.errors import WhaledError
 from whaled.image.archive import ProgressEvent, ProgressFn
@@ -82,7 +82,6 @@ class Pusher:
         self._meta = meta
         self._max = max(1, max_concurrent)
         self._progress = progress
-        self._pigz = pigz_path()
         self._nondistributable = nondistributable
 
     def _say(self, message: str, id: str | None = None, **kw: Any) -> None:
@@ -193,7 +192,7 @@ class Pusher:
         h = hashlib.sha256()
         sent = 0
         pending = bytearray()
-        stream = gzip_stream(counted(), pigz=self._pigz)
+        stream = gzip_stream(counted())
         try:
             for piece in stream:
                 h.update(piece)

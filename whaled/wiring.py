@@ -24,6 +24,7 @@ from aiohttp import web
 from whaled.api import server
 from whaled.api.app import build_app
 from whaled.api.hijack import capture_early_input
+from whaled.api.routers import build as build_routes
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import distribution as distribution_routes
 from whaled.api.routers import events as events_routes
@@ -42,6 +43,8 @@ from whaled.config.validate import tls_paths
 from whaled.container.events import ContainerEvents
 from whaled.container.state import is_running
 from whaled.container.store import ContainerStore
+from whaled.daemon.builder import BuildService
+from whaled.daemon.builder import clear_tmp as clear_build_tmp
 from whaled.daemon.bundle import RunFiles, SpecAssembler
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
@@ -269,6 +272,19 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 wrappers_dir=run_files.wrappers_dir,
             )
         )
+        container_io = ContainerIO(
+            containers=containers,
+            execs=execs,
+            runs=runs,
+            images=images,
+            layers=image_stores.layers,
+            events=container_events,
+            facts=facts,
+            tasks=tasks,
+            networks=networks,
+        )
+        builder_tmp = os.path.join(cfg.data_root, "builder", "tmp")
+        await asyncio.to_thread(clear_build_tmp, builder_tmp)
         daemon = Daemon(
             store=store,
             events=bus,
@@ -285,16 +301,13 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             ),
             containers=containers,
             execs=execs,
-            container_io=ContainerIO(
-                containers=containers,
-                execs=execs,
-                runs=runs,
+            container_io=container_io,
+            builder=BuildService(
+                stores=image_stores,
                 images=images,
-                layers=image_stores.layers,
-                events=container_events,
-                facts=facts,
-                tasks=tasks,
-                networks=networks,
+                containers=containers,
+                container_io=container_io,
+                tmp_root=builder_tmp,
             ),
         )
 
@@ -310,6 +323,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 networks_routes.register,
                 containers_routes.register,
                 exec_routes.register,
+                build_routes.register,
                 swarm_routes.register,
             ],
             limits,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from whaled.config.model import Config
 from whaled.config.store import ConfigStore
+from whaled.daemon.builder import BuildService
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.distribution import DistributionService
@@ -36,6 +37,7 @@ class Daemon:
     containers: ContainerService
     execs: ExecService
     container_io: ContainerIO
+    builder: BuildService
 
     def config(self) -> Config:
         return self.store.current()

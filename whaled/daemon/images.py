@@ -395,6 +395,39 @@ class ImageService:
             self.stores.images.add_reference(target, image.id, force=True)
         return image.id
 
+    async def derive(
+        self,
+        parent_image: str | None,
+        *,
+        config: Mapping[str, Any],
+        container_config: Mapping[str, Any],
+        created_by: str,
+    ) -> str:
+        """A new image with ``parent_image``'s layers and ``config``, and one history entry
+        more (``empty_layer``): a build step that changes only the config."""
+
+        def work() -> str:
+            images = self.stores.images
+            parent = images.get(parent_image) if parent_image else None
+            host_os, host_arch, _ = archive.host_platform()
+            raw = commit_config(
+                container_id="",
+                parent_config=parent.config if parent else None,
+                parent_diff_ids=parent.diff_ids if parent else (),
+                container_config=container_config,
+                new_config=config,
+                layer_diff_id="",
+                created=flt.format_rfc3339_nano(time.time()),
+                author="",
+                comment="",
+                host_os=host_os,
+                host_arch=host_arch,
+                created_by=created_by,
+            )
+            return images.create(raw, parent=parent.id if parent else None).id
+
+        return await asyncio.to_thread(work)
+
     async def commit(
         self,
         container_id: str,
@@ -407,16 +440,24 @@ class ImageService:
         repo: str | None = None,
         tag: str | None = None,
         exclude: Collection[str] = (),
+        image_config: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
     ) -> str:
         """``POST /commit``: the container's read-write layer diff becomes a new image.
 
         ``container_config`` is the container's Config (becomes ``container_config`` and,
-        with ``changes`` applied, ``config``). Pausing is the caller's job.
+        with ``changes`` applied, ``config``). Pausing is the caller's job. The builder
+        gives the new image's config (``image_config``) and history text (``created_by``)
+        itself.
         """
 
         def work() -> str:
             target = target_reference(repo, tag)
-            new_config = apply_changes(container_config, changes)
+            new_config = (
+                dict(image_config)
+                if image_config is not None
+                else apply_changes(container_config, changes)
+            )
             images, layers = self.stores.images, self.stores.layers
             parent = images.get(parent_image) if parent_image else None
             rw = layers.rw.get(container_id)
@@ -437,6 +478,7 @@ class ImageService:
                     comment=comment,
                     host_os=host_os,
                     host_arch=host_arch,
+                    created_by=created_by,
                 )
                 image = images.create(raw, parent=parent.id if parent else None)
             finally:

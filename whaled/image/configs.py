@@ -55,11 +55,14 @@ def commit_config(
     comment: str,
     host_os: str,
     host_arch: str,
+    created_by: str | None = None,
 ) -> bytes:
     """The config of the image ``docker commit`` makes of a container: the parent's config
-    with one history entry more (``empty_layer`` when the diff is empty, in which case no
-    diff ID is added), ``config`` = the container's Config with the changes applied."""
-    empty = layer_diff_id == EMPTY_LAYER_DIFF_ID
+    with one history entry more (``empty_layer`` when the diff is empty or there is no
+    layer, ``layer_diff_id`` ""; no diff ID is added then), ``config`` = the container's
+    Config with the changes applied. ``created_by`` defaults to the container's Cmd (the
+    builder names its steps itself)."""
+    empty = layer_diff_id in (EMPTY_LAYER_DIFF_ID, "")
     base: dict[str, Any] = dict(parent_config) if parent_config else {}
     cmd = (container_config or {}).get("Cmd") or []
     history = [
@@ -69,7 +72,9 @@ def commit_config(
             for k, v in {
                 "created": created,
                 "author": author,
-                "created_by": " ".join(str(c) for c in cmd),
+                "created_by": (
+                    created_by if created_by is not None else " ".join(str(c) for c in cmd)
+                ),
                 "comment": comment,
                 "empty_layer": True if empty else None,
             }.items()

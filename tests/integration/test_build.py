@@ -1,0 +1,178 @@
+"""``docker build`` on a real whaled (dockerd's legacy builder behind ``POST /build``): the
+CLI installed here (no BuildKit plugin) and docker-py, a multi-stage Dockerfile, the build
+cache, ``.dockerignore``, build args and targets, and failures that leave nothing behind."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+
+from tests.support.dockercli import DockerCLI
+from tests.support.whaled_proc import WhaledProcess, mounts_under
+
+DOCKERFILE = """\
+# syntax=docker/dockerfile:1
+ARG BASE=busybox:latest
+FROM $BASE AS base
+ARG GREETING=hello
+ENV APP=/app NAME="whaled builder"
+WORKDIR $APP
+COPY files/ ./
+RUN echo "$GREETING from $NAME" > greeting && ls
+LABEL stage=base
+
+FROM base
+COPY --from=base /app/greeting /final/greeting
+ADD bundle.tar /unpacked/
+USER 1000
+EXPOSE 8080/tcp
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=1s --retries=2 CMD test -f /final/greeting
+ENTRYPOINT ["cat"]
+CMD ["/final/greeting"]
+"""
+
+
+def _context(tmp: Path, dockerfile: str = DOCKERFILE) -> Path:
+    ctx = tmp / "ctx"
+    (ctx / "files").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    (ctx / "files" / "a.txt").write_text("one\n")
+    (ctx / "files" / "b.log").write_text("ignored\n")
+    (ctx / "files" / "keep.log").write_text("kept\n")
+    (ctx / ".dockerignore").write_text("files/*.log\n!files/keep.log\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("inside.txt")
+        data = b"from a tar\n"
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (ctx / "bundle.tar").write_bytes(buf.getvalue())
+    return ctx
+
+
+def _inspect(cli: DockerCLI, ref: str) -> Any:
+    return json.loads(cli.run("image", "inspect", ref).stdout)[0]
+
+
+def test_cli_builds_a_multi_stage_dockerfile_and_caches_it(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    cli = docker_cli
+    ctx = _context(tmp_path)
+    out = cli.run("build", "-t", "built:1", "--build-arg", "GREETING=hi", str(ctx))
+    text = out.stdout + out.stderr
+    assert "Step 1/17 : ARG BASE=busybox:latest" in text, text
+    assert "Successfully built" in text and "Successfully tagged built:1" in text, text
+    assert "a.txt" in text and "keep.log" in text and "b.log" not in text  # ls, .dockerignore
+    assert "Removing intermediate container" in text
+
+    info = _inspect(cli, "built:1")
+    config = info["Config"]
+    assert config["User"] == "1000" and config["WorkingDir"] == "/app"
+    assert config["Entrypoint"] == ["cat"] and config["Cmd"] == ["/final/greeting"]
+    assert config["ExposedPorts"] == {"8080/tcp": {}} and config["StopSignal"] == "SIGUSR1"
+    assert config["Labels"] == {"stage": "base"}
+    assert "APP=/app" in config["Env"] and "NAME=whaled builder" in config["Env"]
+    assert config["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /final/greeting"]
+    assert cli.run("run", "--rm", "built:1").stdout == "hi from whaled builder\n"
+    assert cli.run(
+        "run", "--rm", "--entrypoint", "cat", "built:1", "/unpacked/inside.txt"
+    ).stdout == "from a tar\n"  # fmt: skip
+    history = json.loads(cli.run("history", "--no-trunc", "--format", "{{json .}}", "built:1")
+                         .stdout.splitlines()[0])  # fmt: skip
+    assert "CMD" in history["CreatedBy"]
+
+    # fully cached the second time; one changed file invalidates from its COPY on
+    again = cli.run("build", "-t", "built:2", "--build-arg", "GREETING=hi", str(ctx)).stdout
+    assert again.count("Using cache") == 14, again  # all but the meta ARG and the FROMs
+    assert _inspect(cli, "built:2")["Id"] == info["Id"]
+    (ctx / "files" / "a.txt").write_text("two\n")
+    changed = cli.run("build", "--build-arg", "GREETING=hi", str(ctx)).stdout
+    assert changed.count("Using cache") == 3, changed  # ARG, ENV, WORKDIR
+    # a different build arg: RUN runs again
+    other = cli.run("build", "-q", "--build-arg", "GREETING=yo", str(ctx)).stdout.strip()
+    assert cli.run("run", "--rm", other).stdout == "yo from whaled builder\n"
+    nocache = cli.run("build", "--no-cache", "--build-arg", "GREETING=hi", str(ctx)).stdout
+    assert "Using cache" not in nocache
+    # --target stops at a stage
+    cli.run("build", "--target", "base", "-t", "built:base", str(ctx))
+    assert _inspect(cli, "built:base")["Config"]["Labels"] == {"stage": "base"}
+    assert _inspect(cli, "built:base")["Config"]["Entrypoint"] is None
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "message"),
+    [
+        ("FROM busybox:latest\nRUN exit 3\n",
+         "The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        ("FROM busybox:latest\nFROBNICATE x\n", "unknown instruction: FROBNICATE"),
+        ("FROM busybox:latest\nCOPY missing.txt /\n", "missing.txt: file does not exist"),
+        ("FROM busybox:latest\nRUN --mount=type=cache,target=/x true\n", "needs BuildKit"),
+    ],
+)  # fmt: skip
+def test_failures_say_why_and_leave_nothing(
+    whaled: WhaledProcess,
+    docker_cli: DockerCLI,
+    busybox_image: str,
+    tmp_path: Path,
+    dockerfile: str,
+    message: str,
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    failed = docker_cli.run("build", "-t", "broken:1", str(ctx), check=False)
+    assert failed.returncode == 1, failed
+    assert message in failed.stderr + failed.stdout, failed
+    assert docker_cli.run("ps", "-aq").stdout.strip() == ""
+    assert docker_cli.run("images", "-q", "broken:1").stdout.strip() == ""
+    assert not list((Path(whaled.data_root) / "builder" / "tmp").iterdir())
+    assert not mounts_under(whaled.root)  # no container rootfs left mounted
+
+
+def test_docker_py_build(whaled: WhaledProcess, busybox_image: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox:latest AS one\nARG WHO\nRUN echo $WHO > /who\n"
+        "FROM one AS two\nRUN cat /etc/hosts > /hosts\n"
+    )
+    client = whaled.client()
+    image, logs = client.images.build(
+        path=str(ctx), tag="py:1", buildargs={"WHO": "docker-py"}, labels={"via": "py"},
+        target="two", extra_hosts={"buildhost": "10.9.8.7"}, rm=True,
+    )  # fmt: skip
+    assert image.labels == {"via": "py"}
+    assert any("Successfully built" in str(chunk.get("stream", "")) for chunk in logs)
+    out = client.containers.run("py:1", ["cat", "/who", "/hosts"], remove=True).decode()
+    assert out.startswith("docker-py\n") and "10.9.8.7\tbuildhost" in out
+    with pytest.raises(docker.errors.BuildError, match="non-zero code: 1"):
+        client.images.build(fileobj=io.BytesIO(b"FROM busybox:latest\nRUN false\n"))
+
+
+def test_dockerfile_outside_the_context_and_context_from_stdin(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "data.txt").write_text("data\n")
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text("FROM busybox:latest\nCOPY data.txt /data.txt\nCMD cat /data.txt\n")
+    docker_cli.run("build", "-f", str(outside), "-t", "outside:1", str(ctx))
+    assert docker_cli.run("run", "--rm", "outside:1").stdout == "data\n"
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, text in (("Dockerfile", "FROM busybox:latest\nCOPY x /x\n"), ("x", "x\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tf.addfile(info, io.BytesIO(text.encode()))
+    docker_cli.run_bytes("build", "-t", "stdin:1", "-", input=buf.getvalue())
+    assert docker_cli.run("run", "--rm", "stdin:1", "cat", "/x").stdout == "x\n"

@@ -1,0 +1,77 @@
+"""``POST /build`` (dockerd's legacy builder): query parameters → ``BuildOptions``, the tar
+context streamed to the build service, its progress as dockerd's JSON stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from whaled.api.app import DAEMON_KEY, Routes
+from whaled.api.params import bool_param, int_param
+from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body
+from whaled.daemon.builder import BuildOptions
+from whaled.errors import InvalidParameter, Unsupported
+
+
+def _json_query(request: web.Request, key: str) -> dict[str, Any]:
+    text = request.query.get(key, "")
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise InvalidParameter(f"invalid {key}: {text}") from None
+    if not isinstance(doc, dict):
+        raise InvalidParameter(f"invalid {key}: {text}")
+    return doc
+
+
+def build_options(request: web.Request) -> BuildOptions:
+    q = request.query
+    if bool_param(request, "squash"):
+        raise InvalidParameter("squash is only supported with experimental mode")
+    if q.get("outputs"):
+        raise Unsupported("outputs are a BuildKit feature: whaled's builder is the legacy one")
+    if q.get("remote"):
+        raise Unsupported("remote build contexts are not supported by whaled's builder yet")
+    extra_hosts = tuple(h for h in q.get("extrahosts", "").split(",") if h) + tuple(
+        q.getall("extrahosts[]", [])
+    )
+    return BuildOptions(
+        dockerfile=q.get("dockerfile") or "Dockerfile",
+        tags=tuple(q.getall("t", [])),
+        build_args={
+            str(k): (None if v is None else str(v))
+            for k, v in _json_query(request, "buildargs").items()
+        },
+        target=q.get("target", ""),
+        no_cache=bool_param(request, "nocache"),
+        labels={str(k): str(v) for k, v in _json_query(request, "labels").items()},
+        network_mode=q.get("networkmode", ""),
+        extra_hosts=extra_hosts,
+        shm_size=int_param(request, "shmsize") or 0,
+        memory=int_param(request, "memory") or 0,
+        quiet=bool_param(request, "q"),
+    )
+
+
+async def post_build(request: web.Request) -> web.StreamResponse:
+    daemon = request.app[DAEMON_KEY]
+    opts = build_options(request)
+    stream = JsonStream(request)
+    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    await stream.start()
+    try:
+        async with stream.errors_in_stream():
+            await daemon.builder.build(daemon.config(), body, opts, stream.send)
+    finally:
+        body.close()
+    await drain_body(request)
+    return await stream.finish()
+
+
+def register(routes: Routes) -> None:
+    routes.add("POST", "/build", post_build)

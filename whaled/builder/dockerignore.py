@@ -1,0 +1,81 @@
+"""``.dockerignore`` (pure), with dockerd's semantics: each line a Go ``filepath.Match``
+pattern plus ``**`` (any number of directories), cleaned and made relative to the context;
+``!`` re-includes; a path is excluded when the last pattern matching it or one of its
+parent directories is not an exception. The Dockerfile and .dockerignore are always kept
+(the builder needs them)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    text: str
+    regex: re.Pattern[str]
+    exception: bool
+
+
+def _translate(pattern: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            if pattern[i : i + 2] == "**":
+                i += 2
+                if pattern[i : i + 1] == "/":
+                    out.append("(?:.*/)?")
+                    i += 1
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("^"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def parse(text: str) -> list[Pattern]:
+    patterns: list[Pattern] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        exception = line.startswith("!")
+        if exception:
+            line = line[1:].strip()
+        line = posixpath.normpath(line).lstrip("/")
+        if line in ("", "."):
+            continue
+        patterns.append(Pattern(line, re.compile(_translate(line) + r"\Z"), exception))
+    return patterns
+
+
+def excluded(path: str, patterns: list[Pattern]) -> bool:
+    """Whether the context-relative ``path`` (``a/b/c``) is left out."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for p in patterns:
+        if any(p.regex.match(c) for c in candidates):
+            verdict = not p.exception
+    return verdict

@@ -1,0 +1,712 @@
+"""Build use case (``POST /build``): dockerd's legacy builder. The context tar is unpacked
+into a temp directory (``.dockerignore`` applied), the Dockerfile parsed
+(``whaled.builder``), and each step carried out with the daemon's own services:
+
+- config-only instructions (ENV, LABEL, CMD, WORKDIR, ...) make an image with the parent's
+  layers and a new config (``ImageService.derive``);
+- RUN creates and starts a container of the current image (the build's network mode, the
+  image's SHELL), streams its output, and commits it when it exits 0;
+- COPY/ADD put the files (from the context, another stage or an image) into a created
+  container and commit it.
+
+The build cache: a step is reused when a child image of the current one has the same
+``created_by`` (the instruction after substitution; RUN with the build args it sees; COPY
+and ADD with a checksum of the files' names, modes, types and content) and the same config.
+Intermediate containers are always removed; a failed build tags nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import hashlib
+import logging
+import os
+import posixpath
+import stat
+import tarfile
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from whaled.archive.tarsafe import Readable
+from whaled.archive.tarstream import TarEntry, stream_tar
+from whaled.builder import dockerignore, steps
+from whaled.builder.dockerfile import Dockerfile, Instruction, Stage, parse
+from whaled.builder.words import process_word, process_words
+from whaled.config.model import Config
+from whaled.container import archive as cp
+from whaled.daemon.container_io import ContainerIO
+from whaled.daemon.containers import ContainerService
+from whaled.daemon.images import ImageService
+from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
+from whaled.image.reference import parse_normalized_named
+from whaled.image.stores import ImageStores
+from whaled.osutil.tree import remove_tree
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Mapping[str, Any]], Awaitable[None]]
+#: build args every Dockerfile may use without declaring them (dockerd's)
+PREDEFINED_ARGS = (
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    dockerfile: str = "Dockerfile"
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str | None] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = ""
+    extra_hosts: tuple[str, ...] = ()
+    shm_size: int = 0
+    memory: int = 0
+    quiet: bool = False
+
+
+class BuildFailed(SystemFailure):
+    """A build step failed (dockerd's wording; sent in the stream as errorDetail)."""
+
+
+@dataclass(slots=True)
+class _State:
+    """Where a stage's build is: its image (None for ``scratch`` before a layer), the
+    config, the ARGs it declared and their values."""
+
+    image_id: str | None
+    config: dict[str, Any]
+    args: dict[str, str] = field(default_factory=dict)
+    cmd_set: bool = False
+
+
+class BuildService:
+    def __init__(
+        self,
+        *,
+        stores: ImageStores,
+        images: ImageService,
+        containers: ContainerService,
+        container_io: ContainerIO,
+        tmp_root: str,
+    ) -> None:
+        self._stores = stores
+        self._images = images
+        self._containers = containers
+        self._io = container_io
+        self._tmp_root = tmp_root
+        os.makedirs(tmp_root, 0o700, exist_ok=True)
+
+    async def build(self, cfg: Config, body: Readable, opts: BuildOptions, emit: Emit) -> str:
+        """Build from the context tar ``body``; the image ID (tagged as ``opts.tags``)."""
+        ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self._tmp_root)
+        try:
+            await asyncio.to_thread(_unpack_context, ctx, body)
+            text = await asyncio.to_thread(_read_dockerfile, ctx, opts.dockerfile)
+            await asyncio.to_thread(_apply_dockerignore, ctx, opts.dockerfile)
+            df = parse(text)
+            run = _Run(self, cfg, df, ctx, opts, emit)
+            image_id = await run.all()
+        finally:
+            await asyncio.to_thread(remove_tree, ctx, ignore_errors=True)
+        for tag in opts.tags:
+            ref = parse_normalized_named(tag)
+            await asyncio.to_thread(self._stores.images.add_reference, ref, image_id, force=True)
+        await emit({"aux": {"ID": image_id}})
+        if opts.quiet:  # -q: the ID is all the client prints
+            await emit({"stream": image_id + "\n"})
+        else:
+            await emit({"stream": f"Successfully built {image_id[7:19]}\n"})
+            for tag in opts.tags:
+                await emit({"stream": f"Successfully tagged {tag}\n"})
+        return image_id
+
+    # -- collaborators' use, for _Run -------------------------------------------------------
+
+    def cached(self, parent: str | None, created_by: str, config: Mapping[str, Any]) -> str | None:
+        """A child of ``parent`` made by the same step with the same config."""
+        if parent is None:
+            return None
+        images = self._stores.images
+        for child in images.children(parent):
+            image = images.get(child)
+            history = image.history
+            if (
+                history
+                and history[-1].get("created_by") == created_by
+                and (image.config.get("config") or {}) == dict(config)
+            ):
+                return image.id
+        return None
+
+
+class _Run:
+    """One build."""
+
+    def __init__(
+        self,
+        svc: BuildService,
+        cfg: Config,
+        df: Dockerfile,
+        ctx: str,
+        opts: BuildOptions,
+        emit: Emit,
+    ) -> None:
+        self.svc = svc
+        self.cfg = cfg
+        self.df = df
+        self.ctx = ctx
+        self.opts = opts
+        self.emit = emit
+        self.step = 0
+        self.stage_images: dict[int, str | None] = {}
+        self.meta_args: dict[str, str] = {}
+        self.used_args: set[str] = set()
+
+    async def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            await self.emit({"stream": text})
+
+    async def announce(self, inst: Instruction) -> None:
+        self.step += 1
+        await self.say(f"Step {self.step}/{self.df.steps} : {inst.original}\n")
+
+    async def all(self) -> str:
+        for inst in self.df.meta_args:
+            await self.announce(inst)
+            for key, value in steps.key_values(inst, {}, self.df.escape):
+                given = self.opts.build_args.get(key)
+                self.meta_args[key] = given if given is not None else value
+                if key in self.opts.build_args:
+                    self.used_args.add(key)
+        last = self.df.stages[-1]
+        if self.opts.target:
+            target = self.df.stage(self.opts.target)
+            if target is None:
+                raise InvalidParameter(
+                    f"failed to reach build target {self.opts.target} in Dockerfile"
+                )
+            last = target
+        image_id: str | None = None
+        for stage in self.df.stages[: last.index + 1]:
+            image_id = await self.stage(stage, last=stage is last)
+        if image_id is None:
+            raise BuildFailed("No image was generated. Is your Dockerfile empty?")
+        unused = sorted(set(self.opts.build_args) - self.used_args - set(PREDEFINED_ARGS))
+        if unused:
+            await self.say(
+                f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
+            )
+        return image_id
+
+    async def stage(self, stage: Stage, *, last: bool) -> str | None:
+        await self.announce(stage.from_instruction)
+        base = process_word(stage.base, self.meta_args, self.df.escape)
+        state = await self.base(base)
+        if state.image_id:
+            await self.say(f" ---> {state.image_id[7:19]}\n")
+        triggers = list(state.config.get("OnBuild") or [])
+        if triggers:
+            state.config["OnBuild"] = None
+            for trigger in triggers:
+                await self.say(f"# Executing {len(triggers)} build trigger\n")
+                (inst,) = parse(f"FROM scratch\n{trigger}\n").stages[0].instructions
+                await self.instruction(inst, state)
+        for inst in stage.instructions:
+            await self.announce(inst)
+            await self.instruction(inst, state)
+            if state.image_id:
+                await self.say(f" ---> {state.image_id[7:19]}\n")
+        if last and self.opts.labels:
+            config = dict(state.config)
+            config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
+            labels = " ".join(f"{k}={v}" for k, v in sorted(self.opts.labels.items()))
+            await self.commit_config(state, config, steps.NOP + " LABEL " + labels)
+        self.stage_images[stage.index] = state.image_id
+        return state.image_id
+
+    async def base(self, ref: str) -> _State:
+        if ref == "scratch":
+            return _State(image_id=None, config={})
+        stage = self.df.stage(ref)
+        if stage is not None and stage.index in self.stage_images:
+            image_id = self.stage_images[stage.index]
+        else:
+            try:
+                image_id = (await asyncio.to_thread(self.svc._stores.images.resolve, ref)).id
+            except NotFound:
+                raise NotFound(
+                    f"pull access denied for {ref}, repository does not exist or may require "
+                    "'docker login': the image is not here and whaled's builder does not pull "
+                    "yet"
+                ) from None
+        if image_id is None:
+            return _State(image_id=None, config={})
+        image = self.svc._stores.images.get(image_id)
+        return _State(image_id=image_id, config=dict(image.config.get("config") or {}))
+
+    def env(self, state: _State) -> dict[str, str]:
+        """What substitution sees: the declared ARGs, then the config's Env over them."""
+        return {**state.args, **steps.env_map(state.config.get("Env") or [])}
+
+    async def instruction(self, inst: Instruction, state: _State) -> None:
+        cmd = inst.cmd
+        if cmd == "ARG":
+            for key, default in steps.key_values(inst, self.env(state), self.df.escape):
+                given = self.opts.build_args.get(key)
+                if key in self.opts.build_args:
+                    self.used_args.add(key)
+                value = given if given is not None else self.meta_args.get(key, default)
+                state.args[key] = value
+            text = steps.NOP + " ARG " + inst.rest
+            await self.commit_config(state, dict(state.config), text)
+        elif cmd == "RUN":
+            await self.run(inst, state)
+        elif cmd in ("COPY", "ADD"):
+            await self.copy(inst, state)
+        else:
+            config, created_by = steps.apply(
+                inst, state.config, self.env(state), self.df.escape, cmd_set=state.cmd_set
+            )
+            if cmd == "CMD":
+                state.cmd_set = True
+            await self.commit_config(state, config, created_by)
+
+    async def commit_config(self, state: _State, config: dict[str, Any], created_by: str) -> None:
+        if not self.opts.no_cache:
+            hit = self.svc.cached(state.image_id, created_by, config)
+            if hit is not None:
+                await self.say(" ---> Using cache\n")
+                state.image_id, state.config = hit, config
+                return
+        state.image_id = await self.svc._images.derive(
+            state.image_id,
+            config=config,
+            container_config={
+                **config,
+                "Cmd": ["/bin/sh", "-c", created_by.removeprefix("/bin/sh -c ")],
+            },
+            created_by=created_by,
+        )
+        state.config = config
+
+    # -- RUN --------------------------------------------------------------------------------
+
+    async def run(self, inst: Instruction, state: _State) -> None:
+        if state.image_id is None:
+            raise BuildFailed("no such image: a RUN needs a FROM image with a shell")
+        shell = state.config.get("Shell") or steps.DEFAULT_SHELL
+        argv = steps.exec_form(inst, shell)
+        build_env = [f"{k}={v}" for k, v in sorted(state.args.items())]
+        prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
+        created_by = prefix + " ".join(argv)
+        if not self.opts.no_cache:
+            hit = self.svc.cached(state.image_id, created_by, state.config)
+            if hit is not None:
+                await self.say(" ---> Using cache\n")
+                state.image_id = hit
+                return
+        env = list(state.config.get("Env") or [])
+        for entry in build_env:
+            key = entry.partition("=")[0]
+            if not any(e.partition("=")[0] == key for e in env):
+                env.append(entry)
+        host_config: dict[str, Any] = {"NetworkMode": self.opts.network_mode or "default"}
+        if self.opts.extra_hosts:
+            host_config["ExtraHosts"] = list(self.opts.extra_hosts)
+        if self.opts.shm_size:
+            host_config["ShmSize"] = self.opts.shm_size
+        if self.opts.memory:
+            host_config["Memory"] = self.opts.memory
+        body = {
+            **{k: v for k, v in state.config.items() if k not in ("Healthcheck", "OnBuild")},
+            "Image": state.image_id,
+            "Cmd": argv,
+            "Entrypoint": None,
+            "Env": env,
+            "Healthcheck": {"Test": ["NONE"]},
+            "Volumes": None,
+            "HostConfig": host_config,
+        }
+        created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
+        cid = created.id
+        await self.say(f" ---> Running in {cid[:12]}\n")
+        try:
+            await self.svc._containers.start(self.cfg, cid)
+            async for batch in self.svc._io.logs(cid, stdout=True, stderr=True, follow=True):
+                for line in batch:
+                    await self.say(line.data.decode(errors="replace"))
+            result = await self.svc._containers.wait(cid, "not-running")
+            if result.status_code != 0:
+                raise BuildFailed(
+                    f"The command '{' '.join(argv)}' returned a non-zero code: {result.status_code}"
+                )
+            state.image_id = await self.svc._images.commit(
+                cid,
+                parent_image=state.image_id,
+                container_config={**state.config, "Cmd": argv},
+                image_config=state.config,
+                created_by=created_by,
+            )
+        finally:
+            await self.remove(cid)
+
+    async def remove(self, cid: str) -> None:
+        with contextlib.suppress(WhaledError):
+            await self.svc._containers.remove(cid, force=True, volumes=True)
+        await self.say(f"Removing intermediate container {cid[:12]}\n")
+
+    # -- COPY / ADD -------------------------------------------------------------------------
+
+    async def copy(self, inst: Instruction, state: _State) -> None:
+        env = self.env(state)
+        words = (
+            inst.json if inst.json is not None else process_words(inst.rest, env, self.df.escape)
+        )
+        if len(words) < 2:
+            raise InvalidParameter(f"{inst.cmd} requires at least two arguments")
+        sources, dest = words[:-1], words[-1]
+        if any(s.startswith(("http://", "https://")) for s in sources):
+            if inst.cmd == "COPY":
+                raise InvalidParameter("source can't be a URL for COPY")
+            raise InvalidParameter("ADD of a URL is not supported by whaled's builder yet")
+        workdir = state.config.get("WorkingDir") or "/"
+        dest_abs = posixpath.join(workdir, dest) if not dest.startswith("/") else dest
+        dest_is_dir = dest.endswith("/") or dest.endswith("/.") or len(sources) > 1
+        owner = self.owner(inst, env)
+        src_from = inst.flags.get("from", "")
+        async with self.source_root(src_from) as root:
+            plan = await asyncio.to_thread(
+                _copy_plan, root, sources, dest_abs, dest_is_dir, extract=inst.cmd == "ADD"
+            )
+            if not plan:
+                raise InvalidParameter(f"{inst.cmd} failed: no source files were specified")
+            digest = await asyncio.to_thread(_plan_digest, plan)
+            kind = "dir" if len(plan) > 1 or plan[0].is_dir else "file"
+            created_by = f"{steps.NOP}{inst.cmd} {kind}:{digest} in {dest_abs} "
+            if not self.opts.no_cache:
+                hit = self.svc.cached(state.image_id, created_by, state.config)
+                if hit is not None:
+                    await self.say(" ---> Using cache\n")
+                    state.image_id = hit
+                    return
+            body = {
+                "Image": state.image_id or "",
+                "Cmd": ["/bin/sh", "-c", f"#(nop) {inst.cmd} {kind}:{digest} in {dest_abs} "],
+                "HostConfig": {"NetworkMode": "none"},
+            }
+            if state.image_id is None:
+                raise BuildFailed(
+                    "COPY on scratch needs whaled to build images from scratch: not yet"
+                )
+            created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
+            cid = created.id
+            try:
+                reader = _ChunkReader(stream_tar(_entries(plan, owner)))
+                await self.svc._io.extract(
+                    cid, "/", reader, no_overwrite_dir_non_dir=False, copy_uid_gid=False
+                )
+                state.image_id = await self.svc._images.commit(
+                    cid,
+                    parent_image=state.image_id,
+                    container_config={**state.config, "Cmd": body["Cmd"]},
+                    image_config=state.config,
+                    created_by=created_by,
+                )
+            finally:
+                with contextlib.suppress(WhaledError):
+                    await self.svc._containers.remove(cid, force=True, volumes=True)
+
+    def owner(self, inst: Instruction, env: Mapping[str, str]) -> tuple[int, int]:
+        chown = inst.flags.get("chown", "")
+        if not chown:
+            return 0, 0
+        user, _, group = process_word(chown, env, self.df.escape).partition(":")
+        if not user.isdigit() or (group and not group.isdigit()):
+            raise InvalidParameter(
+                f"--chown={chown}: whaled's builder takes numeric uid[:gid] for now"
+            )
+        return int(user), int(group or user)
+
+    @contextlib.asynccontextmanager
+    async def source_root(self, ref: str) -> AsyncIterator[str]:
+        """The directory COPY reads from: the context, or the root of a stage's (or an
+        image's) file system, mounted through a created container."""
+        if not ref:
+            yield self.ctx
+            return
+        stage = self.df.stage(ref)
+        if stage is not None:
+            if stage.index not in self.stage_images:
+                raise InvalidParameter(f"invalid from flag value {ref}: refers to a later stage")
+            image_id = self.stage_images[stage.index]
+        else:
+            image_id = (await asyncio.to_thread(self.svc._stores.images.resolve, ref)).id
+        if image_id is None:
+            raise InvalidParameter(f"invalid from flag value {ref}: the stage has no files")
+        created = await self.svc._containers.create(
+            self.cfg,
+            {"Image": image_id, "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"}},
+            name=None,
+            platform=None,
+        )
+        layers = self.svc._stores.layers
+        try:
+            root = await asyncio.to_thread(layers.rw.mount, created.id)
+            try:
+                yield root
+            finally:
+                await asyncio.to_thread(layers.rw.unmount, created.id)
+        finally:
+            with contextlib.suppress(WhaledError):
+                await self.svc._containers.remove(created.id, force=True, volumes=True)
+
+
+# -- context --------------------------------------------------------------------------------
+
+
+class _Padded:
+    """The context stream, completed at its end with the padding of the last block and
+    the end-of-archive blocks: the docker CLI sends its context (``-f`` outside it, from
+    stdin) without them, and dockerd reads it all the same."""
+
+    def __init__(self, src: Readable) -> None:
+        self._src = src
+        self._seen = 0
+        self._tail: bytes | None = None
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._tail is None:
+            data = self._src.read(n)
+            if data:
+                self._seen += len(data)
+                return bytes(data)
+            if self._seen == 0:
+                return b""  # an empty body stays empty
+            self._tail = b"\0" * (-self._seen % 512 + 1024)
+        out = self._tail if n < 0 else self._tail[:n]
+        self._tail = self._tail[len(out) :]
+        return out
+
+
+def _unpack_context(ctx: str, body: Readable) -> None:
+    cp.extract_to(
+        ctx,
+        {},
+        "/",
+        _Padded(body),
+        container="build context",
+        no_overwrite_dir_non_dir=False,
+        copy_uid_gid=False,
+    )
+
+
+def _read_dockerfile(ctx: str, name: str) -> str:
+    path = os.path.normpath(os.path.join(ctx, name.lstrip("/")))
+    if not path.startswith(ctx + os.sep) or not os.path.isfile(path):
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _apply_dockerignore(ctx: str, dockerfile: str) -> None:
+    path = os.path.join(ctx, ".dockerignore")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        patterns = dockerignore.parse(f.read())
+    keep = {os.path.normpath(dockerfile.lstrip("/")), ".dockerignore"}
+    for dirpath, dirnames, filenames in os.walk(ctx, topdown=True):
+        rel_dir = os.path.relpath(dirpath, ctx)
+        for name in list(dirnames) + filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel in keep or not dockerignore.excluded(rel, patterns):
+                continue
+            if any(k.startswith(rel + "/") for k in keep):
+                continue
+            full = os.path.join(dirpath, name)
+            if name in dirnames:
+                dirnames.remove(name)
+                # a directory may hold an exception (!pattern): keep what is re-included
+                if any(p.exception for p in patterns):
+                    _prune_dir(ctx, full, patterns, keep)
+                    continue
+                remove_tree(full, ignore_errors=True)
+            else:
+                os.unlink(full)
+
+
+def _prune_dir(ctx: str, top: str, patterns: list[dockerignore.Pattern], keep: set[str]) -> None:
+    for dirpath, _dirnames, filenames in os.walk(top, topdown=False):
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), ctx)
+            if rel not in keep and dockerignore.excluded(rel, patterns):
+                os.unlink(os.path.join(dirpath, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)  # only when it became empty
+
+
+# -- COPY plans -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    source: str  # host path
+    target: str  # path in the image (absolute)
+    is_dir: bool
+    archive: bool = False  # ADD of a local tar: its members go into ``target``
+
+
+def _inside(root: str, path: str) -> str:
+    """``path`` (relative to the source root) as a host path that stays inside it."""
+    full = os.path.normpath(os.path.join(root, path.lstrip("/")))
+    if full != root and not full.startswith(root.rstrip("/") + "/"):
+        raise InvalidParameter(f"forbidden path outside the build context: {path}")
+    return full
+
+
+def _copy_plan(
+    root: str, sources: Sequence[str], dest: str, dest_is_dir: bool, *, extract: bool
+) -> list[_Item]:
+    items: list[_Item] = []
+    for source in sources:
+        pattern = _inside(root, source)
+        matches = sorted(
+            glob.glob(glob.escape(root.rstrip("/")) + pattern[len(root.rstrip("/")) :])
+        )
+        if not matches:
+            raise InvalidParameter(
+                f"COPY failed: file not found in build context or excluded by .dockerignore: "
+                f"stat {source}: file does not exist"
+            )
+        for match in matches:
+            st = os.stat(match)
+            if stat.S_ISDIR(st.st_mode):
+                items.append(_Item(match, dest, True))  # its content goes into dest
+            elif extract and tarfile.is_tarfile(match):
+                items.append(_Item(match, dest, False, archive=True))
+            else:
+                name = os.path.basename(match)
+                target = posixpath.join(dest, name) if dest_is_dir or dest.endswith("/") else dest
+                items.append(_Item(match, target, False))
+    return items
+
+
+def _walk(item: _Item) -> Iterator[tuple[str, str]]:
+    """(host path, path in the image) of everything an item copies."""
+    if not item.is_dir:
+        yield item.source, item.target
+        return
+    yield item.source, item.target
+    for dirpath, dirnames, filenames in os.walk(item.source):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            host = os.path.join(dirpath, name)
+            rel = os.path.relpath(host, item.source)
+            yield host, posixpath.join(item.target, rel)
+
+
+def _plan_digest(plan: Sequence[_Item]) -> str:
+    """The cache key of a COPY: names, types, modes and content (not times or owners)."""
+    h = hashlib.sha256()
+    for item in plan:
+        if item.archive:
+            h.update(f"tar:{item.target}\0".encode())
+            with open(item.source, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            continue
+        for host, target in _walk(item):
+            st = os.lstat(host)
+            h.update(f"{target}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+            if stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(host).encode())
+            elif stat.S_ISREG(st.st_mode):
+                with open(host, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+    return h.hexdigest()
+
+
+def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry]:
+    uid, gid = owner
+    for item in plan:
+        if item.archive:
+            yield from _tar_entries(item.source, item.target)
+            continue
+        for host, target in _walk(item):
+            st = os.lstat(host)
+            info = tarfile.TarInfo(target.lstrip("/") or ".")
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.mtime = int(st.st_mtime)
+            info.uid, info.gid = uid, gid
+            if stat.S_ISDIR(st.st_mode):
+                if target.rstrip("/") in ("", "/"):
+                    continue
+                info.type = tarfile.DIRTYPE
+                yield TarEntry(info, None)
+            elif stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(host)
+                yield TarEntry(info, None)
+            elif stat.S_ISREG(st.st_mode):
+                info.size = st.st_size
+                yield TarEntry(info, _file_chunks(host))
+
+
+def _tar_entries(path: str, dest: str) -> Iterator[TarEntry]:
+    """ADD of a local tar archive: its members, under ``dest``."""
+    with tarfile.open(path, "r:*") as tf:
+        for member in tf:
+            name = posixpath.normpath(posixpath.join(dest, member.name)).lstrip("/")
+            info = member.replace(name=name, deep=False)
+            if member.isreg():
+                f = tf.extractfile(member)
+                assert f is not None
+                data = f.read()
+                yield TarEntry(info, _const(data))
+            else:
+                yield TarEntry(info, None)
+
+
+def _const(data: bytes) -> Callable[[], Iterator[bytes]]:
+    return lambda: iter([data])
+
+
+def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    return chunks
+
+
+class _ChunkReader:
+    """A blocking ``read(n)`` over an iterator of byte chunks (the generated COPY tar)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, n: int = -1, /) -> bytes:
+        while (n < 0 or len(self._buf) < n) and (chunk := next(self._chunks, None)) is not None:
+            self._buf += chunk
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def clear_tmp(tmp_root: str) -> None:
+    """Daemon start: contexts a killed daemon left behind."""
+    if os.path.isdir(tmp_root):
+        for name in os.listdir(tmp_root):
+            remove_tree(os.path.join(tmp_root, name), ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,21 @@ def test_dockerfile_outside_the_context_and_context_from_stdin(
             tf.addfile(info, io.BytesIO(text.encode()))
     docker_cli.run_bytes("build", "-t", "stdin:1", "-", input=buf.getvalue())
     assert docker_cli.run("run", "--rm", "stdin:1", "cat", "/x").stdout == "x\n"
+
+
+def test_scratch_image_from_a_static_binary(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    """``FROM scratch`` + ``COPY``: the files are the image's first layer."""
+    ctx = tmp_path / "ctx"
+    (ctx / "etc").mkdir(parents=True)
+    shutil.copy("/bin/busybox", ctx / "busybox")
+    (ctx / "etc" / "motd").write_text("scratch\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY etc /etc/\n"
+        'ENTRYPOINT ["/bin/busybox"]\nCMD ["cat", "/etc/motd"]\n'
+    )
+    docker_cli.run("build", "-t", "scratchy:1", str(ctx))
+    assert docker_cli.run("run", "--rm", "--network", "none", "scratchy:1").stdout == "scratch\n"
+    info = _inspect(docker_cli, "scratchy:1")
+    assert len(info["RootFS"]["Layers"]) == 2

@@ -401,10 +401,15 @@ class _Run:
                 "Cmd": ["/bin/sh", "-c", f"#(nop) {inst.cmd} {kind}:{digest} in {dest_abs} "],
                 "HostConfig": {"NetworkMode": "none"},
             }
-            if state.image_id is None:
-                raise BuildFailed(
-                    "COPY on scratch needs whaled to build images from scratch: not yet"
+            if state.image_id is None:  # scratch: the files are the first layer
+                state.image_id = await self.svc._images.add_layer(
+                    None,
+                    _ChunkReader(stream_tar(_with_parents(_entries(plan, owner)))),
+                    config=state.config,
+                    container_config={**state.config, "Cmd": body["Cmd"]},
+                    created_by=created_by,
                 )
+                return
             created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
             cid = created.id
             try:
@@ -658,6 +663,23 @@ def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry
             elif stat.S_ISREG(st.st_mode):
                 info.size = st.st_size
                 yield TarEntry(info, _file_chunks(host))
+
+
+def _with_parents(entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
+    """``entries`` with a directory entry (root's, 0755) for each parent not listed before
+    it: a first layer has no directories to put files in."""
+    seen: set[str] = set()
+    for entry in entries:
+        parts = entry.info.name.rstrip("/").split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent not in seen:
+                seen.add(parent)
+                info = tarfile.TarInfo(parent)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                yield TarEntry(info, None)
+        seen.add(entry.info.name.rstrip("/"))
+        yield entry
 
 
 def _tar_entries(path: str, dest: str) -> Iterator[TarEntry]:

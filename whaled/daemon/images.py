@@ -395,6 +395,44 @@ class ImageService:
             self.stores.images.add_reference(target, image.id, force=True)
         return image.id
 
+    async def add_layer(
+        self,
+        parent_image: str | None,
+        body: Readable,
+        *,
+        config: Mapping[str, Any],
+        container_config: Mapping[str, Any],
+        created_by: str,
+    ) -> str:
+        """A new image: ``parent_image`` (None: nothing) with the tar ``body`` as one layer
+        more (a build's COPY onto ``scratch``)."""
+
+        def work() -> str:
+            images, layers = self.stores.images, self.stores.layers
+            parent = images.get(parent_image) if parent_image else None
+            layer = layers.register(body, parent.top_chain if parent else None)
+            try:
+                host_os, host_arch, _ = archive.host_platform()
+                raw = commit_config(
+                    container_id="",
+                    parent_config=parent.config if parent else None,
+                    parent_diff_ids=parent.diff_ids if parent else (),
+                    container_config=container_config,
+                    new_config=config,
+                    layer_diff_id=layer.diff_id,
+                    created=flt.format_rfc3339_nano(time.time()),
+                    author="",
+                    comment="",
+                    host_os=host_os,
+                    host_arch=host_arch,
+                    created_by=created_by,
+                )
+                return images.create(raw, parent=parent.id if parent else None).id
+            finally:
+                layers.release(layer.chain_id)
+
+        return await asyncio.to_thread(work)
+
     async def derive(
         self,
         parent_image: str | None,

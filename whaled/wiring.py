@@ -283,6 +283,12 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             tasks=tasks,
             networks=networks,
         )
+        distribution = DistributionService(
+            stores=image_stores,
+            events=bus,
+            config=store.current,
+            certs_dirs=certs_dirs(startup.config_file),
+        )
         builder_tmp = os.path.join(cfg.data_root, "builder", "tmp")
         await asyncio.to_thread(clear_build_tmp, builder_tmp)
         daemon = Daemon(
@@ -293,12 +299,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             images=images,
             volumes=volumes,
             networks=networks,
-            distribution=DistributionService(
-                stores=image_stores,
-                events=bus,
-                config=store.current,
-                certs_dirs=certs_dirs(startup.config_file),
-            ),
+            distribution=distribution,
             containers=containers,
             execs=execs,
             container_io=container_io,
@@ -307,6 +308,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
                 images=images,
                 containers=containers,
                 container_io=container_io,
+                distribution=distribution,
                 tmp_root=builder_tmp,
             ),
         )

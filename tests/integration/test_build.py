@@ -15,6 +15,7 @@ import docker.errors
 import pytest
 
 from tests.support.dockercli import DockerCLI
+from tests.support.registry import RegistryProcess, push_image, registry_available
 from tests.support.whaled_proc import WhaledProcess, mounts_under
 
 DOCKERFILE = """\
@@ -195,3 +196,22 @@ def test_scratch_image_from_a_static_binary(
     assert docker_cli.run("run", "--rm", "--network", "none", "scratchy:1").stdout == "scratch\n"
     info = _inspect(docker_cli, "scratchy:1")
     assert len(info["RootFS"]["Layers"]) == 2
+
+
+def test_a_missing_from_image_is_pulled(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_tar: str, tmp_path: Path
+) -> None:
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (Debian package docker-registry)")
+    reg = RegistryProcess(root=tmp_path / "registry").start()
+    try:
+        push_image(reg.uploader(), "t/base", "1", tars=[Path(busybox_tar).read_bytes()])
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM {reg.host}/t/base:1\nRUN echo pulled > /p\n")
+        out = docker_cli.run("build", "-t", "frompull:1", str(ctx)).stdout
+        assert "Pulling from t/base" in out or "Pull complete" in out, out
+        assert docker_cli.run("run", "--rm", "frompull:1", "cat", "/p").stdout == "pulled\n"
+        assert docker_cli.run("images", "-q", f"{reg.host}/t/base:1").stdout.strip()
+    finally:
+        reg.stop()

@@ -40,7 +40,9 @@ from whaled.config.model import Config
 from whaled.container import archive as cp
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
-from whaled.daemon.images import ImageService
+from whaled.daemon.distribution import DistributionService, PullRequest
+from whaled.daemon.images import ImageService, ProgressSink
+from whaled.distribution.auth import Credentials
 from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image.reference import parse_normalized_named
 from whaled.image.stores import ImageStores
@@ -69,6 +71,9 @@ class BuildOptions:
     shm_size: int = 0
     memory: int = 0
     quiet: bool = False
+    pull: bool = False
+    #: X-Registry-Config: credentials by registry, for FROM images that must be pulled
+    registry_auth: Mapping[str, Credentials] = field(default_factory=dict, repr=False)
 
 
 class BuildFailed(SystemFailure):
@@ -94,8 +99,10 @@ class BuildService:
         images: ImageService,
         containers: ContainerService,
         container_io: ContainerIO,
+        distribution: DistributionService,
         tmp_root: str,
     ) -> None:
+        self._distribution = distribution
         self._stores = stores
         self._images = images
         self._containers = containers
@@ -103,15 +110,23 @@ class BuildService:
         self._tmp_root = tmp_root
         os.makedirs(tmp_root, 0o700, exist_ok=True)
 
-    async def build(self, cfg: Config, body: Readable, opts: BuildOptions, emit: Emit) -> str:
-        """Build from the context tar ``body``; the image ID (tagged as ``opts.tags``)."""
+    async def build(
+        self,
+        cfg: Config,
+        body: Readable,
+        opts: BuildOptions,
+        emit: Emit,
+        pull_progress: ProgressSink,
+    ) -> str:
+        """Build from the context tar ``body``; the image ID (tagged as ``opts.tags``).
+        ``pull_progress`` shows the pull of a ``FROM`` image that is not here."""
         ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self._tmp_root)
         try:
             await asyncio.to_thread(_unpack_context, ctx, body)
             text = await asyncio.to_thread(_read_dockerfile, ctx, opts.dockerfile)
             await asyncio.to_thread(_apply_dockerignore, ctx, opts.dockerfile)
             df = parse(text)
-            run = _Run(self, cfg, df, ctx, opts, emit)
+            run = _Run(self, cfg, df, ctx, opts, emit, pull_progress)
             image_id = await run.all()
         finally:
             await asyncio.to_thread(remove_tree, ctx, ignore_errors=True)
@@ -157,7 +172,9 @@ class _Run:
         ctx: str,
         opts: BuildOptions,
         emit: Emit,
+        pull_progress: ProgressSink,
     ) -> None:
+        self.pull_progress = pull_progress
         self.svc = svc
         self.cfg = cfg
         self.df = df
@@ -238,18 +255,31 @@ class _Run:
         if stage is not None and stage.index in self.stage_images:
             image_id = self.stage_images[stage.index]
         else:
-            try:
-                image_id = (await asyncio.to_thread(self.svc._stores.images.resolve, ref)).id
-            except NotFound:
-                raise NotFound(
-                    f"pull access denied for {ref}, repository does not exist or may require "
-                    "'docker login': the image is not here and whaled's builder does not pull "
-                    "yet"
-                ) from None
+            image_id = await self.image(ref)
         if image_id is None:
             return _State(image_id=None, config={})
         image = self.svc._stores.images.get(image_id)
         return _State(image_id=image_id, config=dict(image.config.get("config") or {}))
+
+    async def image(self, ref: str) -> str:
+        """A FROM (or ``COPY --from``) image: the local one, pulled when it is not here
+        (or always with ``pull``), as dockerd's builder does."""
+        images = self.svc._stores.images
+        if not self.opts.pull:
+            with contextlib.suppress(NotFound):
+                return (await asyncio.to_thread(images.resolve, ref)).id
+        named = parse_normalized_named(ref)
+        if named.tag is None and named.digest is None:
+            named = named.with_tag("latest")
+        auth = self.opts.registry_auth
+        credentials = auth.get(named.domain) or auth.get(f"https://{named.domain}") or Credentials()
+        if named.domain == "docker.io" and not credentials.username:
+            credentials = auth.get("https://index.docker.io/v1/") or credentials
+        await self.svc._distribution.pull(
+            PullRequest(reference=named, platform=None, credentials=credentials),
+            self.pull_progress,
+        )
+        return (await asyncio.to_thread(images.resolve, str(named))).id
 
     def env(self, state: _State) -> dict[str, str]:
         """What substitution sees: the declared ARGs, then the config's Env over them."""
@@ -452,7 +482,7 @@ class _Run:
                 raise InvalidParameter(f"invalid from flag value {ref}: refers to a later stage")
             image_id = self.stage_images[stage.index]
         else:
-            image_id = (await asyncio.to_thread(self.svc._stores.images.resolve, ref)).id
+            image_id = await self.image(ref)
         if image_id is None:
             raise InvalidParameter(f"invalid from flag value {ref}: the stage has no files")
         created = await self.svc._containers.create(

@@ -211,6 +211,20 @@ def decode_registry_auth(header: str | None) -> Credentials:
     return credentials_from(doc)
 
 
+def decode_registry_config(header: str | None) -> dict[str, Credentials]:
+    """Decode ``X-Registry-Config`` (a build's credentials: base64 JSON of registry →
+    ``AuthConfig``); absent or empty gives none."""
+    if header is None or not header.strip():
+        return {}
+    try:
+        doc = json.loads(_b64decode_lenient(header).decode("utf-8"))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as e:
+        raise InvalidParameter(f"invalid X-Registry-Config header: {_reason(e)}") from None
+    if not isinstance(doc, dict):
+        raise InvalidParameter("invalid X-Registry-Config header: not a JSON object")
+    return {str(k): credentials_from(v) for k, v in doc.items() if isinstance(v, dict)}
+
+
 def credentials_from(doc: Mapping[str, Any]) -> Credentials:
     """Credentials from an ``AuthConfig`` object (keys case-insensitive; ``auth`` is
     base64 ``user:password`` as in ``~/.docker/config.json``). InvalidParameter for values

@@ -11,9 +11,12 @@ from aiohttp import web
 
 from whaled.api.app import DAEMON_KEY, Routes
 from whaled.api.params import bool_param, int_param
+from whaled.api.shape.images import progress_json
 from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body
 from whaled.daemon.builder import BuildOptions
+from whaled.distribution.auth import decode_registry_config
 from whaled.errors import InvalidParameter, Unsupported
+from whaled.image.archive import ProgressEvent
 
 
 def _json_query(request: web.Request, key: str) -> dict[str, Any]:
@@ -55,6 +58,8 @@ def build_options(request: web.Request) -> BuildOptions:
         shm_size=int_param(request, "shmsize") or 0,
         memory=int_param(request, "memory") or 0,
         quiet=bool_param(request, "q"),
+        pull=bool_param(request, "pull"),
+        registry_auth=decode_registry_config(request.headers.get("X-Registry-Config")),
     )
 
 
@@ -63,10 +68,14 @@ async def post_build(request: web.Request) -> web.StreamResponse:
     opts = build_options(request)
     stream = JsonStream(request)
     body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+
+    async def pull_progress(event: ProgressEvent) -> None:
+        await stream.send(progress_json(event))
+
     await stream.start()
     try:
         async with stream.errors_in_stream():
-            await daemon.builder.build(daemon.config(), body, opts, stream.send)
+            await daemon.builder.build(daemon.config(), body, opts, stream.send, pull_progress)
     finally:
         body.close()
     await drain_body(request)

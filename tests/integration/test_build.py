@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,33 @@ def test_a_missing_from_image_is_pulled(
         assert docker_cli.run("images", "-q", f"{reg.host}/t/base:1").stdout.strip()
     finally:
         reg.stop()
+
+
+def test_a_client_that_goes_away_cancels_the_build(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str
+) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        text = b"FROM busybox:latest\nRUN echo started; sleep 60\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text)
+        tf.addfile(info, io.BytesIO(text))
+    body = buf.getvalue()
+    conn = whaled.connection(timeout=30)
+    conn.putrequest("POST", "/v1.45/build?t=gone:1")
+    conn.putheader("Content-Type", "application/x-tar")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    seen = b""
+    while b"Running in" not in seen:
+        chunk = resp.read1(4096)
+        assert chunk, seen
+        seen += chunk
+    conn.close()  # the client is gone mid-RUN
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and docker_cli.run("ps", "-aq").stdout.strip():
+        time.sleep(0.2)
+    assert docker_cli.run("ps", "-aq").stdout.strip() == ""
+    assert docker_cli.run("images", "-q", "gone:1").stdout.strip() == ""
+    assert not list((Path(whaled.data_root) / "builder" / "tmp").iterdir())

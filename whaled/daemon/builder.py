@@ -366,8 +366,8 @@ class _Run:
         }
         created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
         cid = created.id
-        await self.say(f" ---> Running in {cid[:12]}\n")
         try:
+            await self.say(f" ---> Running in {cid[:12]}\n")
             await self.svc._containers.start(self.cfg, cid)
             async for batch in self.svc._io.logs(cid, stdout=True, stderr=True, follow=True):
                 for line in batch:
@@ -390,7 +390,8 @@ class _Run:
     async def remove(self, cid: str) -> None:
         with contextlib.suppress(WhaledError):
             await self.svc._containers.remove(cid, force=True, volumes=True)
-        await self.say(f"Removing intermediate container {cid[:12]}\n")
+        with contextlib.suppress(ConnectionError):  # the client may be gone already
+            await self.say(f"Removing intermediate container {cid[:12]}\n")
 
     # -- COPY / ADD -------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from whaled.api.app import DAEMON_KEY, Routes
 from whaled.api.params import bool_param, int_param
 from whaled.api.shape.images import progress_json
-from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body
+from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, while_connected
 from whaled.daemon.builder import BuildOptions
 from whaled.distribution.auth import decode_registry_config
 from whaled.errors import InvalidParameter, Unsupported
@@ -75,7 +75,11 @@ async def post_build(request: web.Request) -> web.StreamResponse:
     await stream.start()
     try:
         async with stream.errors_in_stream():
-            await daemon.builder.build(daemon.config(), body, opts, stream.send, pull_progress)
+            # a client that goes away cancels the build (its RUN container goes too)
+            await while_connected(
+                request,
+                daemon.builder.build(daemon.config(), body, opts, stream.send, pull_progress),
+            )
     finally:
         body.close()
     await drain_body(request)

@@ -246,3 +246,28 @@ def test_a_client_that_goes_away_cancels_the_build(
     assert docker_cli.run("ps", "-aq").stdout.strip() == ""
     assert docker_cli.run("images", "-q", "gone:1").stdout.strip() == ""
     assert not list((Path(whaled.data_root) / "builder" / "tmp").iterdir())
+
+
+def test_copy_chown_by_name_and_id(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("f\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox:latest\nCOPY --chown=test:extra f /by-name\n"
+        "COPY --chown=123:456 f /by-id\nCOPY --chown=nobody f /user-only\nCOPY f /default\n"
+    )
+    docker_cli.run("build", "-t", "owned:1", str(ctx))
+    out = docker_cli.run(
+        "run", "--rm", "owned:1", "stat", "-c", "%n %u:%g", "/by-name", "/by-id", "/user-only",
+        "/default",
+    ).stdout.split("\n")  # fmt: skip
+    assert out[:4] == ["/by-name 1000:2000", "/by-id 123:456", "/user-only 65534:65534",
+                       "/default 0:0"]  # fmt: skip
+    ctx2 = tmp_path / "ctx2"
+    ctx2.mkdir()
+    (ctx2 / "f").write_text("f\n")
+    (ctx2 / "Dockerfile").write_text("FROM busybox:latest\nCOPY --chown=nosuchuser f /x\n")
+    failed = docker_cli.run("build", str(ctx2), check=False)
+    assert failed.returncode == 1 and "unable to convert uid/gid chown string" in failed.stderr

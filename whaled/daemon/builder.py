@@ -38,6 +38,7 @@ from whaled.builder.dockerfile import Dockerfile, Instruction, Stage, parse
 from whaled.builder.words import process_word, process_words
 from whaled.config.model import Config
 from whaled.container import archive as cp
+from whaled.daemon.bundle import read_in_root
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.distribution import DistributionService, PullRequest
@@ -47,6 +48,7 @@ from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image.reference import parse_normalized_named
 from whaled.image.stores import ImageStores
 from whaled.osutil.tree import remove_tree
+from whaled.runtime.usermap import resolve_user
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +412,7 @@ class _Run:
         workdir = state.config.get("WorkingDir") or "/"
         dest_abs = posixpath.join(workdir, dest) if not dest.startswith("/") else dest
         dest_is_dir = dest.endswith("/") or dest.endswith("/.") or len(sources) > 1
-        owner = self.owner(inst, env)
+        chown = process_word(inst.flags.get("chown", ""), env, self.df.escape)
         src_from = inst.flags.get("from", "")
         async with self.source_root(src_from) as root:
             plan = await asyncio.to_thread(
@@ -433,6 +435,7 @@ class _Run:
                 "HostConfig": {"NetworkMode": "none"},
             }
             if state.image_id is None:  # scratch: the files are the first layer
+                owner = await self.owner(chown, None)
                 state.image_id = await self.svc._images.add_layer(
                     None,
                     _ChunkReader(stream_tar(_with_parents(_entries(plan, owner)))),
@@ -444,6 +447,7 @@ class _Run:
             created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
             cid = created.id
             try:
+                owner = await self.owner(chown, cid)
                 reader = _ChunkReader(stream_tar(_entries(plan, owner)))
                 await self.svc._io.extract(
                     cid, "/", reader, no_overwrite_dir_non_dir=False, copy_uid_gid=False
@@ -459,16 +463,33 @@ class _Run:
                 with contextlib.suppress(WhaledError):
                     await self.svc._containers.remove(cid, force=True, volumes=True)
 
-    def owner(self, inst: Instruction, env: Mapping[str, str]) -> tuple[int, int]:
-        chown = inst.flags.get("chown", "")
+    async def owner(self, chown: str, cid: str | None) -> tuple[int, int]:
+        """``--chown=user[:group]``: numeric ids as they are, names looked up in the
+        image's /etc/passwd and /etc/group (through container ``cid``'s file system)."""
         if not chown:
             return 0, 0
-        user, _, group = process_word(chown, env, self.df.escape).partition(":")
-        if not user.isdigit() or (group and not group.isdigit()):
+        user, _, group = chown.partition(":")
+        if user.isdigit() and (not group or group.isdigit()):
+            return int(user), int(group or user)
+        if cid is None:
             raise InvalidParameter(
-                f"--chown={chown}: whaled's builder takes numeric uid[:gid] for now"
+                f"unable to convert uid/gid chown string to host mapping: {chown}"
             )
-        return int(user), int(group or user)
+        layers = self.svc._stores.layers
+        root = await asyncio.to_thread(layers.rw.mount, cid)
+        try:
+            passwd = await asyncio.to_thread(read_in_root, root, "/etc/passwd")
+            groups = await asyncio.to_thread(read_in_root, root, "/etc/group")
+        finally:
+            await asyncio.to_thread(layers.rw.unmount, cid)
+        try:
+            resolved = resolve_user(chown, passwd=passwd, group=groups)
+        except WhaledError as e:
+            raise InvalidParameter(
+                f"unable to convert uid/gid chown string to host mapping: {e}"
+            ) from None
+        # a user without a group: the uid as the gid too (dockerd's documented rule)
+        return resolved.uid, resolved.gid if group else resolved.uid
 
     @contextlib.asynccontextmanager
     async def source_root(self, ref: str) -> AsyncIterator[str]:

@@ -8,7 +8,9 @@ import io
 import json
 import shutil
 import tarfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +273,77 @@ def test_copy_chown_by_name_and_id(
     (ctx2 / "Dockerfile").write_text("FROM busybox:latest\nCOPY --chown=nosuchuser f /x\n")
     failed = docker_cli.run("build", str(ctx2), check=False)
     assert failed.returncode == 1 and "unable to convert uid/gid chown string" in failed.stderr
+
+
+class _Files:
+    """A web server on 127.0.0.1 serving fixed files (with a Last-Modified time)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                data = files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Last-Modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _tar_gz(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tf.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()
+
+
+def test_add_of_a_url_and_remote_contexts(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    server = _Files({
+        "/file.txt": b"fetched\n",
+        "/ctx.tar.gz": _tar_gz({"Dockerfile": "FROM busybox:latest\nCOPY in.txt /in.txt\n",
+                                "in.txt": "from a remote context\n"}),
+        "/Dockerfile": b"FROM busybox:latest\nRUN echo plain-dockerfile > /p\n",
+    })  # fmt: skip
+    try:
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(
+            f"FROM busybox:latest\nADD {server.base}/file.txt /downloaded/\n"
+        )
+        docker_cli.run("build", "-t", "added:1", str(ctx))
+        out = docker_cli.run(
+            "run", "--rm", "added:1", "stat", "-c", "%a %Y", "/downloaded/file.txt"
+        ).stdout.split()  # fmt: skip
+        assert out == ["600", "1445412480"]  # 0600 and the Last-Modified time
+        assert docker_cli.run("run", "--rm", "added:1", "cat", "/downloaded/file.txt").stdout == (
+            "fetched\n"
+        )
+
+        docker_cli.run("build", "-t", "remote:1", f"{server.base}/ctx.tar.gz")
+        assert docker_cli.run("run", "--rm", "remote:1", "cat", "/in.txt").stdout == (
+            "from a remote context\n"
+        )
+        docker_cli.run("build", "-t", "remote:2", f"{server.base}/Dockerfile")
+        assert docker_cli.run("run", "--rm", "remote:2", "cat", "/p").stdout == "plain-dockerfile\n"
+        missing = docker_cli.run("build", f"{server.base}/nothing.tar", check=False)
+        assert missing.returncode != 0 and "404" in missing.stderr
+    finally:
+        server.close()

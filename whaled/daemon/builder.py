@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import glob
 import hashlib
 import logging
@@ -27,11 +28,14 @@ import posixpath
 import stat
 import tarfile
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from whaled.archive.tarsafe import Readable
+from whaled.archive.tarsafe import BLOCK, Readable, looks_like_tar
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.builder import dockerignore, steps
 from whaled.builder.dockerfile import Dockerfile, Instruction, Stage, parse
@@ -74,6 +78,7 @@ class BuildOptions:
     memory: int = 0
     quiet: bool = False
     pull: bool = False
+    remote: str = ""  # a context (tar) or Dockerfile at an HTTP(S) URL, instead of the body
     #: X-Registry-Config: credentials by registry, for FROM images that must be pulled
     registry_auth: Mapping[str, Credentials] = field(default_factory=dict, repr=False)
 
@@ -124,12 +129,19 @@ class BuildService:
         ``pull_progress`` shows the pull of a ``FROM`` image that is not here."""
         ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self._tmp_root)
         try:
-            await asyncio.to_thread(_unpack_context, ctx, body)
+            if opts.remote:
+                await asyncio.to_thread(_remote_context, ctx, opts.remote, opts.dockerfile)
+            else:
+                await asyncio.to_thread(_unpack_context, ctx, body)
             text = await asyncio.to_thread(_read_dockerfile, ctx, opts.dockerfile)
             await asyncio.to_thread(_apply_dockerignore, ctx, opts.dockerfile)
             df = parse(text)
             run = _Run(self, cfg, df, ctx, opts, emit, pull_progress)
-            image_id = await run.all()
+            try:
+                image_id = await run.all()
+            finally:
+                if run.download_dir is not None:
+                    await asyncio.to_thread(remove_tree, run.download_dir, ignore_errors=True)
         finally:
             await asyncio.to_thread(remove_tree, ctx, ignore_errors=True)
         for tag in opts.tags:
@@ -187,6 +199,7 @@ class _Run:
         self.stage_images: dict[int, str | None] = {}
         self.meta_args: dict[str, str] = {}
         self.used_args: set[str] = set()
+        self.download_dir: str | None = None
 
     async def say(self, text: str) -> None:
         if not self.opts.quiet:
@@ -405,17 +418,21 @@ class _Run:
         if len(words) < 2:
             raise InvalidParameter(f"{inst.cmd} requires at least two arguments")
         sources, dest = words[:-1], words[-1]
-        if any(s.startswith(("http://", "https://")) for s in sources):
-            if inst.cmd == "COPY":
-                raise InvalidParameter("source can't be a URL for COPY")
-            raise InvalidParameter("ADD of a URL is not supported by whaled's builder yet")
+        urls = [src for src in sources if src.startswith(("http://", "https://"))]
+        if urls and inst.cmd == "COPY":
+            raise InvalidParameter("source can't be a URL for COPY")
+        sources = [src for src in sources if src not in urls]
         workdir = state.config.get("WorkingDir") or "/"
         dest_abs = posixpath.join(workdir, dest) if not dest.startswith("/") else dest
         dest_is_dir = dest.endswith("/") or dest.endswith("/.") or len(sources) > 1
         chown = process_word(inst.flags.get("chown", ""), env, self.df.escape)
         src_from = inst.flags.get("from", "")
+        downloads = [
+            await asyncio.to_thread(_download, url, self.downloads(), dest_abs, dest_is_dir)
+            for url in urls
+        ]
         async with self.source_root(src_from) as root:
-            plan = await asyncio.to_thread(
+            plan = downloads + await asyncio.to_thread(
                 _copy_plan, root, sources, dest_abs, dest_is_dir, extract=inst.cmd == "ADD"
             )
             if not plan:
@@ -462,6 +479,13 @@ class _Run:
             finally:
                 with contextlib.suppress(WhaledError):
                     await self.svc._containers.remove(cid, force=True, volumes=True)
+
+    def downloads(self) -> str:
+        """A directory for ADD's downloads (outside the context: a later COPY . must not
+        see them), removed with the build."""
+        if self.download_dir is None:
+            self.download_dir = tempfile.mkdtemp(prefix="add-", dir=self.svc._tmp_root)
+        return self.download_dir
 
     async def owner(self, chown: str, cid: str | None) -> tuple[int, int]:
         """``--chown=user[:group]``: numeric ids as they are, names looked up in the
@@ -564,6 +588,25 @@ def _unpack_context(ctx: str, body: Readable) -> None:
     )
 
 
+def _remote_context(ctx: str, url: str, dockerfile: str) -> None:
+    """``remote=URL``: a tar archive (plain or compressed) becomes the context, anything
+    else is the Dockerfile of an empty context (dockerd's rules; git URLs refused)."""
+    if url.startswith("git@") or url.startswith("git://") or url.split("#")[0].endswith(".git"):
+        raise InvalidParameter(f"git build contexts are not supported by whaled's builder: {url}")
+    if not url.startswith(("http://", "https://")):
+        raise InvalidParameter(f"remote context: unsupported URL {url} (http or https)")
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(ctx)) as tmp:
+        path = os.path.join(tmp, "remote")
+        _fetch(url, path)
+        with open(path, "rb") as f:
+            head = f.read(BLOCK)
+            f.seek(0)
+            if looks_like_tar(head):
+                _unpack_context(ctx, f)
+                return
+        os.rename(path, os.path.join(ctx, os.path.basename(dockerfile) or "Dockerfile"))
+
+
 def _read_dockerfile(ctx: str, name: str) -> str:
     path = os.path.normpath(os.path.join(ctx, name.lstrip("/")))
     if not path.startswith(ctx + os.sep) or not os.path.isfile(path):
@@ -618,6 +661,52 @@ class _Item:
     target: str  # path in the image (absolute)
     is_dir: bool
     archive: bool = False  # ADD of a local tar: its members go into ``target``
+
+
+#: the most ADD fetches from one URL (a remote context too)
+MAX_DOWNLOAD = 4 << 30
+
+
+def _download(url: str, directory: str, dest: str, dest_is_dir: bool) -> _Item:
+    """ADD of a URL: the file fetched (0600, its Last-Modified time, as dockerd does), named
+    by the URL's last path element when ``dest`` is a directory."""
+    name = posixpath.basename(urllib.parse.urlsplit(url).path) or "download"
+    if not dest_is_dir and not dest.endswith("/"):
+        target = dest
+    else:
+        target = posixpath.join(dest, name)
+    path = os.path.join(tempfile.mkdtemp(dir=directory), name)
+    mtime = _fetch(url, path)
+    os.chmod(path, 0o600)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return _Item(path, target, False)
+
+
+def _fetch(url: str, path: str) -> float | None:
+    """GET ``url`` into ``path`` (bounded); its Last-Modified time, if any."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            if resp.status != 200:
+                raise InvalidParameter(f"failed to GET {url} with status {resp.status}")
+            total = 0
+            with open(path, "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    total += len(chunk)
+                    if total > MAX_DOWNLOAD:
+                        raise InvalidParameter(f"{url}: larger than {MAX_DOWNLOAD} bytes")
+                    f.write(chunk)
+            modified = resp.headers.get("Last-Modified")
+    except urllib.error.HTTPError as e:
+        raise InvalidParameter(f"failed to GET {url} with status {e.code}: {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise InvalidParameter(f"error downloading {url}: {e}") from None
+    if not modified:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(modified).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _inside(root: str, path: str) -> str:

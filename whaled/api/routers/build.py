@@ -38,8 +38,6 @@ def build_options(request: web.Request) -> BuildOptions:
         raise InvalidParameter("squash is only supported with experimental mode")
     if q.get("outputs"):
         raise Unsupported("outputs are a BuildKit feature: whaled's builder is the legacy one")
-    if q.get("remote"):
-        raise Unsupported("remote build contexts are not supported by whaled's builder yet")
     extra_hosts = tuple(h for h in q.get("extrahosts", "").split(",") if h) + tuple(
         q.getall("extrahosts[]", [])
     )
@@ -59,6 +57,7 @@ def build_options(request: web.Request) -> BuildOptions:
         memory=int_param(request, "memory") or 0,
         quiet=bool_param(request, "q"),
         pull=bool_param(request, "pull"),
+        remote=q.get("remote", ""),
         registry_auth=decode_registry_config(request.headers.get("X-Registry-Config")),
     )
 

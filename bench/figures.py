@@ -25,17 +25,28 @@ from typing import Any, TypeVar
 from bench import httpclient
 from bench import reload as reload_bench
 from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
-from bench.engines import Engine, WhaledEngine, rss_mib, wait_ping
+from bench.engines import DockerdEngine, Engine, WhaledEngine, rss_mib, wait_ping
 from bench.floors import (
+    NET_MIB,
+    PUB_PORT,
+    PUB_SERVER_CMD,
     STOPPABLE_CMD,
+    TCP_PORT,
+    TCP_SERVER_CMD,
     FloorError,
     FloorServer,
+    NetnsFloor,
     RuncBundle,
     WhaledSpec,
     capture_bind_files,
+    connect_reply_ms,
     log_floor_ms,
     log_writer_cmd,
+    routed_overlaps,
     tar_extract_ms,
+    tcp_client_script,
+    transfer_seconds,
+    wait_listening,
 )
 from bench.images import Archive, busybox_archive, load_test_archive
 from bench.stats import Better, Outcome, median
@@ -287,7 +298,8 @@ class Interleaved(Group):
     """Cheap repeated operations, sampled round robin: after one warm-up round, every round
     takes one sample of each target in turn (rotating who goes first), so drift on a noisy
     machine hits every target alike. ``setup`` may put ``{"na": {key: Outcome}}`` into its
-    state for figures this target cannot give."""
+    state for figures this target cannot give; ``sample`` may add to it later (a figure that
+    failed): those figures report that outcome instead of their samples."""
 
     def rounds(self, p: Params) -> int:
         return p.samples
@@ -328,6 +340,8 @@ class Interleaved(Group):
                         samples = out[t].setdefault(key, [])
                         if isinstance(samples, list):
                             samples.extend(v if isinstance(v, list) else [v])
+            for t in live:  # figures that stopped during the rounds (see ``setup``)
+                out[t].update(states[t].get("na", {}))
         finally:
             for t, st in states.items():
                 attempt(ctx, t, partial(self.teardown, ctx, t, st))
@@ -959,6 +973,218 @@ class Volumes(Interleaved):
         client.cli("volume", "rm", "-f", "wb-vol", check=False)
 
 
+# --- networking -------------------------------------------------------------------------------
+
+NET_SUBNETS = {"whaled": "10.214.1.0/24", "dockerd": "10.214.2.0/24"}  # floor: 10.214.250.0/24
+NET_BYTES = NET_MIB * 1024 * 1024
+PIPE_EVERY = 4  # the dd | nc transfer (~5 s) is taken every 4th round only
+NO_DEFAULT_BRIDGE = (
+    "the bench's dockerd runs with --bridge=none --iptables=false (host firewall untouched): "
+    "no default bridge, so -p there publishes nothing; see the --network row"
+)
+
+
+def _server_ip(subnet: str) -> str:
+    return subnet.rsplit(".", 1)[0] + ".10"
+
+
+def _container_pid(client: Client, name: str) -> int:
+    out = client.cli("inspect", "--format", "{{.State.Pid}}", name).stdout.decode().strip()
+    pid = int(out or 0)
+    if pid <= 0:
+        raise APIError(f"{name}: no running process (State.Pid {out!r})")
+    return pid
+
+
+def _published_port(client: Client, name: str, port: int) -> int:
+    """The host port ``docker port`` shows for ``port``/tcp on 127.0.0.1."""
+    out = client.cli("port", name, f"{port}/tcp").stdout.decode().split()
+    for hostport in out:
+        host, _, p = hostport.rpartition(":")
+        if host == "127.0.0.1" and p.isdigit():
+            return int(p)
+    raise APIError(f"docker port {name} {port}/tcp: {' '.join(out)!r}")
+
+
+def _wait_reply(host: str, port: int, timeout: float = 15.0) -> None:
+    """Until a connect to ``host:port`` gets the one-line answer (a proxy may listen before
+    the container's server does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connect_reply_ms(host, port, timeout=2.0)
+            return
+        except (OSError, FloorError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class Network(Interleaved):
+    name = "network"
+    help = (
+        f"container-to-container TCP ({NET_MIB} MiB over a user-defined bridge network), "
+        "connect + 1-line reply through a port published on 127.0.0.1, docker run with -p "
+        "against --network none (target: run-p within 1.1x)"
+    )
+    has_floor = True
+    floor_note = (
+        "floor (TCP, connect): two raw network namespaces made by the bench (ip netns, veths "
+        "on a bridge wbfloorbr0 of its own, 10.214.250.0/24), the same busybox commands via "
+        "`ip netns exec`; the connect floor goes from the host straight to the namespace's "
+        "address over that bridge (no proxy, no DNAT)"
+    )
+
+    def figures(self, p: Params) -> list[FigureSpec]:
+        mib = f"{NET_MIB} MiB"
+        return [
+            FigureSpec("tcp-throughput", f"TCP container->container {mib} (client run, wall)",
+                       "MB/s", "higher"),
+            FigureSpec("tcp-stream", f"TCP {mib} timed inside the client", "MB/s", "higher"),
+            FigureSpec("tcp-pipe", f"TCP {mib} via dd | nc, inside (CPU-bound)", "MB/s",
+                       "higher"),
+            FigureSpec("pub-connect", f"connect + reply via -p 127.0.0.1::{PUB_PORT}", "ms",
+                       "lower"),
+            FigureSpec("run-none", "docker run --rm --network none busybox true", "ms",
+                       "lower"),
+            FigureSpec("run-p", "docker run --rm -p 127.0.0.1::80 busybox true", "ms", "lower"),
+            FigureSpec("run-net", "docker run --rm --network NET busybox true (user bridge)",
+                       "ms", "lower"),
+            FigureSpec("run-p-net", "the same with -p 127.0.0.1::80", "ms", "lower"),
+        ]  # fmt: skip
+
+    def measure_all(self, ctx: Ctx, targets: Sequence[str]) -> dict[str, Result]:
+        out = super().measure_all(ctx, targets)
+        for t, result in out.items():  # the issue's target: run-p within 1.1x of run-none
+            none = result.get("run-none")
+            if not isinstance(none, list) or not none:
+                continue
+            for key in ("run-p", "run-net", "run-p-net"):
+                got = result.get(key)
+                if isinstance(got, list) and got:
+                    ctx.log(f"  {t}: {key} / run-none = {median(got) / median(none):.2f}x "
+                            f"({median(got):.1f} / {median(none):.1f} ms, medians)")  # fmt: skip
+        return out
+
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
+        if target == FLOOR:
+            floor = NetnsFloor()
+            floor.create()
+            try:
+                server_ip = floor.ADDRS["a"]
+                for cmd, port in ((TCP_SERVER_CMD, TCP_PORT), (PUB_SERVER_CMD, PUB_PORT)):
+                    wait_listening(floor.spawn("a", cmd), port)
+                _wait_reply(server_ip, PUB_PORT)
+            except BaseException:
+                floor.cleanup()
+                raise
+            return {"floor": floor, "server": server_ip, "pub": (server_ip, PUB_PORT),
+                    "n": 0, "na": {}}  # fmt: skip
+        client = _require_containers(ctx, target)
+        subnet = NET_SUBNETS[target]
+        busy = routed_overlaps(subnet)
+        if busy:
+            raise FloorError(f"{subnet} is routed on this host already: {'; '.join(busy)}")
+        net, srv, pub = f"wb-net-{target}", f"wb-net-srv-{target}", f"wb-net-pub-{target}"
+        state: dict[str, Any] = {"client": client, "net": net, "server": _server_ip(subnet),
+                                 "names": [srv, pub], "n": 0, "na": {}}  # fmt: skip
+        client.cli("network", "create", "--subnet", subnet, net)
+        try:
+            client.cli("run", "-d", "--name", srv, "--network", net, "--ip", state["server"],
+                       "busybox", *TCP_SERVER_CMD)  # fmt: skip
+            client.cli("run", "-d", "--name", pub, "--network", net, "-p",
+                       f"127.0.0.1::{PUB_PORT}", "busybox", *PUB_SERVER_CMD)  # fmt: skip
+            wait_listening(_container_pid(client, srv), TCP_PORT)
+            wait_listening(_container_pid(client, pub), PUB_PORT)
+            state["pub"] = ("127.0.0.1", _published_port(client, pub, PUB_PORT))
+            _wait_reply(*state["pub"])
+        except BaseException:
+            self.teardown(ctx, target, state)
+            raise
+        if isinstance(ctx.engines.get(target), DockerdEngine):
+            state["na"]["run-p"] = Outcome.skipped(NO_DEFAULT_BRIDGE)
+        return state
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        """One sample of each figure; a figure that fails is reported as an error in its own
+        row (``state["na"]``), the others go on."""
+        out: dict[str, float | Samples] = {}
+        na: dict[str, Outcome] = state["na"]
+        state["n"] += 1
+
+        def take(key: str, fn: Callable[[], float | Samples]) -> None:
+            if key in na:
+                return
+            got = attempt(ctx, f"{target} {key}", fn)
+            if isinstance(got, Outcome):
+                na[key] = got
+            else:
+                out[key] = got
+
+        take("pub-connect", partial(self._connects, ctx, state["pub"]))
+        take("tcp-throughput", partial(self._transfer, ctx, target, state, out))
+        if state["n"] % PIPE_EVERY == 2:  # rounds 1, 5, 9, … (0 is the warm-up)
+            take("tcp-pipe", partial(self._transfer, ctx, target, state, None))
+        if target == FLOOR:
+            return out
+        client: Client = state["client"]
+        base = ("run", "--rm")
+        take("run-none", partial(client.timed_cli, *base, "--network", "none", "busybox",
+                                 "true"))  # fmt: skip
+        take("run-p", partial(client.timed_cli, *base, "-p", "127.0.0.1::80", "busybox",
+                              "true"))  # fmt: skip
+        take("run-net", partial(client.timed_cli, *base, "--network", state["net"], "busybox",
+                                "true"))  # fmt: skip
+        take("run-p-net", partial(client.timed_cli, *base, "--network", state["net"], "-p",
+                                  "127.0.0.1::80", "busybox", "true"))  # fmt: skip
+        return out
+
+    @staticmethod
+    def _connects(ctx: Ctx, hostport: tuple[str, int]) -> Samples:
+        per_round = max(5, ctx.params.api_samples // max(ctx.params.samples, 1))
+        return [connect_reply_ms(*hostport) for _ in range(per_round)]
+
+    @staticmethod
+    def _transfer(
+        ctx: Ctx,
+        target: str,
+        state: dict[str, Any],
+        direct: dict[str, float | Samples] | None,
+    ) -> float:
+        """One NET_MIB MiB transfer to the server; MB/s. ``direct`` (a sample's output dict):
+        the ``nc -e dd`` client, whose in-container time goes to ``tcp-stream`` there and
+        whose wall time is returned (``tcp-throughput``); ``None``: the ``dd | nc`` client,
+        its in-container rate returned (``tcp-pipe``)."""
+        script = tcp_client_script(state["server"], piped=direct is None)
+        if target == FLOOR:
+            floor: NetnsFloor = state["floor"]
+            wall_ms, text = floor.run("b", ["sh", "-c", script])
+        else:
+            client: Client = state["client"]
+            t0 = time.perf_counter()
+            done = client.cli("run", "--rm", "--network", state["net"], "busybox", "sh", "-c",
+                              script)  # fmt: skip
+            wall_ms = _ms(t0)
+            text = done.stdout.decode(errors="replace")
+        inside = transfer_seconds(text)
+        if direct is None:
+            return NET_BYTES / 1e6 / inside
+        direct["tcp-stream"] = NET_BYTES / 1e6 / inside
+        return NET_BYTES / 1e6 / (wall_ms / 1000.0)
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        if target == FLOOR:
+            state["floor"].cleanup()
+            return
+        client: Client = state["client"]
+        client.cli("rm", "-f", *state["names"], check=False)
+        client.cli("network", "rm", state["net"], check=False)
+        left = client.cli("network", "ls", "-q", "--filter", f"name=^{state['net']}$",
+                          check=False).stdout.strip()  # fmt: skip
+        if left:
+            raise APIError(f"network {state['net']} could not be removed")
+
+
 GROUPS: tuple[Group, ...] = (
     Startup(),
     IdleRSS(),
@@ -972,6 +1198,7 @@ GROUPS: tuple[Group, ...] = (
     Memory(),
     Reload(),
     Volumes(),
+    Network(),
 )
 
 

@@ -8,15 +8,19 @@
   resources as generated), and a *minimal* one (``runc spec``'s default: no seccomp, no
   network namespace);
 - ``tar -x`` of the image's layer tars;
-- writing/reading the log payload with plain shell tools.
+- writing/reading the log payload with plain shell tools;
+- the network: two raw network namespaces on a bridge of the bench's own (``NetnsFloor``),
+  busybox ``nc`` / ``dd`` in them through ``ip netns exec``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -348,3 +352,275 @@ class FloorServer:
         self._proc = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.sock)
+
+
+# --- network: two raw namespaces on a bridge of our own ---------------------------------------
+
+NET_MIB = 200  # the TCP figures' transfer: 200 blocks of 1 MiB
+TCP_PORT = 5001
+PUB_PORT = 8000
+# Every command of these scripts is a busybox applet, in the image and on the floor alike.
+# The server answers each connection (``-ll``: forks per connection, keeps listening) with
+# dd's record count after reading exactly NET_MIB full MiB blocks: the client's proof that
+# every byte arrived, and the moment the transfer is done.
+TCP_SERVER_CMD = (
+    "nc", "-ll", "-p", str(TCP_PORT), "-e", "sh", "-c",
+    f"dd of=/dev/null bs=1M count={NET_MIB} iflag=fullblock 2>&1",
+)  # fmt: skip
+PUB_SERVER_CMD = ("nc", "-ll", "-p", str(PUB_PORT), "-e", "echo", "x")
+NET_DONE_LINE = f"{NET_MIB}+0 records in"
+
+
+def tcp_client_script(server_ip: str, piped: bool) -> str:
+    """A ``sh -c`` script sending NET_MIB MiB of zeros to ``server_ip``:TCP_PORT, printing
+    ``busybox ts`` microsecond timestamps of its start ("s"), the server's answer and its end.
+
+    ``piped``: ``dd | nc`` (busybox nc copies stdin to the socket 1 KiB at a time: bound by
+    that copy loop's syscalls, not by the network); else ``nc -e dd`` (dd writes 1 MiB
+    blocks straight into the connected socket and then reads the answer)."""
+    dd = f"dd if=/dev/zero bs=1M count={NET_MIB} 2>/dev/null"
+    if piped:
+        send = f"{dd} | nc -w 5 {server_ip} {TCP_PORT}"
+    else:
+        send = f"nc -w 5 {server_ip} {TCP_PORT} -e sh -c '{dd} && cat >&2'"
+    return f"{{ echo s; {send}; echo e; }} 2>&1 | ts %.s"
+
+
+def transfer_seconds(output: str) -> float:
+    """Start to the server's answer, from ``tcp_client_script``'s timestamped output; raises
+    ``FloorError`` unless the server read all NET_MIB MiB."""
+    stamps: dict[str, float] = {}
+    for line in output.splitlines():
+        stamp, _, text = line.strip().partition(" ")
+        with contextlib.suppress(ValueError):
+            stamps.setdefault(text.strip(), float(stamp))
+    if "s" not in stamps or NET_DONE_LINE not in stamps:
+        raise FloorError(f"transfer incomplete: no {NET_DONE_LINE!r} in {output[-300:]!r}")
+    return stamps[NET_DONE_LINE] - stamps["s"]
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` in the network namespace of ``pid``."""
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}", encoding="ascii") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):
+                return True
+    return False
+
+
+def wait_listening(pid: int, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not listening(pid, port):
+        if time.monotonic() > deadline:
+            raise FloorError(f"nothing listens on port {port} in the netns of pid {pid}")
+        time.sleep(0.01)
+
+
+def connect_reply_ms(host: str, port: int, expect: bytes = b"x\n", timeout: float = 5.0) -> float:
+    """TCP connect to ``host:port``, read the one-line answer, close: wall ms."""
+    t0 = time.perf_counter()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            got += chunk
+    took = _ms_since(t0)
+    if got != expect:
+        raise FloorError(f"{host}:{port} answered {got!r}, expected {expect!r}")
+    return took
+
+
+IP_BIN = shutil.which("ip") or "/usr/sbin/ip"
+NETNS_PREFIX = "wbfloor"
+
+
+def routed_overlaps(net: str) -> list[str]:
+    """Host routes (every table) and addresses overlapping ``net``: a subnet the bench is
+    about to use must be free."""
+    want = ipaddress.ip_network(net)
+    done = subprocess.run([IP_BIN, "-j", "-4", "route", "show", "table", "all"],
+                          capture_output=True, timeout=30, check=True)  # fmt: skip
+    out: list[str] = []
+    for r in json.loads(done.stdout or b"[]"):
+        dst = str(r.get("dst", ""))
+        if dst in ("", "default"):
+            continue
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_network(dst, strict=False).overlaps(want):
+                out.append(f"{dst} dev {r.get('dev', '?')} table {r.get('table', 'main')}")
+    return out
+
+
+def _host_links() -> list[str]:
+    done = subprocess.run([IP_BIN, "-j", "link", "show"], capture_output=True, timeout=30,
+                          check=True)  # fmt: skip
+    return [str(link.get("ifname", "")) for link in json.loads(done.stdout or b"[]")]
+
+
+def _host_netns() -> list[str]:
+    return sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
+
+
+def floor_net_leftovers() -> list[str]:
+    """Links and named network namespaces of the host whose names start with ``wbfloor``."""
+    return [f"link {n}" for n in _host_links() if n.startswith(NETNS_PREFIX)] + [
+        f"netns {n}" for n in _host_netns() if n.startswith(NETNS_PREFIX)
+    ]
+
+
+class NetnsFloor:
+    """Two raw network namespaces ``wbfloor-a`` / ``wbfloor-b``, each with one veth
+    (host ends ``wbfloor-va`` / ``wbfloor-vb``) on a bridge ``wbfloorbr0``, all made here;
+    addresses 10.214.250.2 (a), .3 (b) and .1 on the bridge (the host's way in). No default
+    route anywhere: nothing sent there can leave the bridge. Processes run in them by
+    ``ip netns exec`` with busybox's applets only (``PATH`` leads nowhere and busybox-static
+    prefers its applets); they are ended by their PID (``Popen``). ``cleanup`` deletes
+    exactly what ``create`` made and then checks that nothing named ``wbfloor*`` is left."""
+
+    NET = "10.214.250.0/24"
+    BRIDGE = f"{NETNS_PREFIX}br0"
+    BRIDGE_IP = "10.214.250.1"
+    ADDRS = {"a": "10.214.250.2", "b": "10.214.250.3"}
+
+    RUN_NETNS = "/run/netns"  # made (a directory bind-mounted on itself) by `ip netns add`
+
+    def __init__(self) -> None:
+        self._links: list[str] = []
+        self._netns: list[str] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._made_run_netns = False
+
+    @staticmethod
+    def ns(which: str) -> str:
+        return f"{NETNS_PREFIX}-{which}"
+
+    def create(self) -> None:
+        taken = floor_net_leftovers()
+        if taken:
+            raise FloorError(f"already on the host (an earlier run's?): {', '.join(taken)}")
+        busy = routed_overlaps(self.NET)
+        if busy:
+            raise FloorError(f"{self.NET} is routed on this host already: {'; '.join(busy)}")
+        self._made_run_netns = not os.path.lexists(self.RUN_NETNS)
+        try:
+            for which in self.ADDRS:
+                _run([IP_BIN, "netns", "add", self.ns(which)])
+                self._netns.append(self.ns(which))
+            _run([IP_BIN, "link", "add", self.BRIDGE, "type", "bridge"])
+            self._links.append(self.BRIDGE)
+            _run([IP_BIN, "addr", "add", f"{self.BRIDGE_IP}/24", "dev", self.BRIDGE])
+            _run([IP_BIN, "link", "set", self.BRIDGE, "up"])
+            for which, addr in self.ADDRS.items():
+                ns = self.ns(which)
+                host_end, ns_end = f"{NETNS_PREFIX}-v{which}", f"{NETNS_PREFIX}-p{which}"
+                _run([IP_BIN, "link", "add", host_end, "type", "veth", "peer", "name", ns_end,
+                      "netns", ns])  # fmt: skip
+                self._links.append(host_end)
+                _run([IP_BIN, "link", "set", host_end, "master", self.BRIDGE, "up"])
+                _run([IP_BIN, "-n", ns, "addr", "add", f"{addr}/24", "dev", ns_end])
+                _run([IP_BIN, "-n", ns, "link", "set", ns_end, "up"])
+                _run([IP_BIN, "-n", ns, "link", "set", "lo", "up"])
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _argv(self, which: str, argv: Sequence[str]) -> list[str]:
+        return [IP_BIN, "netns", "exec", self.ns(which), BUSYBOX, *argv]
+
+    _ENV = {"PATH": "/nonexistent"}  # busybox applets only
+
+    def spawn(self, which: str, argv: Sequence[str]) -> int:
+        """Start ``busybox argv…`` in namespace ``which`` (in the background); its PID."""
+        proc = subprocess.Popen(
+            self._argv(which, argv), env=self._ENV, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        self._procs.append(proc)
+        # `ip netns exec` enters the namespace, then execs busybox: from then on the PID's
+        # /proc/PID/net is the namespace's.
+        deadline = time.monotonic() + 15
+        while _exe(proc.pid) != os.path.realpath(BUSYBOX):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise FloorError(f"{' '.join(argv)[:80]} did not start in {self.ns(which)}")
+            time.sleep(0.002)
+        return proc.pid
+
+    def run(self, which: str, argv: Sequence[str], timeout: float = 120.0) -> tuple[float, str]:
+        """``busybox argv…`` in namespace ``which``, to its end: (wall ms, stdout)."""
+        t0 = time.perf_counter()
+        done = subprocess.run(self._argv(which, argv), env=self._ENV, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)  # fmt: skip
+        took = _ms_since(t0)
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip()[-300:]
+            raise FloorError(f"in {self.ns(which)}: {' '.join(argv)[:80]}: exit "
+                             f"{done.returncode}: {err}")  # fmt: skip
+        return took, done.stdout.decode(errors="replace")
+
+    def cleanup(self) -> None:
+        """Stop what ``spawn`` started (by PID), delete the links and namespaces ``create``
+        made; raise ``FloorError`` naming anything ``wbfloor*`` still on the host."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        self._procs.clear()
+        failed: list[str] = []
+        for link in reversed(self._links):  # veths first (their peers go with them)
+            done = subprocess.run([IP_BIN, "link", "del", link], capture_output=True,
+                                  timeout=30, check=False)  # fmt: skip
+            if done.returncode != 0:
+                failed.append(f"ip link del {link}: {done.stderr.decode(errors='replace')}")
+        self._links.clear()
+        for ns in reversed(self._netns):
+            done = subprocess.run([IP_BIN, "netns", "del", ns], capture_output=True, timeout=30,
+                                  check=False)  # fmt: skip
+            if done.returncode != 0:
+                failed.append(f"ip netns del {ns}: {done.stderr.decode(errors='replace')}")
+        self._netns.clear()
+        if self._made_run_netns:
+            failed.extend(self._remove_run_netns())
+        left = floor_net_leftovers()
+        if failed or left:
+            raise FloorError(f"network floor left over: {'; '.join(failed + left)}")
+
+    def _remove_run_netns(self) -> list[str]:
+        """Undo what ``ip netns add`` did to a host that had no ``/run/netns``: its mount(s)
+        on itself and the directory, only while it is empty (nobody else's namespace)."""
+        d = self.RUN_NETNS
+        if not os.path.isdir(d) or os.listdir(d):
+            return [] if not os.path.lexists(d) else [f"{d} (not empty, kept)"]
+        while d in _mount_points():
+            done = subprocess.run(["umount", d], capture_output=True, timeout=30, check=False)
+            if done.returncode != 0:
+                return [f"umount {d}: {done.stderr.decode(errors='replace').strip()}"]
+        try:
+            os.rmdir(d)
+        except OSError as e:
+            return [f"rmdir {d}: {e.strerror}"]
+        self._made_run_netns = False
+        return []
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def _mount_points() -> set[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        return {line.split()[4] for line in f if len(line.split()) > 4}

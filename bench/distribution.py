@@ -162,4 +162,3 @@ def _fetch_and_untar(reg: RegistryProcess, digests: list[str], dest: str) -> Non
     with concurrent.futures.ThreadPoolExecutor(len(digests)) as pool:
         for f in [pool.submit(one, i, d) for i, d in enumerate(digests)]:
             f.result()
-

@@ -1205,9 +1205,10 @@ GROUPS: tuple[Group, ...] = (
 def all_groups() -> tuple[Group, ...]:
     """``GROUPS`` and the groups of their own modules (imported here, late: they build on
     this module's classes)."""
+    from bench.build import Build
     from bench.distribution import Distribution
 
-    return (*GROUPS, Distribution())
+    return (*GROUPS, Distribution(), Build())
 
 
 def group_names() -> list[str]:

@@ -20,12 +20,13 @@ os.environ["TESTCONTAINERS_CONNECTION_MODE"] = "docker_host"
 from tests.integration.conftest import (
     busybox_image,
     busybox_tar,
+    docker_cli,
     whaled,
     whaled_factory,
 )
 from tests.support.whaled_proc import WhaledProcess
 
-__all__ = ["busybox_image", "busybox_tar", "whaled", "whaled_factory"]
+__all__ = ["busybox_image", "busybox_tar", "docker_cli", "whaled", "whaled_factory"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

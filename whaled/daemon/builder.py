@@ -732,13 +732,24 @@ def _copy_plan(
                 f"stat {source}: file does not exist"
             )
         for match in matches:
+            # a source that is a link is followed, but never out of its root (the context
+            # or a stage's file system): links must not lead to the host's files
+            real = os.path.realpath(match)
+            real_root = os.path.realpath(root)
+            if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+                raise InvalidParameter(
+                    f"forbidden path outside the build context: {source} ({os.readlink(match)})"
+                    if os.path.islink(match)
+                    else f"forbidden path outside the build context: {source}"
+                )
+            name = os.path.basename(match)  # the source's own name, even when it is a link
+            match = real
             st = os.stat(match)
             if stat.S_ISDIR(st.st_mode):
                 items.append(_Item(match, dest, True))  # its content goes into dest
             elif extract and tarfile.is_tarfile(match):
                 items.append(_Item(match, dest, False, archive=True))
             else:
-                name = os.path.basename(match)
                 target = posixpath.join(dest, name) if dest_is_dir or dest.endswith("/") else dest
                 items.append(_Item(match, target, False))
     return items

@@ -732,18 +732,17 @@ def _copy_plan(
                 f"stat {source}: file does not exist"
             )
         for match in matches:
-            # a source that is a link is followed, but never out of its root (the context
-            # or a stage's file system): links must not lead to the host's files
-            real = os.path.realpath(match)
-            real_root = os.path.realpath(root)
-            if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
-                raise InvalidParameter(
-                    f"forbidden path outside the build context: {source} ({os.readlink(match)})"
-                    if os.path.islink(match)
-                    else f"forbidden path outside the build context: {source}"
-                )
+            # a source that is a link is followed inside its root (the context or a stage's
+            # file system), as dockerd's FollowSymlinkInScope: an absolute target is read
+            # from that root, never from the host
             name = os.path.basename(match)  # the source's own name, even when it is a link
-            match = real
+            inner = "/" + os.path.relpath(match, root)
+            match = cp.resolve(root, {}, inner)
+            if not os.path.lexists(match):
+                raise InvalidParameter(
+                    f"COPY failed: file not found in build context or excluded by "
+                    f".dockerignore: stat {source}: file does not exist"
+                )
             st = os.stat(match)
             if stat.S_ISDIR(st.st_mode):
                 items.append(_Item(match, dest, True))  # its content goes into dest

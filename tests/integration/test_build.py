@@ -369,3 +369,27 @@ def test_copy_never_follows_a_link_out_of_the_context(
     (ctx / "Dockerfile").write_text("FROM busybox:latest\nCOPY host-etc /leak/\n")
     refused = docker_cli.run("build", str(ctx), check=False)
     assert refused.returncode == 1 and "host-etc: file does not exist" in refused.stderr
+
+
+def test_docker_py_low_level_build_with_a_custom_context(
+    whaled: WhaledProcess, busybox_image: str
+) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        text = b"FROM busybox:latest\nRUN df -k /dev/shm | tail -1 > /shm\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text)
+        tf.addfile(info, io.BytesIO(text))
+    buf.seek(0)
+    api = whaled.api()
+    stream = api.build(
+        fileobj=buf, custom_context=True, encoding="gzip", tag="lowlevel:1", decode=True,
+        shmsize=32 * 1024 * 1024, platform="linux/amd64", rm=True, forcerm=True,
+    )  # fmt: skip
+    messages = list(stream)
+    assert any("aux" in m for m in messages), messages
+    out = whaled.client().containers.run("lowlevel:1", ["cat", "/shm"], remove=True).decode()
+    assert out.split()[1] == "32768", out  # the RUN had the 32 MiB /dev/shm asked for
+    with pytest.raises(docker.errors.APIError, match="cannot be built here"):
+        list(api.build(fileobj=io.BytesIO(b"FROM busybox:latest\n"), platform="linux/s390x",
+                       decode=True))  # fmt: skip

@@ -48,6 +48,7 @@ from whaled.daemon.containers import ContainerService
 from whaled.daemon.distribution import DistributionService, PullRequest
 from whaled.daemon.images import ImageService, ProgressSink
 from whaled.distribution.auth import Credentials
+from whaled.distribution.platforms import host_platform, parse_platform
 from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image.reference import parse_normalized_named
 from whaled.image.stores import ImageStores
@@ -79,6 +80,7 @@ class BuildOptions:
     quiet: bool = False
     pull: bool = False
     remote: str = ""  # a context (tar) or Dockerfile at an HTTP(S) URL, instead of the body
+    platform: str = ""  # only this host's: the legacy builder runs RUN steps here
     #: X-Registry-Config: credentials by registry, for FROM images that must be pulled
     registry_auth: Mapping[str, Credentials] = field(default_factory=dict, repr=False)
 
@@ -127,6 +129,13 @@ class BuildService:
     ) -> str:
         """Build from the context tar ``body``; the image ID (tagged as ``opts.tags``).
         ``pull_progress`` shows the pull of a ``FROM`` image that is not here."""
+        if opts.platform:
+            wanted, host = parse_platform(opts.platform), host_platform()
+            if (wanted.os, wanted.architecture) != (host.os, host.architecture):
+                raise InvalidParameter(
+                    f"platform {opts.platform} cannot be built here: whaled's builder runs "
+                    f"RUN steps on this host ({host.os}/{host.architecture})"
+                )
         ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self._tmp_root)
         try:
             if opts.remote:

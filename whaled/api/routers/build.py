@@ -58,6 +58,7 @@ def build_options(request: web.Request) -> BuildOptions:
         quiet=bool_param(request, "q"),
         pull=bool_param(request, "pull"),
         remote=q.get("remote", ""),
+        platform=q.get("platform", ""),
         registry_auth=decode_registry_config(request.headers.get("X-Registry-Config")),
     )
 
@@ -71,7 +72,6 @@ async def post_build(request: web.Request) -> web.StreamResponse:
     async def pull_progress(event: ProgressEvent) -> None:
         await stream.send(progress_json(event))
 
-    await stream.start()
     try:
         async with stream.errors_in_stream():
             # a client that goes away cancels the build (its RUN container goes too)

@@ -465,8 +465,8 @@ class LayerReader:
     exactly ``n`` bytes until the end), for :mod:`tarfile` users.
 
     Detects gzip / zstd / bzip2 / xz by magic bytes. Hashes the decompressed bytes (the diff
-    ID) and optionally the raw bytes (a compressed blob digest); ``tee`` receives every
-    decompressed byte.
+    ID; not with ``hash_data=False``) and optionally the raw bytes (a compressed blob
+    digest); ``tee`` receives every decompressed byte.
     """
 
     def __init__(
@@ -475,9 +475,10 @@ class LayerReader:
         *,
         tee: Callable[[Buffer], Any] | None = None,
         hash_raw: bool = False,
+        hash_data: bool = True,
     ) -> None:
         self._tee = tee
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hash_data else None
         self._raw_hash = hashlib.sha256() if hash_raw else None
         self.uncompressed_size = 0
         on_raw = self._raw_hash.update if self._raw_hash is not None else None
@@ -485,7 +486,8 @@ class LayerReader:
         self._input = TarInput(src, on_data=self._emit)
 
     def _emit(self, data: Buffer) -> None:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         if self._tee is not None:
             self._tee(data)
         self.uncompressed_size += len(data)
@@ -505,6 +507,8 @@ class LayerReader:
 
     @property
     def diff_id(self) -> str:
+        if self._hash is None:
+            raise ValueError("this reader was made without hash_data")
         return "sha256:" + self._hash.hexdigest()
 
     @property
@@ -516,7 +520,7 @@ class LayerReader:
 def open_tar_upload(stream: Readable) -> Iterator[tarfile.TarFile | None]:
     """A tar upload (plain, gzip, bzip2, xz, zstd) as a streaming
     :class:`tarfile.TarFile`; None for an empty body (dockerd extracts nothing then)."""
-    reader = LayerReader(stream)
+    reader = LayerReader(stream, hash_data=False)  # nobody asks an upload for its digest
     head = reader.read(BLOCK)
     if not head:
         yield None

@@ -393,3 +393,12 @@ def test_docker_py_low_level_build_with_a_custom_context(
     with pytest.raises(docker.errors.APIError, match="cannot be built here"):
         list(api.build(fileobj=io.BytesIO(b"FROM busybox:latest\n"), platform="linux/s390x",
                        decode=True))  # fmt: skip
+
+
+def test_builder_prune_has_no_buildkit_cache_to_reclaim(
+    whaled: WhaledProcess, docker_cli: DockerCLI
+) -> None:
+    out = docker_cli.run("builder", "prune", "-f")
+    assert "Total reclaimed space: 0B" in out.stdout, out
+    bad = docker_cli.run("builder", "prune", "-f", "--filter", "bogus=1", check=False)
+    assert bad.returncode != 0 and "is invalid" in bad.stderr

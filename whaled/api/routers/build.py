@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from whaled.api.app import DAEMON_KEY, Routes
+from whaled.api.app import DAEMON_KEY, Routes, json_response
+from whaled.api.filters import parse_filters
 from whaled.api.params import bool_param, int_param
 from whaled.api.shape.images import progress_json
 from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, while_connected
@@ -85,5 +86,20 @@ async def post_build(request: web.Request) -> web.StreamResponse:
     return await stream.finish()
 
 
+#: the filters ``docker builder prune`` may send (BuildKit's)
+PRUNE_FILTERS = ("until", "id", "parent", "type", "description", "inuse", "shared", "private")
+
+
+async def post_build_prune(request: web.Request) -> web.StreamResponse:
+    """``docker builder prune``: on dockerd it prunes BuildKit's cache, which legacy builds
+    never fill (their cache is intermediate images, pruned by ``docker image prune``).
+    whaled has only the legacy builder, so there is never anything to reclaim here."""
+    for key in parse_filters(request.query.get("filters")):
+        if key not in PRUNE_FILTERS:
+            raise InvalidParameter(f"filter {key!r} is invalid")
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 def register(routes: Routes) -> None:
     routes.add("POST", "/build", post_build)
+    routes.add("POST", "/build/prune", post_build_prune)

@@ -402,3 +402,20 @@ def test_builder_prune_has_no_buildkit_cache_to_reclaim(
     assert "Total reclaimed space: 0B" in out.stdout, out
     bad = docker_cli.run("builder", "prune", "-f", "--filter", "bogus=1", check=False)
     assert bad.returncode != 0 and "is invalid" in bad.stderr
+
+
+def test_run_after_volume_discards_what_it_writes_there(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    """As on dockerd: once a path is a VOLUME, what a later RUN writes there is discarded
+    (the RUN container has an anonymous volume there, removed with it)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox:latest\nRUN mkdir /v && echo before > /v/a\nVOLUME /v\n"
+        "RUN echo after > /v/b && echo outside > /o\n"
+    )
+    docker_cli.run("build", "-t", "vol:1", str(ctx))
+    out = docker_cli.run("run", "--rm", "vol:1", "sh", "-c", "ls /v; cat /o").stdout
+    assert out == "a\noutside\n"
+    assert docker_cli.run("volume", "ls", "-q").stdout.strip() == ""

@@ -385,7 +385,6 @@ class _Run:
             "Entrypoint": None,
             "Env": env,
             "Healthcheck": {"Test": ["NONE"]},
-            "Volumes": None,
             "HostConfig": host_config,
         }
         created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)

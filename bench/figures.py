@@ -1206,9 +1206,10 @@ def all_groups() -> tuple[Group, ...]:
     """``GROUPS`` and the groups of their own modules (imported here, late: they build on
     this module's classes)."""
     from bench.build import Build
+    from bench.compose import Compose
     from bench.distribution import Distribution
 
-    return (*GROUPS, Distribution(), Build())
+    return (*GROUPS, Distribution(), Build(), Compose())
 
 
 def group_names() -> list[str]:

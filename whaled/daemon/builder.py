@@ -332,13 +332,20 @@ class _Run:
                 state.cmd_set = True
             await self.commit_config(state, config, created_by)
 
+    async def from_cache(self, state: _State, created_by: str, config: dict[str, Any]) -> bool:
+        """The step's image from the cache, if there is one (not with ``--no-cache``)."""
+        if self.opts.no_cache:
+            return False
+        hit = self.svc.cached(state.image_id, created_by, config)
+        if hit is None:
+            return False
+        await self.say(" ---> Using cache\n")
+        state.image_id, state.config = hit, config
+        return True
+
     async def commit_config(self, state: _State, config: dict[str, Any], created_by: str) -> None:
-        if not self.opts.no_cache:
-            hit = self.svc.cached(state.image_id, created_by, config)
-            if hit is not None:
-                await self.say(" ---> Using cache\n")
-                state.image_id, state.config = hit, config
-                return
+        if await self.from_cache(state, created_by, config):
+            return
         state.image_id = await self.svc._images.derive(
             state.image_id,
             config=config,
@@ -360,12 +367,8 @@ class _Run:
         build_env = [f"{k}={v}" for k, v in sorted(state.args.items())]
         prefix = f"|{len(build_env)} {' '.join(build_env)} " if build_env else ""
         created_by = prefix + " ".join(argv)
-        if not self.opts.no_cache:
-            hit = self.svc.cached(state.image_id, created_by, state.config)
-            if hit is not None:
-                await self.say(" ---> Using cache\n")
-                state.image_id = hit
-                return
+        if await self.from_cache(state, created_by, state.config):
+            return
         env = list(state.config.get("Env") or [])
         for entry in build_env:
             key = entry.partition("=")[0]
@@ -448,12 +451,8 @@ class _Run:
             digest = await asyncio.to_thread(_plan_digest, plan)
             kind = "dir" if len(plan) > 1 or plan[0].is_dir else "file"
             created_by = f"{steps.NOP}{inst.cmd} {kind}:{digest} in {dest_abs} "
-            if not self.opts.no_cache:
-                hit = self.svc.cached(state.image_id, created_by, state.config)
-                if hit is not None:
-                    await self.say(" ---> Using cache\n")
-                    state.image_id = hit
-                    return
+            if await self.from_cache(state, created_by, state.config):
+                return
             body = {
                 "Image": state.image_id or "",
                 "Cmd": ["/bin/sh", "-c", f"#(nop) {inst.cmd} {kind}:{digest} in {dest_abs} "],

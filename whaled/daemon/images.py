@@ -46,7 +46,7 @@ from whaled.image.configs import commit_config, parse_platform, target_reference
 from whaled.image.digests import short_id
 from whaled.image.filters import Filters
 from whaled.image.reference import Reference, parse_normalized_named
-from whaled.image.store import DeleteRecord, UsageHook, plan_delete
+from whaled.image.store import DeleteRecord, Image, UsageHook, plan_delete
 from whaled.image.stores import ImageStores
 from whaled.image.views import DiskUsage, HistoryItem, ImageDetails, ImageSummary, PruneReport
 
@@ -412,22 +412,9 @@ class ImageService:
             parent = images.get(parent_image) if parent_image else None
             layer = layers.register(body, parent.top_chain if parent else None)
             try:
-                host_os, host_arch, _ = archive.host_platform()
-                raw = commit_config(
-                    container_id="",
-                    parent_config=parent.config if parent else None,
-                    parent_diff_ids=parent.diff_ids if parent else (),
-                    container_config=container_config,
-                    new_config=config,
-                    layer_diff_id=layer.diff_id,
-                    created=flt.format_rfc3339_nano(time.time()),
-                    author="",
-                    comment="",
-                    host_os=host_os,
-                    host_arch=host_arch,
-                    created_by=created_by,
+                return self._build_step_image(
+                    parent, layer.diff_id, config, container_config, created_by
                 )
-                return images.create(raw, parent=parent.id if parent else None).id
             finally:
                 layers.release(layer.chain_id)
 
@@ -445,26 +432,36 @@ class ImageService:
         more (``empty_layer``): a build step that changes only the config."""
 
         def work() -> str:
-            images = self.stores.images
-            parent = images.get(parent_image) if parent_image else None
-            host_os, host_arch, _ = archive.host_platform()
-            raw = commit_config(
-                container_id="",
-                parent_config=parent.config if parent else None,
-                parent_diff_ids=parent.diff_ids if parent else (),
-                container_config=container_config,
-                new_config=config,
-                layer_diff_id="",
-                created=flt.format_rfc3339_nano(time.time()),
-                author="",
-                comment="",
-                host_os=host_os,
-                host_arch=host_arch,
-                created_by=created_by,
-            )
-            return images.create(raw, parent=parent.id if parent else None).id
+            parent = self.stores.images.get(parent_image) if parent_image else None
+            return self._build_step_image(parent, "", config, container_config, created_by)
 
         return await asyncio.to_thread(work)
+
+    def _build_step_image(
+        self,
+        parent: Image | None,
+        layer_diff_id: str,
+        config: Mapping[str, Any],
+        container_config: Mapping[str, Any],
+        created_by: str,
+    ) -> str:
+        """Blocking: the image of a build step (``layer_diff_id`` "" for none)."""
+        host_os, host_arch, _ = archive.host_platform()
+        raw = commit_config(
+            container_id="",
+            parent_config=parent.config if parent else None,
+            parent_diff_ids=parent.diff_ids if parent else (),
+            container_config=container_config,
+            new_config=config,
+            layer_diff_id=layer_diff_id,
+            created=flt.format_rfc3339_nano(time.time()),
+            author="",
+            comment="",
+            host_os=host_os,
+            host_arch=host_arch,
+            created_by=created_by,
+        )
+        return self.stores.images.create(raw, parent=parent.id if parent else None).id
 
     async def commit(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from whaled.config.model import Config
 from whaled.container.model import Container
@@ -41,15 +42,23 @@ class Environment:
         self.networks = networks
         #: containers whose rootfs ``prepare`` mounted for a start not finished yet
         self._mounting: set[str] = set()
+        #: wires network namespaces beside the rest of a start's preparation
+        self._sandboxes = ThreadPoolExecutor(4, thread_name_prefix="sandbox")
 
     def prepare(self, cfg: Config, c: Container, bundle_dir: str) -> None:
         """Blocking, while the monitor waits: bind sources, the rootfs mounted, volumes
-        ready (copy-up), the network namespace wired, then the bundle's spec written."""
-        create_bind_sources(c.host_config)
-        rootfs = self.layers.rw.mount(c.id)
-        self._mounting.add(c.id)
-        volumes = self.volumes.mount_for_start(mount_points(c), rootfs)
-        netns = self.networks.sandbox_up(c.id)
+        ready (copy-up), the network namespace wired, then the bundle's spec written.
+        The namespace is wired on another thread meanwhile (netlink round trips and the
+        mounts are independent); a failure of either is raised, and ``undo`` takes down
+        whatever the other made."""
+        wired = self._sandboxes.submit(self.networks.sandbox_up, c.id)
+        try:
+            create_bind_sources(c.host_config)
+            rootfs = self.layers.rw.mount(c.id)
+            self._mounting.add(c.id)
+            volumes = self.volumes.mount_for_start(mount_points(c), rootfs)
+        finally:
+            netns = wired.result()  # waited for even when the mount failed
         write_bundle(bundle_dir, self.specs.spec_for(cfg, c, rootfs, volumes, netns))
 
     async def publish(self, c: Container) -> None:

@@ -584,13 +584,7 @@ class RegistryClient:
                 raise translate_pull_error(
                     err, familiar_name=reference.familiar_name, familiar_ref=reference.familiar
                 )
-            with _transport_errors("GET", url, live):
-                body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
-            live.release()
-            try:
-                doc = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                raise SystemFailure(f"invalid tag list from {url}") from None
+            doc = _json_body(live, url, "tag list")
             page = doc.get("tags") if isinstance(doc, dict) else None
             tags.extend(t for t in page or [] if isinstance(t, str))
             following = _next_link(live.header("link"))
@@ -693,13 +687,7 @@ class RegistryClient:
         if live.status != 200:
             _drain(live)
             raise SystemFailure(f"Unexpected status code {live.status}")
-        with _transport_errors("GET", url, live):
-            body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
-        live.release()
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise SystemFailure(f"invalid search results from {url}") from None
+        doc = _json_body(live, url, "search results")
         results = doc.get("results") if isinstance(doc, dict) else None
         return [r for r in results or [] if isinstance(r, dict)]
 
@@ -811,6 +799,17 @@ class RegistryClient:
             raise self._error(live)
         _drain(live)
         return live.header("docker-content-digest") or str(digest_of(body, "sha256"))
+
+
+def _json_body(live: _Live, url: str, what: str) -> Any:
+    """A small JSON answer (tag list, search results) read whole, bounded, decoded."""
+    with _transport_errors("GET", url, live):
+        body = live.read_bounded(mf.MAX_MANIFEST_BYTES)
+    live.release()
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise SystemFailure(f"invalid {what} from {url}") from None
 
 
 def _drain(live: _Live) -> bytes:

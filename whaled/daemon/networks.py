@@ -837,7 +837,3 @@ def _route_localnet(bridges: Sequence[str]) -> None:
 def _host_ifname(ep: Endpoint) -> str:
     """The host end of an endpoint's veth (15 characters at most; the peer adds "p")."""
     return "wh" + ep.endpoint_id[:11]
-
-
-def hosts_addresses(attachments: Sequence[Attachment]) -> list[str]:
-    return [a.endpoint.ip for a in attachments]

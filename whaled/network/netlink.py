@@ -91,11 +91,6 @@ def remove_bridge(name: str) -> None:
                 ipr.link("del", index=index)
 
 
-def bridge_exists(name: str) -> bool:
-    with IPRoute() as ipr:
-        return _index(ipr, name) is not None
-
-
 def bridge_networks(name: str) -> list[ipaddress.IPv4Network]:
     """The IPv4 networks of bridge ``name``'s addresses (none when it does not exist)."""
     with IPRoute() as ipr:

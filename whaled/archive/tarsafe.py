@@ -531,6 +531,25 @@ def open_tar_upload(stream: Readable) -> Iterator[tarfile.TarFile | None]:
         yield tf
 
 
+
+def upload_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of an upload. One that stops right after the last member's data, without
+    its padding and the end-of-archive blocks (the docker CLI sends build contexts so),
+    ends there, as Go's archive/tar — dockerd's reader — lets it; data cut short is still
+    an error (it fails where the member's data is read)."""
+    it = iter(tf)
+    while True:
+        try:
+            member = next(it)
+        except StopIteration:
+            return
+        except tarfile.ReadError as e:
+            if str(e) == "unexpected end of data":
+                return  # the padding after the last member's data is all that is missing
+            raise
+        yield member
+
+
 # ----------------------------------------------------------------------------- tar parsing
 
 

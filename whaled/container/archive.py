@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
-from whaled.archive.tarsafe import CHUNK, Readable, open_tar_upload, pax_xattrs
+from whaled.archive.tarsafe import CHUNK, Readable, open_tar_upload, pax_xattrs, upload_members
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.osutil.tree import TreeMoved, remove_tree
@@ -926,7 +926,7 @@ def extract_to(
         with open_tar_upload(stream) as tf:
             if tf is None:
                 return  # an empty body extracts nothing (dockerd: same)
-            for member in tf:
+            for member in upload_members(tf):
                 current = member.name
                 ex.member(tf, member)
         ex.finish()

@@ -559,36 +559,12 @@ class _Run:
 # -- context --------------------------------------------------------------------------------
 
 
-class _Padded:
-    """The context stream, completed at its end with the padding of the last block and
-    the end-of-archive blocks: the docker CLI sends its context (``-f`` outside it, from
-    stdin) without them, and dockerd reads it all the same."""
-
-    def __init__(self, src: Readable) -> None:
-        self._src = src
-        self._seen = 0
-        self._tail: bytes | None = None
-
-    def read(self, n: int = -1, /) -> bytes:
-        if self._tail is None:
-            data = self._src.read(n)
-            if data:
-                self._seen += len(data)
-                return bytes(data)
-            if self._seen == 0:
-                return b""  # an empty body stays empty
-            self._tail = b"\0" * (-self._seen % 512 + 1024)
-        out = self._tail if n < 0 else self._tail[:n]
-        self._tail = self._tail[len(out) :]
-        return out
-
-
 def _unpack_context(ctx: str, body: Readable) -> None:
     cp.extract_to(
         ctx,
         {},
         "/",
-        _Padded(body),
+        body,
         container="build context",
         no_overwrite_dir_non_dir=False,
         copy_uid_gid=False,

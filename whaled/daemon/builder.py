@@ -46,7 +46,7 @@ from whaled.daemon.bundle import read_in_root
 from whaled.daemon.container_io import ContainerIO
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.distribution import DistributionService, PullRequest
-from whaled.daemon.images import ImageService, ProgressSink
+from whaled.daemon.images import ImageService, IterReader, ProgressSink
 from whaled.distribution.auth import Credentials
 from whaled.distribution.platforms import host_platform, parse_platform
 from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
@@ -111,12 +111,12 @@ class BuildService:
         distribution: DistributionService,
         tmp_root: str,
     ) -> None:
-        self._distribution = distribution
-        self._stores = stores
-        self._images = images
-        self._containers = containers
-        self._io = container_io
-        self._tmp_root = tmp_root
+        self.distribution = distribution
+        self.stores = stores
+        self.images = images
+        self.containers = containers
+        self.io = container_io
+        self.tmp_root = tmp_root
         os.makedirs(tmp_root, 0o700, exist_ok=True)
 
     async def build(
@@ -136,7 +136,7 @@ class BuildService:
                     f"platform {opts.platform} cannot be built here: whaled's builder runs "
                     f"RUN steps on this host ({host.os}/{host.architecture})"
                 )
-        ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self._tmp_root)
+        ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self.tmp_root)
         try:
             if opts.remote:
                 await asyncio.to_thread(_remote_context, ctx, opts.remote, opts.dockerfile)
@@ -155,7 +155,7 @@ class BuildService:
             await asyncio.to_thread(remove_tree, ctx, ignore_errors=True)
         for tag in opts.tags:
             ref = parse_normalized_named(tag)
-            await asyncio.to_thread(self._stores.images.add_reference, ref, image_id, force=True)
+            await asyncio.to_thread(self.stores.images.add_reference, ref, image_id, force=True)
         await emit({"aux": {"ID": image_id}})
         if opts.quiet:  # -q: the ID is all the client prints
             await emit({"stream": image_id + "\n"})
@@ -171,7 +171,7 @@ class BuildService:
         """A child of ``parent`` made by the same step with the same config."""
         if parent is None:
             return None
-        images = self._stores.images
+        images = self.stores.images
         for child in images.children(parent):
             image = images.get(child)
             history = image.history
@@ -282,13 +282,13 @@ class _Run:
             image_id = await self.image(ref)
         if image_id is None:
             return _State(image_id=None, config={})
-        image = self.svc._stores.images.get(image_id)
+        image = self.svc.stores.images.get(image_id)
         return _State(image_id=image_id, config=dict(image.config.get("config") or {}))
 
     async def image(self, ref: str) -> str:
         """A FROM (or ``COPY --from``) image: the local one, pulled when it is not here
         (or always with ``pull``), as dockerd's builder does."""
-        images = self.svc._stores.images
+        images = self.svc.stores.images
         if not self.opts.pull:
             with contextlib.suppress(NotFound):
                 return (await asyncio.to_thread(images.resolve, ref)).id
@@ -299,7 +299,7 @@ class _Run:
         credentials = auth.get(named.domain) or auth.get(f"https://{named.domain}") or Credentials()
         if named.domain == "docker.io" and not credentials.username:
             credentials = auth.get("https://index.docker.io/v1/") or credentials
-        await self.svc._distribution.pull(
+        await self.svc.distribution.pull(
             PullRequest(reference=named, platform=None, credentials=credentials),
             self.pull_progress,
         )
@@ -346,7 +346,7 @@ class _Run:
     async def commit_config(self, state: _State, config: dict[str, Any], created_by: str) -> None:
         if await self.from_cache(state, created_by, config):
             return
-        state.image_id = await self.svc._images.derive(
+        state.image_id = await self.svc.images.derive(
             state.image_id,
             config=config,
             container_config={
@@ -390,20 +390,20 @@ class _Run:
             "Healthcheck": {"Test": ["NONE"]},
             "HostConfig": host_config,
         }
-        created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
+        created = await self.svc.containers.create(self.cfg, body, name=None, platform=None)
         cid = created.id
         try:
             await self.say(f" ---> Running in {cid[:12]}\n")
-            await self.svc._containers.start(self.cfg, cid)
-            async for batch in self.svc._io.logs(cid, stdout=True, stderr=True, follow=True):
+            await self.svc.containers.start(self.cfg, cid)
+            async for batch in self.svc.io.logs(cid, stdout=True, stderr=True, follow=True):
                 for line in batch:
                     await self.say(line.data.decode(errors="replace"))
-            result = await self.svc._containers.wait(cid, "not-running")
+            result = await self.svc.containers.wait(cid, "not-running")
             if result.status_code != 0:
                 raise BuildFailed(
                     f"The command '{' '.join(argv)}' returned a non-zero code: {result.status_code}"
                 )
-            state.image_id = await self.svc._images.commit(
+            state.image_id = await self.svc.images.commit(
                 cid,
                 parent_image=state.image_id,
                 container_config={**state.config, "Cmd": argv},
@@ -415,7 +415,7 @@ class _Run:
 
     async def remove(self, cid: str) -> None:
         with contextlib.suppress(WhaledError):
-            await self.svc._containers.remove(cid, force=True, volumes=True)
+            await self.svc.containers.remove(cid, force=True, volumes=True)
         with contextlib.suppress(ConnectionError):  # the client may be gone already
             await self.say(f"Removing intermediate container {cid[:12]}\n")
 
@@ -460,23 +460,23 @@ class _Run:
             }
             if state.image_id is None:  # scratch: the files are the first layer
                 owner = await self.owner(chown, None)
-                state.image_id = await self.svc._images.add_layer(
+                state.image_id = await self.svc.images.add_layer(
                     None,
-                    _ChunkReader(stream_tar(_with_parents(_entries(plan, owner)))),
+                    IterReader(stream_tar(_with_parents(_entries(plan, owner)))),
                     config=state.config,
                     container_config={**state.config, "Cmd": body["Cmd"]},
                     created_by=created_by,
                 )
                 return
-            created = await self.svc._containers.create(self.cfg, body, name=None, platform=None)
+            created = await self.svc.containers.create(self.cfg, body, name=None, platform=None)
             cid = created.id
             try:
                 owner = await self.owner(chown, cid)
-                reader = _ChunkReader(stream_tar(_entries(plan, owner)))
-                await self.svc._io.extract(
+                reader = IterReader(stream_tar(_entries(plan, owner)))
+                await self.svc.io.extract(
                     cid, "/", reader, no_overwrite_dir_non_dir=False, copy_uid_gid=False
                 )
-                state.image_id = await self.svc._images.commit(
+                state.image_id = await self.svc.images.commit(
                     cid,
                     parent_image=state.image_id,
                     container_config={**state.config, "Cmd": body["Cmd"]},
@@ -485,13 +485,13 @@ class _Run:
                 )
             finally:
                 with contextlib.suppress(WhaledError):
-                    await self.svc._containers.remove(cid, force=True, volumes=True)
+                    await self.svc.containers.remove(cid, force=True, volumes=True)
 
     def downloads(self) -> str:
         """A directory for ADD's downloads (outside the context: a later COPY . must not
         see them), removed with the build."""
         if self.download_dir is None:
-            self.download_dir = tempfile.mkdtemp(prefix="add-", dir=self.svc._tmp_root)
+            self.download_dir = tempfile.mkdtemp(prefix="add-", dir=self.svc.tmp_root)
         return self.download_dir
 
     async def owner(self, chown: str, cid: str | None) -> tuple[int, int]:
@@ -506,7 +506,7 @@ class _Run:
             raise InvalidParameter(
                 f"unable to convert uid/gid chown string to host mapping: {chown}"
             )
-        layers = self.svc._stores.layers
+        layers = self.svc.stores.layers
         root = await asyncio.to_thread(layers.rw.mount, cid)
         try:
             passwd = await asyncio.to_thread(read_in_root, root, "/etc/passwd")
@@ -538,13 +538,13 @@ class _Run:
             image_id = await self.image(ref)
         if image_id is None:
             raise InvalidParameter(f"invalid from flag value {ref}: the stage has no files")
-        created = await self.svc._containers.create(
+        created = await self.svc.containers.create(
             self.cfg,
             {"Image": image_id, "Cmd": ["true"], "HostConfig": {"NetworkMode": "none"}},
             name=None,
             platform=None,
         )
-        layers = self.svc._stores.layers
+        layers = self.svc.stores.layers
         try:
             root = await asyncio.to_thread(layers.rw.mount, created.id)
             try:
@@ -553,7 +553,7 @@ class _Run:
                 await asyncio.to_thread(layers.rw.unmount, created.id)
         finally:
             with contextlib.suppress(WhaledError):
-                await self.svc._containers.remove(created.id, force=True, volumes=True)
+                await self.svc.containers.remove(created.id, force=True, volumes=True)
 
 
 # -- context --------------------------------------------------------------------------------
@@ -842,23 +842,6 @@ def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
                 yield chunk
 
     return chunks
-
-
-class _ChunkReader:
-    """A blocking ``read(n)`` over an iterator of byte chunks (the generated COPY tar)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def read(self, n: int = -1, /) -> bytes:
-        while (n < 0 or len(self._buf) < n) and (chunk := next(self._chunks, None)) is not None:
-            self._buf += chunk
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
 
 
 def clear_tmp(tmp_root: str) -> None:

@@ -498,7 +498,7 @@ class ImageService:
             rw = layers.rw.get(container_id)
             if rw.parent != (parent.top_chain if parent else None):
                 raise Conflict("the container's read-write layer does not sit on its image")
-            layer = layers.register(_IterReader(layers.rw.diff(container_id, exclude)), rw.parent)
+            layer = layers.register(IterReader(layers.rw.diff(container_id, exclude)), rw.parent)
             try:
                 host_os, host_arch, _ = archive.host_platform()
                 raw = commit_config(
@@ -531,7 +531,7 @@ def _no_progress(_: ProgressEvent) -> None:
     pass
 
 
-class _IterReader:
+class IterReader:
     """A ``read(n)`` file over an iterator of byte chunks."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:

@@ -45,6 +45,7 @@ from whaled.network.links import (
     parse_link,
     parse_links,
     stored_link,
+    without_link_env,
 )
 from whaled.network.mode import (
     check_join,
@@ -301,9 +302,10 @@ class ContainerCreator:
                 for e in parent.host_config.get("Links") or ()
                 if parse_link(str(e)).alias != alias
             ]
-            prefix = alias.upper().replace("-", "_") + "_"
             parent.host_config["Links"] = kept or None
-            parent.link_env = [e for e in parent.link_env if not e.startswith(prefix)]
+            parent.link_env = without_link_env(
+                parent.link_env, alias, [parse_link(e).alias for e in kept]
+            )
             self.store.save(parent)
             if parent.hosts_path:
                 await asyncio.to_thread(drop_hosts_name, parent.hosts_path, alias)

@@ -61,7 +61,7 @@ def link_env(
     """dockerd's variables for one link: the lowest exposed port as ``<ALIAS>_PORT``, each
     exposed port's four, the link's name, and the child's environment (without HOME and
     PATH)."""
-    prefix = alias.upper().replace("-", "_")
+    prefix = _prefix(alias)[:-1]
     env: list[str] = []
     ports = sorted({_port_key(k) for k in exposed_ports if k.partition("/")[0].isdigit()})
     if ports:
@@ -82,3 +82,17 @@ def link_env(
             env.append(f"{prefix}_ENV_{key}={value}")
     return env
 
+
+
+def without_link_env(env: Sequence[str], alias: str, others: Sequence[str]) -> list[str]:
+    """``env`` without the variables of link ``alias`` (``rm --link``), keeping those of the
+    ``others`` that share its prefix (``db`` and ``db-x``: ``DB_`` and ``DB_X_``)."""
+    prefix = _prefix(alias)
+    longer = [p for p in map(_prefix, others) if p.startswith(prefix) and p != prefix]
+    return [
+        e for e in env if not e.startswith(prefix) or any(e.startswith(p) for p in longer)
+    ]
+
+
+def _prefix(alias: str) -> str:
+    return alias.upper().replace("-", "_") + "_"

@@ -47,3 +47,11 @@ def test_link_env_as_dockerd_writes_it() -> None:
     assert link_env(parent_name="w", alias="x", ip="1.2.3.4", exposed_ports=[], child_env=[]) == [
         "X_NAME=/w/x"
     ]
+
+
+def test_removing_a_link_keeps_another_with_a_longer_alias() -> None:
+    from whaled.network.links import without_link_env
+
+    env = ["DB_NAME=/w/db", "DB_PORT=tcp://1.2.3.4:5", "DB_X_NAME=/w/db-x", "OTHER=1"]
+    assert without_link_env(env, "db", ["db-x"]) == ["DB_X_NAME=/w/db-x", "OTHER=1"]
+    assert without_link_env(env, "db-x", ["db"]) == env[:2] + ["OTHER=1"]

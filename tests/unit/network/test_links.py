@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from whaled.errors import InvalidParameter
-from whaled.network.links import Link, hosts_line, link_env, parse_link, stored_link
+from whaled.network.links import (
+    Link,
+    hosts_line,
+    link_env,
+    parse_link,
+    stored_link,
+    without_link_env,
+)
 
 
 def test_parse_forms() -> None:
@@ -50,8 +57,6 @@ def test_link_env_as_dockerd_writes_it() -> None:
 
 
 def test_removing_a_link_keeps_another_with_a_longer_alias() -> None:
-    from whaled.network.links import without_link_env
-
     env = ["DB_NAME=/w/db", "DB_PORT=tcp://1.2.3.4:5", "DB_X_NAME=/w/db-x", "OTHER=1"]
     assert without_link_env(env, "db", ["db-x"]) == ["DB_X_NAME=/w/db-x", "OTHER=1"]
-    assert without_link_env(env, "db-x", ["db"]) == env[:2] + ["OTHER=1"]
+    assert without_link_env(env, "db-x", ["db"]) == [*env[:2], "OTHER=1"]

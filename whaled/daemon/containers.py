@@ -73,6 +73,7 @@ from whaled.runtime.resources import to_oci_resources
 log = logging.getLogger("whaled.containers")
 
 DEFAULT_STOP_TIMEOUT = 10
+_LOG_SETTLE_TIMEOUT = 5.0  # seconds an exit waits for log rotation to finish its cut
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,7 +224,9 @@ class ContainerService:
             rotator = LogRotator(
                 c.log_path, log_opts.max_size, log_opts.max_file, run.task.reopen_log
             )
-            self.tasks.spawn(f"logrotate-{c.id[:12]}", rotator.run(run.stop_rotation))
+            run.rotation_task = self.tasks.spawn(
+                f"logrotate-{c.id[:12]}", rotator.run(run.stop_rotation)
+            )
         if c.state.health is not None and self._health_runner is not None:
             run.health_task = self.tasks.spawn(f"health-{c.id[:12]}", self._health_runner(c, run))
 
@@ -254,8 +257,12 @@ class ContainerService:
 
     async def _handle_exit(self, c: Container, slot: Slot, run: Run, status: ExitStatus) -> None:
         """Carry out :func:`whaled.container.exit.plan_exit` for the run's exit."""
-        run.exit_status = status
         run.stop_rotation.set()
+        if run.rotation_task is not None:
+            # The log is complete: let rotation cut what a last burst left too large before
+            # the exit shows (dockerd too finishes its log copy first).
+            await asyncio.wait({run.rotation_task}, timeout=_LOG_SETTLE_TIMEOUT)
+        run.exit_status = status
         if run.health_task is not None:
             run.health_task.cancel()
         plan = plan_exit(

@@ -45,6 +45,7 @@ class Run:
     cleaned: asyncio.Event = field(default_factory=asyncio.Event)
     exit_status: ExitStatus | None = None
     stop_rotation: asyncio.Event = field(default_factory=asyncio.Event)
+    rotation_task: asyncio.Task[None] | None = None
     health_task: asyncio.Task[None] | None = None
 
 

@@ -9,6 +9,13 @@ until it has done so it writes on into the renamed file, so nothing is lost). Re
 The plan (which files to remove and rename) is a pure function of the files there are;
 ``LogRotator`` carries it out. conmon's own ``--log-size-max`` is a backstop configured
 elsewhere: it replaces the file when it grows past that, losing what it held.
+
+Rotation reacts to writes, so a file ends a few lines past ``max_size``, and a burst that
+outruns the reopen lands in one file far past it. Once nobody writes to a file of more than
+twice ``max_size`` (``OVERRUN``; conmon has reopened, or the container has exited) it is cut
+at line starts into pieces of at most ``max_size``
+(``piece_bounds``) that take their places among the rotated files, the oldest dropped as
+usual: the files end as dockerd's json-file leaves them, which rotates inside the write path.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from whaled.errors import SystemFailure, WhaledError
 from whaled.osutil.inotify import open_dir_watch
@@ -26,6 +35,7 @@ from whaled.osutil.inotify import open_dir_watch
 log = logging.getLogger("whaled.logger")
 
 ROTATING_SUFFIX = ".rotating"  # max_file 1: where the full file waits for the reopen
+OVERRUN = 2  # a file past this many times max_size is cut into pieces of max_size
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +73,95 @@ def plan_rotation(path: str, max_file: int, existing: Iterable[int]) -> list[Rem
             steps.append(Rename(src=rotated_name(path, n), dst=rotated_name(path, n + 1)))
     steps.append(Rename(src=path, dst=rotated_name(path, 1)))
     return steps
+
+
+class _Searchable(Protocol):
+    def __len__(self) -> int: ...
+    def find(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+    def rfind(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+
+
+def piece_bounds(buf: _Searchable, max_size: int, keep: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` spans of the last ``keep`` pieces of ``buf`` (bytes or an mmap of
+    a log file), newest first: each starts at a line start and holds at most ``max_size``
+    bytes, except that a line longer than that is a piece of its own."""
+    if max_size <= 0 or keep < 1:
+        raise ValueError("max_size and keep must be positive")
+    pieces: list[tuple[int, int]] = []
+    end = len(buf)
+    while end > 0 and len(pieces) < keep:
+        low = end - max_size
+        if low <= 0:
+            start = 0
+        else:
+            newline = buf.find(b"\n", low - 1, end - 1)
+            if newline < 0:  # one line longer than max_size: the piece starts where it does
+                newline = buf.rfind(b"\n", 0, low - 1)
+            start = newline + 1
+        pieces.append((start, end))
+        end = start
+    return pieces
+
+
+def plan_spread(
+    path: str, index: int, pieces: int, max_file: int, existing: Iterable[int]
+) -> tuple[list[Remove | Rename], list[str]]:
+    """Room for ``pieces`` files cut from the file at ``index`` (0: ``path`` itself): the
+    older rotated files (numbers above ``index``) move up by ``pieces - 1``, highest first,
+    those that would pass ``<path>.<max_file-1>`` removed. Also the names the pieces take,
+    newest first (the first is the cut file's own)."""
+    if pieces < 1:
+        raise ValueError("pieces must be at least 1")
+    steps: list[Remove | Rename] = []
+    shift = pieces - 1
+    for n in sorted(set(existing), reverse=True):
+        if n <= index or shift == 0:
+            continue
+        if n + shift >= max_file:
+            steps.append(Remove(path=rotated_name(path, n)))
+        else:
+            steps.append(Rename(src=rotated_name(path, n), dst=rotated_name(path, n + shift)))
+    return steps, [rotated_name(path, index + i) for i in range(pieces)]
+
+
+def _copy_range(src_fd: int, dst: str, start: int, end: int) -> None:
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        offset = start
+        while offset < end:
+            n = os.copy_file_range(src_fd, fd, end - offset, offset)
+            if n == 0:
+                raise OSError(f"{dst}: source ended early")
+            offset += n
+    finally:
+        os.close(fd)
+
+
+def _spread(path: str, index: int, max_size: int, max_file: int) -> bool:
+    """Cut the file at ``index`` into pieces of at most ``max_size`` if it holds more than
+    ``OVERRUN`` times that (nobody may write to it any more); whether it did. Each piece is
+    written beside its place and renamed into it, the cut file's own place last, so a reader
+    finds whole lines."""
+    src = rotated_name(path, index)
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if size <= OVERRUN * max_size:
+            return False
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as buf:
+            pieces = piece_bounds(buf, max_size, max_file - index)
+        steps, names = plan_spread(path, index, len(pieces), max_file, rotated_indices(path))
+        _apply(steps)
+        for (start, end), name in reversed(list(zip(pieces, names, strict=True))):
+            tmp = name + ROTATING_SUFFIX + ".piece"
+            _copy_range(fd, tmp, start, end)
+            os.rename(tmp, name)
+    finally:
+        os.close(fd)
+    return True
 
 
 def cleanup_after_reopen(path: str, max_file: int) -> list[Remove]:
@@ -139,6 +238,8 @@ class LogRotator:
         self.max_file = max_file
         self._reopen = reopen
         self.rotations = 0
+        #: ``<path>.1`` may hold more than ``max_size``: cut it once conmon writes elsewhere.
+        self._unsplit = False
 
     def _size(self) -> int:
         try:
@@ -151,6 +252,9 @@ class LogRotator:
         container stopped meanwhile) puts the file back and raises; file errors raise
         ``SystemFailure``."""
         try:
+            if self._unsplit and os.path.exists(self.path):  # conmon has made its new file
+                self._unsplit = False
+                await asyncio.to_thread(_spread, self.path, 1, self.max_size, self.max_file)
             if self._size() < self.max_size:
                 return False
             if not await asyncio.to_thread(_shift, self.path, self.max_file):
@@ -161,16 +265,29 @@ class LogRotator:
                 _undo(self.path, self.max_file)  # two syscalls: no thread, cancel-proof
                 raise
             await asyncio.to_thread(_apply, cleanup_after_reopen(self.path, self.max_file))
+            self._unsplit = self.max_file > 1
         except OSError as e:
             raise SystemFailure(f"rotating log {self.path}: {e}") from e
         self.rotations += 1
         return True
 
+    async def settle(self) -> None:
+        """Nobody writes any more (the container exited): cut what a burst left too large,
+        the live file included, so no file holds more than ``OVERRUN`` times ``max_size``."""
+        try:
+            if self._unsplit:
+                self._unsplit = False
+                await asyncio.to_thread(_spread, self.path, 1, self.max_size, self.max_file)
+            await asyncio.to_thread(_spread, self.path, 0, self.max_size, self.max_file)
+        except OSError as e:
+            raise SystemFailure(f"rotating log {self.path}: {e}") from e
+
     async def run(self, stop: asyncio.Event, interval: float = 0.25) -> None:
         """Until ``stop`` is set: ``check`` whenever the log file is written to (inotify on
         its directory, so a fast writer is rotated within milliseconds of passing the size),
-        and at least every ``interval`` seconds (the fallback where inotify is missing).
-        Errors are logged and the next check tries again."""
+        and at least every ``interval`` seconds (the fallback where inotify is missing);
+        then ``settle``. Set ``stop`` only once the writer is gone. Errors are logged and the
+        next check tries again."""
         watch = open_dir_watch(os.path.dirname(self.path) or ".")
         loop = asyncio.get_running_loop()
         name = os.path.basename(self.path)
@@ -200,6 +317,10 @@ class LogRotator:
                 finally:
                     for w in waiters:
                         w.cancel()
+            try:
+                await self.settle()
+            except WhaledError as e:
+                log.warning("log rotation of %s failed: %s", self.path, e)
         finally:
             if watch is not None:
                 loop.remove_reader(watch.fileno())

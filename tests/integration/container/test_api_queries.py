@@ -425,18 +425,16 @@ def test_log_rotation_keeps_max_file_and_the_last_lines(
     c.remove()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: rotation reacts to each write (inotify), which keeps a steady writer's "
-    "files at max-size, but a burst that outruns conmon's reopen (here 3000 lines in a few ms) "
-    "still lands in one file; dockerd's json-file rotates inside the write path",
-)
 def test_log_rotation_keeps_each_file_near_max_size(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:
+    """3000 lines in a few ms outrun the reopen; still, once the container has exited, no
+    file holds more than twice max-size and the last lines are there."""
     c = _spam_with_rotation(docker_client, busybox_image)
     files = _log_files(docker_client.api.inspect_container(c.id)["LogPath"])
+    assert 1 <= len(files) <= 3, files
     assert all(size <= 2 * 10 * 1024 for size in files.values()), files
+    assert c.logs(tail=1) == b"line2999-" + b"x" * 37 + b"\n"
     c.remove()
 
 

@@ -78,7 +78,8 @@ def test_rotated_log_is_read_whole_and_in_order(rig: Rig) -> None:
         await asyncio.wait_for(following, 30)
 
         rotated = [n for n in os.listdir(rig.root) if n.startswith("rot1.log.")]
-        assert rotator.rotations >= 10 and len(rotated) == rotator.rotations
+        # (bursts past the reopen are cut into more files than there were rotations)
+        assert rotator.rotations >= 10 and len(rotated) >= rotator.rotations
         # Every line once; in order within each stream (conmon reads stdout and stderr from
         # separate pipes: their relative order is the order it read them in).
         assert sorted(numbers(followed)) == list(range(LINES))

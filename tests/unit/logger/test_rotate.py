@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from pathlib import Path
 
@@ -8,7 +9,14 @@ import pytest
 
 from tests.unit.logger.crifiles import Conmon, reference
 from whaled.errors import Conflict
-from whaled.logger.rotate import LogRotator, Remove, Rename, plan_rotation
+from whaled.logger.rotate import (
+    LogRotator,
+    Remove,
+    Rename,
+    piece_bounds,
+    plan_rotation,
+    plan_spread,
+)
 
 
 def test_plan_shifts_oldest_first_and_drops_what_passes_max_file() -> None:
@@ -123,3 +131,82 @@ def test_bad_arguments() -> None:
         LogRotator("/x", max_size=0, max_file=1, reopen=reopen)
     with pytest.raises(ValueError):
         LogRotator("/x", max_size=10, max_file=0, reopen=reopen)
+
+
+def test_pieces_start_at_line_starts_newest_first() -> None:
+    data = b"aaa\nbbb\ncc\nd\n"  # lines at 0, 4, 8, 11
+    assert piece_bounds(data, 8, 10) == [(8, 13), (0, 8)]
+    assert piece_bounds(data, 8, 1) == [(8, 13)]
+    assert piece_bounds(data, 100, 3) == [(0, 13)]
+    assert piece_bounds(data, 4, 10) == [(11, 13), (8, 11), (4, 8), (0, 4)]
+    assert piece_bounds(b"", 4, 3) == []
+    for size in range(1, 20):
+        pieces = piece_bounds(data, size, 100)
+        assert pieces[0][1] == len(data) and pieces[-1][0] == 0
+        for (start, _), (_, older_end) in itertools.pairwise(pieces):
+            assert older_end == start
+        for start, _ in pieces:
+            assert start == 0 or data[start - 1 : start] == b"\n"
+
+
+def test_a_line_longer_than_max_size_is_a_piece_of_its_own() -> None:
+    data = b"a\n" + b"x" * 20 + b"\nb\n"  # lines at 0, 2, 23
+    assert piece_bounds(data, 5, 10) == [(23, 25), (2, 23), (0, 2)]
+    assert piece_bounds(b"y" * 30, 5, 10) == [(0, 30)]
+    with pytest.raises(ValueError):
+        piece_bounds(data, 0, 1)
+
+
+def test_plan_spread_moves_older_files_up_to_make_room() -> None:
+    steps, names = plan_spread("/l", 1, 3, 5, [1, 2, 3])
+    assert steps == [Remove(path="/l.3"), Rename(src="/l.2", dst="/l.4")]
+    assert names == ["/l.1", "/l.2", "/l.3"]
+    steps, names = plan_spread("/l", 0, 2, 3, [1, 2])
+    assert steps == [Remove(path="/l.2"), Rename(src="/l.1", dst="/l.2")]
+    assert names == ["/l", "/l.1"]
+    assert plan_spread("/l", 0, 1, 3, [1, 2]) == ([], ["/l"])
+
+
+def test_a_burst_past_the_reopen_ends_in_files_of_max_size(tmp_path: Path) -> None:
+    """The writer outruns rotation: the file rotated holds many times max_size. Once the
+    writer has reopened it is cut, and when it is gone the live file too; the files end at
+    most max_size each and hold the newest records, whole."""
+    path = str(tmp_path / "c.log")
+    w = Conmon(path)
+
+    async def main() -> None:
+        rot = LogRotator(path, max_size=500, max_file=4, reopen=w.areopen)
+        for j in range(100):
+            w.line(f"first burst line {j}")
+        assert await rot.check()
+        assert os.path.getsize(path + ".1") > 500  # conmon may still write there
+        for j in range(100):
+            w.line(f"second burst line {j}")
+        await rot.check()  # conmon has reopened: .1 is cut, and the live file rotated
+        w.close()
+        await rot.settle()
+
+    asyncio.run(main())
+    assert files_of(tmp_path) == ["c.log", "c.log.1", "c.log.2", "c.log.3"]
+    names = ["c.log.3", "c.log.2", "c.log.1", "c.log"]
+    contents = [(tmp_path / n).read_bytes() for n in names]
+    assert all(0 < len(c) <= 500 for c in contents[:3]) and contents[3] == b"", contents
+    texts = [e.data for e in reference(contents)]
+    assert texts == [f"second burst line {j}\n".encode() for j in range(100 - len(texts), 100)]
+    assert len(texts) > 20
+
+
+def test_settle_cuts_only_files_past_twice_max_size(tmp_path: Path) -> None:
+    """A steady writer's files end a few lines past max_size: they stay whole."""
+    path = tmp_path / "c.log"
+    path.write_bytes(b"z\n" * 50)
+
+    async def reopen() -> None:
+        pass
+
+    asyncio.run(LogRotator(str(path), max_size=50, max_file=2, reopen=reopen).settle())
+    assert files_of(tmp_path) == ["c.log"] and path.read_bytes() == b"z\n" * 50
+    path.write_bytes(b"z\n" * 51)
+    asyncio.run(LogRotator(str(path), max_size=50, max_file=2, reopen=reopen).settle())
+    assert files_of(tmp_path) == ["c.log", "c.log.1"]
+    assert path.read_bytes() == (tmp_path / "c.log.1").read_bytes() == b"z\n" * 25

@@ -20,7 +20,6 @@ import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
 from whaled.config.model import Config
@@ -29,7 +28,7 @@ from whaled.daemon.dns import NetworkDns
 from whaled.daemon.portproxy import HostPorts
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
-from whaled.network import etcfiles, ipam, nat, netlink
+from whaled.network import etcfiles, ipam, nat, netlink, rtnl
 from whaled.network.mode import check_mac
 from whaled.network.model import (
     BRIDGE_DRIVER,
@@ -641,31 +640,34 @@ class NetworkService:
         if not attached:
             return None
         path = self.netns_path(cid)
-        netlink.make_netns(path, loopback=False)
+        ordered = sorted(attached, key=lambda a: a.network.name)
+        links = [
+            rtnl.Veth(
+                bridge=a.network.bridge,
+                host_ifname=_host_ifname(a.endpoint),
+                ifname=f"eth{i}",
+                mac=a.endpoint.mac,
+                mtu=a.network.mtu,
+                address=a.endpoint.ip,
+                prefixlen=a.network.prefixlen,
+                gateway=None if a.network.internal or i > 0 else a.network.gateway,
+                address6=a.endpoint.ip6,
+                prefixlen6=a.network.prefixlen6,
+                gateway6=(
+                    a.network.gateway6
+                    if a.endpoint.ip6 and not a.network.internal and i == 0
+                    else None
+                ),
+            )
+            for i, a in enumerate(ordered)
+        ]
         try:
-            for i, a in enumerate(sorted(attached, key=lambda a: a.network.name)):
-                n, ep = a.network, a.endpoint
-                plug = partial(
-                    netlink.plug,
-                    path,
-                    bridge=n.bridge,
-                    host_ifname=_host_ifname(ep),
-                    ifname=f"eth{i}",
-                    address=ep.ip,
-                    prefixlen=n.prefixlen,
-                    gateway=None if n.internal or i > 0 else n.gateway,
-                    mac=ep.mac,
-                    mtu=n.mtu,
-                    loopback_up=i == 0,
-                    address6=ep.ip6,
-                    prefixlen6=n.prefixlen6,
-                    gateway6=n.gateway6 if ep.ip6 and not n.internal and i == 0 else None,
-                )
-                try:
-                    plug()
-                except netlink.BridgeGone:  # deleted by hand: made again, as at start
-                    _ensure_bridge(n)
-                    plug()
+            try:
+                netlink.make_sandbox(path, links)
+            except netlink.BridgeGone:  # deleted by hand: made again, as at start
+                for a in ordered:
+                    _ensure_bridge(a.network)
+                netlink.make_sandbox(path, links)
         except BaseException:
             self.sandbox_down(cid)
             raise

@@ -11,12 +11,13 @@ import errno
 import ipaddress
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from whaled.errors import Conflict, SystemFailure
+from whaled.network import rtnl
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -43,7 +44,6 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
         raise
 
 
-IFA_F_NODAD = 0x02  # an IPv6 address usable at once (no duplicate address detection)
 
 
 def ensure_bridge(
@@ -78,7 +78,7 @@ def ensure_bridge(
                         index=index,
                         address=gateway6,
                         prefixlen=prefixlen6,
-                        flags=IFA_F_NODAD,
+                        flags=rtnl.IFA_F_NODAD,
                     )
         ipr.link("set", index=index, state="up")
 
@@ -167,9 +167,19 @@ def _loopback_up(ipr: IPRoute) -> None:
         ipr.link("set", index=index, state="up")
 
 
-def make_netns(path: str, *, loopback: bool = True) -> None:
-    """A new network namespace kept at ``path`` (a bind mount), loopback up (or left to
-    the first ``plug``, which brings it up in the same visit: ``loopback=False``)."""
+def make_netns(path: str) -> None:
+    """A new network namespace kept at ``path`` (a bind mount), loopback up."""
+
+    def loopback_up() -> None:
+        with IPRoute() as ipr:
+            _loopback_up(ipr)
+
+    _new_netns(path, loopback_up)
+
+
+def _new_netns(path: str, work: Callable[[], None]) -> None:
+    """A new network namespace kept at ``path`` (a bind mount); ``work`` runs inside it,
+    on the thread that made it. On failure nothing is left at ``path``."""
     os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
     if os.path.lexists(path):
         remove_netns(path)
@@ -179,15 +189,13 @@ def make_netns(path: str, *, loopback: bool = True) -> None:
     def keep() -> None:
         source = f"/proc/self/task/{threading.get_native_id()}/ns/net"
         _check(_libc.mount(source.encode(), path.encode(), None, MS_BIND, None), "mount netns")
-        if loopback:
-            with IPRoute() as ipr:
-                _loopback_up(ipr)
+        work()
 
     try:
         _in_netns(None, keep)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            remove_netns(path)
         raise
 
 
@@ -256,7 +264,11 @@ def plug(
             ns.addr("add", index=index, address=address, prefixlen=prefixlen)
             if address6:
                 ns.addr(
-                    "add", index=index, address=address6, prefixlen=prefixlen6, flags=IFA_F_NODAD
+                    "add",
+                    index=index,
+                    address=address6,
+                    prefixlen=prefixlen6,
+                    flags=rtnl.IFA_F_NODAD,
                 )
             ns.link("set", index=index, state="up")
             if gateway:
@@ -275,3 +287,57 @@ def unplug(host_ifname: str) -> None:
         if index is not None:
             with contextlib.suppress(NetlinkError):
                 ipr.link("del", index=index)
+
+
+def make_sandbox(path: str, links: Sequence[rtnl.Veth]) -> None:
+    """A new network namespace kept at ``path`` and wired in one visit: each of ``links``
+    made inside it with its peer in the host's namespace (``lo`` up, addresses, default
+    routes: one batch of requests), then the host ends put into their bridges and up
+    (another). Raises ``BridgeGone`` before anything is made when a bridge does not
+    exist; on another failure the caller removes the namespace, and its devices with it."""
+    with contextlib.closing(rtnl.open_socket()) as host:
+        masters = {}
+        for v in links:
+            index = rtnl.link_index(host, v.bridge)
+            if index is None:
+                raise BridgeGone(f"bridge {v.bridge} of the network is gone")
+            masters[v.bridge] = index
+        host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            requests = rtnl.namespace_requests(links, host_ns)
+
+            def wire() -> None:
+                with contextlib.closing(rtnl.open_socket()) as ns:
+                    results = rtnl.transact(ns, requests)
+                stale = [
+                    v.host_ifname
+                    for v, code in zip(links, results, strict=False)
+                    if code == errno.EEXIST
+                ]
+                if stale:  # left by a namespace the kernel has not destroyed yet
+                    rtnl.transact(host, [rtnl.link_delete(name) for name in stale])
+                    with contextlib.closing(rtnl.open_socket()) as ns:
+                        results = rtnl.transact(ns, requests)
+                _raise_first(results, links)
+
+            _new_netns(path, wire)
+        finally:
+            os.close(host_ns)
+        enslave = [rtnl.enslave(v.host_ifname, masters[v.bridge]) for v in links]
+        results = rtnl.transact(host, enslave)
+        for v, code in zip(links, results, strict=True):
+            if code:
+                raise SystemFailure(
+                    f"failed to put {v.host_ifname} into bridge {v.bridge}: {os.strerror(code)}"
+                )
+
+
+def _raise_first(results: Sequence[int], links: Sequence[rtnl.Veth]) -> None:
+    for i, code in enumerate(results):
+        if code:
+            what = (
+                f"failed to add the veth pair {links[i].host_ifname}"
+                if i < len(links)
+                else "failed to configure the container's network"
+            )
+            raise SystemFailure(f"{what}: {os.strerror(code)}")

@@ -31,7 +31,7 @@ def bridges() -> Iterator[None]:
     try:
         yield
     finally:
-        _delete(("wtsv0", "wtsv1") + BRIDGES)
+        _delete(("wtsv0", "wtsv1", *BRIDGES))
 
 
 LINKS = [

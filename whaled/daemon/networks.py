@@ -778,20 +778,18 @@ class NetworkService:
             index = len(self.attachments(cid)) - 1
             ep = updated.endpoints[cid]
             try:
-                await asyncio.to_thread(
-                    netlink.plug,
-                    self.netns_path(cid),
+                link = rtnl.Veth(
                     bridge=n.bridge,
                     host_ifname=_host_ifname(ep),
                     ifname=f"eth{index}",
-                    address=ep.ip,
-                    prefixlen=n.prefixlen,
-                    gateway=None,
                     mac=ep.mac,
                     mtu=n.mtu,
+                    address=ep.ip,
+                    prefixlen=n.prefixlen,
                     address6=ep.ip6,
                     prefixlen6=n.prefixlen6,
                 )
+                await asyncio.to_thread(netlink.plug, self.netns_path(cid), link, index)
             except BaseException:
                 self.store.save(self.store.find(n.id).without(cid))
                 raise

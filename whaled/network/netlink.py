@@ -207,80 +207,6 @@ def remove_netns(path: str) -> None:
         os.unlink(path)
 
 
-def plug(
-    netns_path: str,
-    *,
-    bridge: str,
-    host_ifname: str,
-    ifname: str,
-    address: str,
-    prefixlen: int,
-    gateway: str | None,
-    mac: str,
-    mtu: int,
-    loopback_up: bool = False,
-    address6: str = "",
-    prefixlen6: int = 0,
-    gateway6: str | None = None,
-) -> None:
-    """A veth pair: ``host_ifname`` in ``bridge`` and up, its peer made right inside the
-    namespace as ``ifname`` (one netlink request: no move, no rename, no separate master or
-    up) with ``address``; the default route via ``gateway`` (none for an internal
-    network). Raises ``BridgeGone`` when ``bridge`` does not exist."""
-    with IPRoute() as ipr:
-        br = _index(ipr, bridge)
-        if br is None:
-            raise BridgeGone(f"bridge {bridge} of the network is gone")
-        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-        request = {
-            "ifname": host_ifname,
-            "kind": "veth",
-            "mtu": mtu,
-            "master": br,
-            "state": "up",
-            "peer": {"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu},
-        }
-        try:
-            try:
-                ipr.link("add", **request)
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
-                    raise
-                # left by a namespace the kernel has not destroyed yet
-                with contextlib.suppress(NetlinkError):
-                    ipr.link("del", ifname=host_ifname)
-                ipr.link("add", **request)
-        except NetlinkError as e:
-            raise SystemFailure(f"failed to add the veth pair {host_ifname}: {e}") from None
-        finally:
-            os.close(fd)
-
-    def configure() -> None:
-        with IPRoute() as ns:
-            if loopback_up:
-                _loopback_up(ns)
-            index = _index(ns, ifname)
-            assert index is not None
-            ns.addr("add", index=index, address=address, prefixlen=prefixlen)
-            if address6:
-                ns.addr(
-                    "add",
-                    index=index,
-                    address=address6,
-                    prefixlen=prefixlen6,
-                    flags=rtnl.IFA_F_NODAD,
-                )
-            ns.link("set", index=index, state="up")
-            if gateway:
-                with contextlib.suppress(NetlinkError):
-                    ns.route("add", dst="default", gateway=gateway)
-            if gateway6:
-                with contextlib.suppress(NetlinkError):
-                    ns.route("add", dst="::/0", gateway=gateway6, family=10)
-
-    _in_netns(netns_path, configure)
-
-
 def unplug(host_ifname: str) -> None:
     with IPRoute() as ipr:
         index = _index(ipr, host_ifname)
@@ -295,6 +221,16 @@ def make_sandbox(path: str, links: Sequence[rtnl.Veth]) -> None:
     routes: one batch of requests), then the host ends put into their bridges and up
     (another). Raises ``BridgeGone`` before anything is made when a bridge does not
     exist; on another failure the caller removes the namespace, and its devices with it."""
+    _wire(path, links, first=0)
+
+
+def plug(netns_path: str, link: rtnl.Veth, position: int) -> None:
+    """One more interface, ``link``, at ``position`` among those of the (running)
+    container whose namespace is at ``netns_path``; ``BridgeGone`` as ``make_sandbox``."""
+    _wire(netns_path, [link], first=position)
+
+
+def _wire(path: str, links: Sequence[rtnl.Veth], *, first: int) -> None:
     with contextlib.closing(rtnl.open_socket()) as host:
         masters = {}
         for v in links:
@@ -304,7 +240,7 @@ def make_sandbox(path: str, links: Sequence[rtnl.Veth]) -> None:
             masters[v.bridge] = index
         host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            requests = rtnl.namespace_requests(links, host_ns)
+            requests = rtnl.namespace_requests(links, host_ns, first=first)
 
             def wire() -> None:
                 with contextlib.closing(rtnl.open_socket()) as ns:
@@ -320,7 +256,10 @@ def make_sandbox(path: str, links: Sequence[rtnl.Veth]) -> None:
                         results = rtnl.transact(ns, requests)
                 _raise_first(results, links)
 
-            _new_netns(path, wire)
+            if first == 0:
+                _new_netns(path, wire)
+            else:
+                _in_netns(path, wire)
         finally:
             os.close(host_ns)
         enslave = [rtnl.enslave(v.host_ifname, masters[v.bridge]) for v in links]

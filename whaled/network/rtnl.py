@@ -147,15 +147,20 @@ def default_route(gateway: str) -> bytes:
     return _finish(msg, RTM_NEWROUTE, _CREATE)
 
 
-def namespace_requests(links: Sequence[Veth], host_netns_fd: int) -> list[bytes]:
-    """What a fresh namespace needs, in order: each veth made, ``lo`` up, the addresses,
-    then the default routes (through the first interface's gateways)."""
-    requests = [veth_add(v, FIRST_INDEX + i, host_netns_fd) for i, v in enumerate(links)]
-    requests.append(link_up(LOOPBACK_INDEX))
-    for i, v in enumerate(links):
-        requests.append(address_add(FIRST_INDEX + i, v.address, v.prefixlen))
+def namespace_requests(
+    links: Sequence[Veth], host_netns_fd: int, *, first: int = 0
+) -> list[bytes]:
+    """What a namespace needs, in order: each veth made (the first at position ``first``
+    among the container's interfaces), ``lo`` up in a fresh one (``first`` 0), the
+    addresses, then the default routes (through the gateways the links carry)."""
+    indexes = [FIRST_INDEX + first + i for i in range(len(links))]
+    requests = [veth_add(v, index, host_netns_fd) for v, index in zip(links, indexes, strict=True)]
+    if first == 0:
+        requests.append(link_up(LOOPBACK_INDEX))
+    for v, index in zip(links, indexes, strict=True):
+        requests.append(address_add(index, v.address, v.prefixlen))
         if v.address6:
-            requests.append(address_add(FIRST_INDEX + i, v.address6, v.prefixlen6))
+            requests.append(address_add(index, v.address6, v.prefixlen6))
     for v in links:
         for gateway in (v.gateway, v.gateway6):
             if gateway:

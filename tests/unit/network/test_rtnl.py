@@ -107,3 +107,10 @@ def test_acks_are_read_by_sequence_number() -> None:
 
     assert rtnl.acks(ack(5, 0) + ack(6, -17)) == [(5, 0), (6, 17)]
     assert rtnl.acks(b"") == []
+
+
+def test_a_connect_adds_one_interface_at_its_position() -> None:
+    requests = rtnl.namespace_requests([V4], host_netns_fd=3, first=2)
+    assert [kind(r) for r in requests] == [RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE]
+    assert decode(ifinfmsg, requests[0])["index"] == rtnl.FIRST_INDEX + 2
+    assert decode(ifaddrmsg, requests[1])["index"] == rtnl.FIRST_INDEX + 2

@@ -170,7 +170,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             ),
         )
         networks = NetworkService(
-            store=await asyncio.to_thread(NetworkStore, cfg.data_root),
+            store=await asyncio.to_thread(NetworkStore, cfg.data_root, cfg.exec_root),
             events=bus,
             exec_root=cfg.exec_root,
             container_name=lambda cid: _container_name(container_store, cid),

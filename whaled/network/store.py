@@ -1,16 +1,25 @@
-"""Networks on disk: ``<data-root>/network/<id>.json``, one atomic file per network (its
-IPAM state — the endpoints and their addresses — inside it), loaded at start."""
+"""Networks on disk: ``<data-root>/network/<id>.json``, one atomic (fsynced) file per network
+(its IPAM state — the endpoints and their addresses — inside it), loaded at start.
+
+The ports a running container publishes are runtime state: they live in
+``<exec-root>/network/<id>.ports.json``, replaced without fsync (gone with a reboot, as the
+containers are), so publishing and unpublishing never rewrite the record. A save writes only
+the part that changed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
+from dataclasses import replace
+from typing import Any
 
 from whaled.errors import NotFound
 from whaled.network.model import Network
-from whaled.osutil.atomic import atomic_write_json
+from whaled.network.ports import PublishedPort
+from whaled.osutil.atomic import atomic_write_json, replace_file
 from whaled.osutil.tree import sweep
 
 log = logging.getLogger(__name__)
@@ -21,13 +30,31 @@ class NoSuchNetwork(NotFound):
         super().__init__(f"network {name} not found")
 
 
+def _record(n: Network) -> Network:
+    """``n`` without its endpoints' published ports."""
+    if not any(ep.ports for ep in n.endpoints.values()):
+        return n
+    return replace(n, endpoints={k: replace(ep, ports=()) for k, ep in n.endpoints.items()})
+
+
+def _ports(n: Network) -> dict[str, list[dict[str, Any]]]:
+    return {k: [p.to_json() for p in ep.ports] for k, ep in n.endpoints.items() if ep.ports}
+
+
 class NetworkStore:
-    def __init__(self, data_root: str) -> None:
+    def __init__(self, data_root: str, run_root: str | None = None) -> None:
+        """``run_root`` (the exec-root): where published ports are kept; without it they
+        are saved in the records."""
         self.root = os.path.join(data_root, "network")
+        self._run = os.path.join(run_root, "network") if run_root else None
         os.makedirs(self.root, 0o700, exist_ok=True)
         sweep(self.root)
+        if self._run:
+            os.makedirs(self._run, 0o700, exist_ok=True)
         self._lock = threading.RLock()
         self._networks: dict[str, Network] = {}
+        #: records written with ports inside (before they moved to the exec-root)
+        self._rewrite: set[str] = set()
         for name in sorted(os.listdir(self.root)):
             if not name.endswith(".json"):
                 continue
@@ -37,7 +64,32 @@ class NetworkStore:
             except (OSError, ValueError, KeyError) as e:
                 log.warning("network record %s unreadable (%s): left alone", name, e)
                 continue
-            self._networks[n.id] = n
+            if self._run and _record(n) != n:
+                self._rewrite.add(n.id)
+            self._networks[n.id] = self._with_ports(n)
+
+    def _ports_path(self, network_id: str) -> str | None:
+        return os.path.join(self._run, network_id + ".ports.json") if self._run else None
+
+    def _with_ports(self, n: Network) -> Network:
+        path = self._ports_path(n.id)
+        if path is None:
+            return n
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            ports = {
+                str(k): tuple(PublishedPort.from_json(p) for p in v) for k, v in doc.items()
+            }
+        except FileNotFoundError:
+            return n
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warning("published ports of network %s unreadable (%s): dropped", n.id, e)
+            return n
+        endpoints = {
+            k: replace(ep, ports=ports[k]) if k in ports else ep for k, ep in n.endpoints.items()
+        }
+        return replace(n, endpoints=endpoints)
 
     @property
     def lock(self) -> threading.RLock:
@@ -62,13 +114,33 @@ class NetworkStore:
 
     def save(self, n: Network) -> None:
         with self._lock:
-            atomic_write_json(os.path.join(self.root, n.id + ".json"), n.to_json(), mode=0o600)
+            before = self._networks.get(n.id)
+            ports_path = self._ports_path(n.id)
+            if ports_path is None:
+                atomic_write_json(self._record_path(n.id), n.to_json(), mode=0o600)
+                self._networks[n.id] = n
+                return
+            whole = n.id in self._rewrite
+            record = _record(n)
+            if whole or before is None or _record(before) != record:
+                atomic_write_json(self._record_path(n.id), record.to_json(), mode=0o600)
+            ports = _ports(n)
+            if whole or before is None or _ports(before) != ports:
+                if ports:
+                    replace_file(ports_path, json.dumps(ports).encode(), mode=0o600)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(ports_path)
+            self._rewrite.discard(n.id)
             self._networks[n.id] = n
+
+    def _record_path(self, network_id: str) -> str:
+        return os.path.join(self.root, network_id + ".json")
 
     def delete(self, network_id: str) -> None:
         with self._lock:
-            try:
-                os.unlink(os.path.join(self.root, network_id + ".json"))
-            except FileNotFoundError:
-                pass
+            for path in (self._record_path(network_id), self._ports_path(network_id)):
+                if path is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
             self._networks.pop(network_id, None)

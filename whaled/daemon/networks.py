@@ -213,6 +213,7 @@ class NetworkService:
         stay, so the kernel keeps forwarding the running containers' ports."""
         self.ports.release_all()
         await self.dns.close()
+        await asyncio.to_thread(self.store.flush)
         if live_restore:
             return
         if self._nat:
@@ -618,11 +619,14 @@ class NetworkService:
 
     async def release(self, cid: str, *, emit: bool = True) -> None:
         """The container is gone: its endpoints (and addresses) are freed."""
-        for n in self.store.all():
-            if cid in n.endpoints:
-                self.store.save(n.without(cid))
-                if emit:
-                    self._emit("disconnect", n, {"container": cid})
+        with self.store.lock:
+            released = [n for n in self.store.all() if cid in n.endpoints]
+            for n in released:
+                # on disk a moment later: a removal does not wait for the fsync
+                self.store.save(n.without(cid), later=True)
+        if emit:
+            for n in released:
+                self._emit("disconnect", n, {"container": cid})
 
     def emit_connects(self, cid: str) -> None:
         for a in self.attachments(cid):

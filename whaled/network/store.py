@@ -4,7 +4,11 @@
 The ports a running container publishes are runtime state: they live in
 ``<exec-root>/network/<id>.ports.json``, replaced without fsync (gone with a reboot, as the
 containers are), so publishing and unpublishing never rewrite the record. A save writes only
-the part that changed."""
+the part that changed.
+
+``save(n, later=True)`` (a released address) changes the store at once and writes the
+record from a background thread moments later: a daemon killed before that leaves an
+endpoint of a removed container, which the start's ``drop_orphans`` frees."""
 
 from __future__ import annotations
 
@@ -55,6 +59,11 @@ class NetworkStore:
         self._networks: dict[str, Network] = {}
         #: records written with ports inside (before they moved to the exec-root)
         self._rewrite: set[str] = set()
+        #: what the files hold, by network ID (only while holding ``_writing``)
+        self._on_disk: dict[str, Network] = {}
+        self._writing = threading.Lock()  # taken after ``_lock`` where both are held
+        self._dirty: set[str] = set()  # saved with ``later``, not written yet
+        self._flusher: threading.Thread | None = None
         for name in sorted(os.listdir(self.root)):
             if not name.endswith(".json"):
                 continue
@@ -66,7 +75,8 @@ class NetworkStore:
                 continue
             if self._run and _record(n) != n:
                 self._rewrite.add(n.id)
-            self._networks[n.id] = self._with_ports(n)
+            n = self._with_ports(n)
+            self._networks[n.id] = self._on_disk[n.id] = n
 
     def _ports_path(self, network_id: str) -> str | None:
         return os.path.join(self._run, network_id + ".ports.json") if self._run else None
@@ -112,35 +122,78 @@ class NetworkStore:
                 return by_prefix[0]
         raise NoSuchNetwork(ref)
 
-    def save(self, n: Network) -> None:
+    def save(self, n: Network, *, later: bool = False) -> None:
+        """``n`` replaces the network's record; on disk before returning, or with
+        ``later`` from a background thread (see the module's notes)."""
         with self._lock:
-            before = self._networks.get(n.id)
-            ports_path = self._ports_path(n.id)
-            if ports_path is None:
-                atomic_write_json(self._record_path(n.id), n.to_json(), mode=0o600)
-                self._networks[n.id] = n
-                return
-            whole = n.id in self._rewrite
-            record = _record(n)
-            if whole or before is None or _record(before) != record:
-                atomic_write_json(self._record_path(n.id), record.to_json(), mode=0o600)
-            ports = _ports(n)
-            if whole or before is None or _ports(before) != ports:
-                if ports:
-                    replace_file(ports_path, json.dumps(ports).encode(), mode=0o600)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(ports_path)
-            self._rewrite.discard(n.id)
             self._networks[n.id] = n
+            if later:
+                self._dirty.add(n.id)
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush, name="network-store", daemon=True
+                    )
+                    self._flusher.start()
+                return
+            self._dirty.discard(n.id)
+            with self._writing:
+                self._write(n)
+
+    def flush(self) -> None:
+        """Blocking: every ``later`` save is on disk (daemon stop)."""
+        while (flusher := self._flusher) is not None:
+            flusher.join()
+
+    def _flush(self) -> None:
+        while True:
+            with self._lock:
+                if not self._dirty:
+                    self._flusher = None
+                    return
+                n = self._networks.get(self._dirty.pop())
+            if n is None:
+                continue
+            with self._writing:
+                if self._networks.get(n.id) is not n:
+                    continue  # saved again since, or deleted: that wrote or will write
+                try:
+                    self._write(n)
+                except OSError as e:
+                    log.error("network %s not saved: %s", n.name, e)
+
+    def _write(self, n: Network) -> None:
+        """The files of ``n``, those parts that differ from what is there (holding
+        ``_writing``)."""
+        before = self._on_disk.get(n.id)
+        ports_path = self._ports_path(n.id)
+        if ports_path is None:
+            atomic_write_json(self._record_path(n.id), n.to_json(), mode=0o600)
+            self._on_disk[n.id] = n
+            return
+        whole = n.id in self._rewrite
+        record = _record(n)
+        if whole or before is None or _record(before) != record:
+            atomic_write_json(self._record_path(n.id), record.to_json(), mode=0o600)
+        ports = _ports(n)
+        if whole or before is None or _ports(before) != ports:
+            if ports:
+                replace_file(ports_path, json.dumps(ports).encode(), mode=0o600)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(ports_path)
+        self._rewrite.discard(n.id)
+        self._on_disk[n.id] = n
 
     def _record_path(self, network_id: str) -> str:
         return os.path.join(self.root, network_id + ".json")
 
     def delete(self, network_id: str) -> None:
         with self._lock:
-            for path in (self._record_path(network_id), self._ports_path(network_id)):
-                if path is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
             self._networks.pop(network_id, None)
+            self._dirty.discard(network_id)
+            with self._writing:
+                for path in (self._record_path(network_id), self._ports_path(network_id)):
+                    if path is not None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(path)
+                self._on_disk.pop(network_id, None)

@@ -72,3 +72,23 @@ def test_unreadable_ports_are_dropped(tmp_path: Path) -> None:
     (tmp_path / "run" / "network" / "n1.ports.json").write_text("{not json")
     n = NetworkStore(str(tmp_path / "data"), str(tmp_path / "run")).find("n1")
     assert n.endpoints["c1"].ports == ()
+
+
+def test_a_later_save_is_seen_at_once_and_on_disk_after_flush(tmp_path: Path) -> None:
+    data, run = str(tmp_path / "data"), str(tmp_path / "run")
+    store = NetworkStore(data, run)
+    store.save(network())
+    store.save(network().without("c1"), later=True)
+    assert store.find("n1").endpoints == {}
+    store.flush()
+    assert NetworkStore(data, run).find("n1").endpoints == {}
+    # a later save overtaken by a plain one: the newest is what stays
+    store.save(network(), later=True)
+    store.save(with_ports(network(), PORT))
+    store.flush()
+    assert NetworkStore(data, run).find("n1").endpoints["c1"].ports == (PORT,)
+    # deleted before its write: nothing comes back
+    store.save(network().without("c1"), later=True)
+    store.delete("n1")
+    store.flush()
+    assert os.listdir(os.path.join(data, "network")) == []

@@ -516,40 +516,6 @@ class LayerReader:
         return None if self._raw_hash is None else "sha256:" + self._raw_hash.hexdigest()
 
 
-@contextlib.contextmanager
-def open_tar_upload(stream: Readable) -> Iterator[tarfile.TarFile | None]:
-    """A tar upload (plain, gzip, bzip2, xz, zstd) as a streaming
-    :class:`tarfile.TarFile`; None for an empty body (dockerd extracts nothing then)."""
-    reader = LayerReader(stream, hash_data=False)  # nobody asks an upload for its digest
-    head = reader.read(BLOCK)
-    if not head:
-        yield None
-        return
-    # (typeshed wants a full file object; tarfile's stream mode only calls read(n))
-    src: Any = _Prefixed(head, reader)
-    with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tf:
-        yield tf
-
-
-
-def upload_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    """The members of an upload. One that stops right after the last member's data, without
-    its padding and the end-of-archive blocks (the docker CLI sends build contexts so),
-    ends there, as Go's archive/tar — dockerd's reader — lets it; data cut short is still
-    an error (it fails where the member's data is read)."""
-    it = iter(tf)
-    while True:
-        try:
-            member = next(it)
-        except StopIteration:
-            return
-        except tarfile.ReadError as e:
-            if str(e) == "unexpected end of data":
-                return  # the padding after the last member's data is all that is missing
-            raise
-        yield member
-
-
 # ----------------------------------------------------------------------------- tar parsing
 
 
@@ -765,6 +731,21 @@ class TarParser:
             self._raw(view)
             total += len(view)
         return total
+
+
+@contextlib.contextmanager
+def open_upload(stream: Readable) -> Iterator[TarParser | None]:
+    """A tar upload (plain, gzip, bzip2, xz, zstd) as a streaming :class:`TarParser`; None
+    for an empty body (dockerd extracts nothing then). An upload that stops right after its
+    last member's data, without the padding and end-of-archive blocks (the docker CLI sends
+    build contexts so), ends there, as Go's archive/tar — dockerd's reader — lets it; data
+    cut short is an error where it is read."""
+    source, _ = open_stream(stream)
+    inp = TarInput(source)
+    if not inp.peek(1):
+        yield None
+        return
+    yield TarParser(inp)
 
 
 # ----------------------------------------------------------------------------- unpacking

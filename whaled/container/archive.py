@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
-from whaled.archive.tarsafe import CHUNK, Readable, open_tar_upload, pax_xattrs, upload_members
+from whaled.archive.tarsafe import Readable, TarParser, open_upload, pax_xattrs
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.osutil.tree import TreeMoved, remove_tree
@@ -681,7 +681,7 @@ class _Extractor:
 
     # -- one member
 
-    def member(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def member(self, tar: TarParser, member: tarfile.TarInfo) -> None:
         self.trim()
         name = member.name
         parts = entry_parts(name, self.dest_text)
@@ -741,11 +741,11 @@ class _Extractor:
                     self.forget()  # cached parents may pass through what was removed
                     parent = self.parent(parts[:-1], name, create=True)
                     assert parent.fd is not None
-        self._create(tf, member, parent, base, parts)
+        self._create(tar, member, parent, base, parts)
 
     def _create(
         self,
-        tf: tarfile.TarFile,
+        tar: TarParser,
         member: tarfile.TarInfo,
         parent: _Node,
         base: str,
@@ -772,14 +772,8 @@ class _Extractor:
             return
 
         if member.isreg():
-            src = tf.extractfile(member)
-
             def fill(fd: int) -> None:
-                if src is not None:
-                    while data := src.read(CHUNK):
-                        view = memoryview(data)
-                        while view:
-                            view = view[os.write(fd, view) :]
+                tar.copy_data(fd)
 
             write_file(pfd, base, fill, owner=(uid, gid), mode=mode, xattrs=xattrs, times=times)
             return
@@ -923,12 +917,12 @@ def extract_to(
     )
     current = ""
     try:
-        with open_tar_upload(stream) as tf:
-            if tf is None:
+        with open_upload(stream) as tar:
+            if tar is None:
                 return  # an empty body extracts nothing (dockerd: same)
-            for member in upload_members(tf):
+            for member in tar:
                 current = member.name
-                ex.member(tf, member)
+                ex.member(tar, member)
         ex.finish()
     except WhaledError:
         raise

@@ -251,20 +251,26 @@ def test_layer_reader_reads_exact_sizes() -> None:
     assert reader.raw_digest is not None and reader.raw_digest != reader.diff_id
 
 
-def test_open_tar_upload_empty_plain_and_gzip() -> None:
-    with t.open_tar_upload(io.BytesIO(b"")) as tf:
-        assert tf is None
+def test_open_upload_empty_plain_gzip_and_cut_after_the_data() -> None:
+    with t.open_upload(io.BytesIO(b"")) as tar:
+        assert tar is None
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as out:
         info = tarfile.TarInfo("a")
         info.size = 2
         out.addfile(info, io.BytesIO(b"hi"))
-    for body in (buf.getvalue(), gzip.compress(buf.getvalue())):
-        with t.open_tar_upload(io.BytesIO(body)) as tf:
-            assert tf is not None
+    whole = buf.getvalue()
+    cut = whole[: 512 + 2]  # the header and the data: no padding, no end-of-archive blocks
+    for body in (whole, gzip.compress(whole), cut):
+        with t.open_upload(io.BytesIO(body)) as tar:
+            assert tar is not None
             names = []
-            for member in tf:
+            for member in tar:
                 names.append(member.name)
-                src = tf.extractfile(member)
-                assert src is not None and src.read() == b"hi"
+                assert bytes(tar.read_data()) == b"hi"
         assert names == ["a"]
+    with t.open_upload(io.BytesIO(whole[: 512 + 1])) as tar, pytest.raises(InvalidParameter):
+        assert tar is not None
+        for _ in tar:
+            assert bytes(tar.read_data()) == b"h"
+            tar.read_data()

@@ -32,6 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,8 @@ from whaled.runtime.usermap import resolve_user
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Mapping[str, Any]], Awaitable[None]]
+#: threads that hash a COPY's files (the work is in hashlib and reads, off the GIL)
+_HASH_THREADS = min(4, os.cpu_count() or 1)
 #: build args every Dockerfile may use without declaring them (dockerd's)
 PREDEFINED_ARGS = (
     "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -752,25 +755,36 @@ def _walk(item: _Item) -> Iterator[tuple[str, str]]:
 
 
 def _plan_digest(plan: Sequence[_Item]) -> str:
-    """The cache key of a COPY: names, types, modes and content (not times or owners)."""
+    """The cache key of a COPY: names, types, modes and content (not times or owners).
+    The files' contents are hashed on a few threads (hashlib and reads release the GIL)."""
     h = hashlib.sha256()
+    files: list[str] = []
+    parts: list[bytes | int] = []  # ints: the index of a file whose digest goes there
     for item in plan:
         if item.archive:
-            h.update(f"tar:{item.target}\0".encode())
-            with open(item.source, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+            parts.append(f"tar:{item.target}\0".encode())
+            parts.append(len(files))
+            files.append(item.source)
             continue
         for host, target in _walk(item):
             st = os.lstat(host)
-            h.update(f"{target}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+            kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
+            parts.append(f"{target}\0{kind}\0{mode}\0".encode())
             if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(host).encode())
+                parts.append(os.readlink(host).encode())
             elif stat.S_ISREG(st.st_mode):
-                with open(host, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
+                parts.append(len(files))
+                files.append(host)
+    with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="copy-digest") as pool:
+        digests = list(pool.map(_file_digest, files))
+    for part in parts:
+        h.update(digests[part] if isinstance(part, int) else part)
     return h.hexdigest()
+
+
+def _file_digest(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry]:

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := runc crun conmon catatonit tini busybox-static iproute2 openssl curl procps \
-  docker-registry apache2-utils nftables docker-compose
+  docker-registry apache2-utils nftables docker-compose git
 WHALED_ARGS ?=
 PYTEST_ARGS ?=
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 import threading
 import time
@@ -281,7 +282,7 @@ class _Files:
     def __init__(self, files: dict[str, bytes]) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                data = files.get(self.path)
+                data = files.get(self.path.split("?", 1)[0])  # (git asks info/refs?service=)
                 if data is None:
                     self.send_error(404)
                     return
@@ -419,3 +420,64 @@ def test_run_after_volume_discards_what_it_writes_there(
     out = docker_cli.run("run", "--rm", "vol:1", "sh", "-c", "ls /v; cat /o").stdout
     assert out == "a\noutside\n"
     assert docker_cli.run("volume", "ls", "-q").stdout.strip() == ""
+
+
+def _bare_repo(tmp: Path) -> dict[str, bytes]:
+    """A repository with a Dockerfile on ``main`` and another in ``app/`` of branch
+    ``feature``, as the files of a bare repository served over git's dumb HTTP."""
+    env = {"HOME": str(tmp), "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
+    work = tmp / "work"
+
+    def git(*args: str, cwd: Path = work) -> None:
+        subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+    work.mkdir()
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    (work / "Dockerfile").write_text("FROM busybox:latest\nCOPY top.txt /got\n")
+    (work / "top.txt").write_text("from main\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "main")
+    git("checkout", "-q", "-b", "feature")
+    (work / "app").mkdir()
+    (work / "app" / "Dockerfile").write_text("FROM busybox:latest\nCOPY sub.txt /got\n")
+    (work / "app" / "sub.txt").write_text("from feature:app\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "feature")
+    git("clone", "-q", "--bare", str(work), str(tmp / "repo.git"), cwd=tmp)
+    git("update-server-info", cwd=tmp / "repo.git")
+    files = {}
+    for path in (tmp / "repo.git").rglob("*"):
+        if path.is_file():
+            files["/repo.git/" + str(path.relative_to(tmp / "repo.git"))] = path.read_bytes()
+    return files
+
+
+def test_git_contexts_are_cloned_at_their_ref_and_directory(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    """docker-py sends a git URL as ``remote`` (the CLI clones by itself): the daemon
+    fetches it (here over git's dumb HTTP, which cannot do shallow fetches), checks out
+    ``#ref:subdir`` and builds from there."""
+    server = _Files(_bare_repo(tmp_path))
+    api = docker.APIClient(base_url="unix://" + whaled.sock, version="1.41")
+    try:
+        for url, tag, expected in (
+            (f"{server.base}/repo.git", "git:main", "from main\n"),
+            (f"{server.base}/repo.git#feature:app", "git:app", "from feature:app\n"),
+        ):
+            out = list(api.build(path=url, tag=tag, decode=True, rm=True))
+            assert any("aux" in line for line in out), out
+            got = docker_cli.run("run", "--rm", tag, "cat", "/got").stdout
+            assert got == expected
+        with pytest.raises(docker.errors.APIError) as nowhere:
+            list(api.build(path=f"{server.base}/repo.git#feature:nowhere", decode=True))
+        assert nowhere.value.status_code == 400
+        assert "path 'nowhere' not found in the repository" in str(nowhere.value)
+        with pytest.raises(docker.errors.APIError) as missing:
+            list(api.build(path=f"{server.base}/missing.git", decode=True))
+        assert "unable to 'git clone'" in str(missing.value)
+    finally:
+        api.close()
+        server.close()

@@ -26,6 +26,7 @@ import logging
 import os
 import posixpath
 import stat
+import subprocess
 import tarfile
 import tempfile
 import urllib.error
@@ -40,6 +41,7 @@ from whaled.archive.tarsafe import BLOCK, Readable, looks_like_tar
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.builder import dockerignore, steps
 from whaled.builder.dockerfile import Dockerfile, Instruction, Stage, parse
+from whaled.builder.gitsource import GitSource, is_git_url, parse_git_url
 from whaled.builder.words import process_word, process_words
 from whaled.config.model import Config
 from whaled.container import archive as cp
@@ -575,10 +577,12 @@ def _unpack_context(ctx: str, body: Readable) -> None:
 
 
 def _remote_context(ctx: str, url: str, dockerfile: str) -> None:
-    """``remote=URL``: a tar archive (plain or compressed) becomes the context, anything
-    else is the Dockerfile of an empty context (dockerd's rules; git URLs refused)."""
-    if url.startswith("git@") or url.startswith("git://") or url.split("#")[0].endswith(".git"):
-        raise InvalidParameter(f"git build contexts are not supported by whaled's builder: {url}")
+    """``remote=URL``: a git repository is cloned and checked out (``#ref:subdir``); a tar
+    archive (plain or compressed) becomes the context, anything else is the Dockerfile of
+    an empty context (dockerd's rules)."""
+    if is_git_url(url):
+        _git_context(ctx, parse_git_url(url))
+        return
     if not url.startswith(("http://", "https://")):
         raise InvalidParameter(f"remote context: unsupported URL {url} (http or https)")
     with tempfile.TemporaryDirectory(dir=os.path.dirname(ctx)) as tmp:
@@ -591,6 +595,74 @@ def _remote_context(ctx: str, url: str, dockerfile: str) -> None:
                 _unpack_context(ctx, f)
                 return
         os.rename(path, os.path.join(ctx, os.path.basename(dockerfile) or "Dockerfile"))
+
+
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",  # never ask for credentials
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_PROTOCOL_FROM_USER": "0",  # submodules: no file:// or ext:: transports
+}
+
+
+def _git(directory: str, *args: str) -> None:
+    env = {**os.environ, **_GIT_ENV, "HOME": directory}
+    try:
+        subprocess.run(
+            ["git", "-C", directory, *args],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=GIT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise InvalidParameter("git build contexts need git, which is not installed") from None
+    except subprocess.CalledProcessError as e:
+        detail = e.stderr.decode(errors="replace").strip()
+        raise _GitFailed(f"{detail}: exit status {e.returncode}") from None
+    except subprocess.TimeoutExpired:
+        raise _GitFailed(f"git {args[0]} took more than {GIT_TIMEOUT} s") from None
+
+
+class _GitFailed(Exception):
+    pass
+
+
+def _git_context(ctx: str, src: GitSource) -> None:
+    """The checkout of ``src`` becomes ``ctx`` (dockerd: ``git fetch --depth 1`` of the ref,
+    again without ``--depth`` where the server cannot do shallow fetches, checkout of
+    ``FETCH_HEAD``, submodules; the ``.git`` directory is not part of the context)."""
+    checkout = ctx + ".git-checkout"
+    os.makedirs(checkout)
+    try:
+        try:
+            _git(checkout, "init", "-q")
+            _git(checkout, "remote", "add", "origin", src.remote)
+            ref = src.ref or "HEAD"
+            try:
+                _git(checkout, "fetch", "-q", "--depth", "1", "origin", ref)
+            except _GitFailed:  # a dumb HTTP server, or a commit a shallow fetch cannot name
+                _git(checkout, "fetch", "-q", "origin", ref)
+            _git(checkout, "checkout", "-q", "FETCH_HEAD")
+            _git(checkout, "submodule", "update", "-q", "--init", "--recursive")
+        except _GitFailed as e:
+            raise SystemFailure(
+                f"unable to prepare context: unable to 'git clone' to temporary context "
+                f"directory: error fetching: {e}"
+            ) from None
+        remove_tree(os.path.join(checkout, ".git"), ignore_errors=True)
+        top = os.path.realpath(checkout)
+        chosen = os.path.realpath(os.path.join(top, src.subdir))
+        if chosen != top and not chosen.startswith(top + os.sep):
+            raise InvalidParameter(f"git context directory {src.subdir!r} leaves the repository")
+        if not os.path.isdir(chosen):
+            raise InvalidParameter(
+                f"unable to prepare context: path {src.subdir!r} not found in the repository"
+            )
+        os.rmdir(ctx)
+        os.rename(chosen, ctx)
+    finally:
+        remove_tree(checkout, ignore_errors=True)
 
 
 def _read_dockerfile(ctx: str, name: str) -> str:
@@ -651,6 +723,7 @@ class _Item:
 
 #: the most ADD fetches from one URL (a remote context too)
 MAX_DOWNLOAD = 4 << 30
+GIT_TIMEOUT = 600  # seconds a git command of a git context may take
 
 
 def _download(url: str, directory: str, dest: str, dest_is_dir: bool) -> _Item:

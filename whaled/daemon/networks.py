@@ -701,8 +701,8 @@ class NetworkService:
         """The container's published ports (it is about to run): host sockets bound, the
         ports kept on its first endpoint, the NAT rules rewritten."""
         mappings = port_mappings(host_config, config)
-        if not mappings:
-            return
+        if not mappings or host_config.get("NetworkMode") == "host":
+            return  # (host: discarded, with a warning at create)
         attached = sorted(self.attachments(cid), key=lambda a: a.network.name)
         if not attached:
             raise InvalidParameter("port publishing needs a network with a bridge")

@@ -23,6 +23,7 @@ from whaled.errors import InvalidParameter, NotFound
 SUPPORTED_NETWORK_MODES = ("none", "host", "default", "bridge")
 CONTAINER_PREFIX = "container:"
 
+HOST_PORTS_WARNING = "Published ports are discarded when using host network mode"
 NO_BRIDGE_WARNING = (
     "the default bridge network is off (bridge: none): the container gets its own network "
     "namespace with loopback only"
@@ -39,7 +40,14 @@ def check_network_config(hc: Mapping[str, Any], *, wired: bool = False) -> list[
         raise NotFound(f"network {mode} not found")
     if mode in ("default", "bridge") and not wired:
         warnings.append(NO_BRIDGE_WARNING)
-    if (any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts")) and not wired:
+    publishes = bool(any(hc.get("PortBindings") or {}) or hc.get("PublishAllPorts"))
+    if publishes and mode == "host":
+        warnings.append(HOST_PORTS_WARNING)  # dockerd too creates it and publishes nothing
+    elif publishes and mode.startswith(CONTAINER_PREFIX):
+        raise InvalidParameter(
+            "conflicting options: port publishing and the container type network mode"
+        )
+    elif publishes and not wired:
         raise InvalidParameter(
             "port publishing needs a network with a bridge: this container's network mode "
             f"({mode}) has none"

@@ -293,6 +293,17 @@ def test_published_ports(cli: DockerCLI, busybox_image: str) -> None:
         "create", "--network", "none", "-p", "8080:80", busybox_image, "true", check=False
     )
     assert nobridge.returncode != 0 and "needs a network with a bridge" in nobridge.stderr
+    joined = cli.run(
+        "create", "--network", "container:web", "-p", "80", busybox_image, "true", check=False
+    )
+    assert joined.returncode != 0 and (
+        "conflicting options: port publishing and the container type network mode"
+    ) in joined.stderr
+    # host: created and run as on dockerd, the ports discarded with its warning
+    hosted = cli.run(
+        "run", "--rm", "--network", "host", "-p", "127.0.0.1::80", busybox_image, "true"
+    )
+    assert "WARNING: Published ports are discarded when using host network mode" in hosted.stderr
 
     cli.run("stop", "-t", "1", "web")
     assert _fetch(port, b"") == b""  # nothing listens once the container stopped

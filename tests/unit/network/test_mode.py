@@ -6,6 +6,7 @@ import pytest
 
 from whaled.errors import InvalidParameter, NotFound
 from whaled.network.mode import (
+    HOST_PORTS_WARNING,
     NO_BRIDGE_WARNING,
     check_join,
     check_network_config,
@@ -23,6 +24,11 @@ from whaled.network.mode import (
             InvalidParameter,
             "port publishing",
         ),
+        (
+            {"NetworkMode": "container:abc", "PublishAllPorts": True},
+            InvalidParameter,
+            "conflicting options: port publishing and the container type network mode",
+        ),
     ],
 )
 def test_refused_network_configs(hc: dict[str, Any], error: type[Exception], message: str) -> None:
@@ -35,6 +41,8 @@ def test_modes_and_warnings() -> None:
     assert check_network_config({"NetworkMode": "bridge"}) == [NO_BRIDGE_WARNING]
     assert check_network_config({"NetworkMode": "host"}) == []
     assert check_network_config({"NetworkMode": "container:abc"}) == []
+    published = {"NetworkMode": "host", "PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}
+    assert check_network_config(published) == [HOST_PORTS_WARNING]
 
 
 def test_joins() -> None:

@@ -12,8 +12,8 @@ elsewhere: it replaces the file when it grows past that, losing what it held.
 
 Rotation reacts to writes, so a file ends a few lines past ``max_size``, and a burst that
 outruns the reopen lands in one file far past it. Once nobody writes to a file of more than
-twice ``max_size`` (``OVERRUN``; conmon has reopened, or the container has exited) it is cut
-at line starts into pieces of at most ``max_size``
+twice ``max_size`` (``OVERRUN``; conmon has reopened, or the container has exited: then the
+live file is rotated first) it is cut at line starts into pieces of at most ``max_size``
 (``piece_bounds``) that take their places among the rotated files, the oldest dropped as
 usual: the files end as dockerd's json-file leaves them, which rotates inside the write path.
 """
@@ -164,6 +164,16 @@ def _spread(path: str, index: int, max_size: int, max_file: int) -> bool:
     return True
 
 
+def _retire_live(path: str, max_size: int, max_file: int) -> None:
+    """The live file (nobody writes to it) becomes ``<path>.1``, cut into pieces; an empty
+    live file is left for the next run to append to."""
+    if not _shift(path, max_file):
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    os.close(fd)
+    _spread(path, 1, max_size, max_file)
+
+
 def cleanup_after_reopen(path: str, max_file: int) -> list[Remove]:
     return [Remove(path=path + ROTATING_SUFFIX)] if max_file == 1 else []
 
@@ -273,12 +283,17 @@ class LogRotator:
 
     async def settle(self) -> None:
         """Nobody writes any more (the container exited): cut what a burst left too large,
-        the live file included, so no file holds more than ``OVERRUN`` times ``max_size``."""
+        so no file holds more than ``OVERRUN`` times ``max_size``. A live file that large
+        is rotated whole, cut among the rotated files, and an empty one takes its place: a
+        ``docker logs -f`` still reading it then finds nothing new to read (a piece in its
+        place would be read twice). With ``max_file`` 1 there is no place for pieces: the
+        live file stays as it is."""
         try:
             if self._unsplit:
                 self._unsplit = False
                 await asyncio.to_thread(_spread, self.path, 1, self.max_size, self.max_file)
-            await asyncio.to_thread(_spread, self.path, 0, self.max_size, self.max_file)
+            if self.max_file > 1 and self._size() > OVERRUN * self.max_size:
+                await asyncio.to_thread(_retire_live, self.path, self.max_size, self.max_file)
         except OSError as e:
             raise SystemFailure(f"rotating log {self.path}: {e}") from e
 

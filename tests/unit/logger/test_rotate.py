@@ -9,6 +9,7 @@ import pytest
 
 from tests.unit.logger.crifiles import Conmon, reference
 from whaled.errors import Conflict
+from whaled.logger.reader import read_logs
 from whaled.logger.rotate import (
     LogRotator,
     Remove,
@@ -209,4 +210,42 @@ def test_settle_cuts_only_files_past_twice_max_size(tmp_path: Path) -> None:
     path.write_bytes(b"z\n" * 51)
     asyncio.run(LogRotator(str(path), max_size=50, max_file=2, reopen=reopen).settle())
     assert files_of(tmp_path) == ["c.log", "c.log.1"]
-    assert path.read_bytes() == (tmp_path / "c.log.1").read_bytes() == b"z\n" * 25
+    assert path.read_bytes() == b""  # rotated whole; the newest piece is kept
+    assert (tmp_path / "c.log.1").read_bytes() == b"z\n" * 25
+
+
+def test_a_follower_reads_each_line_once_across_the_cut_at_exit(tmp_path: Path) -> None:
+    """``docker logs -f`` is still reading the live file when the exit cuts it: the cut
+    leaves the follower nothing it has not read (no piece takes the live file's place)."""
+    path = str(tmp_path / "c.log")
+    w = Conmon(path)
+    for j in range(100):
+        w.line(f"burst line {j}")
+    w.close()
+
+    async def main() -> list[bytes]:
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        async def follow() -> None:
+            async for e in read_logs(
+                path, stdout=True, stderr=True, follow=True, done=done, max_files=4
+            ):
+                got.append(e.data)
+
+        task = asyncio.create_task(follow())
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(got) == 100:
+                break
+        rot = LogRotator(path, max_size=500, max_file=4, reopen=w.areopen)
+        await rot.settle()
+        await asyncio.sleep(0.3)  # the follower polls and finds the files moved
+        done.set()
+        await asyncio.wait_for(task, 5)
+        return got
+
+    got = asyncio.run(main())
+    assert got == [f"burst line {j}\n".encode() for j in range(100)]
+    sizes = {n: os.path.getsize(tmp_path / n) for n in files_of(tmp_path)}
+    assert all(size <= 500 for size in sizes.values()), sizes

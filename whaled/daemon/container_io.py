@@ -263,6 +263,7 @@ class ContainerIO:
         until_ns: int = 0,
         tail: int | None = None,
         follow: bool = False,
+        coalesce: bool = False,
     ) -> AsyncIterator[list[LogEntry]]:
         c = self.svc.get(name_or_id)
         lc = c.host_config.get("LogConfig") or {}
@@ -285,6 +286,7 @@ class ContainerIO:
             follow=follow,
             done=done,
             max_files=options.max_file,
+            coalesce=coalesce,
         )
 
     parse_log_time = staticmethod(parse_log_time)

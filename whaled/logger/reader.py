@@ -40,6 +40,18 @@ _OPEN_RETRIES = 10
 _EDGE = 16 * 1024  # enough for a record: conmon splits lines into pieces of 8 KiB
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
+_TS_LEN = 35  # conmon's timestamps: 2026-11-24T12:54:36.000000000+00:00
+#: what follows the timestamp in a record: (stream, whether it is a piece of a line)
+_RUN_HEADERS = {
+    b" stdout F ": (b"stdout", False),
+    b" stdout P ": (b"stdout", True),
+    b" stderr F ": (b"stderr", False),
+    b" stderr P ": (b"stderr", True),
+}
+_SAME_STREAM = {
+    b"stdout": frozenset((b" stdout F ", b" stdout P ")),
+    b"stderr": frozenset((b" stderr F ", b" stderr P ")),
+}
 _T = TypeVar("_T")
 
 
@@ -76,6 +88,11 @@ class EntryAssembler:
     An entry's timestamp is that of its last record: when the line was complete, as dockerd
     stamps a line its copier got in pieces. (``crilog.join_lines`` keeps the first one.)
     So timestamps grow with the position in the log, which since/until/tail rely on.
+
+    ``coalesce``: for a reader that does not show timestamps, a chunk whose lines are all
+    full records of one stream in conmon's shape (and with no since/until/skip to apply)
+    becomes one entry holding all its lines, stamped with the last: the ``docker logs``
+    of a chatty process then costs a few operations per line instead of an entry each.
     """
 
     def __init__(
@@ -87,8 +104,10 @@ class EntryAssembler:
         until_ns: int = 0,
         skip: int = 0,
         drop_unfinished: Collection[str] = (),
+        coalesce: bool = False,
     ) -> None:
         self._wanted = {k: v for k, v in _STREAMS.items() if (stdout, stderr)[v == "stderr"]}
+        self._coalesce = coalesce
         self._drop = frozenset(drop_unfinished)
         self._since = since_ns
         self._until = until_ns
@@ -104,7 +123,71 @@ class EntryAssembler:
             chunk = self._rest + chunk
         lines = chunk.split(b"\n")
         self._rest = lines.pop()
+        if self._coalesce and not (self._skip or self._since or self._until or self._drop):
+            return self._coalesced(lines)
         return self._records(lines)
+
+    def _coalesced(self, lines: list[bytes]) -> list[LogEntry]:
+        """Consecutive records of one stream with conmon's 35-character timestamps become
+        one entry (stamped with the last): its lines, a piece (``P``) joined to what
+        follows it as the line-by-line way does, only sooner. Any other line goes the
+        line-by-line way, in its place."""
+        wanted, pending = self._wanted, self._pending
+        end = _TS_LEN + 10
+        headers = [line[_TS_LEN:end] for line in lines]
+        kinds = set(headers)
+        first = _RUN_HEADERS.get(headers[0]) if headers else None
+        if (  # most often the whole chunk is one run: checked at C speed first
+            first is not None
+            and kinds <= _SAME_STREAM[first[0]]
+            and first[0] in wanted
+            and not pending.get(first[0])
+            and lines[0][19:20] == b"."
+        ):
+            return self._run(lines, headers, 0, len(lines))
+        out: list[LogEntry] = []
+        run_stream = b""
+        run_start = 0
+        for i, header in enumerate(headers):
+            kind = _RUN_HEADERS.get(header)
+            if kind is not None and lines[i][19:20] == b"." and not pending.get(kind[0]):
+                if kind[0] == run_stream:
+                    continue
+                if run_stream:
+                    out += self._run(lines, headers, run_start, i)
+                if kind[0] in wanted:
+                    run_stream, run_start = kind[0], i
+                else:
+                    run_stream = b""  # a stream not asked for: dropped
+                continue
+            if run_stream:
+                out += self._run(lines, headers, run_start, i)
+                run_stream = b""
+            out += self._records([lines[i]])
+        if run_stream:
+            out += self._run(lines, headers, run_start, len(lines))
+        return out
+
+    def _run(self, lines: list[bytes], headers: list[bytes], lo: int, hi: int) -> list[LogEntry]:
+        """``lines[lo:hi]``, records of one wanted stream, as one entry."""
+        try:
+            ns = self._slow_ns(lines[hi - 1][:_TS_LEN])
+        except ValueError:
+            return self._records(lines[lo:hi])
+        stream = _RUN_HEADERS[headers[lo]][0]
+        start = _TS_LEN + 10
+        contents = [line[start:] for line in lines[lo:hi]]
+        pieces = [i for i, h in enumerate(headers[lo:hi]) if h[8] == 0x50]  # "P"
+        out: list[bytes] = []
+        prev = 0
+        for p in pieces:  # a piece is not followed by a newline: its line goes on
+            if p > prev:
+                out += (b"\n".join(contents[prev:p]), b"\n")
+            out.append(contents[p])
+            prev = p + 1
+        if prev < len(contents):
+            out += (b"\n".join(contents[prev:]), b"\n")
+        return [_new_entry(LogEntry, (_STREAMS[stream], ns, b"".join(out)))]
 
     def end_file(self) -> list[LogEntry]:
         rest, self._rest = self._rest, b""
@@ -595,9 +678,12 @@ async def read_log_batches(
     follow: bool = False,
     done: asyncio.Event | None = None,
     max_files: int = 1,
+    coalesce: bool = False,
 ) -> AsyncIterator[list[LogEntry]]:
     """The entries of the log at ``path`` and its rotated files (``<path>.1`` …
     ``<path>.<max_files-1>``), oldest first, in batches (what one read of a file gave).
+    ``coalesce``: an entry may hold several lines (``EntryAssembler``), for readers that
+    do not show timestamps.
 
     ``since_ns`` / ``until_ns``: unix nanoseconds, 0 = unset; entries before ``since_ns``
     are dropped, the first entry after ``until_ns`` ends the read (dockerd's rules).
@@ -635,6 +721,7 @@ async def read_log_batches(
             until_ns=until_ns,
             skip=start.skip,
             drop_unfinished=start.drop_unfinished,
+            coalesce=coalesce,
         )
         cur: _File | None = None
         offset = 0

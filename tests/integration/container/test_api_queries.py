@@ -358,6 +358,26 @@ def test_logs_streams_tail_timestamps_since_until(
     c.remove()
 
 
+def test_logs_of_a_chatty_process_come_back_byte_for_byte(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str
+) -> None:
+    """Several MB with lines longer than conmon's 8 KiB pieces, on both streams: what
+    ``docker logs`` gives (frames of many lines each) is what the process wrote."""
+    script = (
+        "i=0; while [ $i -lt 40 ]; do head -c 20000 /dev/zero | tr '\\0' a; echo; "
+        "echo err$i >&2; yes line-$i | head -n 2000; i=$((i+1)); done"
+    )
+    c = run_bg(docker_client, busybox_image, "sh", "-c", script)
+    assert c.wait(timeout=60)["StatusCode"] == 0
+    out = c.logs(stdout=True, stderr=False)
+    want = b"".join(
+        b"a" * 20000 + b"\n" + f"line-{i}\n".encode() * 2000 for i in range(40)
+    )
+    assert out == want
+    assert c.logs(stdout=False, stderr=True) == b"".join(f"err{i}\n".encode() for i in range(40))
+    c.remove()
+
+
 def test_logs_follow_ends_when_the_container_exits(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str
 ) -> None:

@@ -447,3 +447,46 @@ def test_file_errors_become_system_failures(tmp_path: Path) -> None:
     (tmp_path / "c.log").mkdir()
     with pytest.raises(SystemFailure, match="reading container log"):
         read(str(tmp_path / "c.log"))
+
+
+def _feed_all(asm: EntryAssembler, data: bytes, chunk: int) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    for i in range(0, len(data), chunk):
+        out += asm.feed(data[i : i + chunk])
+    return out + asm.finish()
+
+
+def test_coalesced_entries_carry_the_same_bytes_per_stream() -> None:
+    """A run of full records of one stream becomes one entry; whatever the mix (partial
+    lines, both streams, odd chunk sizes), each stream's bytes are those of the
+    line-by-line reading, in order, and a coalesced entry has its last line's time."""
+    rng = random.Random(7)
+    parts: list[bytes] = []
+    t = BASE_NS
+    for _ in range(3000):
+        t += rng.randint(1, 10_000)
+        kind = rng.random()
+        stream = "stdout" if kind < 0.8 else "stderr"
+        text = "x" * rng.randint(0, 40) + str(t)
+        parts.append(record(stream, text, t, partial=rng.random() < 0.03))
+    data = b"".join(parts)
+    for chunk in (97, 4096, 65536):
+        plain = _feed_all(EntryAssembler(), data, chunk)
+        merged = _feed_all(EntryAssembler(coalesce=True), data, chunk)
+        for stream in ("stdout", "stderr"):
+            want = b"".join(e.data for e in plain if e.stream == stream)
+            assert b"".join(e.data for e in merged if e.stream == stream) == want
+        assert len(merged) < len(plain) or chunk < 100  # (a chunk of one line: runs of one)
+        assert max(e.timestamp_ns for e in merged) == max(e.timestamp_ns for e in plain)
+
+
+def test_one_stream_of_full_lines_is_one_entry_per_chunk() -> None:
+    data = b"".join(record("stdout", f"line {i}", ns(i)) for i in range(100))
+    asm = EntryAssembler(coalesce=True)
+    (entry,) = asm.feed(data)
+    assert entry.stream == "stdout" and entry.timestamp_ns == ns(99)
+    assert entry.data == b"".join(f"line {i}\n".encode() for i in range(100))
+    # since/until/skip need each line: no coalescing then
+    assert len(EntryAssembler(coalesce=True, since_ns=ns(50)).feed(data)) == 50
+    # an unwanted stream is never coalesced into the output
+    assert EntryAssembler(coalesce=True, stdout=False).feed(data) == []

@@ -216,7 +216,7 @@ async def post_container_attach(request: web.Request) -> web.StreamResponse:
     try:
         if bool_param(request, "logs"):
             async for batch in _io(request).logs(
-                c.id, stdout=want_out, stderr=want_err, follow=False
+                c.id, stdout=want_out, stderr=want_err, follow=False, coalesce=True
             ):
                 for entry in batch:
                     await stream.write_frame(1 if entry.stream == "stdout" else 2, entry.data)
@@ -265,6 +265,7 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
             tail = None
     since = io.parse_log_time(request.query.get("since", ""))
     until = io.parse_log_time(request.query.get("until", ""))
+    timestamps = bool_param(request, "timestamps")
     entries = io.logs(
         c.id,
         stdout=stdout,
@@ -273,6 +274,7 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
         until_ns=until,
         tail=tail,
         follow=bool_param(request, "follow"),
+        coalesce=not timestamps,  # a frame may carry several lines
     )
     # The status is decided (container found, log readable): headers go out now, not with
     # the first output (a follower of a silent container must know it is attached), and
@@ -280,7 +282,6 @@ async def get_container_logs(request: web.Request) -> web.StreamResponse:
     tty = bool(c.config.get("Tty"))
     mux = not tty and _version(request) >= (1, 42)
     response = web.StreamResponse(headers={"Content-Type": MUX if mux else RAW})
-    timestamps = bool_param(request, "timestamps")
     try:
         await response.prepare(request)
         while (batch := await while_connected(request, _next(entries))) is not None:

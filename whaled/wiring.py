@@ -19,6 +19,7 @@ import socket
 import ssl
 import uuid
 
+import uvloop
 from aiohttp import web
 
 from whaled.api import server
@@ -395,7 +396,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
 def run_daemon(cfg: Config, startup: StartupSource) -> int:
     setup_logging(cfg)
     try:
-        return asyncio.run(serve(cfg, startup))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(serve(cfg, startup))
     except WhaledError as e:
         log.error("%s", e)
         return 1

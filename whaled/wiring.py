@@ -19,7 +19,6 @@ import socket
 import ssl
 import uuid
 
-import uvloop
 from aiohttp import web
 
 from whaled.api import server
@@ -396,8 +395,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
 def run_daemon(cfg: Config, startup: StartupSource) -> int:
     setup_logging(cfg)
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(serve(cfg, startup))
+        return asyncio.run(serve(cfg, startup))
     except WhaledError as e:
         log.error("%s", e)
         return 1

@@ -646,24 +646,7 @@ class NetworkService:
         path = self.netns_path(cid)
         ordered = sorted(attached, key=lambda a: a.network.name)
         links = [
-            rtnl.Veth(
-                bridge=a.network.bridge,
-                host_ifname=_host_ifname(a.endpoint),
-                ifname=f"eth{i}",
-                mac=a.endpoint.mac,
-                mtu=a.network.mtu,
-                address=a.endpoint.ip,
-                prefixlen=a.network.prefixlen,
-                gateway=None if a.network.internal or i > 0 else a.network.gateway,
-                address6=a.endpoint.ip6,
-                prefixlen6=a.network.prefixlen6,
-                gateway6=(
-                    a.network.gateway6
-                    if a.endpoint.ip6 and not a.network.internal and i == 0
-                    else None
-                ),
-            )
-            for i, a in enumerate(ordered)
+            _veth(a.network, a.endpoint, i, default_route=i == 0) for i, a in enumerate(ordered)
         ]
         try:
             try:
@@ -782,17 +765,7 @@ class NetworkService:
             index = len(self.attachments(cid)) - 1
             ep = updated.endpoints[cid]
             try:
-                link = rtnl.Veth(
-                    bridge=n.bridge,
-                    host_ifname=_host_ifname(ep),
-                    ifname=f"eth{index}",
-                    mac=ep.mac,
-                    mtu=n.mtu,
-                    address=ep.ip,
-                    prefixlen=n.prefixlen,
-                    address6=ep.ip6,
-                    prefixlen6=n.prefixlen6,
-                )
+                link = _veth(n, ep, index, default_route=False)
                 await asyncio.to_thread(netlink.plug, self.netns_path(cid), link, index)
             except BaseException:
                 self.store.save(self.store.find(n.id).without(cid))
@@ -817,6 +790,26 @@ class NetworkService:
 
 def _is_v6_config(cfg: Mapping[str, Any]) -> bool:
     return ipam.is_ipv6_cidr(str(cfg.get("Subnet") or cfg.get("Gateway") or ""))
+
+
+def _veth(n: Network, ep: Endpoint, position: int, *, default_route: bool) -> rtnl.Veth:
+    """The container's ``eth<position>`` on ``n``; the default routes go through the
+    network's gateways only with ``default_route`` (the first network, never an internal
+    one)."""
+    routed = default_route and not n.internal
+    return rtnl.Veth(
+        bridge=n.bridge,
+        host_ifname=_host_ifname(ep),
+        ifname=f"eth{position}",
+        mac=ep.mac,
+        mtu=n.mtu,
+        address=ep.ip,
+        prefixlen=n.prefixlen,
+        gateway=n.gateway if routed else None,
+        address6=ep.ip6,
+        prefixlen6=n.prefixlen6,
+        gateway6=n.gateway6 if routed and ep.ip6 else None,
+    )
 
 
 def _ensure_bridge(n: Network) -> None:

@@ -44,8 +44,6 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
         raise
 
 
-
-
 def ensure_bridge(
     name: str, gateway: str, prefixlen: int, mtu: int, gateway6: str = "", prefixlen6: int = 0
 ) -> None:
@@ -161,18 +159,14 @@ def _check(rc: int, what: str) -> None:
         raise SystemFailure(f"{what}: {os.strerror(err)}")
 
 
-def _loopback_up(ipr: IPRoute) -> None:
-    index = _index(ipr, "lo")
-    if index is not None:
-        ipr.link("set", index=index, state="up")
-
-
 def make_netns(path: str) -> None:
     """A new network namespace kept at ``path`` (a bind mount), loopback up."""
 
     def loopback_up() -> None:
-        with IPRoute() as ipr:
-            _loopback_up(ipr)
+        with contextlib.closing(rtnl.open_socket()) as ns:
+            (code,) = rtnl.transact(ns, [rtnl.link_up(rtnl.LOOPBACK_INDEX)])
+        if code:
+            raise SystemFailure(f"setting lo up: {os.strerror(code)}")
 
     _new_netns(path, loopback_up)
 

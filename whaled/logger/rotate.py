@@ -137,12 +137,12 @@ def _copy_range(src_fd: int, dst: str, start: int, end: int) -> None:
         os.close(fd)
 
 
-def _spread(path: str, index: int, max_size: int, max_file: int) -> bool:
-    """Cut the file at ``index`` into pieces of at most ``max_size`` if it holds more than
+def _spread(path: str, max_size: int, max_file: int) -> bool:
+    """Cut ``<path>.1`` into pieces of at most ``max_size`` if it holds more than
     ``OVERRUN`` times that (nobody may write to it any more); whether it did. Each piece is
     written beside its place and renamed into it, the cut file's own place last, so a reader
     finds whole lines."""
-    src = rotated_name(path, index)
+    src = rotated_name(path, 1)
     try:
         fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -152,8 +152,8 @@ def _spread(path: str, index: int, max_size: int, max_file: int) -> bool:
         if size <= OVERRUN * max_size:
             return False
         with mmap.mmap(fd, size, prot=mmap.PROT_READ) as buf:
-            pieces = piece_bounds(buf, max_size, max_file - index)
-        steps, names = plan_spread(path, index, len(pieces), max_file, rotated_indices(path))
+            pieces = piece_bounds(buf, max_size, max_file - 1)
+        steps, names = plan_spread(path, 1, len(pieces), max_file, rotated_indices(path))
         _apply(steps)
         for (start, end), name in reversed(list(zip(pieces, names, strict=True))):
             tmp = name + ROTATING_SUFFIX + ".piece"
@@ -171,7 +171,7 @@ def _retire_live(path: str, max_size: int, max_file: int) -> None:
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
     os.close(fd)
-    _spread(path, 1, max_size, max_file)
+    _spread(path, max_size, max_file)
 
 
 def cleanup_after_reopen(path: str, max_file: int) -> list[Remove]:
@@ -262,9 +262,8 @@ class LogRotator:
         container stopped meanwhile) puts the file back and raises; file errors raise
         ``SystemFailure``."""
         try:
-            if self._unsplit and os.path.exists(self.path):  # conmon has made its new file
-                self._unsplit = False
-                await asyncio.to_thread(_spread, self.path, 1, self.max_size, self.max_file)
+            if os.path.exists(self.path):  # conmon has made its new file
+                await self._split_rotated()
             if self._size() < self.max_size:
                 return False
             if not await asyncio.to_thread(_shift, self.path, self.max_file):
@@ -281,6 +280,12 @@ class LogRotator:
         self.rotations += 1
         return True
 
+    async def _split_rotated(self) -> None:
+        """``<path>.1`` cut, if the last rotation left it to be (see ``_unsplit``)."""
+        if self._unsplit:
+            self._unsplit = False
+            await asyncio.to_thread(_spread, self.path, self.max_size, self.max_file)
+
     async def settle(self) -> None:
         """Nobody writes any more (the container exited): cut what a burst left too large,
         so no file holds more than ``OVERRUN`` times ``max_size``. A live file that large
@@ -289,9 +294,7 @@ class LogRotator:
         place would be read twice). With ``max_file`` 1 there is no place for pieces: the
         live file stays as it is."""
         try:
-            if self._unsplit:
-                self._unsplit = False
-                await asyncio.to_thread(_spread, self.path, 1, self.max_size, self.max_file)
+            await self._split_rotated()
             if self.max_file > 1 and self._size() > OVERRUN * self.max_size:
                 await asyncio.to_thread(_retire_live, self.path, self.max_size, self.max_file)
         except OSError as e:

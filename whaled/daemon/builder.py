@@ -604,6 +604,10 @@ _GIT_ENV = {
 }
 
 
+class _GitFailed(Exception):
+    pass
+
+
 def _git(directory: str, *args: str) -> None:
     env = {**os.environ, **_GIT_ENV, "HOME": directory}
     try:
@@ -622,10 +626,6 @@ def _git(directory: str, *args: str) -> None:
         raise _GitFailed(f"{detail}: exit status {e.returncode}") from None
     except subprocess.TimeoutExpired:
         raise _GitFailed(f"git {args[0]} took more than {GIT_TIMEOUT} s") from None
-
-
-class _GitFailed(Exception):
-    pass
 
 
 def _git_context(ctx: str, src: GitSource) -> None:

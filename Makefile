@@ -10,7 +10,7 @@ APT_PACKAGES := runc crun conmon catatonit tini busybox-static iproute2 openssl 
 WHALED_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup sys-deps venv run test lint unit integration clean
+.PHONY: setup sys-deps venv run test lint unit integration robustness-long clean
 
 setup: sys-deps venv
 
@@ -51,6 +51,10 @@ integration: setup
 # The whole suite: static checks, unit tests, integration tests against real daemons.
 test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+
+# The hardening harness's long modes: more fuzz cases, more kills, a longer load (not in CI).
+robustness-long: setup
+	WHALED_ROBUSTNESS_LONG=1 $(PY) -m pytest -q -p no:cacheprovider tests/robustness $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,8 +4,10 @@ cache, ``.dockerignore``, build args and targets, and failures that leave nothin
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -139,8 +141,19 @@ def test_failures_say_why_and_leave_nothing(
     assert message in failed.stderr + failed.stdout, failed
     assert docker_cli.run("ps", "-aq").stdout.strip() == ""
     assert docker_cli.run("images", "-q", "broken:1").stdout.strip() == ""
-    assert not list((Path(whaled.data_root) / "builder" / "tmp").iterdir())
+    _only_kept_contexts(whaled, docker_cli)
     assert not mounts_under(whaled.root)  # no container rootfs left mounted
+
+
+def _only_kept_contexts(whaled: WhaledProcess, cli: DockerCLI) -> None:
+    """The builder's temp directory holds nothing but contexts kept for the next build,
+    and ``docker builder prune`` removes those."""
+    tmp = Path(whaled.data_root) / "builder" / "tmp"
+    left = sorted(p.name for p in tmp.iterdir())
+    assert all(name.startswith("context-") for name in left), left
+    out = cli.run("builder", "prune", "-f").stdout
+    assert all(name in out for name in left), (left, out)
+    assert not list(tmp.iterdir())
 
 
 def test_docker_py_build(whaled: WhaledProcess, busybox_image: str, tmp_path: Path) -> None:
@@ -396,11 +409,22 @@ def test_docker_py_low_level_build_with_a_custom_context(
                        decode=True))  # fmt: skip
 
 
-def test_builder_prune_has_no_buildkit_cache_to_reclaim(
-    whaled: WhaledProcess, docker_cli: DockerCLI
+def test_builder_prune_removes_the_kept_contexts(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
 ) -> None:
     out = docker_cli.run("builder", "prune", "-f")
     assert "Total reclaimed space: 0B" in out.stdout, out
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nCOPY big /\n")
+    (ctx / "big").write_bytes(b"x" * 300_000)
+    docker_cli.run("build", "-q", str(ctx))
+    tmp = Path(whaled.data_root) / "builder" / "tmp"
+    (kept,) = [p.name for p in tmp.iterdir()]
+    out = docker_cli.run("builder", "prune", "-f")
+    assert "Deleted build cache objects:" in out.stdout and kept in out.stdout, out
+    assert "Total reclaimed space: 300" in out.stdout, out  # 300kB (and the Dockerfile)
+    assert not list(tmp.iterdir())
     bad = docker_cli.run("builder", "prune", "-f", "--filter", "bogus=1", check=False)
     assert bad.returncode != 0 and "is invalid" in bad.stderr
 
@@ -481,3 +505,35 @@ def test_git_contexts_are_cloned_at_their_ref_and_directory(
     finally:
         api.close()
         server.close()
+
+
+def test_a_rebuild_reuses_kept_context_files_only_when_every_byte_is_the_same(
+    whaled: WhaledProcess, docker_cli: DockerCLI, busybox_image: str, tmp_path: Path
+) -> None:
+    """The CLI sends whole-second mtimes: a file edited in place keeps its size and (here,
+    set back on purpose) its mtime, and the rebuild must still see the new bytes."""
+    ctx = tmp_path / "ctx"
+    (ctx / "data").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(
+        'FROM busybox:latest\nCOPY data /data/\nRUN md5sum /data/big\nCMD ["md5sum", "/data/big"]\n'
+    )
+    big = bytearray(os.urandom(3 << 20))
+    stamp = 1_700_000_000
+
+    def write(data: bytes) -> None:
+        (ctx / "data" / "big").write_bytes(data)
+        (ctx / "data" / "small").write_bytes(b"abc\n")
+        for f in (ctx / "data").iterdir():
+            os.utime(f, (stamp, stamp))
+
+    write(big)
+    first = docker_cli.run("build", "-q", str(ctx)).stdout.strip()
+    again = docker_cli.run("build", str(ctx)).stdout
+    assert again.count("Using cache") == 3 and first[7:19] in again, again
+    big[2 << 20] ^= 0xFF  # one byte, in the middle of the second MiB read
+    write(big)
+    changed = docker_cli.run("build", str(ctx)).stdout
+    assert "Using cache" not in changed, changed
+    image = changed.split("Successfully built ")[1].split()[0]
+    out = docker_cli.run("run", "--rm", image).stdout
+    assert out.split()[0] == hashlib.md5(bytes(big)).hexdigest(), out

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
 from whaled.archive.tarsafe import Readable, TarParser, open_upload, pax_xattrs
@@ -593,6 +593,26 @@ class _OwnedStream(Iterator[bytes]):
 # ----------------------------------------------------------------------------- extraction
 
 
+class FileMaker(Protocol):
+    """Makes a member's regular file ``name`` in ``dir_fd`` from the tar's data (``parts``:
+    its path below the extraction point), instead of :func:`write_file`: the build context
+    cache links files it already has."""
+
+    def __call__(
+        self,
+        dir_fd: int,
+        name: str,
+        parts: tuple[str, ...],
+        member: tarfile.TarInfo,
+        tar: TarParser,
+        *,
+        owner: tuple[int, int],
+        mode: int,
+        xattrs: Mapping[str, bytes],
+        times: tuple[int, int],
+    ) -> None: ...
+
+
 class _Extractor:
     def __init__(
         self,
@@ -602,8 +622,10 @@ class _Extractor:
         no_overwrite_dir_non_dir: bool,
         readonly_rootfs: bool,
         owner: tuple[int, int] | None,
+        files: FileMaker | None = None,
     ) -> None:
         self.view = view
+        self.files = files
         self.dest = dest
         self.dest_text = _cpath_text(dest.cpath)
         self.no_overwrite = no_overwrite_dir_non_dir
@@ -772,6 +794,13 @@ class _Extractor:
             return
 
         if member.isreg():
+            if self.files is not None:
+                self.files(
+                    pfd, base, parts, member, tar,
+                    owner=(uid, gid), mode=mode, xattrs=xattrs, times=times,
+                )  # fmt: skip
+                return
+
             def fill(fd: int) -> None:
                 tar.copy_data(fd)
 
@@ -878,6 +907,7 @@ def extract_to(
     readonly_rootfs: bool = False,
     readonly_mounts: Collection[str] = (),
     owner: tuple[int, int] | None = None,
+    files: FileMaker | None = None,
 ) -> None:
     """Unpack the tar ``stream`` (plain, gzip, bzip2, xz; zstd if available) into ``path``.
 
@@ -914,6 +944,7 @@ def extract_to(
         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
         readonly_rootfs=readonly_rootfs,
         owner=owner if copy_uid_gid else None,
+        files=files,
     )
     current = ""
     try:

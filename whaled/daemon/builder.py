@@ -40,6 +40,7 @@ from typing import Any
 from whaled.archive.tarsafe import BLOCK, Readable, looks_like_tar
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.builder import dockerignore, steps
+from whaled.builder.contextcache import Context, ContextCache, ContextWriter
 from whaled.builder.dockerfile import Dockerfile, Instruction, Stage, parse
 from whaled.builder.gitsource import GitSource, is_git_url, parse_git_url
 from whaled.builder.words import process_word, process_words
@@ -123,6 +124,7 @@ class BuildService:
         self.io = container_io
         self.tmp_root = tmp_root
         os.makedirs(tmp_root, 0o700, exist_ok=True)
+        self.contexts = ContextCache(tmp_root)
 
     async def build(
         self,
@@ -141,23 +143,35 @@ class BuildService:
                     f"platform {opts.platform} cannot be built here: whaled's builder runs "
                     f"RUN steps on this host ({host.os}/{host.architecture})"
                 )
-        ctx = await asyncio.to_thread(tempfile.mkdtemp, prefix="context-", dir=self.tmp_root)
+        context, writer = await asyncio.to_thread(self.contexts.open)
+        ctx = context.root
+        keep = False  # a context unpacked whole is kept for the next build (contextcache)
         try:
-            if opts.remote:
-                await asyncio.to_thread(_remote_context, ctx, opts.remote, opts.dockerfile)
-            else:
-                await asyncio.to_thread(_unpack_context, ctx, body)
+            try:
+                if opts.remote:
+                    await asyncio.to_thread(_remote_context, ctx, opts.remote, opts.dockerfile)
+                else:
+                    await asyncio.to_thread(_unpack_context, ctx, body, writer)
+                    keep = True
+            finally:
+                await asyncio.to_thread(writer.close)
             text = await asyncio.to_thread(_read_dockerfile, ctx, opts.dockerfile)
             await asyncio.to_thread(_apply_dockerignore, ctx, opts.dockerfile)
             df = parse(text)
-            run = _Run(self, cfg, df, ctx, opts, emit, pull_progress)
+            run = _Run(self, cfg, df, context, opts, emit, pull_progress)
             try:
                 image_id = await run.all()
             finally:
                 if run.download_dir is not None:
                     await asyncio.to_thread(remove_tree, run.download_dir, ignore_errors=True)
+        except (asyncio.CancelledError, ConnectionError):
+            keep = False  # the client went away: its build leaves nothing behind
+            raise
         finally:
-            await asyncio.to_thread(remove_tree, ctx, ignore_errors=True)
+            if keep:
+                await asyncio.to_thread(self.contexts.keep, context)
+            else:
+                await asyncio.to_thread(remove_tree, ctx, ignore_errors=True)
         for tag in opts.tags:
             ref = parse_normalized_named(tag)
             await asyncio.to_thread(self.stores.images.add_reference, ref, image_id, force=True)
@@ -169,6 +183,12 @@ class BuildService:
             for tag in opts.tags:
                 await emit({"stream": f"Successfully tagged {tag}\n"})
         return image_id
+
+    async def prune(self) -> tuple[list[str], int]:
+        """``docker builder prune``: the kept contexts go (the legacy builder's other cache,
+        intermediate images, goes with ``docker image prune``); their names and bytes."""
+        gone = await asyncio.to_thread(self.contexts.prune)
+        return [os.path.basename(c.root) for c in gone], sum(c.size for c in gone)
 
     # -- collaborators' use, for _Run -------------------------------------------------------
 
@@ -197,7 +217,7 @@ class _Run:
         svc: BuildService,
         cfg: Config,
         df: Dockerfile,
-        ctx: str,
+        context: Context,
         opts: BuildOptions,
         emit: Emit,
         pull_progress: ProgressSink,
@@ -206,7 +226,8 @@ class _Run:
         self.svc = svc
         self.cfg = cfg
         self.df = df
-        self.ctx = ctx
+        self.context = context
+        self.ctx = context.root
         self.opts = opts
         self.emit = emit
         self.step = 0
@@ -453,7 +474,7 @@ class _Run:
             )
             if not plan:
                 raise InvalidParameter(f"{inst.cmd} failed: no source files were specified")
-            digest = await asyncio.to_thread(_plan_digest, plan)
+            digest = await asyncio.to_thread(_plan_digest, plan, self.context)
             kind = "dir" if len(plan) > 1 or plan[0].is_dir else "file"
             created_by = f"{steps.NOP}{inst.cmd} {kind}:{digest} in {dest_abs} "
             if await self.from_cache(state, created_by, state.config):
@@ -564,7 +585,7 @@ class _Run:
 # -- context --------------------------------------------------------------------------------
 
 
-def _unpack_context(ctx: str, body: Readable) -> None:
+def _unpack_context(ctx: str, body: Readable, files: ContextWriter | None = None) -> None:
     cp.extract_to(
         ctx,
         {},
@@ -573,6 +594,7 @@ def _unpack_context(ctx: str, body: Readable) -> None:
         container="build context",
         no_overwrite_dir_non_dir=False,
         copy_uid_gid=False,
+        files=files,
     )
 
 
@@ -827,9 +849,10 @@ def _walk(item: _Item) -> Iterator[tuple[str, str]]:
             yield host, posixpath.join(item.target, rel)
 
 
-def _plan_digest(plan: Sequence[_Item]) -> str:
+def _plan_digest(plan: Sequence[_Item], context: Context) -> str:
     """The cache key of a COPY: names, types, modes and content (not times or owners).
-    The files' contents are hashed on a few threads (hashlib and reads release the GIL)."""
+    The files' contents are hashed on a few threads (hashlib and reads release the GIL),
+    but for the context's files whose digest is known (reused from a kept context)."""
     h = hashlib.sha256()
     files: list[str] = []
     parts: list[bytes | int] = []  # ints: the index of a file whose digest goes there
@@ -849,10 +872,19 @@ def _plan_digest(plan: Sequence[_Item]) -> str:
                 parts.append(len(files))
                 files.append(host)
     with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="copy-digest") as pool:
-        digests = list(pool.map(_file_digest, files))
+        digests = list(pool.map(lambda path: _context_digest(context, path), files))
     for part in parts:
         h.update(digests[part] if isinstance(part, int) else part)
     return h.hexdigest()
+
+
+def _context_digest(context: Context, path: str) -> bytes:
+    known = context.known_digest(path)
+    if known is not None:
+        return known
+    digest = _file_digest(path)
+    context.remember_digest(path, digest)
+    return digest
 
 
 def _file_digest(path: str) -> bytes:

@@ -93,11 +93,12 @@ PRUNE_FILTERS = ("until", "id", "parent", "type", "description", "inuse", "share
 async def post_build_prune(request: web.Request) -> web.StreamResponse:
     """``docker builder prune``: on dockerd it prunes BuildKit's cache, which legacy builds
     never fill (their cache is intermediate images, pruned by ``docker image prune``).
-    whaled has only the legacy builder, so there is never anything to reclaim here."""
+    whaled's build cache beyond intermediate images is the kept contexts: they go."""
     for key in parse_filters(request.query.get("filters")):
         if key not in PRUNE_FILTERS:
             raise InvalidParameter(f"filter {key!r} is invalid")
-    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
+    deleted, reclaimed = await request.app[DAEMON_KEY].builder.prune()
+    return json_response({"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
 def register(routes: Routes) -> None:

@@ -421,6 +421,12 @@ def test_builder_prune_removes_the_kept_contexts(
     docker_cli.run("build", "-q", str(ctx))
     tmp = Path(whaled.data_root) / "builder" / "tmp"
     (kept,) = [p.name for p in tmp.iterdir()]
+    df = [json.loads(line) for line in
+          docker_cli.run("system", "df", "--format", "{{json .}}").stdout.splitlines()]  # fmt: skip
+    (cache,) = [row for row in df if row["Type"] == "Build Cache"]
+    assert cache["TotalCount"] == "1" and cache["Size"].startswith("300"), df
+    verbose = docker_cli.run("system", "df", "-v").stdout
+    assert kept[:12] in verbose and "source.local" in verbose, verbose
     out = docker_cli.run("builder", "prune", "-f")
     assert "Deleted build cache objects:" in out.stdout and kept in out.stdout, out
     assert "Total reclaimed space: 300" in out.stdout, out  # 300kB (and the Dockerfile)

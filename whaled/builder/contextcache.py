@@ -28,6 +28,7 @@ import stat
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -72,6 +73,10 @@ class Context:
     #: builds that unpack (compare against this context) right now; it is not removed then
     users: int = 0
     reused: int = 0
+    created: float = field(default_factory=time.time)
+    #: when a build last unpacked it or compared against it; how many builds did
+    last_used: float = field(default_factory=time.time)
+    usage_count: int = 1
 
     def relative(self, host_path: str) -> str | None:
         """``host_path`` relative to the root, or None when it is not inside."""
@@ -103,10 +108,13 @@ class ContextCache:
         """A new, empty context and the writer that unpacks its regular files, comparing
         them with the kept contexts (which stay while the writer is open)."""
         ctx = Context(tempfile.mkdtemp(prefix="context-", dir=self.root))
+        now = time.time()
         with self._lock:
             candidates = list(self._kept)
             for kept in candidates:
                 kept.users += 1
+                kept.last_used = now
+                kept.usage_count += 1
         return ctx, ContextWriter(ctx, candidates, self._release)
 
     def keep(self, ctx: Context) -> None:

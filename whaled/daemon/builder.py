@@ -190,6 +190,10 @@ class BuildService:
         gone = await asyncio.to_thread(self.contexts.prune)
         return [os.path.basename(c.root) for c in gone], sum(c.size for c in gone)
 
+    def cache_records(self) -> list[Context]:
+        """The kept contexts (``docker system df``'s build cache)."""
+        return self.contexts.kept()
+
     # -- collaborators' use, for _Run -------------------------------------------------------
 
     def cached(self, parent: str | None, created_by: str, config: Mapping[str, Any]) -> str | None:

@@ -291,3 +291,13 @@ def test_progress_throttle() -> None:
     assert throttle.admit(ev(5))
     assert throttle.admit(ev(None))  # plain status
     assert throttle.admit(ProgressEvent(message="Loaded", stream=True))
+
+
+def test_a_kept_context_is_a_local_source_build_cache_record() -> None:
+    from whaled.api.shape.images import shape_build_cache_record
+
+    record = shape_build_cache_record("context-abc", 1234, 0.5, 2.0, False, 3)
+    assert record["ID"] == "context-abc" and record["Type"] == "source.local"
+    assert record["Size"] == 1234 and record["InUse"] is False and record["UsageCount"] == 3
+    assert record["CreatedAt"] == "1970-01-01T00:00:00.500000000Z"
+    assert record["LastUsedAt"] == "1970-01-01T00:00:02.000000000Z"

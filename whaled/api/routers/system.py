@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, r
 from whaled.api.params import json_body
 from whaled.api.schema.registry import AUTH
 from whaled.api.shape.containers import shape_list_item, view_of
-from whaled.api.shape.images import DF_TYPES, shape_disk_usage
+from whaled.api.shape.images import DF_TYPES, shape_build_cache_record, shape_disk_usage
 from whaled.api.shape.system import shape_info, shape_version
 from whaled.api.shape.volumes import shape_volume
 from whaled.api.versions import CURRENT_API_VERSION, ApiVersion
@@ -66,7 +67,18 @@ async def get_system_df(request: web.Request) -> web.StreamResponse:
     if "volume" in types:
         sized = await asyncio.to_thread(request.app[DAEMON_KEY].volumes.sizes)
         volumes = [shape_volume(v, usage=True) for v in sized]
-    return json_response(shape_disk_usage(usage, version, types, containers, volumes))
+    build_cache: list[dict[str, Any]] = []
+    if "build-cache" in types:
+        build_cache = [
+            shape_build_cache_record(
+                os.path.basename(c.root), c.size, c.created, c.last_used, c.users > 0,
+                c.usage_count,
+            )
+            for c in request.app[DAEMON_KEY].builder.cache_records()
+        ]  # fmt: skip
+    return json_response(
+        shape_disk_usage(usage, version, types, containers, volumes, build_cache)
+    )
 
 
 async def post_system_auth(request: web.Request) -> web.StreamResponse:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from whaled.api.shape.system import rfc3339_nano as time_ns_text
 from whaled.api.streams import status_message, stream_message
 from whaled.api.versions import ApiVersion
 from whaled.image.archive import ProgressEvent
@@ -207,10 +208,11 @@ def shape_disk_usage(
     types: Sequence[str],
     containers: Sequence[Mapping[str, Any]] = (),
     volumes: Sequence[Mapping[str, Any]] = (),
+    build_cache: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """``GET /system/df``. ``usage`` is None when images were not asked for; ``containers``
-    are list items with sizes, ``volumes`` volumes with ``UsageData``; the build cache is
-    an empty list when asked for."""
+    are list items with sizes, ``volumes`` volumes with ``UsageData``, ``build_cache``
+    records shaped by :func:`shape_build_cache_record`."""
     body: dict[str, Any] = {}
     if "image" in types and usage is not None:
         body["LayersSize"] = usage.layers_size
@@ -219,10 +221,30 @@ def shape_disk_usage(
         body["Images"] = None
     body["Containers"] = [dict(c) for c in containers] if "container" in types else None
     body["Volumes"] = [dict(v) for v in volumes] if "volume" in types else None
-    body["BuildCache"] = [] if "build-cache" in types else None
+    body["BuildCache"] = [dict(r) for r in build_cache] if "build-cache" in types else None
     if api_version < (1, 42):
         body["BuilderSize"] = 0
     return body
+
+
+def shape_build_cache_record(
+    name: str, size: int, created: float, last_used: float, in_use: bool, usage_count: int
+) -> dict[str, Any]:
+    """A kept build context as a build cache record (BuildKit's shape for a local source;
+    ``docker system df -v`` lists it, ``docker builder prune`` removes it)."""
+    return {
+        "ID": name,
+        "Parent": "",
+        "Parents": None,
+        "Type": "source.local",
+        "Description": "local source for context",
+        "InUse": in_use,
+        "Shared": False,
+        "Size": size,
+        "CreatedAt": time_ns_text(int(created * 1e9)),
+        "LastUsedAt": time_ns_text(int(last_used * 1e9)),
+        "UsageCount": usage_count,
+    }
 
 
 def progress_json(event: ProgressEvent) -> dict[str, Any]:

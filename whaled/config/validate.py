@@ -190,10 +190,13 @@ def validate_config(cfg: Config) -> None:
     tls_on = bool(cfg.tls) or cfg.tlsverify
     for host in cfg.effective_hosts():
         address = parse_host(host, tls=tls_on)
-        if address.proto == "tcp" and not tls_on and not address.is_loopback() and cfg.tls is None:
+        # dockerd 27 and later: loopback too, since every local user and any web page a
+        # browser on this host opens can reach it (a simple POST needs no CORS preflight).
+        if address.proto == "tcp" and not tls_on and cfg.tls is None:
             raise ConfigError(
                 f"refusing to serve the API without TLS on {address.url()}: anyone who can reach "
-                "it controls this host as root. Configure --tlsverify, or pass --tls=false to "
+                "it (on loopback: every local user and the web pages a browser here opens) "
+                "controls this host as root. Configure --tlsverify, or pass --tls=false to "
                 "accept an unencrypted, unauthenticated API"
             )
     _check_labels(cfg.labels)

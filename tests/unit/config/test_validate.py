@@ -82,6 +82,12 @@ def test_defaults_are_valid() -> None:
         (Config(shutdown_timeout=-5), "invalid shutdown-timeout: -5"),
         (Config(hosts=("tcp://0.0.0.0:2375",)), "refusing to serve the API without TLS"),
         (Config(hosts=("tcp://10.1.2.3:2375",)), "refusing to serve the API without TLS"),
+        # loopback too (dockerd 27+): local users and browser pages reach it
+        (Config(hosts=("tcp://127.0.0.1:2375",)), "refusing to serve the API without TLS"),
+        (
+            Config(hosts=("tcp://localhost:2375", "unix:///tmp/x.sock")),
+            "refusing to serve the API without TLS",
+        ),
         (Config(hosts=("fd://",)), "fd:// is not supported"),
     ],
 )
@@ -94,9 +100,8 @@ def test_invalid_configs(cfg: Config, message: str) -> None:
 @pytest.mark.parametrize(
     "cfg",
     [
-        Config(hosts=("tcp://127.0.0.1:2375",)),
-        Config(hosts=("tcp://localhost:2375", "unix:///tmp/x.sock")),
-        Config(hosts=("tcp://0.0.0.0:2375",), tls=False),  # explicitly insecure
+        Config(hosts=("tcp://127.0.0.1:2375",), tls=False),  # explicitly insecure
+        Config(hosts=("tcp://0.0.0.0:2375",), tls=False),
         Config(hosts=("tcp://0.0.0.0:2376",), tlsverify=True),
         Config(
             runtimes=FrozenMap({"custom": RuntimeConfig(path="/usr/sbin/runc")}),

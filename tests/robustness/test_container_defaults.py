@@ -50,7 +50,9 @@ try() { k=$1; shift; if "$@" 2>/tmp/err; then echo "$k=ok"; else echo "$k=$(cat 
 """
 
 #: One line per fact, ``key=value`` (``/proc/self/status`` lines are turned into that form).
-PROBE = TRY + r"""
+PROBE = (
+    TRY
+    + r"""
 for k in CapPrm CapEff CapBnd CapInh CapAmb Seccomp NoNewPrivs; do
   grep "^$k:" /proc/self/status | sed 's/:[[:space:]]*/=/'
 done
@@ -66,14 +68,18 @@ try procsys_write sh -c "echo '$v' > $f"
 try unshare unshare -U true
 try mkdir mkdir /tmp/d
 """
+)
 
 #: The device cgroup: mknod of any node is allowed (CAP_MKNOD and the ``m`` rules), opening
 #: one outside the allow-list is not; /dev/null made by hand opens fine.
-DEVICES = TRY + r"""
+DEVICES = (
+    TRY
+    + r"""
 try mknod mknod /tmp/mem c 1 1
 try open_mem head -c 1 /tmp/mem
 mknod /tmp/null c 1 3 && try open_null sh -c "echo x > /tmp/null"
 """
+)
 
 
 def host_has(path: str) -> bool:

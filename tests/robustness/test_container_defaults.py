@@ -214,6 +214,10 @@ def test_security_opts(
     assert EPERM in custom["mkdir"], custom
     assert custom["unshare"] == "ok"  # only what the profile blocks is blocked
 
+    # the host's user namespace is every container's (no userns-remap): asking for it works
+    host_userns = probe(docker_cli, busybox_image, "--userns", "host")
+    assert caps(host_userns) == DEFAULT_MASK
+
 
 def run_error(cli: DockerCLI, image: str, *opts: str) -> str:
     done = cli.run("run", "--rm", "--network", "none", *opts, image, "true", check=False)

@@ -85,6 +85,7 @@ def test_host_config_defaults_and_ulimit_merge() -> None:
             "can't create 'AutoRemove' container with restart policy",
         ),
         ({"Runtime": "ghost"}, InvalidParameter, "unknown or invalid runtime name: ghost"),
+        ({"UsernsMode": "private"}, InvalidParameter, "invalid USER mode: private"),
     ],
 )
 def test_refused_host_configs(hc: dict[str, Any], error: type[Exception], message: str) -> None:
@@ -226,3 +227,10 @@ def test_the_daemons_no_new_privileges_unless_the_container_says(
 ) -> None:
     spec = _spec_with_daemon_defaults(own, nnp=True, profile=None)
     assert spec["process"]["noNewPrivileges"] is expected
+
+
+@pytest.mark.parametrize("mode", ["", "host"])
+def test_the_hosts_user_namespace_is_accepted(mode: str) -> None:
+    """Regression: ``--userns=host`` (compose's ``userns_mode: host``) was refused, although
+    without userns-remap it is every container's namespace, as on dockerd."""
+    validate_host_config(complete_host_config({"UsernsMode": mode}, DEFAULTS), DEFAULTS)

@@ -468,3 +468,43 @@ def test_a_head_drip_fed_a_byte_at_a_time_is_still_cut_at_the_head_timeout(
             s.close()
     assert len(closed_at) == len(conns), f"{len(conns) - len(closed_at)} drip-fed heads still open"
     assert max(closed_at.values()) < 2 + 2.5, closed_at
+
+
+# ------------------------------------------------------------------ browser-style requests
+
+
+def test_a_json_body_labelled_as_text_or_a_form_is_refused(
+    whaled: WhaledProcess, busybox_image: str
+) -> None:
+    """What a web page may POST without a CORS preflight never creates a container
+    (dockerd's Content-Type rule); the docker CLI's body-less text/plain POSTs still work."""
+    body = json.dumps({"Image": busybox_image, "Cmd": ["true"]}).encode()
+    for content_type in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded"):
+        status, _, answer = unix_request(
+            whaled.sock,
+            "POST",
+            f"{API}/containers/create",
+            body=body,
+            headers={"Content-Type": content_type},
+        )
+        assert status == 400, answer
+        assert "must be 'application/json'" in json.loads(answer)["message"]
+    status, _, answer = unix_request(whaled.sock, "GET", f"{API}/containers/json?all=1")
+    assert json.loads(answer) == []
+    status, _, answer = unix_request(
+        whaled.sock,
+        "POST",
+        f"{API}/containers/create",
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 201, answer
+    cid = json.loads(answer)["Id"]
+    status, _, _ = unix_request(
+        whaled.sock,
+        "POST",
+        f"{API}/containers/{cid}/start",
+        body=b"",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 204

@@ -292,3 +292,14 @@ def test_an_unconfined_daemon_profile_turns_the_filter_off(
         facts = probe(cli, image)
         assert facts["Seccomp"] == "0" and facts["unshare"] == "ok", facts
         assert caps(facts) == DEFAULT_MASK
+
+
+def test_a_daemon_seccomp_profile_that_cannot_load_stops_the_start(
+    whaled_factory: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    w = whaled_factory({"seccomp-profile": str(path)}, wait=False)
+    assert w._proc is not None
+    assert w._proc.wait(timeout=20) != 0
+    assert f'seccomp-profile "{path}": cannot load it' in w.log_text(), w.log_tail()

@@ -13,12 +13,14 @@ def probe(
     executables: set[str] = frozenset(),
     files: set[str] = frozenset(),  # type: ignore[assignment]
     nofile: int = 20000,
+    texts: dict[str, str] | None = None,
 ) -> HostProbe:
     return HostProbe(
         is_executable=lambda p: p in executables,
         which=lambda name: f"/usr/bin/{name}" if f"/usr/bin/{name}" in executables else None,
-        is_file=lambda p: p in files or p in executables,
+        is_file=lambda p: p in files or p in executables or p in (texts or {}),
         nofile_hard_limit=lambda: nofile,
+        read_text=None if texts is None else texts.__getitem__,
     )
 
 
@@ -153,3 +155,22 @@ def test_check_host_default_crun_must_be_installed() -> None:
         check_host(Config(default_runtime="crun"), probe())
     check_host(Config(default_runtime="crun"), probe(executables={"/usr/bin/crun"}))
     check_host(Config(default_runtime="runc"), probe())  # runc's absence shows elsewhere
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "cannot load it"),
+        ("[]", "not a seccomp profile"),
+        ('{"syscalls": []}', "not a seccomp profile"),
+    ],
+)
+def test_a_seccomp_profile_that_cannot_load_is_refused_at_start(text: str, message: str) -> None:
+    """Regression: whaled started with a broken seccomp-profile and then failed every
+    container start (dockerd refuses to start)."""
+    with pytest.raises(ConfigError, match=message):
+        check_host(Config(seccomp_profile="/p.json"), probe(texts={"/p.json": text}))
+    check_host(
+        Config(seccomp_profile="/p.json"),
+        probe(texts={"/p.json": '{"defaultAction": "SCMP_ACT_ALLOW"}'}),
+    )

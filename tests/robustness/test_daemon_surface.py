@@ -508,3 +508,28 @@ def test_a_json_body_labelled_as_text_or_a_form_is_refused(
         headers={"Content-Type": "text/plain"},
     )
     assert status == 204
+
+
+def test_a_chunked_json_body_over_the_limit_is_refused(whaled: WhaledProcess) -> None:
+    """Without a Content-Length the size is only known while reading: still a 413 with a
+    message (``test_api_connections`` covers a body that announces its size)."""
+    assert whaled.pid is not None
+    timed_ping(whaled)
+    rss_before = rss_bytes(whaled.pid)
+    chunk = b"a" * (1 << 20)
+    head = (
+        f"POST {API}/containers/create HTTP/1.1\r\nHost: whaled\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    body = b'{"Image": "busybox", "Env": ["X=' + chunk * 12 + b'"]}'
+    framed = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + (1 << 16)]), body[i : i + (1 << 16)])
+        for i in range(0, len(body), 1 << 16)
+    )
+    answer, closed = _raw_exchange(whaled.sock, head + framed + b"0\r\n\r\n", timeout=30)
+    assert closed
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b"request body" in answer and b"limit" in answer, answer[-300:]
+    assert timed_ping(whaled) < 1.0
+    assert rss_bytes(whaled.pid) - rss_before < 40 << 20

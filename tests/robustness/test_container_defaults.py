@@ -1,7 +1,9 @@
 """A container's security envelope, read from inside it (issue 17, part 4): the capability
 sets, the seccomp filter, no-new-privileges, masked and read-only paths, the device cgroup,
 ``--privileged``, ``--cap-add``/``--cap-drop``, ``--security-opt`` values this host cannot
-honour, and ``--userns-remap``.
+honour, ``--userns=host``, and the daemon's own ``seccomp-profile`` and
+``no-new-privileges``. (``--userns-remap``, which whaled does not support, is refused at
+start: ``test_daemon_surface.py``.)
 
 The reference is dockerd's documented default for an unprivileged container. Each test
 runs one busybox container per configuration through the real docker CLI (or docker-py)

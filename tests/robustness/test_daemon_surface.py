@@ -105,6 +105,7 @@ WRONG_PASSWORD = "Wrong-Secret-91bc"
 HEADER_PASSWORD = "Header-Secret-c0de"
 PROXY_PASSWORD = "Proxy-Secret-5e11"
 ENV_PROXY_PASSWORD = "Env-Proxy-Secret-ab12"
+BUILD_PROXY_PASSWORD = "Build-Proxy-Secret-77aa"
 USER = "alice"
 
 
@@ -213,6 +214,19 @@ def test_secrets_never_reach_the_log(
         headers={"Content-Type": "application/json"},
     )
     assert status == 400  # an error that quotes the request is still no leak
+    # a build given proxy credentials as a predefined build arg (dockerd keeps those out of
+    # the image's history and config)
+    ctx = Path(whaled.root) / "build-ctx"
+    ctx.mkdir()
+    # (the RUN fails unless the undeclared proxy arg reaches it, as in dockerd)
+    (ctx / "Dockerfile").write_text(
+        f'FROM {busybox_image}\nRUN case "$HTTP_PROXY" in *127.0.0.1:1) ;; *) exit 3;; esac\n'
+    )
+    build_proxy = f"HTTP_PROXY=http://u:{BUILD_PROXY_PASSWORD}@127.0.0.1:1"
+    docker_cli.run("build", "-t", "built:1", "--build-arg", build_proxy, str(ctx))
+    shutil.rmtree(ctx)
+    history = json.dumps(docker_cli.run("history", "--no-trunc", "built:1").stdout)
+    assert BUILD_PROXY_PASSWORD not in history
     # /info shows the daemon's proxies with the credentials masked, as dockerd does
     info = json.loads(unix_request(whaled.sock, "GET", f"{API}/info")[2])
     assert PROXY_PASSWORD not in json.dumps(info)
@@ -227,16 +241,25 @@ def test_secrets_never_reach_the_log(
     log = whaled.log_text()
     assert "level=debug" in log  # the log is the debug one
     assert "NLMSG" not in log  # whaled's debug lines, not pyroute2's every netlink message
-    for secret in (LOGIN_PASSWORD, WRONG_PASSWORD, HEADER_PASSWORD, PROXY_PASSWORD):
+    for secret in (
+        LOGIN_PASSWORD,
+        WRONG_PASSWORD,
+        HEADER_PASSWORD,
+        PROXY_PASSWORD,
+        BUILD_PROXY_PASSWORD,
+    ):
         assert secret not in log, [line for line in log.splitlines() if secret in line]
         encoded = base64.b64encode(secret.encode()).decode()[:12]
         assert encoded not in log
     assert ENV_PROXY_PASSWORD not in log
     # the data root keeps no registry password (a container's own environment is its record)
-    leaks = _files_containing(
-        whaled.root,
-        [s.encode() for s in (LOGIN_PASSWORD, WRONG_PASSWORD, HEADER_PASSWORD)],
-    )
+    needles = [
+        s.encode() for s in (LOGIN_PASSWORD, WRONG_PASSWORD, HEADER_PASSWORD, BUILD_PROXY_PASSWORD)
+    ]
+    # (the build's removed RUN container held the proxy; its files go in the background)
+    deadline = time.monotonic() + 10
+    while (leaks := _files_containing(whaled.root, needles)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert leaks == {}, leaks
 
 

@@ -107,6 +107,11 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+#: Libraries whose debug output is their own internals (pyroute2: every netlink message,
+#: several hundred lines per container start), kept out of whaled's debug log.
+QUIET_LIBRARIES = ("pyroute2",)
+
+
 def level_for(cfg: Config) -> int:
     return logging.DEBUG if cfg.debug else LEVELS.get(cfg.log_level, logging.INFO)
 
@@ -119,6 +124,8 @@ def setup_logging(cfg: Config) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level_for(cfg))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def apply_level(cfg: Config) -> None:

@@ -335,6 +335,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             bus.close()
 
         app.on_shutdown.append(close_event_streams)
+        server.quiet_bad_requests()
         runner = web.AppRunner(
             app,
             handle_signals=False,

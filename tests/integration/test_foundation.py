@@ -317,7 +317,7 @@ def _free_port() -> int:
 
 def test_plain_tcp_on_loopback(whaled_factory: Any) -> None:
     port = _free_port()
-    w = whaled_factory(extra_args=["-H", f"tcp://127.0.0.1:{port}"])
+    w = whaled_factory(extra_args=["-H", f"tcp://127.0.0.1:{port}", "--tls=false"])
     import docker
 
     client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{port}", version="1.45")

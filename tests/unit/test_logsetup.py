@@ -56,3 +56,24 @@ def test_tracked_keys_are_bounded() -> None:
     # The oldest were forgotten: the first message passes again as new.
     assert f.filter(record("unique 0"))
     assert not f.filter(record("unique 99"))
+
+
+def test_debug_is_whaleds_own_not_the_netlink_librarys() -> None:
+    """Regression: with ``debug`` on, pyroute2 logged every netlink message (hundreds of
+    lines per container start)."""
+    from whaled.config.model import Config
+    from whaled.logsetup import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    quiet = logging.getLogger("pyroute2.netlink.core")
+    try:
+        setup_logging(Config(debug=True))
+        assert logging.getLogger("whaled.api").isEnabledFor(logging.DEBUG)
+        assert not quiet.isEnabledFor(logging.DEBUG)
+        assert quiet.isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        logging.getLogger("pyroute2").setLevel(logging.NOTSET)
+        logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from whaled.config.hosts import ListenAddress
 from whaled.daemon.tasks import BackgroundTasks
@@ -100,6 +101,35 @@ def server_limits(environ: Mapping[str, str], nofile_soft: int) -> ServerLimits:
         body_timeout=number(_ENV_BODY_TIMEOUT, JSON_BODY_TIMEOUT_SECONDS),
         max_connections=int(number(_ENV_MAX_CONNECTIONS, connection_cap(nofile_soft))),
     )
+
+
+class BadRequestLogFilter(logging.Filter):
+    """aiohttp logs every malformed request (an oversized head, too many headers, a bad
+    request line) as an error with a traceback: one client could fill the log with them.
+    They are the client's fault and already answered 400/431 with the connection closed
+    (dockerd's Go server logs nothing), so they become one debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not log.isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.name = log.name
+        record.msg, record.args = (
+            "refused a malformed request: %s",
+            (exc.message or type(exc).__name__,),
+        )
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_bad_requests(logger: logging.Logger | None = None) -> None:
+    """Install :class:`BadRequestLogFilter` on aiohttp's server logger (once)."""
+    target = logger or logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestLogFilter) for f in target.filters):
+        target.addFilter(BadRequestLogFilter())
 
 
 def open_unix_socket(path: str, group: str) -> socket.socket:

@@ -119,9 +119,15 @@ def reload_event_attributes(plan: ReloadPlan, name: str) -> dict[str, str]:
 
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+#: ``user:password@host:port`` without a scheme (proxies are often written so).
+_BARE_CREDENTIALS = re.compile(r"^[^/@\s:]+:[^/@\s]*@")
 
 
 def mask_credentials(text: str) -> str:
+    """``http://user:pw@proxy:3128`` → ``http://xxxxx:xxxxx@proxy:3128`` (dockerd's mask);
+    a proxy written without a scheme (``user:pw@proxy:3128``) is masked too."""
+    if "://" not in text:
+        return _BARE_CREDENTIALS.sub("xxxxx:xxxxx@", text)
     return _URL_CREDENTIALS.sub(r"\g<scheme>xxxxx:xxxxx@", text)
 
 

@@ -9,6 +9,7 @@ without touching the filesystem.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -190,10 +191,13 @@ def validate_config(cfg: Config) -> None:
     tls_on = bool(cfg.tls) or cfg.tlsverify
     for host in cfg.effective_hosts():
         address = parse_host(host, tls=tls_on)
-        if address.proto == "tcp" and not tls_on and not address.is_loopback() and cfg.tls is None:
+        # dockerd 27 and later: loopback too, since every local user and any web page a
+        # browser on this host opens can reach it (a simple POST needs no CORS preflight).
+        if address.proto == "tcp" and not tls_on and cfg.tls is None:
             raise ConfigError(
                 f"refusing to serve the API without TLS on {address.url()}: anyone who can reach "
-                "it controls this host as root. Configure --tlsverify, or pass --tls=false to "
+                "it (on loopback: every local user and the web pages a browser here opens) "
+                "controls this host as root. Configure --tlsverify, or pass --tls=false to "
                 "accept an unencrypted, unauthenticated API"
             )
     _check_labels(cfg.labels)
@@ -248,6 +252,13 @@ class HostProbe:
     which: Callable[[str], str | None]
     is_file: Callable[[str], bool]
     nofile_hard_limit: Callable[[], int]
+    #: The text of a small file (the seccomp profile); None: not checked.
+    read_text: Callable[[str], str] | None = None
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def real_host_probe() -> HostProbe:
@@ -257,6 +268,7 @@ def real_host_probe() -> HostProbe:
         is_executable=lambda p: os.path.isfile(p) and os.access(p, os.X_OK),
         which=shutil.which,
         is_file=os.path.isfile,
+        read_text=_read_text,
         nofile_hard_limit=lambda: resource.getrlimit(resource.RLIMIT_NOFILE)[1],
     )
 
@@ -282,6 +294,19 @@ def check_runtime_paths(cfg: Config, probe: HostProbe) -> None:
         raise ConfigError("default runtime crun is not installed on this host")
 
 
+def _check_seccomp_profile(path: str, read_text: Callable[[str], str]) -> None:
+    """dockerd refuses to start with a profile it cannot load; whaled would otherwise start
+    and fail every container start. The profile's rules are checked at container start."""
+    try:
+        doc = json.loads(read_text(path))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f'seccomp-profile "{path}": cannot load it: {e}') from None
+    _check(
+        isinstance(doc, dict) and isinstance(doc.get("defaultAction"), str),
+        f'seccomp-profile "{path}": not a seccomp profile (a JSON object with a defaultAction)',
+    )
+
+
 def check_host(cfg: Config, probe: HostProbe, home: str = "/root") -> None:
     """Raise ConfigError when the config names files or limits this host cannot honour."""
     check_runtime_paths(cfg, probe)
@@ -291,6 +316,8 @@ def check_host(cfg: Config, probe: HostProbe, home: str = "/root") -> None:
         cfg.seccomp_profile
     ):
         raise ConfigError(f'seccomp-profile "{cfg.seccomp_profile}": no such file')
+    if cfg.seccomp_profile not in ("", "builtin", "unconfined") and probe.read_text is not None:
+        _check_seccomp_profile(cfg.seccomp_profile, probe.read_text)
     if cfg.tls or cfg.tlsverify:
         ca, cert, key = tls_paths(cfg, home)
         needed = [("tlscert", cert), ("tlskey", key)] + (

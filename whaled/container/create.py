@@ -71,9 +71,17 @@ def merge_config(request: Mapping[str, Any], image: Mapping[str, Any]) -> dict[s
     if config.get("OnBuild") is None and image.get("OnBuild") is not None:
         config["OnBuild"] = list(image["OnBuild"])
     for key, default in (
-        ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-        ("AttachStdout", False), ("AttachStderr", False), ("Tty", False), ("OpenStdin", False),
-        ("StdinOnce", False), ("WorkingDir", ""), ("OnBuild", None),
+        ("Hostname", ""),
+        ("Domainname", ""),
+        ("User", ""),
+        ("AttachStdin", False),
+        ("AttachStdout", False),
+        ("AttachStderr", False),
+        ("Tty", False),
+        ("OpenStdin", False),
+        ("StdinOnce", False),
+        ("WorkingDir", ""),
+        ("OnBuild", None),
     ):
         config.setdefault(key, default)
     return config
@@ -86,8 +94,11 @@ def _ulimits_from(raw: Any) -> list[Ulimit]:
             raise InvalidParameter("invalid ulimit: expected an object with Name, Soft and Hard")
         out.append(
             validate_ulimit(
-                Ulimit(name=str(item.get("Name", "")), soft=int(item.get("Soft", 0)),
-                       hard=int(item.get("Hard", 0)))
+                Ulimit(
+                    name=str(item.get("Name", "")),
+                    soft=int(item.get("Soft", 0)),
+                    hard=int(item.get("Hard", 0)),
+                )
             )
         )
     return out
@@ -132,13 +143,33 @@ def complete_host_config(request: Mapping[str, Any], d: DaemonDefaults) -> dict[
     if hc.get("Init") is None and d.init:
         hc["Init"] = True
     for key, default in (
-        ("Binds", None), ("Privileged", False), ("ReadonlyRootfs", False), ("AutoRemove", False),
-        ("CapAdd", None), ("CapDrop", None), ("Dns", []), ("DnsOptions", []),
-        ("DnsSearch", []), ("ExtraHosts", None), ("SecurityOpt", None), ("Tmpfs", None),
-        ("PidMode", ""), ("UTSMode", ""), ("UsernsMode", ""), ("Devices", []),
-        ("PortBindings", {}), ("VolumesFrom", None), ("GroupAdd", None), ("Sysctls", None),
-        ("OomScoreAdj", 0), ("Mounts", None), ("ConsoleSize", [0, 0]), ("Isolation", ""),
-        ("CgroupParent", ""), ("MaskedPaths", None), ("ReadonlyPaths", None),
+        ("Binds", None),
+        ("Privileged", False),
+        ("ReadonlyRootfs", False),
+        ("AutoRemove", False),
+        ("CapAdd", None),
+        ("CapDrop", None),
+        ("Dns", []),
+        ("DnsOptions", []),
+        ("DnsSearch", []),
+        ("ExtraHosts", None),
+        ("SecurityOpt", None),
+        ("Tmpfs", None),
+        ("PidMode", ""),
+        ("UTSMode", ""),
+        ("UsernsMode", ""),
+        ("Devices", []),
+        ("PortBindings", {}),
+        ("VolumesFrom", None),
+        ("GroupAdd", None),
+        ("Sysctls", None),
+        ("OomScoreAdj", 0),
+        ("Mounts", None),
+        ("ConsoleSize", [0, 0]),
+        ("Isolation", ""),
+        ("CgroupParent", ""),
+        ("MaskedPaths", None),
+        ("ReadonlyPaths", None),
     ):
         hc.setdefault(key, default)
     return hc
@@ -156,16 +187,20 @@ def validate_host_config(hc: Mapping[str, Any], d: DaemonDefaults) -> list[str]:
     if retries < 0:
         raise InvalidParameter("maximum retry count cannot be negative")
     if retries and name != "on-failure":
-        raise InvalidParameter(
-            f"maximum retry count cannot be used with restart policy '{name}'"
-        )
+        raise InvalidParameter(f"maximum retry count cannot be used with restart policy '{name}'")
     if hc.get("AutoRemove") and name != "no":
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
     runtime = hc["Runtime"]
     if runtime not in d.runtimes:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime}")
-    if hc.get("UsernsMode"):
-        raise InvalidParameter("user namespaces (--userns) are not supported by whaled")
+    userns = hc.get("UsernsMode") or ""
+    if userns not in ("", "host"):
+        # "host" is what every container gets without userns-remap (which whaled does not
+        # support), so compose files' ``userns_mode: host`` works as on dockerd.
+        raise InvalidParameter(
+            f"invalid USER mode: {userns}: only the host's user namespace (--userns=host) "
+            "is supported by whaled"
+        )
     return warnings
 
 

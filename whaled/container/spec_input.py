@@ -37,6 +37,11 @@ def _mode(value: str) -> NamespaceMode:
     return NamespaceMode.host() if value == "host" else NamespaceMode.private()
 
 
+def _has_security_opt(opts: Sequence[str], key: str) -> bool:
+    """An option of ``key`` is among ``opts`` (``key``, ``key=…`` or the old ``key:…``)."""
+    return any(o == key or o.startswith((key + "=", key + ":")) for o in opts)
+
+
 def build_spec_input(
     c: Container,
     *,
@@ -55,20 +60,29 @@ def build_spec_input(
     host_devices: Sequence[Device] = (),
     pid: NamespaceMode | None = None,
     no_new_privileges: bool = False,
+    seccomp_profile: str | None = None,
 ) -> SpecInput:
     """The spec input of a start, in one place. The caller resolves what needs the host:
     the user (from the image's files), the init binary, the user mounts
     (``whaled.volume.mounts.user_mounts``), the devices (``devices``: the
     request's ``Devices`` looked up; ``host_devices``: every device node, for
     ``--privileged``), the network namespace and ``pid``, a ``container:<id>`` PID namespace
-    to join. ``no_new_privileges`` is the daemon's default (``--no-new-privileges``)."""
+    to join. ``no_new_privileges`` and ``seccomp_profile`` are the daemon's defaults
+    (``--no-new-privileges``; ``--seccomp-profile``: None for the builtin profile,
+    ``"unconfined"``, or the contents of the profile file); a container's own
+    ``--security-opt`` wins over them."""
     cfg, hc = c.config, c.host_config
     security_opt = tuple(hc.get("SecurityOpt") or ())
-    if no_new_privileges and "no-new-privileges" not in " ".join(security_opt):
+    if no_new_privileges and not _has_security_opt(security_opt, "no-new-privileges"):
         security_opt = (*security_opt, "no-new-privileges")
+    if seccomp_profile is not None and not _has_security_opt(security_opt, "seccomp"):
+        security_opt = (*security_opt, f"seccomp={seccomp_profile}")
     ipc = str(hc.get("IpcMode") or "private")
-    ipc_mode = IpcMode(kind="host", shm_source="/dev/shm") if ipc == "host" else (
-        IpcMode(kind="none") if ipc == "none" else IpcMode(kind="private"))
+    ipc_mode = (
+        IpcMode(kind="host", shm_source="/dev/shm")
+        if ipc == "host"
+        else (IpcMode(kind="none") if ipc == "none" else IpcMode(kind="private"))
+    )
     ulimits: Sequence[Ulimit] = tuple(
         Ulimit(name=u["Name"], soft=u["Soft"], hard=u["Hard"]) for u in hc.get("Ulimits") or []
     )

@@ -71,6 +71,16 @@ PREDEFINED_ARGS = (
 )  # fmt: skip
 
 
+def proxy_env(build_args: Mapping[str, str | None], *, declared: Mapping[str, str]) -> list[str]:
+    """``KEY=value`` for each predefined proxy arg given to the build and not declared by an
+    ARG (a declared one is an ordinary build arg, in the history like any other)."""
+    return [
+        f"{key}={value}"
+        for key, value in sorted(build_args.items())
+        if key in PREDEFINED_ARGS and key not in declared and value is not None
+    ]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildOptions:
     dockerfile: str = "Dockerfile"
@@ -400,6 +410,9 @@ class _Run:
         if await self.from_cache(state, created_by, state.config):
             return
         env = list(state.config.get("Env") or [])
+        # The predefined proxy args reach RUN without an ARG, but stay out of created_by
+        # (the history and the cache key), as in dockerd: they often carry credentials.
+        build_env += proxy_env(self.opts.build_args, declared=state.args)
         for entry in build_env:
             key = entry.partition("=")[0]
             if not any(e.partition("=")[0] == key for e in env):

@@ -37,6 +37,7 @@ from whaled.runtime.backend.api import CreateOptions, StdioOptions
 from whaled.runtime.devices import Device
 from whaled.runtime.mounts import Mount
 from whaled.runtime.registry import resolve_runtime
+from whaled.runtime.seccomp import UNCONFINED
 from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
 from whaled.runtime.usermap import ResolvedUser, resolve_user
 from whaled.runtime.wrappers import ensure_wrapper
@@ -197,6 +198,7 @@ class SpecAssembler:
                 host_devices=host_devices,
                 pid=pid,
                 no_new_privileges=cfg.no_new_privileges,
+                seccomp_profile=daemon_seccomp_profile(cfg.seccomp_profile),
             )
         )
 
@@ -267,6 +269,21 @@ def devices_of(hc: Mapping[str, Any]) -> tuple[Device, ...]:
             )
         )
     return tuple(out)
+
+
+def daemon_seccomp_profile(setting: str) -> str | None:
+    """The daemon's ``seccomp-profile`` as a container default: None for the builtin
+    profile, ``"unconfined"``, or the contents of the profile file (read at each start, so
+    an edited file applies to the containers started afterwards)."""
+    if setting in ("", "builtin"):
+        return None
+    if setting == UNCONFINED:
+        return UNCONFINED
+    try:
+        with open(setting, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemFailure(f'cannot read the seccomp profile "{setting}": {e}') from e
 
 
 def init_binary(facts: DaemonFacts) -> str:

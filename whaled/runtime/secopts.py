@@ -43,6 +43,8 @@ def parse_security_opts(opts: Sequence[str]) -> SecurityOptions:
         if opt == "systempaths=unconfined":
             unconfined_paths = True
             continue
+        if opt == "disable":  # dockerd's short form of label=disable
+            continue
         key, sep, value = opt.partition("=")
         if not sep and key != "no-new-privileges":
             # dockerd still accepts the old "key:value" spelling.

@@ -4,6 +4,7 @@ gate that stops accepting at the cap."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -80,3 +81,38 @@ def test_gate_waits_at_the_cap_and_opens_when_a_connection_closes(
         assert asyncio.run(scenario()) == ["waiting", "passed"]
     warnings = [r for r in caplog.records if "connection limit" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def _bad_request_record(exc: BaseException) -> logging.LogRecord:
+    return logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request from %s",
+        ("",),
+        (type(exc), exc, None),
+    )
+
+
+def test_malformed_requests_are_one_debug_line_not_an_error_with_a_traceback() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
+    from whaled.api.server import BadRequestLogFilter
+
+    f = BadRequestLogFilter()
+    api_log = logging.getLogger("whaled.api")
+    saved = api_log.level
+    try:
+        api_log.setLevel(logging.DEBUG)
+        record = _bad_request_record(BadHttpMessage("Too many headers received"))
+        assert f.filter(record)
+        assert record.levelno == logging.DEBUG and record.exc_info is None
+        assert record.getMessage() == "refused a malformed request: Too many headers received"
+        api_log.setLevel(logging.INFO)
+        assert not f.filter(_bad_request_record(LineTooLong("line", "8190")))
+        # anything else aiohttp logs stays as it was
+        other = _bad_request_record(RuntimeError("handler bug"))
+        assert f.filter(other) and other.levelno == logging.ERROR and other.exc_info
+    finally:
+        api_log.setLevel(saved)

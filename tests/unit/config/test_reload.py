@@ -87,8 +87,22 @@ def test_event_attributes_carry_the_new_values() -> None:
     assert "data-root" not in attrs
 
 
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        ("http://user:pw@proxy:3128", "http://xxxxx:xxxxx@proxy:3128"),
+        ("socks5://user@proxy:1080", "socks5://xxxxx:xxxxx@proxy:1080"),
+        ("user:pw@proxy:3128", "xxxxx:xxxxx@proxy:3128"),  # no scheme
+        ("http://proxy:3128", "http://proxy:3128"),
+        ("proxy:3128", "proxy:3128"),
+        ("", ""),
+    ],
+)
+def test_mask_credentials(raw: str, masked: str) -> None:
+    assert mask_credentials(raw) == masked
+
+
 def test_log_masks_proxy_credentials() -> None:
-    assert mask_credentials("http://user:pw@proxy:3128") == "http://xxxxx:xxxxx@proxy:3128"
     cfg = Config(proxies=Proxies(http_proxy="http://u:secret@p:1", no_proxy="localhost"))
     text = config_json_for_log(cfg)
     assert "secret" not in text

@@ -13,12 +13,14 @@ def probe(
     executables: set[str] = frozenset(),
     files: set[str] = frozenset(),  # type: ignore[assignment]
     nofile: int = 20000,
+    texts: dict[str, str] | None = None,
 ) -> HostProbe:
     return HostProbe(
         is_executable=lambda p: p in executables,
         which=lambda name: f"/usr/bin/{name}" if f"/usr/bin/{name}" in executables else None,
-        is_file=lambda p: p in files or p in executables,
+        is_file=lambda p: p in files or p in executables or p in (texts or {}),
         nofile_hard_limit=lambda: nofile,
+        read_text=None if texts is None else texts.__getitem__,
     )
 
 
@@ -82,6 +84,12 @@ def test_defaults_are_valid() -> None:
         (Config(shutdown_timeout=-5), "invalid shutdown-timeout: -5"),
         (Config(hosts=("tcp://0.0.0.0:2375",)), "refusing to serve the API without TLS"),
         (Config(hosts=("tcp://10.1.2.3:2375",)), "refusing to serve the API without TLS"),
+        # loopback too (dockerd 27+): local users and browser pages reach it
+        (Config(hosts=("tcp://127.0.0.1:2375",)), "refusing to serve the API without TLS"),
+        (
+            Config(hosts=("tcp://localhost:2375", "unix:///tmp/x.sock")),
+            "refusing to serve the API without TLS",
+        ),
         (Config(hosts=("fd://",)), "fd:// is not supported"),
     ],
 )
@@ -94,9 +102,8 @@ def test_invalid_configs(cfg: Config, message: str) -> None:
 @pytest.mark.parametrize(
     "cfg",
     [
-        Config(hosts=("tcp://127.0.0.1:2375",)),
-        Config(hosts=("tcp://localhost:2375", "unix:///tmp/x.sock")),
-        Config(hosts=("tcp://0.0.0.0:2375",), tls=False),  # explicitly insecure
+        Config(hosts=("tcp://127.0.0.1:2375",), tls=False),  # explicitly insecure
+        Config(hosts=("tcp://0.0.0.0:2375",), tls=False),
         Config(hosts=("tcp://0.0.0.0:2376",), tlsverify=True),
         Config(
             runtimes=FrozenMap({"custom": RuntimeConfig(path="/usr/sbin/runc")}),
@@ -148,3 +155,22 @@ def test_check_host_default_crun_must_be_installed() -> None:
         check_host(Config(default_runtime="crun"), probe())
     check_host(Config(default_runtime="crun"), probe(executables={"/usr/bin/crun"}))
     check_host(Config(default_runtime="runc"), probe())  # runc's absence shows elsewhere
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "cannot load it"),
+        ("[]", "not a seccomp profile"),
+        ('{"syscalls": []}', "not a seccomp profile"),
+    ],
+)
+def test_a_seccomp_profile_that_cannot_load_is_refused_at_start(text: str, message: str) -> None:
+    """Regression: whaled started with a broken seccomp-profile and then failed every
+    container start (dockerd refuses to start)."""
+    with pytest.raises(ConfigError, match=message):
+        check_host(Config(seccomp_profile="/p.json"), probe(texts={"/p.json": text}))
+    check_host(
+        Config(seccomp_profile="/p.json"),
+        probe(texts={"/p.json": '{"defaultAction": "SCMP_ACT_ALLOW"}'}),
+    )

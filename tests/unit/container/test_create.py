@@ -85,6 +85,7 @@ def test_host_config_defaults_and_ulimit_merge() -> None:
             "can't create 'AutoRemove' container with restart policy",
         ),
         ({"Runtime": "ghost"}, InvalidParameter, "unknown or invalid runtime name: ghost"),
+        ({"UsernsMode": "private"}, InvalidParameter, "invalid USER mode: private"),
     ],
 )
 def test_refused_host_configs(hc: dict[str, Any], error: type[Exception], message: str) -> None:
@@ -153,3 +154,83 @@ def test_doubled_memory_beyond_int64_means_unlimited_swap() -> None:
     swap = dataclasses.replace(DEFAULTS, swap_limit=True)
     assert complete_host_config({"Memory": 2**63 - 1}, swap)["MemorySwap"] == -1
     assert complete_host_config({"Memory": 8 << 20}, swap)["MemorySwap"] == 16 << 20
+
+
+def _spec_with_daemon_defaults(
+    security_opt: list[str], *, nnp: bool, profile: str | None
+) -> dict[str, Any]:
+    hc = complete_host_config({"SecurityOpt": security_opt}, DEFAULTS)
+    c = Container(
+        id="d" * 64,
+        name="x",
+        created="",
+        image_id="",
+        image_ref="busybox",
+        path="sh",
+        args=[],
+        config=merge_config({"Cmd": ["true"]}, IMAGE),
+        host_config=hc,
+    )
+    inp = build_spec_input(
+        c,
+        host=HostFacts(cgroup_version=1),
+        rootfs="/r",
+        user=ResolvedUser(uid=0, gid=0),
+        network=NamespaceMode.private(),
+        hosts_path=None,
+        resolv_conf_path=None,
+        hostname_path=None,
+        init_path=None,
+        no_new_privileges=nnp,
+        seccomp_profile=profile,
+    )
+    return build_spec(inp)
+
+
+NO_MKDIR = (
+    '{"defaultAction": "SCMP_ACT_ALLOW",'
+    ' "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}'
+)
+
+
+def test_the_daemons_seccomp_profile_is_the_containers_default() -> None:
+    """Regression: ``seccomp-profile`` in daemon.json was shown by /info but never applied."""
+    spec = _spec_with_daemon_defaults([], nnp=False, profile=NO_MKDIR)
+    seccomp = spec["linux"]["seccomp"]
+    assert seccomp["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert seccomp["syscalls"][0]["names"] == ["mkdir"]
+    assert "seccomp" not in _spec_with_daemon_defaults([], nnp=False, profile="unconfined")["linux"]
+    builtin = _spec_with_daemon_defaults([], nnp=False, profile=None)["linux"]["seccomp"]
+    assert builtin["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+@pytest.mark.parametrize("own", ["seccomp=unconfined", "seccomp:unconfined"])
+def test_a_containers_own_seccomp_option_wins_over_the_daemons(own: str) -> None:
+    assert "seccomp" not in _spec_with_daemon_defaults([own], nnp=False, profile=NO_MKDIR)["linux"]
+    builtin = _spec_with_daemon_defaults(["seccomp=builtin"], nnp=False, profile="unconfined")
+    assert builtin["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [
+        ([], True),
+        (["no-new-privileges=false"], False),
+        (["no-new-privileges:false"], False),
+        (["no-new-privileges"], True),
+        # a seccomp profile that mentions the words is not a no-new-privileges option
+        (['seccomp={"defaultAction":"SCMP_ACT_ALLOW","comment":"no-new-privileges=false"}'], True),
+    ],
+)
+def test_the_daemons_no_new_privileges_unless_the_container_says(
+    own: list[str], expected: bool
+) -> None:
+    spec = _spec_with_daemon_defaults(own, nnp=True, profile=None)
+    assert spec["process"]["noNewPrivileges"] is expected
+
+
+@pytest.mark.parametrize("mode", ["", "host"])
+def test_the_hosts_user_namespace_is_accepted(mode: str) -> None:
+    """Regression: ``--userns=host`` (compose's ``userns_mode: host``) was refused, although
+    without userns-remap it is every container's namespace, as on dockerd."""
+    validate_host_config(complete_host_config({"UsernsMode": mode}, DEFAULTS), DEFAULTS)

@@ -57,6 +57,8 @@ def test_selinux_not_supported(opt: str) -> None:
 
 def test_requests_for_no_confinement_are_accepted() -> None:
     assert parse_security_opts(["apparmor=unconfined", "label=disable"]) == SecurityOptions()
+    # dockerd also takes the bare word (the label option's old short form)
+    assert parse_security_opts(["disable", "label:disable"]) == SecurityOptions()
 
 
 @pytest.mark.parametrize(("opt", "n"), [("bogus", 1), ("bogus=1", 2), ("seccomp=", 2)])

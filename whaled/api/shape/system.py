@@ -9,6 +9,7 @@ from typing import Any
 from whaled import __version__
 from whaled.api.versions import CURRENT_API_VERSION, MIN_API_VERSION, ApiVersion
 from whaled.config.model import Config
+from whaled.config.reload import mask_credentials
 from whaled.daemon.system import InfoView, VersionView, default_init_binary
 
 DEFAULT_INSECURE_CIDRS = ("::1/128", "127.0.0.0/8")
@@ -105,6 +106,16 @@ def _commit(binary_id: str) -> dict[str, str]:
     return {"ID": binary_id, "Expected": binary_id} if binary_id else {"ID": "", "Expected": ""}
 
 
+def proxy_fields(cfg: Config) -> dict[str, str]:
+    """/info's proxy settings, credentials masked as dockerd masks them
+    (``http://xxxxx:xxxxx@host``): /info is readable by every API client."""
+    return {
+        "HttpProxy": mask_credentials(cfg.proxies.http_proxy),
+        "HttpsProxy": mask_credentials(cfg.proxies.https_proxy),
+        "NoProxy": cfg.proxies.no_proxy,
+    }
+
+
 def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
     cfg = view.config
     facts = view.facts
@@ -181,9 +192,7 @@ def shape_info(view: InfoView, api_version: ApiVersion) -> dict[str, Any]:
         "MemTotal": host.mem_total,
         "GenericResources": None,
         "DockerRootDir": cfg.data_root,
-        "HttpProxy": cfg.proxies.http_proxy,
-        "HttpsProxy": cfg.proxies.https_proxy,
-        "NoProxy": cfg.proxies.no_proxy,
+        **proxy_fields(cfg),
         "Name": host.hostname,
         "Labels": list(cfg.labels),
         "ExperimentalBuild": cfg.experimental,

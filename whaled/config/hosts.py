@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from whaled.config.model import DEFAULT_UNIX_SOCKET
@@ -25,15 +24,6 @@ class ListenAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"tcp://{host}:{self.port}"
 
-    def is_loopback(self) -> bool:
-        if self.proto == "unix":
-            return True
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False  # "" (all addresses) or a name we will not resolve
 
 
 def parse_host(value: str, tls: bool = False) -> ListenAddress:

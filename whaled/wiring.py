@@ -23,7 +23,6 @@ from aiohttp import web
 
 from whaled.api import server
 from whaled.api.app import build_app
-from whaled.api.hijack import capture_early_input
 from whaled.api.routers import build as build_routes
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import distribution as distribution_routes
@@ -34,6 +33,7 @@ from whaled.api.routers import networks as networks_routes
 from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
 from whaled.api.routers import volumes as volumes_routes
+from whaled.api.uploads import install_connection_tap
 from whaled.config.hosts import parse_host
 from whaled.config.model import Config
 from whaled.config.reload import ReloadPlan, ReloadTransaction
@@ -347,7 +347,8 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         )
         await runner.setup()
         assert runner.server is not None
-        capture_early_input(runner.server)  # stdin sent before the 101 is not lost
+        # stdin sent before a 101 is not lost; uploads skip aiohttp's body parser
+        install_connection_tap(runner.server)
         gate = server.ConnectionGate(limits.max_connections)
         for url, sock, context in _open_listeners(cfg):
             if url.startswith("unix://"):

@@ -136,6 +136,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as e:
         log.exception("Handler for %s %s failed", request.method, request.path)
         return _error_answer(request, 500, f"internal error: {e}")
+    finally:
+        _drop_upload(request)
+
+
+def _drop_upload(request: web.Request) -> None:
+    """An upload the connection's tap took over (``api.uploads``) that the handler did not
+    read, after an error answer say: its body is dropped as it arrives, so that the
+    connection does not stall. Duck-typed: uploads builds on this module."""
+    token = request.headers.get("X-Whaled-Upload")
+    if token is None or request.transport is None:
+        return
+    take = getattr(request.transport.get_protocol(), "take_upload", None)
+    pipe = take(token) if take is not None else None
+    if pipe is not None:
+        pipe.close()
 
 
 def _error_answer(request: web.Request, status: int, message: str) -> web.StreamResponse:

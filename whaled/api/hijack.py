@@ -67,7 +67,7 @@ EARLY_INPUT_WINDOW = 16 * 1024
 # ------------------------------------------------------------------ early input
 
 
-class _EarlyInputTap(asyncio.Protocol):
+class EarlyInputTap(asyncio.Protocol):
     """Sits between a transport and aiohttp's handler and keeps the latest raw bytes."""
 
     def __init__(self, inner: asyncio.Protocol) -> None:
@@ -82,6 +82,11 @@ class _EarlyInputTap(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        self.remember(data)
+        self.inner.data_received(data)
+
+    def remember(self, data: bytes) -> None:
+        """Keep ``data`` in the window of the latest raw bytes."""
         if len(data) > EARLY_INPUT_WINDOW:
             self._chunks.clear()
             self._chunks.append(data[-EARLY_INPUT_WINDOW:])
@@ -91,7 +96,6 @@ class _EarlyInputTap(asyncio.Protocol):
             self._size += len(data)
             while self._size - len(self._chunks[0]) >= EARLY_INPUT_WINDOW:
                 self._size -= len(self._chunks.popleft())
-        self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()
@@ -119,7 +123,7 @@ def capture_early_input(server: web.Server) -> None:
 
     def connection_made(handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         original(handler, transport)
-        transport.set_protocol(_EarlyInputTap(handler))
+        transport.set_protocol(EarlyInputTap(handler))
 
     # aiohttp's RequestHandler reports each new connection to its server here, before any
     # byte is read; there is no other per-connection hook short of subclassing internals.
@@ -466,7 +470,7 @@ async def hijack(request: web.Request, *, tty: bool) -> HijackedStream:
     early = bytes(collector.data)
     current = transport.get_protocol()
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if isinstance(current, _EarlyInputTap) and not chunked:
+    if isinstance(current, EarlyInputTap) and not chunked:
         recovered = bytes_after_request(
             current.recent(),
             method=request.method,

@@ -3,7 +3,6 @@ context streamed to the build service, its progress as dockerd's JSON stream."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,7 +12,8 @@ from whaled.api.app import DAEMON_KEY, Routes, json_response
 from whaled.api.filters import parse_filters
 from whaled.api.params import bool_param, int_param
 from whaled.api.shape.images import progress_json
-from whaled.api.streams import BlockingBodyReader, JsonStream, drain_body, while_connected
+from whaled.api.streams import JsonStream, drain_body, while_connected
+from whaled.api.uploads import open_body
 from whaled.daemon.builder import BuildOptions
 from whaled.distribution.auth import decode_registry_config
 from whaled.errors import InvalidParameter, Unsupported
@@ -68,7 +68,7 @@ async def post_build(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     opts = build_options(request)
     stream = JsonStream(request)
-    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    body = open_body(request)
 
     async def pull_progress(event: ProgressEvent) -> None:
         await stream.send(progress_json(event))

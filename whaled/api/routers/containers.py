@@ -31,7 +31,8 @@ from whaled.api.params import bool_param, int_param, json_body, size_param
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
-from whaled.api.streams import BlockingBodyReader, drain_body, send_body, while_connected
+from whaled.api.streams import drain_body, send_body, while_connected
+from whaled.api.uploads import open_body
 from whaled.api.versions import ApiVersion
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
@@ -404,7 +405,7 @@ async def put_container_archive(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path", "")
     if not path:
         raise InvalidParameter("path is required")
-    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    body = open_body(request)
     try:
         await _io(request).extract(
             _id(request),

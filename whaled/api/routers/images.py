@@ -9,7 +9,6 @@ tag as dockerd does, then says in its stream that pushing is not supported yet.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -26,12 +25,12 @@ from whaled.api.shape.images import (
     shape_prune,
 )
 from whaled.api.streams import (
-    BlockingBodyReader,
     JsonStream,
     drain_body,
     send_body,
     status_message,
 )
+from whaled.api.uploads import open_body
 from whaled.api.versions import ApiVersion
 from whaled.daemon.distribution import pull_request
 from whaled.daemon.images import FilterArgs, ImageService
@@ -150,7 +149,7 @@ async def post_images_prune(request: web.Request) -> web.StreamResponse:
 async def post_images_load(request: web.Request) -> web.StreamResponse:
     quiet = bool_param(request, "quiet", True)  # dockerd's default
     stream = JsonStream(request)
-    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    body = open_body(request)
 
     async def send(event: ProgressEvent) -> None:
         await stream.send(progress_json(event))
@@ -181,7 +180,7 @@ async def post_images_create(request: web.Request) -> web.StreamResponse:
             "request body (fromSrc=-)"
         )
     stream = JsonStream(request)
-    body = BlockingBodyReader(request.content, asyncio.get_running_loop())
+    body = open_body(request)
     try:
         async with stream.errors_in_stream():
             image_id = await _images(request).import_rootfs(

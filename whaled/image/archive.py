@@ -46,6 +46,7 @@ from whaled.archive.tarsafe import (
     detect_compression,
     looks_like_tar,
     open_stream,
+    space_budget,
 )
 from whaled.archive.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
 from whaled.errors import InvalidParameter
@@ -348,7 +349,9 @@ class Loader:
     def _receive(
         self, stream: BinaryIO | Readable, staged: _Staged, progress: ProgressFn, quiet: bool
     ) -> None:
-        src, _ = open_stream(stream)
+        # bounded by the space where members are kept (scratch files, layer ingests: each
+        # layer is bounded again by its own unpack)
+        src, _ = open_stream(stream, limit=space_budget(self.tmp_root))
         parser = TarParser(TarInput(src))
         for member in parser:
             parts = clean_path(member.name)

@@ -37,7 +37,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from whaled.archive.tarsafe import BLOCK, Readable, looks_like_tar
+from whaled.archive.tarsafe import (
+    BLOCK,
+    Readable,
+    TarInput,
+    TarParser,
+    looks_like_tar,
+    open_stream,
+    space_budget,
+)
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.builder import dockerignore, steps
 from whaled.builder.dockerfile import Dockerfile, Instruction, Stage, parse
@@ -665,20 +673,34 @@ def _git_context(ctx: str, src: GitSource) -> None:
         remove_tree(checkout, ignore_errors=True)
 
 
-def _read_dockerfile(ctx: str, name: str) -> str:
-    path = os.path.normpath(os.path.join(ctx, name.lstrip("/")))
-    if not path.startswith(ctx + os.sep) or not os.path.isfile(path):
-        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
-    with open(path, encoding="utf-8", errors="replace") as f:
+def _read_in_context(ctx: str, name: str) -> str | None:
+    """The text of the regular file ``name`` of the context, None if there is none. Links
+    are followed inside the context, as dockerd does (an absolute target starts again at
+    the context's root): never onto the daemon's host."""
+    path = cp.resolve(ctx, {}, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with open(fd, encoding="utf-8", errors="replace") as f:
         return f.read()
 
 
+def _read_dockerfile(ctx: str, name: str) -> str:
+    text = _read_in_context(ctx, name)
+    if text is None:
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+    return text
+
+
 def _apply_dockerignore(ctx: str, dockerfile: str) -> None:
-    path = os.path.join(ctx, ".dockerignore")
-    if not os.path.isfile(path):
+    text = _read_in_context(ctx, ".dockerignore")
+    if text is None:
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
-        patterns = dockerignore.parse(f.read())
+    patterns = dockerignore.parse(text)
     keep = {os.path.normpath(dockerfile.lstrip("/")), ".dockerignore"}
     for dirpath, dirnames, filenames in os.walk(ctx, topdown=True):
         rel_dir = os.path.relpath(dirpath, ctx)
@@ -904,22 +926,41 @@ def _with_parents(entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
 
 
 def _tar_entries(path: str, dest: str) -> Iterator[TarEntry]:
-    """ADD of a local tar archive: its members, under ``dest``."""
-    with tarfile.open(path, "r:*") as tf:
-        for member in tf:
-            name = posixpath.normpath(posixpath.join(dest, member.name)).lstrip("/")
-            info = member.replace(name=name, deep=False)
+    """ADD of a local tar archive (plain or compressed): its members under ``dest``, as
+    dockerd unpacks it there: a member (or a hard link's target, an archive path) that
+    climbs out of ``dest`` is refused (``"../x" is outside of "/dest"``), an absolute name
+    is taken below ``dest``. Streamed, one member at a time, through the reader and bounds
+    of every tar that enters (a decompression bomb stops with ArchiveLimit)."""
+    with open(path, "rb") as f:
+        src, _ = open_stream(f, limit=space_budget(os.path.dirname(path)))
+        parser = TarParser(TarInput(src))
+        for member in parser:
+            info = member.replace(name=_below(dest, member.name), deep=False)
+            # PAX path/linkpath records would override the new names when written
+            info.pax_headers = {
+                k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")
+            }
+            if member.islnk():
+                info.linkname = _below(dest, member.linkname)
             if member.isreg():
-                f = tf.extractfile(member)
-                assert f is not None
-                data = f.read()
-                yield TarEntry(info, _const(data))
+                yield TarEntry(info, _member_chunks(parser))
             else:
                 yield TarEntry(info, None)
 
 
-def _const(data: bytes) -> Callable[[], Iterator[bytes]]:
-    return lambda: iter([data])
+def _below(dest: str, name: str) -> str:
+    parts = cp.entry_parts(name, dest)
+    return "/".join((*cp.entry_parts(dest, "/"), *parts)) or "."
+
+
+def _member_chunks(parser: TarParser) -> Callable[[], Iterator[bytes]]:
+    """The current member's data (stream_tar reads it before asking for the next entry)."""
+
+    def chunks() -> Iterator[bytes]:
+        while data := parser.read_data():
+            yield bytes(data)
+
+    return chunks
 
 
 def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:

@@ -88,7 +88,7 @@ class ArchiveLimit(InvalidParameter):
 #: Members of one archive. Real layers have tens of thousands (the largest a few hundred
 #: thousand); each costs an inode and a little memory while unpacking.
 MAX_ENTRIES = 1 << 20
-#: Bytes of one member name or hard-link target: 16 × PATH_MAX, so trees thousands of levels
+#: Bytes of one member name or hard-link target: 16 x PATH_MAX, so trees thousands of levels
 #: deep (which whaled unpacks, unlike dockerd) still fit; a deeper name costs a lookup per
 #: level of each member that names it.
 MAX_NAME = 1 << 16

@@ -812,6 +812,7 @@ class _Extractor:
             return
 
         if member.isreg():
+
             def fill(fd: int) -> None:
                 tar.copy_data(fd)
 

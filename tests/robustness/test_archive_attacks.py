@@ -583,3 +583,59 @@ def test_decompression_bombs_stop_with_a_clear_error_and_leave_nothing(
             assert_canary_intact(canary)
         assert client.images.list(name="bomb") == []
         assert whaled.request("GET", "/_ping")[0] == 200
+
+
+class _Chunks(io.RawIOBase):
+    """A file over an iterator of byte chunks (an API stream), for tarfile's stream mode."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+DEEP = 2500  # levels: names beyond PATH_MAX, far beyond the recursion limit
+
+
+@pytest.mark.parametrize("base", ["scratch", "busybox:latest"])
+def test_build_context_of_a_deep_tree_is_ignored_copied_and_committed(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, base: str
+) -> None:
+    """COPY of a context thousands of levels deep, with a .dockerignore: once a 500
+    (RecursionError in the walks of the context), then ~40 s (quadratic parents)."""
+    leaf = "d/" * DEEP + "f"
+    ctx = tar_of(
+        [
+            E("Dockerfile", data=f"FROM {base}\nCOPY . /ctx/\n".encode()),
+            E(".dockerignore", data=b"**/*.log\n!d/keep.log\n"),
+            *[E("d/" * i, "dir") for i in range(1, DEEP + 1)],
+            E(leaf, data=b"bottom"),
+            E("d/" * DEEP + "x.log"),
+            E("d/keep.log", data=b"kept"),
+        ]
+    )
+    assert _build(whaled, ctx, "&t=deep:1") == "ok"
+    c = docker_client.containers.create("deep:1", ["x"], network_mode="none")
+    found: dict[str, bytes] = {}
+    with tarfile.open(fileobj=_Chunks(docker_client.api.export(c.id)), mode="r|") as tf:
+        for member in tf:
+            if member.name.endswith((".log", "/f")):
+                f = tf.extractfile(member)
+                assert f is not None
+                found[member.name] = f.read()
+    assert found == {f"ctx/{leaf}": b"bottom", "ctx/d/keep.log": b"kept"}  # x.log excluded
+    c.remove()
+    assert leftovers(whaled.data_root) == []

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from whaled.archive.files import exact_chunks
 from whaled.archive.tarsafe import (
     BLOCK,
     Readable,
@@ -63,7 +64,7 @@ from whaled.distribution.platforms import host_platform, parse_platform
 from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image.reference import parse_normalized_named
 from whaled.image.stores import ImageStores
-from whaled.osutil.tree import remove_tree
+from whaled.osutil.tree import open_under, readlink_under, remove_tree, walk_fd
 from whaled.runtime.usermap import resolve_user
 
 log = logging.getLogger(__name__)
@@ -697,39 +698,44 @@ def _read_dockerfile(ctx: str, name: str) -> str:
 
 
 def _apply_dockerignore(ctx: str, dockerfile: str) -> None:
+    """Remove what ``.dockerignore`` excludes (the Dockerfile and .dockerignore stay). An
+    excluded directory goes whole, unless an exception (``!pattern``) may re-include
+    something in it: then its content is judged entry by entry and it is removed if it ends
+    up empty. One walk without recursion, whatever the depth."""
     text = _read_in_context(ctx, ".dockerignore")
     if text is None:
         return
     patterns = dockerignore.parse(text)
     keep = {os.path.normpath(dockerfile.lstrip("/")), ".dockerignore"}
-    for dirpath, dirnames, filenames in os.walk(ctx, topdown=True):
-        rel_dir = os.path.relpath(dirpath, ctx)
-        for name in list(dirnames) + filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel in keep or not dockerignore.excluded(rel, patterns):
+    exceptions = any(p.exception for p in patterns)
+    emptied: list[str] = []  # excluded directories walked for what is re-included
+    dir_matches: dict[str, dockerignore.Matches] = {}  # the walk's directories' answers
+    for w in walk_fd(ctx):
+        rel = w.path
+        up = rel.rpartition("/")[0]
+        found = dockerignore.matches(rel, patterns, dir_matches.get(up) if up else None)
+        if stat.S_ISDIR(w.st.st_mode):
+            dir_matches[rel] = found
+        if rel in keep or not dockerignore.verdict(found, patterns):
+            continue
+        if any(k.startswith(rel + "/") for k in keep):
+            continue
+        if stat.S_ISDIR(w.st.st_mode):
+            if exceptions:
+                emptied.append(rel)
                 continue
-            if any(k.startswith(rel + "/") for k in keep):
-                continue
-            full = os.path.join(dirpath, name)
-            if name in dirnames:
-                dirnames.remove(name)
-                # a directory may hold an exception (!pattern): keep what is re-included
-                if any(p.exception for p in patterns):
-                    _prune_dir(ctx, full, patterns, keep)
-                    continue
-                remove_tree(full, ignore_errors=True)
-            else:
-                os.unlink(full)
-
-
-def _prune_dir(ctx: str, top: str, patterns: list[dockerignore.Pattern], keep: set[str]) -> None:
-    for dirpath, _dirnames, filenames in os.walk(top, topdown=False):
-        for name in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, name), ctx)
-            if rel not in keep and dockerignore.excluded(rel, patterns):
-                os.unlink(os.path.join(dirpath, name))
+            remove_tree(w.name, dir_fd=w.parent_fd, ignore_errors=True)  # not entered then
+        else:
+            os.unlink(w.name, dir_fd=w.parent_fd)
+    for rel in reversed(emptied):  # deepest first (pre-order, reversed)
+        parent, _, name = rel.rpartition("/")
         with contextlib.suppress(OSError):
-            os.rmdir(dirpath)  # only when it became empty
+            fd = open_under(ctx, parent, os.O_RDONLY | os.O_DIRECTORY) if parent else None
+            try:
+                os.rmdir(name if fd is not None else os.path.join(ctx, name), dir_fd=fd)
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
 
 # -- COPY plans -----------------------------------------------------------------------------
@@ -835,25 +841,41 @@ def _copy_plan(
     return items
 
 
-def _walk(item: _Item) -> Iterator[tuple[str, str]]:
-    """(host path, path in the image) of everything an item copies."""
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One thing an item copies: ``rel`` below the item's ``top`` ("" for the top itself),
+    its path in the image and its lstat. Opened fd-relative, so trees of any depth (paths
+    beyond PATH_MAX) are read; a symlink is never followed."""
+
+    top: str
+    rel: str
+    target: str
+    st: os.stat_result
+
+    def open(self) -> int:
+        if not self.rel:
+            return os.open(self.top, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return open_under(self.top, self.rel)
+
+    def readlink(self) -> str:
+        return readlink_under(self.top, self.rel) if self.rel else os.readlink(self.top)
+
+
+def _walk(item: _Item) -> Iterator[_Found]:
+    """Everything an item copies, the item first, then (a directory) its tree in pre-order
+    and name order; no recursion, whatever the depth."""
+    yield _Found(item.source, "", item.target, os.lstat(item.source))
     if not item.is_dir:
-        yield item.source, item.target
         return
-    yield item.source, item.target
-    for dirpath, dirnames, filenames in os.walk(item.source):
-        dirnames.sort()
-        for name in sorted(dirnames) + sorted(filenames):
-            host = os.path.join(dirpath, name)
-            rel = os.path.relpath(host, item.source)
-            yield host, posixpath.join(item.target, rel)
+    for w in walk_fd(item.source):
+        yield _Found(item.source, w.path, posixpath.join(item.target, w.path), w.st)
 
 
 def _plan_digest(plan: Sequence[_Item]) -> str:
     """The cache key of a COPY: names, types, modes and content (not times or owners).
     The files' contents are hashed on a few threads (hashlib and reads release the GIL)."""
     h = hashlib.sha256()
-    files: list[str] = []
+    files: list[str | _Found] = []
     parts: list[bytes | int] = []  # ints: the index of a file whose digest goes there
     for item in plan:
         if item.archive:
@@ -861,15 +883,15 @@ def _plan_digest(plan: Sequence[_Item]) -> str:
             parts.append(len(files))
             files.append(item.source)
             continue
-        for host, target in _walk(item):
-            st = os.lstat(host)
+        for found in _walk(item):
+            st = found.st
             kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
-            parts.append(f"{target}\0{kind}\0{mode}\0".encode())
+            parts.append(f"{found.target}\0{kind}\0{mode}\0".encode())
             if stat.S_ISLNK(st.st_mode):
-                parts.append(os.readlink(host).encode())
+                parts.append(found.readlink().encode())
             elif stat.S_ISREG(st.st_mode):
                 parts.append(len(files))
-                files.append(host)
+                files.append(found)
     with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="copy-digest") as pool:
         digests = list(pool.map(_file_digest, files))
     for part in parts:
@@ -877,8 +899,9 @@ def _plan_digest(plan: Sequence[_Item]) -> str:
     return h.hexdigest()
 
 
-def _file_digest(path: str) -> bytes:
-    with open(path, "rb") as f:
+def _file_digest(file: str | _Found) -> bytes:
+    fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC) if isinstance(file, str) else file.open()
+    with open(fd, "rb") as f:
         return hashlib.file_digest(f, "sha256").digest()
 
 
@@ -888,8 +911,8 @@ def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry
         if item.archive:
             yield from _tar_entries(item.source, item.target)
             continue
-        for host, target in _walk(item):
-            st = os.lstat(host)
+        for found in _walk(item):
+            st, target = found.st, found.target
             info = tarfile.TarInfo(target.lstrip("/") or ".")
             info.mode = stat.S_IMODE(st.st_mode)
             info.mtime = int(st.st_mtime)
@@ -901,27 +924,31 @@ def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry
                 yield TarEntry(info, None)
             elif stat.S_ISLNK(st.st_mode):
                 info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(host)
+                info.linkname = found.readlink()
                 yield TarEntry(info, None)
             elif stat.S_ISREG(st.st_mode):
                 info.size = st.st_size
-                yield TarEntry(info, _file_chunks(host))
+                yield TarEntry(info, exact_chunks(found.open, st.st_size))
 
 
 def _with_parents(entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
     """``entries`` with a directory entry (root's, 0755) for each parent not listed before
-    it: a first layer has no directories to put files in."""
+    it: a first layer has no directories to put files in. A parent seen means all of its
+    parents were (so an entry whose parent was listed costs one lookup, at any depth)."""
     seen: set[str] = set()
     for entry in entries:
-        parts = entry.info.name.rstrip("/").split("/")
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i])
-            if parent not in seen:
-                seen.add(parent)
-                info = tarfile.TarInfo(parent)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                yield TarEntry(info, None)
-        seen.add(entry.info.name.rstrip("/"))
+        name = entry.info.name.rstrip("/")
+        missing: list[str] = []
+        parent = name.rpartition("/")[0]
+        while parent and parent not in seen:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for parent in reversed(missing):
+            seen.add(parent)
+            info = tarfile.TarInfo(parent)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            yield TarEntry(info, None)
+        seen.add(name)
         yield entry
 
 
@@ -959,15 +986,6 @@ def _member_chunks(parser: TarParser) -> Callable[[], Iterator[bytes]]:
     def chunks() -> Iterator[bytes]:
         while data := parser.read_data():
             yield bytes(data)
-
-    return chunks
-
-
-def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
-    def chunks() -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                yield chunk
 
     return chunks
 

@@ -471,23 +471,42 @@ def _build(whaled: WhaledProcess, context: bytes, query: str = "") -> str:
     return error_of(status, data) or "ok"
 
 
-def test_build_context_attacks(
+def test_build_reads_dockerfile_and_dockerignore_only_inside_the_context(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str, canary: str
 ) -> None:
+    """A Dockerfile or .dockerignore that is a link to a host file is followed inside the
+    context only (before the fix the host's file was read: its Dockerfile built)."""
     secret = os.path.join(canary, "Dockerfile")
+    ignore = os.path.join(canary, "ignore")
     with open(secret, "w") as f:
         f.write("FROM scratch\nLABEL leaked=HOSTSECRET\n")
+    with open(ignore, "w") as f:
+        f.write("keepme\n")
+    up = "../" * 12
     try:
-        up = "../" * 12
-        # a Dockerfile (or .dockerignore) that is a link to a host file: followed inside
-        # the context only (before the fix the host file was read and the build "worked")
         for link in (secret, f"{up}{secret[1:]}"):
             got = _build(whaled, tar_of([E("Dockerfile", "sym", link=link)]))
             assert "Cannot locate specified Dockerfile" in got, got
         got = _build(whaled, tar_of([E("sub", "sym", link=canary)]), "&dockerfile=sub/Dockerfile")
         assert "Cannot locate specified Dockerfile" in got, got
+        ctx = tar_of(
+            [
+                E("Dockerfile", data=f"FROM {busybox_image}\nCOPY keepme /\n".encode()),
+                E(".dockerignore", "sym", link=ignore),
+                E("keepme", data=b"kept"),
+            ]
+        )
+        assert _build(whaled, ctx) == "ok"
     finally:
         os.unlink(secret)
+        os.unlink(ignore)
+    assert_canary_intact(canary)
+
+
+def test_build_context_escapes_and_links_stay_in_the_context(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, canary: str
+) -> None:
+    up = "../" * 12
     dockerfile = E("Dockerfile", data=f"FROM {busybox_image}\nCOPY . /ctx/\n".encode())
     assert "is outside of" in _build(whaled, tar_of([dockerfile, E(f"{up}{canary[1:]}/pwned")]))
     assert_canary_intact(canary)
@@ -497,8 +516,9 @@ def test_build_context_attacks(
             dockerfile,
             E("link", "sym", link=canary),
             E("link/pwned", data=b"ctx"),
+            E("rel", "sym", link=f"{up}{canary[1:]}"),
+            E("rel/pwned2", data=b"ctx"),
             E("hl", "hard", link="Dockerfile"),
-            E(".dockerignore", "sym", link=f"{canary}/sentinel"),
         ]
     )
     assert _build(whaled, ctx, "&t=ctx:1") == "ok"
@@ -506,12 +526,23 @@ def test_build_context_attacks(
     files = docker_client.containers.run(
         "ctx:1", ["find", "/ctx"], remove=True, network_mode="none"
     )
-    assert f"/ctx/{canary[1:]}/pwned".encode() in files, files
-    # ADD of a tar: members that climb out of the destination are refused (dockerd's
-    # wording), long (PAX) names and hard links land under it
-    evil = tar_of([E("../../../escape")])
+    assert f"/ctx/{canary[1:]}/pwned\n".encode() in files, files
+    assert f"/ctx/{canary[1:]}/pwned2\n".encode() in files, files
+    assert leftovers(whaled.data_root) == []
+
+
+def test_add_of_a_tar_stays_below_its_destination(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, canary: str
+) -> None:
+    """Members that climb out of the destination are refused (dockerd's wording); long
+    (PAX) names and hard links land under it (before the fix: at the image's root)."""
     add = E("Dockerfile", data=f"FROM {busybox_image}\nADD a.tar /dest/\n".encode())
-    assert "is outside of" in _build(whaled, tar_of([add, E("a.tar", data=evil)]))
+    for evil in (
+        [E("../../../escape")],
+        [E("x"), E("hl", "hard", link="../../x")],
+    ):
+        got = _build(whaled, tar_of([add, E("a.tar", data=tar_of(evil))]))
+        assert "is outside of" in got, got
     long = "n" * 150
     good = tar_of(
         [E(long, data=b"L"), E("hard", "hard", link=long), E("abs", "hard", link=f"/{long}")]

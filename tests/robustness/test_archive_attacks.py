@@ -531,6 +531,35 @@ def test_build_context_escapes_and_links_stay_in_the_context(
     assert leftovers(whaled.data_root) == []
 
 
+def test_copy_wildcards_list_directories_inside_the_context(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, canary: str
+) -> None:
+    """``COPY link/pat*`` with ``link -> /abs``: the wildcard is matched in the context's
+    /abs, not the host's (before the fix glob listed the host directory: names only in the
+    context were "not found", and what matched told which names the host has)."""
+    ctx = tar_of(
+        [
+            E("Dockerfile", data=f"FROM {busybox_image}\nCOPY link/only-in-*.txt /out/\n".encode()),
+            E("link", "sym", link=canary),
+            E(f"{canary[1:]}", "dir"),
+            E(f"{canary[1:]}/only-in-ctx.txt", data=b"ctx"),
+        ]
+    )
+    assert _build(whaled, ctx, "&t=glob:1") == "ok"
+    out = docker_client.containers.run(
+        "glob:1", ["cat", "/out/only-in-ctx.txt"], remove=True, network_mode="none"
+    )
+    assert out == b"ctx"
+    probe = tar_of(
+        [
+            E("Dockerfile", data=f"FROM {busybox_image}\nCOPY link/sentin* /out/\n".encode()),
+            E("link", "sym", link=canary),
+        ]
+    )
+    assert "file not found in build context" in _build(whaled, probe)  # the host has it
+    assert_canary_intact(canary)
+
+
 def test_add_of_a_tar_stays_below_its_destination(
     whaled: WhaledProcess, docker_client: Any, busybox_image: str, canary: str
 ) -> None:

@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import glob
+import fnmatch
 import hashlib
 import logging
 import os
 import posixpath
+import re
 import stat
 import subprocess
 import tarfile
@@ -810,20 +811,17 @@ def _copy_plan(
     items: list[_Item] = []
     for source in sources:
         pattern = _inside(root, source)
-        matches = sorted(
-            glob.glob(glob.escape(root.rstrip("/")) + pattern[len(root.rstrip("/")) :])
-        )
+        matches = _glob_in(root, pattern[len(root.rstrip("/")) :])
         if not matches:
             raise InvalidParameter(
                 f"COPY failed: file not found in build context or excluded by .dockerignore: "
                 f"stat {source}: file does not exist"
             )
-        for match in matches:
+        for inner in matches:
             # a source that is a link is followed inside its root (the context or a stage's
             # file system), as dockerd's FollowSymlinkInScope: an absolute target is read
             # from that root, never from the host
-            name = os.path.basename(match)  # the source's own name, even when it is a link
-            inner = "/" + os.path.relpath(match, root)
+            name = posixpath.basename(inner)  # the source's own name, even when it is a link
             match = cp.resolve(root, {}, inner)
             if not os.path.lexists(match):
                 raise InvalidParameter(
@@ -839,6 +837,36 @@ def _copy_plan(
                 target = posixpath.join(dest, name) if dest_is_dir or dest.endswith("/") else dest
                 items.append(_Item(match, target, False))
     return items
+
+
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+def _glob_in(root: str, pattern: str) -> list[str]:
+    """The paths of ``root`` (``/a/b``, in the root's own terms) that the glob ``pattern``
+    (relative to it) matches, with glob's rules (``*`` does not match a leading ``.``).
+    Each directory is listed where it is *in the root*: a link on the way is followed
+    inside it, never on the host (``glob.glob`` over host paths followed ``link -> /etc``
+    to the host's /etc, and missed what the root itself has there)."""
+    found = ["/"]
+    for comp in (c for c in pattern.split("/") if c):
+        matched: list[str] = []
+        for base in found:
+            if not _GLOB_MAGIC.search(comp):
+                matched.append(posixpath.join(base, comp))
+                continue
+            try:
+                names = os.listdir(cp.resolve(root, {}, base))
+            except OSError:
+                continue
+            hidden = comp.startswith(".")
+            matched.extend(
+                posixpath.join(base, n)
+                for n in sorted(names)
+                if (hidden or not n.startswith(".")) and fnmatch.fnmatchcase(n, comp)
+            )
+        found = matched
+    return [p for p in found if os.path.lexists(cp.resolve(root, {}, p, follow_final=False))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,13 @@ def layer_attacks(canary: str) -> list[tuple[str, list[E], str]]:
         ),
         ("over-long name", [E("d/" * 33_000 + "f")], "longer than 65536 bytes"),
         ("over-long component", [E("x" * 300)], "File name too long"),
+        ("NUL byte in a PAX name", [E("x", pax={"path": "a\0b"})], "NUL byte"),
+        (
+            "whiteout through a symlink",
+            [E("link", "sym", link=canary), E("link/.wh.sentinel")],
+            "parent 'link' is a symbolic link",
+        ),
+        ("whiteout of ..", [E("a", "dir"), E("a/.wh...")], "invalid target"),
         # accepted, as dockerd running as root does: device nodes stay inside the layer
         (
             "device nodes",

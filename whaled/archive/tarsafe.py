@@ -227,6 +227,8 @@ def parse_pax(buf: bytes) -> dict[str, str]:
         if length <= 0 or m.start(1) + length > len(buf) or m.end(2) + 1 > pos + length:
             raise InvalidParameter("invalid tar archive: bad PAX extended header")
         value = buf[m.end(2) + 1 : m.start(1) + length - 1]
+        if b"\0" in m.group(2):  # Go's archive/tar refuses these too
+            raise InvalidParameter("invalid tar archive: NUL byte in a PAX record's key")
         key = m.group(2).decode("utf-8", "surrogateescape")
         out[key] = value.decode("utf-8", "surrogateescape")
         pos += length
@@ -794,6 +796,8 @@ class TarParser:
             )
         if info.size < 0:
             raise InvalidParameter(f"invalid tar archive: negative size for {info.name!r}")
+        if "\0" in info.name or "\0" in info.linkname:  # (PAX or GNU long names)
+            raise InvalidParameter(f"invalid tar archive: NUL byte in the name {info.name!r}")
         self._check_limits(info)
         if typ in _NO_DATA_TYPES:
             self.data_left = 0

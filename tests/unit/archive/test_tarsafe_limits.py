@@ -14,6 +14,7 @@ import pytest
 
 from whaled.archive import tarsafe as t
 from whaled.container import archive as cp
+from whaled.errors import InvalidParameter
 
 from .test_tarsafe_reader import build, dir_, reg
 
@@ -149,3 +150,24 @@ def test_cp_extraction_within_the_bound_is_untouched(
         copy_uid_gid=False,
     )
     assert os.stat(tmp_path / "new" / "f").st_size == 1 << 20
+
+
+@pytest.mark.parametrize(
+    "pax",
+    [
+        {"path": "a\0b"},
+        {"linkpath": "x\0y"},
+        {"SCHILY.xattr.user.a\0b": "v"},
+    ],
+)
+def test_nul_bytes_in_names_are_a_bad_archive_not_a_crash(
+    tmp_path: Path, pax: dict[str, str]
+) -> None:
+    """(ValueError from os.* was a 500 for import and load; Go's reader refuses them too.)"""
+    info = tarfile.TarInfo("placeholder")
+    info.type = tarfile.SYMTYPE
+    info.linkname = "t"
+    info.pax_headers = pax
+    parser = t.TarParser(t.TarInput(io.BytesIO(build([(info, b"")]))))
+    with pytest.raises(InvalidParameter, match="NUL byte"):
+        t.unpack_tar(parser, str(tmp_path), t.UnpackPolicy(owners=False))

@@ -209,12 +209,27 @@ def write_file(
         os.close(fd)
 
 
-def member_times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    """(atime, mtime) in ns: the PAX ``atime`` when there is a valid one, else the mtime."""
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
+#: The last time in ns that fits the int64 the kernel and Go keep (year 2262).
+_MAX_NS = (1 << 63) - 1
+
+
+def _time_ns(value: object) -> int | None:
+    """Seconds (a number or PAX text) as ns; None for what is not a time: not a number,
+    not finite, before the epoch or after :data:`_MAX_NS` (dockerd's ``Chtimes`` puts those
+    at the epoch; unchecked they were a 500: OverflowError / ValueError from os.utime)."""
     try:
-        atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    except ValueError:
-        atime = mtime
-    return atime, mtime
+        ns = int(float(value) * 1_000_000_000)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return ns if 0 <= ns <= _MAX_NS else None
+
+
+def member_times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime, mtime) in ns: the PAX ``atime`` when there is a valid one, else the mtime; a
+    time out of range is the epoch, as dockerd makes it."""
+    mtime = _time_ns(member.mtime)
+    if mtime is None:
+        mtime = 0
+    atime_s = member.pax_headers.get("atime")
+    atime = _time_ns(atime_s) if atime_s else None
+    return (mtime if atime is None else atime), mtime

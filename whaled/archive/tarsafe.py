@@ -70,6 +70,8 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 #: Largest PAX / GNU long-name record accepted (Go's archive/tar has the same limit).
 MAX_SPECIAL_HEADER = 1 << 20
 _XATTR_PAX_PREFIX = "SCHILY.xattr."
+#: The largest uid, gid or device number a member may carry ((uid_t)-1 means "no change").
+_MAX_ID = (1 << 32) - 2
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _EMPTY = memoryview(b"")
 
@@ -798,6 +800,16 @@ class TarParser:
             raise InvalidParameter(f"invalid tar archive: negative size for {info.name!r}")
         if "\0" in info.name or "\0" in info.linkname:  # (PAX or GNU long names)
             raise InvalidParameter(f"invalid tar archive: NUL byte in the name {info.name!r}")
+        for what, value in (
+            ("uid", info.uid),
+            ("gid", info.gid),
+            ("device major", info.devmajor),
+            ("device minor", info.devminor),
+        ):
+            if not 0 <= value <= _MAX_ID:  # (base-256 header fields and PAX can say anything)
+                raise InvalidParameter(
+                    f"invalid tar archive: {what} {value} of {info.name!r} is out of range"
+                )
         self._check_limits(info)
         if typ in _NO_DATA_TYPES:
             self.data_left = 0

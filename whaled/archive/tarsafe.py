@@ -800,15 +800,15 @@ class TarParser:
             raise InvalidParameter(f"invalid tar archive: negative size for {info.name!r}")
         if "\0" in info.name or "\0" in info.linkname:  # (PAX or GNU long names)
             raise InvalidParameter(f"invalid tar archive: NUL byte in the name {info.name!r}")
-        for what, value in (
+        for field_name, number in (
             ("uid", info.uid),
             ("gid", info.gid),
             ("device major", info.devmajor),
             ("device minor", info.devminor),
         ):
-            if not 0 <= value <= _MAX_ID:  # (base-256 header fields and PAX can say anything)
+            if not 0 <= number <= _MAX_ID:  # (base-256 header fields and PAX can say anything)
                 raise InvalidParameter(
-                    f"invalid tar archive: {what} {value} of {info.name!r} is out of range"
+                    f"invalid tar archive: {field_name} {number} of {info.name!r} is out of range"
                 )
         self._check_limits(info)
         if typ in _NO_DATA_TYPES:

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.support.dockercli import DockerCLI
+from tests.robustness.conftest import LONG
 from tests.support.whaled_proc import WhaledProcess
 
 V = "/v1.45"
@@ -706,3 +707,59 @@ def test_build_context_of_a_deep_tree_is_ignored_copied_and_committed(
     assert found == {f"ctx/{leaf}": b"bottom", "ctx/d/keep.log": b"kept"}  # x.log excluded
     c.remove()
     assert leftovers(whaled.data_root) == []
+
+
+def _many_fifos(count: int) -> bytes:
+    """A gzip'ed tar of ``count`` fifo entries, written fast (one header template)."""
+    template = tarfile.TarInfo("f0000000")
+    template.type = tarfile.FIFOTYPE
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out: list[bytes] = []
+    batch: list[bytes] = []
+    for i in range(count):
+        template.name = f"f{i:07d}"
+        batch.append(template.tobuf(tarfile.USTAR_FORMAT))
+        if len(batch) == 4096:
+            out.append(z.compress(b"".join(batch)))
+            batch.clear()
+    out.append(z.compress(b"".join(batch) + b"\0" * 1024))
+    out.append(z.flush())
+    return b"".join(out)
+
+
+@pytest.mark.skipif(not LONG, reason="long mode only (make robustness-long): ~1 min")
+def test_an_archive_of_more_than_a_million_entries_is_refused(whaled: WhaledProcess) -> None:
+    body = _many_fifos((1 << 20) + 1)
+    status, _, data = whaled.request("POST", f"{V}/images/load", body, TAR, timeout=600)
+    assert "more than 1048576 entries" in error_of(status, data), data
+    assert leftovers(whaled.data_root) == []
+
+
+def test_put_archive_hard_links_never_cross_mounts(
+    whaled: WhaledProcess, docker_client: Any, busybox_image: str, canary: str
+) -> None:
+    """A hard link made from a read-only bind mount into a writable one on the same host
+    file system would let the container write the read-only host file (before the fix it
+    did: the link was made between host directories). dockerd's link(2) inside the
+    container's mounts fails with EXDEV; whaled refuses it likewise."""
+    rw = f"{canary}-rw"
+    os.mkdir(rw)
+    try:
+        c = docker_client.containers.create(
+            busybox_image, ["sleep", "1000"], network_mode="none",
+            volumes={canary: {"bind": "/ro", "mode": "ro"}, rw: {"bind": "/rw", "mode": "rw"}},
+        )  # fmt: skip
+        for members in (
+            [E("rw/x", "hard", link="ro/sentinel")],
+            [E("x", "hard", link="ro/sentinel")],  # into the rootfs
+            [E("ro/y", "hard", link="rw/z"), E("rw/z")],
+        ):
+            status, _, data = whaled.request(
+                "PUT", f"{V}/containers/{c.id}/archive?path=/", tar_of(members), TAR
+            )
+            assert status in (400, 403), (members[0].name, status, data)
+        assert os.listdir(rw) in ([], ["z"])
+        assert_canary_intact(canary)
+        c.remove(force=True)
+    finally:
+        shutil.rmtree(rw, ignore_errors=True)

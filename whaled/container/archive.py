@@ -833,6 +833,15 @@ class _Extractor:
                 )
             tparent = self.parent(tparts[:-1], member.name, create=False)
             assert tparent.fd is not None
+            tmount = self.view.mount_at((*tparent.cpath, tparts[-1])) or tparent.mount
+            if tmount is not parent.mount:
+                # link(2) inside the container's mounts fails so (dockerd: EXDEV); made
+                # between host directories it could join a read-only mount's file to a
+                # writable place on the same host file system
+                raise InvalidParameter(
+                    f"cannot extract hard link {_q(member.name)}: target "
+                    f"{_q(member.linkname)} is on another mount (invalid cross-device link)"
+                )
             try:
                 os.link(
                     tparts[-1],

@@ -480,13 +480,17 @@ def test_load_refuses_hostile_archive_members(data_root: str, outside: str) -> N
     cases = {
         "under a symlink": [tb.sym("d", outside), tb.reg("d/layer.tar", b"x")],
         "hard link to nothing": [tb.hard("x", "missing")],
-        "device": [tb.chr_("dev", 1, 3)],
         "under a file": [tb.reg("f", b"1"), tb.reg("f/layer.tar", b"x")],
     }
     for what, members in cases.items():
         with pytest.raises(InvalidParameter, match="refus"):
             svc.load(io.BytesIO(tb.build([*members, tb.reg("manifest.json", b"[]")])))
         assert os.listdir(outside) == [], what
+    # device nodes in the archive itself: dockerd makes them in its temp dir and ignores
+    # them; here they are skipped (nothing is made)
+    assert (
+        svc.load(io.BytesIO(tb.build([tb.chr_("dev", 1, 3), tb.reg("manifest.json", b"[]")]))) == []
+    )
     loop = [tb.sym("a", "b"), tb.sym("b", "a"), tb.reg("manifest.json", b'[{"Config": "a"}]')]
     with pytest.raises(InvalidParameter, match="too many links"):
         svc.load(io.BytesIO(tb.build(loop)))

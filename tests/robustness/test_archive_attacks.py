@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.dockercli import DockerCLI
 from tests.robustness.conftest import LONG
+from tests.support.dockercli import DockerCLI
 from tests.support.whaled_proc import WhaledProcess
 
 V = "/v1.45"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from whaled.archive.tarstream import TarEntry
+from whaled.errors import InvalidParameter
 
 #: Bytes read or padded at a time.
 CHUNK = 1 << 20
@@ -163,9 +164,15 @@ def disk_entry(
     return None
 
 
+#: setxattr errors that say the archive's xattr is bad (too long a name or value, a value
+#: the kernel refuses such as a malformed capability or ACL, no room left in the inode)
+_BAD_XATTR = (errno.E2BIG, errno.ERANGE, errno.EINVAL, errno.ENOSPC, errno.EDQUOT)
+
+
 def set_xattrs(target: int | str, xattrs: Mapping[str, bytes], *, follow: bool = True) -> None:
     """Best effort like dockerd: file systems and link types that refuse some namespaces
-    are skipped; ``trusted.overlay.*`` is never set. ``follow`` applies to paths only."""
+    are skipped; ``trusted.overlay.*`` is never set. ``follow`` applies to paths only. An
+    xattr the kernel refuses is a bad archive (InvalidParameter), not a daemon error."""
     for key, value in xattrs.items():
         if key.startswith(OVERLAY_XATTR_PREFIX):
             continue
@@ -175,6 +182,10 @@ def set_xattrs(target: int | str, xattrs: Mapping[str, bytes], *, follow: bool =
             else:
                 os.setxattr(target, key, value, follow_symlinks=follow)
         except OSError as e:
+            if e.errno in _BAD_XATTR:
+                raise InvalidParameter(
+                    f"cannot set extended attribute {key[:256]!r}: {e.strerror}"
+                ) from None
             if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                 raise
 

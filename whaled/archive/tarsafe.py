@@ -798,6 +798,10 @@ class TarParser:
             )
         if info.size < 0:
             raise InvalidParameter(f"invalid tar archive: negative size for {info.name!r}")
+        if typ == tarfile.SYMTYPE and not info.linkname:  # (symlink(2) refuses it: ENOENT)
+            raise InvalidParameter(
+                f"invalid tar archive: symbolic link {info.name!r} has no target"
+            )
         if "\0" in info.name or "\0" in info.linkname:  # (PAX or GNU long names)
             raise InvalidParameter(f"invalid tar archive: NUL byte in the name {info.name!r}")
         for field_name, number in (

@@ -86,6 +86,24 @@ def test_ids_out_of_range_are_a_bad_archive(door: object, data: bytes, tmp_path:
         door(data, str(tmp_path))  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("door", [_unpack, _extract])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_tar({"SCHILY.xattr.user.x": "v" * 70_000}), "cannot set extended attribute"),
+        (_tar({"SCHILY.xattr.user." + "n" * 300: "v"}), "cannot set extended attribute"),
+        (_tar({}, tarfile.SYMTYPE), "has no target"),
+    ],
+    ids=["xattr value too long", "xattr name too long", "symlink without a target"],
+)
+def test_what_the_kernel_refuses_is_a_bad_archive(
+    door: object, data: bytes, message: str, tmp_path: object
+) -> None:
+    """(E2BIG / ERANGE from setxattr and ENOENT from symlink were 500s)"""
+    with pytest.raises(InvalidParameter, match=message):
+        door(data, str(tmp_path))  # type: ignore[operator]
+
+
 def test_member_times() -> None:
     info = tarfile.TarInfo("x")
     info.mtime = 1_700_000_000.5

@@ -520,3 +520,35 @@ def test_crash_leftovers_of_a_load_are_removed_at_start(data_root: str) -> None:
             f.write("partial")
     SyncImages(data_root)
     assert not os.path.exists(scratch) and not os.path.exists(ingest)
+
+
+_ZERO = "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ([("manifest.json", b'[{"Config": "c.json", "RepoTags": [5]}]')], "bad RepoTags"),
+        ([("manifest.json", b'[{"Config": "c.json", "RepoTags": "a:b"}]')], "bad RepoTags"),
+        ([("index.json", b'{"manifests": 5}')], "bad manifests in an index"),
+        ([("index.json", b'{"manifests": [5]}')], "bad manifests in an index"),
+        (
+            [
+                (
+                    "index.json",
+                    b'{"manifests": [{"digest": "%s", "annotations": [1]}]}' % _ZERO.encode(),
+                )
+            ],
+            "bad annotations",
+        ),
+    ],
+    ids=["RepoTags [5]", "RepoTags a string", "manifests 5", "manifests [5]", "annotations [1]"],
+)
+def test_load_refuses_malformed_manifests_with_a_400(
+    data_root: str, files: list[tuple[str, bytes]], message: str
+) -> None:
+    """(they were TypeError / AttributeError: a 500)"""
+    svc = SyncImages(data_root)
+    with pytest.raises(InvalidParameter, match=message):
+        svc.load(io.BytesIO(tb.build([tb.reg(name, data) for name, data in files])))
+    assert os.listdir(os.path.join(data_root, "image", "tmp")) == []

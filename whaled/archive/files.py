@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from whaled.archive.tarstream import TarEntry
+from whaled.errors import InvalidParameter
 
 #: Bytes read or padded at a time.
 CHUNK = 1 << 20
@@ -163,9 +164,15 @@ def disk_entry(
     return None
 
 
+#: setxattr errors that say the archive's xattr is bad (too long a name or value, a value
+#: the kernel refuses such as a malformed capability or ACL, no room left in the inode)
+_BAD_XATTR = (errno.E2BIG, errno.ERANGE, errno.EINVAL, errno.ENOSPC, errno.EDQUOT)
+
+
 def set_xattrs(target: int | str, xattrs: Mapping[str, bytes], *, follow: bool = True) -> None:
     """Best effort like dockerd: file systems and link types that refuse some namespaces
-    are skipped; ``trusted.overlay.*`` is never set. ``follow`` applies to paths only."""
+    are skipped; ``trusted.overlay.*`` is never set. ``follow`` applies to paths only. An
+    xattr the kernel refuses is a bad archive (InvalidParameter), not a daemon error."""
     for key, value in xattrs.items():
         if key.startswith(OVERLAY_XATTR_PREFIX):
             continue
@@ -175,6 +182,10 @@ def set_xattrs(target: int | str, xattrs: Mapping[str, bytes], *, follow: bool =
             else:
                 os.setxattr(target, key, value, follow_symlinks=follow)
         except OSError as e:
+            if e.errno in _BAD_XATTR:
+                raise InvalidParameter(
+                    f"cannot set extended attribute {key[:256]!r}: {e.strerror}"
+                ) from None
             if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                 raise
 
@@ -209,12 +220,27 @@ def write_file(
         os.close(fd)
 
 
-def member_times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    """(atime, mtime) in ns: the PAX ``atime`` when there is a valid one, else the mtime."""
-    mtime = int(float(member.mtime) * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
+#: The last time in ns that fits the int64 the kernel and Go keep (year 2262).
+_MAX_NS = (1 << 63) - 1
+
+
+def _time_ns(value: object) -> int | None:
+    """Seconds (a number or PAX text) as ns; None for what is not a time: not a number,
+    not finite, before the epoch or after :data:`_MAX_NS` (dockerd's ``Chtimes`` puts those
+    at the epoch; unchecked they were a 500: OverflowError / ValueError from os.utime)."""
     try:
-        atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    except ValueError:
-        atime = mtime
-    return atime, mtime
+        ns = int(float(value) * 1_000_000_000)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return ns if 0 <= ns <= _MAX_NS else None
+
+
+def member_times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime, mtime) in ns: the PAX ``atime`` when there is a valid one, else the mtime; a
+    time out of range is the epoch, as dockerd makes it."""
+    mtime = _time_ns(member.mtime)
+    if mtime is None:
+        mtime = 0
+    atime_s = member.pax_headers.get("atime")
+    atime = _time_ns(atime_s) if atime_s else None
+    return (mtime if atime is None else atime), mtime

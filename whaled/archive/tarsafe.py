@@ -16,7 +16,14 @@ Rules (the pure ones are functions at the top and unit tested):
 - ``trusted.overlay.*`` xattrs inside the tar are dropped (they would steer overlayfs);
 - ownership (numeric uid/gid), modes incl. setuid, mtimes, PAX ``SCHILY.xattr.*``, device
   nodes, fifos and symlinks are preserved; directory mtimes are set after their content;
-- sparse members (GNU ``S`` / PAX ``GNU.sparse.*``) are refused: docker never writes them.
+- sparse members (GNU ``S`` / PAX ``GNU.sparse.*``) are refused: docker never writes them;
+- bounds (:class:`TarLimits`, enforced by the parser, so for every tar that enters): at most
+  :data:`MAX_ENTRIES` members, a name or link target of at most :data:`MAX_NAME` bytes and
+  :data:`MAX_NAMES_TOTAL` bytes of names in all (what unpacking keeps in memory per member,
+  and what a deep name costs in lookups, stays bounded); and, where a caller gives one, a
+  bound on the *uncompressed* bytes of the stream (:func:`open_stream` ``limit``; callers
+  pass :func:`space_budget` of where they write), which stops a decompression bomb with
+  :class:`ArchiveLimit` before it fills the disk.
 
 On any refusal :class:`UnsafeLayer` (InvalidParameter) is raised; the caller removes the
 partial layer directory (see :mod:`whaled.image.layers`).
@@ -63,6 +70,8 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 #: Largest PAX / GNU long-name record accepted (Go's archive/tar has the same limit).
 MAX_SPECIAL_HEADER = 1 << 20
 _XATTR_PAX_PREFIX = "SCHILY.xattr."
+#: The largest uid, gid or device number a member may carry ((uid_t)-1 means "no change").
+_MAX_ID = (1 << 32) - 2
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _EMPTY = memoryview(b"")
 
@@ -71,6 +80,36 @@ Buffer = bytes | bytearray | memoryview
 
 class UnsafeLayer(InvalidParameter):
     """A tar entry that would write outside the layer (or is otherwise refused)."""
+
+
+class ArchiveLimit(InvalidParameter):
+    """An archive beyond one of the bounds (entries, name length, uncompressed size). The
+    caller removes what it wrote."""
+
+
+#: Members of one archive. Real layers have tens of thousands (the largest a few hundred
+#: thousand); each costs an inode and a little memory while unpacking.
+MAX_ENTRIES = 1 << 20
+#: Bytes of one member name or hard-link target: 16 x PATH_MAX, so trees thousands of levels
+#: deep (which whaled unpacks, unlike dockerd) still fit; a deeper name costs a lookup per
+#: level of each member that names it.
+MAX_NAME = 1 << 16
+#: Bytes of all member names of one archive (directory names are kept until the end, for
+#: their times; a ``docker load`` keeps every name): a 10,000-level tree is 100 MiB of names.
+MAX_NAMES_TOTAL = 1 << 28
+#: Space left free by an unpack (see :func:`space_budget`): 5 % of the file system, at most
+#: this much.
+SPACE_RESERVE_MAX = 1 << 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TarLimits:
+    entries: int = MAX_ENTRIES
+    name: int = MAX_NAME
+    names_total: int = MAX_NAMES_TOTAL
+
+
+DEFAULT_LIMITS = TarLimits()
 
 
 class Compression(StrEnum):
@@ -190,6 +229,8 @@ def parse_pax(buf: bytes) -> dict[str, str]:
         if length <= 0 or m.start(1) + length > len(buf) or m.end(2) + 1 > pos + length:
             raise InvalidParameter("invalid tar archive: bad PAX extended header")
         value = buf[m.end(2) + 1 : m.start(1) + length - 1]
+        if b"\0" in m.group(2):  # Go's archive/tar refuses these too
+            raise InvalidParameter("invalid tar archive: NUL byte in a PAX record's key")
         key = m.group(2).decode("utf-8", "surrogateescape")
         out[key] = value.decode("utf-8", "surrogateescape")
         pos += length
@@ -218,6 +259,40 @@ def apply_pax(info: tarfile.TarInfo, headers: Mapping[str, str]) -> None:
         elif key in ("uname", "gname"):
             setattr(info, key, value)
     info.pax_headers = dict(headers)
+
+
+def budget_from_space(available: int, total: int) -> int:
+    """Uncompressed bytes an unpack may produce on a file system with ``available`` of
+    ``total`` bytes free: all but a reserve of 5 % (at most :data:`SPACE_RESERVE_MAX`), never
+    less than half of what is free. An archive beyond that could not be unpacked anyway (or
+    only by filling the disk that every container and the daemon's state share), so stopping
+    there refuses nothing that could succeed; a bomb stops before the disk is full."""
+    reserve = min(total // 20, SPACE_RESERVE_MAX)
+    return max(available - reserve, available // 2, 0)
+
+
+def space_budget(where: str | int) -> int:
+    """:func:`budget_from_space` of the file system holding ``where`` (a path or an fd,
+    ``O_PATH`` ones included)."""
+    st = os.fstatvfs(where) if isinstance(where, int) else os.statvfs(where)
+    return budget_from_space(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def too_large(limit: int) -> ArchiveLimit:
+    return ArchiveLimit(
+        f"refusing archive: its uncompressed content exceeds {limit} bytes "
+        f"({_human(limit)}, the space the daemon may fill where it unpacks; "
+        "a decompression bomb?)"
+    )
 
 
 # ----------------------------------------------------------------------------- stream input
@@ -426,12 +501,43 @@ class _Prefixed:
         return self._raw.read(n)
 
 
+class _Bounded:
+    """``Source`` that raises :class:`ArchiveLimit` once more than ``limit`` bytes came out."""
+
+    __slots__ = ("_limit", "_raw", "_seen")
+
+    def __init__(self, raw: Source, limit: int) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._seen = 0
+
+    def read(self, n: int = -1, /) -> Buffer:
+        data = self._raw.read(n)
+        self._seen += len(data)
+        if self._seen > self._limit:
+            raise too_large(self._limit)
+        return data
+
+
 def open_stream(
-    raw: Source, *, on_raw: Callable[[Buffer], object] | None = None
+    raw: Source,
+    *,
+    on_raw: Callable[[Buffer], object] | None = None,
+    limit: int | None = None,
 ) -> tuple[Source, Compression]:
     """The decompressed stream of ``raw`` (gzip / zstd / bzip2 / xz detected by magic bytes,
     plain passes through) and its compression. ``on_raw`` sees every byte read from ``raw``
-    (the digest of a compressed blob)."""
+    (the digest of a compressed blob). With ``limit``, reading more than that many
+    (uncompressed) bytes raises :class:`ArchiveLimit`."""
+    source, compression = _open_stream(raw, on_raw)
+    if limit is not None:
+        source = _Bounded(source, limit)
+    return source, compression
+
+
+def _open_stream(
+    raw: Source, on_raw: Callable[[Buffer], object] | None
+) -> tuple[Source, Compression]:
     src: Source = raw if on_raw is None else _Observed(raw, on_raw)
     head = bytes(src.read(8))
     while 0 < len(head) < 8:  # a source may return short reads
@@ -561,13 +667,40 @@ class TarParser:
     ``recorder.file``. After the end, :meth:`drain` consumes what follows the archive.
     """
 
-    def __init__(self, inp: TarInput, recorder: SplitRecorder | None = None) -> None:
+    def __init__(
+        self,
+        inp: TarInput,
+        recorder: SplitRecorder | None = None,
+        limits: TarLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.inp = inp
         self._rec = recorder
         self.data_left = 0
         self._pad = 0
         self._done = False
         self._global: dict[str, str] = {}
+        self._limits = limits
+        self.entries = 0
+        self._names = 0
+
+    def _check_limits(self, info: tarfile.TarInfo) -> None:
+        limits = self._limits
+        self.entries += 1
+        if self.entries > limits.entries:
+            raise ArchiveLimit(f"refusing archive: more than {limits.entries} entries")
+        name = len(info.name.encode("utf-8", "surrogateescape"))
+        link = len(info.linkname.encode("utf-8", "surrogateescape"))
+        if max(name, link) > limits.name:
+            what = "name" if name > limits.name else "link target"
+            raise ArchiveLimit(
+                f"refusing archive: entry {info.name[:64]!r}...: {what} longer than "
+                f"{limits.name} bytes"
+            )
+        self._names += name + link
+        if self._names > limits.names_total:
+            raise ArchiveLimit(
+                f"refusing archive: more than {limits.names_total} bytes of entry names"
+            )
 
     def _raw(self, data: Buffer) -> None:
         if self._rec is not None and data:
@@ -665,6 +798,23 @@ class TarParser:
             )
         if info.size < 0:
             raise InvalidParameter(f"invalid tar archive: negative size for {info.name!r}")
+        if typ == tarfile.SYMTYPE and not info.linkname:  # (symlink(2) refuses it: ENOENT)
+            raise InvalidParameter(
+                f"invalid tar archive: symbolic link {info.name!r} has no target"
+            )
+        if "\0" in info.name or "\0" in info.linkname:  # (PAX or GNU long names)
+            raise InvalidParameter(f"invalid tar archive: NUL byte in the name {info.name!r}")
+        for field_name, number in (
+            ("uid", info.uid),
+            ("gid", info.gid),
+            ("device major", info.devmajor),
+            ("device minor", info.devminor),
+        ):
+            if not 0 <= number <= _MAX_ID:  # (base-256 header fields and PAX can say anything)
+                raise InvalidParameter(
+                    f"invalid tar archive: {field_name} {number} of {info.name!r} is out of range"
+                )
+        self._check_limits(info)
         if typ in _NO_DATA_TYPES:
             self.data_left = 0
             self._pad = 0
@@ -734,13 +884,13 @@ class TarParser:
 
 
 @contextlib.contextmanager
-def open_upload(stream: Readable) -> Iterator[TarParser | None]:
+def open_upload(stream: Readable, *, limit: int | None = None) -> Iterator[TarParser | None]:
     """A tar upload (plain, gzip, bzip2, xz, zstd) as a streaming :class:`TarParser`; None
     for an empty body (dockerd extracts nothing then). An upload that stops right after its
     last member's data, without the padding and end-of-archive blocks (the docker CLI sends
     build contexts so), ends there, as Go's archive/tar — dockerd's reader — lets it; data
-    cut short is an error where it is read."""
-    source, _ = open_stream(stream)
+    cut short is an error where it is read. ``limit``: see :func:`open_stream`."""
+    source, _ = open_stream(stream, limit=limit)
     inp = TarInput(source)
     if not inp.peek(1):
         yield None
@@ -870,7 +1020,9 @@ class _Unpacker:
         self.dirs = dirs
         self.policy = policy
         self.recorder = recorder
-        self.deferred_dirs: list[tuple[tuple[str, ...], tuple[int, int]]] = []
+        #: directories whose times are set at the end, by name ("" for the root): a joined
+        #: name costs its length in memory, a tuple of its components far more
+        self.deferred_dirs: list[tuple[str, tuple[int, int]]] = []
 
     def remove_existing(self, pfd: int, base: str, parts: tuple[str, ...]) -> os.stat_result | None:
         """Remove what a member replaces (something an earlier member of this tar made).
@@ -914,7 +1066,7 @@ class _Unpacker:
                 os.fchown(dirs.root_fd, member.uid, member.gid)
             os.fchmod(dirs.root_fd, mode)
             set_xattrs(dirs.root_fd, xattrs, follow=False)
-            self.deferred_dirs.append(((), times))
+            self.deferred_dirs.append(("", times))
             return 0
 
         pfd = dirs.get(parts[:-1], create=True, entry=name)
@@ -939,7 +1091,7 @@ class _Unpacker:
                 set_xattrs(fd, xattrs, follow=False)
             finally:
                 os.close(fd)
-            self.deferred_dirs.append((parts, times))
+            self.deferred_dirs.append(("/".join(parts), times))
             return 0
 
         self.remove_existing(pfd, base, parts)
@@ -1022,10 +1174,12 @@ class _Unpacker:
         directory's parent is the one just opened, whatever the depth; a directory named
         twice keeps the times of its first entry."""
         dirs = self.dirs
-        times_of: dict[tuple[str, ...], tuple[int, int]] = {}
-        for parts, times in self.deferred_dirs:
-            times_of.setdefault(parts, times)
-        for parts, times in times_of.items():
+        times_of: dict[str, tuple[int, int]] = {}
+        for name, times in self.deferred_dirs:
+            times_of.setdefault(name, times)
+        self.deferred_dirs.clear()
+        for name, times in times_of.items():
+            parts = tuple(name.split("/")) if name else ()
             dirs.trim()
             try:
                 if parts:

@@ -72,10 +72,31 @@ def parse(text: str) -> list[Pattern]:
 
 def excluded(path: str, patterns: list[Pattern]) -> bool:
     """Whether the context-relative ``path`` (``a/b/c``) is left out."""
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    verdict = False
-    for p in patterns:
-        if any(p.regex.match(c) for c in candidates):
-            verdict = not p.exception
-    return verdict
+    return verdict(matches(path, patterns), patterns)
+
+
+Matches = tuple[bool, ...]
+
+
+def matches(path: str, patterns: list[Pattern], parent: Matches | None = None) -> Matches:
+    """Which patterns match ``path`` or one of its parent directories, given the same for
+    its parent directory (``parent``; None: computed here). A walk that keeps its
+    directories' answers judges each entry in time linear in its name, whatever the depth."""
+    if parent is None:
+        parent = tuple(False for _ in patterns)
+        at = path.find("/")
+        while at != -1:  # each parent directory, from the top (no recursion)
+            parent = matches(path[:at], patterns, parent)
+            at = path.find("/", at + 1)
+    return tuple(
+        seen or p.regex.match(path) is not None for seen, p in zip(parent, patterns, strict=True)
+    )
+
+
+def verdict(found: Matches, patterns: list[Pattern]) -> bool:
+    """Excluded when the last pattern that matched is not an exception."""
+    out = False
+    for hit, p in zip(found, patterns, strict=True):
+        if hit:
+            out = not p.exception
+    return out

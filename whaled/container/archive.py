@@ -46,7 +46,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from whaled.archive.files import OnDisk, disk_entry, member_times_ns, set_xattrs, write_file
-from whaled.archive.tarsafe import Readable, TarParser, open_upload, pax_xattrs
+from whaled.archive.tarsafe import (
+    ArchiveLimit,
+    Readable,
+    TarParser,
+    open_upload,
+    pax_xattrs,
+    space_budget,
+)
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.errors import Forbidden, InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.osutil.tree import TreeMoved, remove_tree
@@ -632,7 +639,11 @@ class _Extractor:
         self.readonly_rootfs = readonly_rootfs
         self.owner = owner
         self._parents: dict[tuple[str, ...], _Node] = {}
-        self._dirs: list[tuple[tuple[str, ...], tuple[int, int]]] = []
+        #: container paths (joined) of what this extraction created, for :meth:`roll_back`
+        self.created: list[str] = []
+        #: directories whose times are set at the end, by joined name (a tuple of components
+        #: would cost far more memory than the name)
+        self._dirs: list[tuple[str, tuple[int, int]]] = []
 
     # -- helpers
 
@@ -675,6 +686,8 @@ class _Extractor:
                 os.mkdir(name, 0o755, dir_fd=parent.fd)
             except FileExistsError:
                 pass  # raced with the container: look again
+            else:
+                self.created.append("/".join((*parent.cpath, name)))
             return self.view.child(parent, name)
 
         # Usually one step from the parent's own (cached) parent: a plain directory there is
@@ -763,7 +776,34 @@ class _Extractor:
                     self.forget()  # cached parents may pass through what was removed
                     parent = self.parent(parts[:-1], name, create=True)
                     assert parent.fd is not None
+        if existing is None or not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
+            self.created.append("/".join(cpath))
         self._create(tar, member, parent, base, parts)
+
+    def roll_back(self) -> None:
+        """Remove what this extraction created, newest first (after a bound was crossed: a
+        decompression bomb leaves nothing behind). What it replaced is gone; directories
+        that still hold something (the container's own files) stay."""
+        self.forget()
+        for joined in reversed(self.created):
+            parts = tuple(joined.split("/"))
+            try:
+                parent = self.view.resolve(parts[:-1])
+            except (WhaledError, OSError):
+                continue
+            try:
+                if parent.fd is None or not parent.is_dir:
+                    continue
+                st = os.lstat(parts[-1], dir_fd=parent.fd)
+                if stat.S_ISDIR(st.st_mode):
+                    os.rmdir(parts[-1], dir_fd=parent.fd)
+                else:
+                    os.unlink(parts[-1], dir_fd=parent.fd)
+            except OSError:
+                pass
+            finally:
+                parent.close()
+        self.created.clear()
 
     def _create(
         self,
@@ -790,7 +830,7 @@ class _Extractor:
                 self._apply_dir(node, member)
             finally:
                 node.close()
-            self._dirs.append((parts, times))
+            self._dirs.append(("/".join(parts), times))
             return
 
         if member.isreg():
@@ -821,6 +861,15 @@ class _Extractor:
                 )
             tparent = self.parent(tparts[:-1], member.name, create=False)
             assert tparent.fd is not None
+            tmount = self.view.mount_at((*tparent.cpath, tparts[-1])) or tparent.mount
+            if tmount is not parent.mount:
+                # link(2) inside the container's mounts fails so (dockerd: EXDEV); made
+                # between host directories it could join a read-only mount's file to a
+                # writable place on the same host file system
+                raise InvalidParameter(
+                    f"cannot extract hard link {_q(member.name)}: target "
+                    f"{_q(member.linkname)} is on another mount (invalid cross-device link)"
+                )
             try:
                 os.link(
                     tparts[-1],
@@ -876,10 +925,12 @@ class _Extractor:
         """Directory times last (creating their content changed them). The order among
         them does not matter then: they go top-down, each parent found one step from the
         previous one; a directory named twice keeps the times of its first entry."""
-        times_of: dict[tuple[str, ...], tuple[int, int]] = {}
-        for parts, times in self._dirs:
-            times_of.setdefault(parts, times)
-        for parts, times in times_of.items():
+        times_of: dict[str, tuple[int, int]] = {}
+        for name, times in self._dirs:
+            times_of.setdefault(name, times)
+        self._dirs.clear()
+        for name, times in times_of.items():
+            parts = tuple(name.split("/"))
             self.trim()
             try:
                 parent = self.parent(parts[:-1], "/".join(parts), create=False)
@@ -919,7 +970,9 @@ def extract_to(
 
     Raises ContainerFileNotFound (404), InvalidParameter (400) for a bad extraction point or
     a refused member, Forbidden (403, as the API documents; current dockerd sends 400) when
-    the place is read-only, SystemFailure for host errors.
+    the place is read-only, ArchiveLimit (400) for an archive beyond the bounds of
+    :mod:`whaled.archive.tarsafe` (what the extraction created is removed again),
+    SystemFailure for host errors.
     """
     view = _View(root, mounts, readonly_mounts)
     abs_path = container_abs_path(path)
@@ -948,13 +1001,18 @@ def extract_to(
     )
     current = ""
     try:
-        with open_upload(stream) as tar:
+        # the uncompressed size is bounded by the space where it goes (ArchiveLimit)
+        assert dest.fd is not None
+        with open_upload(stream, limit=space_budget(dest.fd)) as tar:
             if tar is None:
                 return  # an empty body extracts nothing (dockerd: same)
             for member in tar:
                 current = member.name
                 ex.member(tar, member)
         ex.finish()
+    except ArchiveLimit:
+        ex.roll_back()
+        raise
     except WhaledError:
         raise
     except tarfile.TarError as e:

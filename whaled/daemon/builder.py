@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import glob
+import fnmatch
 import hashlib
 import logging
 import os
 import posixpath
+import re
 import stat
 import subprocess
 import tarfile
@@ -37,7 +38,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from whaled.archive.tarsafe import BLOCK, Readable, looks_like_tar
+from whaled.archive.files import exact_chunks
+from whaled.archive.tarsafe import (
+    BLOCK,
+    Readable,
+    TarInput,
+    TarParser,
+    looks_like_tar,
+    open_stream,
+    space_budget,
+)
 from whaled.archive.tarstream import TarEntry, stream_tar
 from whaled.builder import dockerignore, steps
 from whaled.builder.contextcache import Context, ContextCache, ContextWriter
@@ -56,7 +66,7 @@ from whaled.distribution.platforms import host_platform, parse_platform
 from whaled.errors import InvalidParameter, NotFound, SystemFailure, WhaledError
 from whaled.image.reference import parse_normalized_named
 from whaled.image.stores import ImageStores
-from whaled.osutil.tree import remove_tree
+from whaled.osutil.tree import open_under, readlink_under, remove_tree, walk_fd
 from whaled.runtime.usermap import resolve_user
 
 log = logging.getLogger(__name__)
@@ -704,49 +714,68 @@ def _git_context(ctx: str, src: GitSource) -> None:
         remove_tree(checkout, ignore_errors=True)
 
 
-def _read_dockerfile(ctx: str, name: str) -> str:
-    path = os.path.normpath(os.path.join(ctx, name.lstrip("/")))
-    if not path.startswith(ctx + os.sep) or not os.path.isfile(path):
-        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
-    with open(path, encoding="utf-8", errors="replace") as f:
+def _read_in_context(ctx: str, name: str) -> str | None:
+    """The text of the regular file ``name`` of the context, None if there is none. Links
+    are followed inside the context, as dockerd does (an absolute target starts again at
+    the context's root): never onto the daemon's host."""
+    path = cp.resolve(ctx, {}, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with open(fd, encoding="utf-8", errors="replace") as f:
         return f.read()
 
 
+def _read_dockerfile(ctx: str, name: str) -> str:
+    text = _read_in_context(ctx, name)
+    if text is None:
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+    return text
+
+
 def _apply_dockerignore(ctx: str, dockerfile: str) -> None:
-    path = os.path.join(ctx, ".dockerignore")
-    if not os.path.isfile(path):
+    """Remove what ``.dockerignore`` excludes (the Dockerfile and .dockerignore stay). An
+    excluded directory goes whole, unless an exception (``!pattern``) may re-include
+    something in it: then its content is judged entry by entry and it is removed if it ends
+    up empty. One walk without recursion, whatever the depth."""
+    text = _read_in_context(ctx, ".dockerignore")
+    if text is None:
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
-        patterns = dockerignore.parse(f.read())
+    patterns = dockerignore.parse(text)
     keep = {os.path.normpath(dockerfile.lstrip("/")), ".dockerignore"}
-    for dirpath, dirnames, filenames in os.walk(ctx, topdown=True):
-        rel_dir = os.path.relpath(dirpath, ctx)
-        for name in list(dirnames) + filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel in keep or not dockerignore.excluded(rel, patterns):
+    exceptions = any(p.exception for p in patterns)
+    emptied: list[str] = []  # excluded directories walked for what is re-included
+    dir_matches: dict[str, dockerignore.Matches] = {}  # the walk's directories' answers
+    for w in walk_fd(ctx):
+        rel = w.path
+        up = rel.rpartition("/")[0]
+        found = dockerignore.matches(rel, patterns, dir_matches.get(up) if up else None)
+        if stat.S_ISDIR(w.st.st_mode):
+            dir_matches[rel] = found
+        if rel in keep or not dockerignore.verdict(found, patterns):
+            continue
+        if any(k.startswith(rel + "/") for k in keep):
+            continue
+        if stat.S_ISDIR(w.st.st_mode):
+            if exceptions:
+                emptied.append(rel)
                 continue
-            if any(k.startswith(rel + "/") for k in keep):
-                continue
-            full = os.path.join(dirpath, name)
-            if name in dirnames:
-                dirnames.remove(name)
-                # a directory may hold an exception (!pattern): keep what is re-included
-                if any(p.exception for p in patterns):
-                    _prune_dir(ctx, full, patterns, keep)
-                    continue
-                remove_tree(full, ignore_errors=True)
-            else:
-                os.unlink(full)
-
-
-def _prune_dir(ctx: str, top: str, patterns: list[dockerignore.Pattern], keep: set[str]) -> None:
-    for dirpath, _dirnames, filenames in os.walk(top, topdown=False):
-        for name in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, name), ctx)
-            if rel not in keep and dockerignore.excluded(rel, patterns):
-                os.unlink(os.path.join(dirpath, name))
+            remove_tree(w.name, dir_fd=w.parent_fd, ignore_errors=True)  # not entered then
+        else:
+            os.unlink(w.name, dir_fd=w.parent_fd)
+    for rel in reversed(emptied):  # deepest first (pre-order, reversed)
+        parent, _, name = rel.rpartition("/")
         with contextlib.suppress(OSError):
-            os.rmdir(dirpath)  # only when it became empty
+            fd = open_under(ctx, parent, os.O_RDONLY | os.O_DIRECTORY) if parent else None
+            try:
+                os.rmdir(name if fd is not None else os.path.join(ctx, name), dir_fd=fd)
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
 
 # -- COPY plans -----------------------------------------------------------------------------
@@ -821,20 +850,17 @@ def _copy_plan(
     items: list[_Item] = []
     for source in sources:
         pattern = _inside(root, source)
-        matches = sorted(
-            glob.glob(glob.escape(root.rstrip("/")) + pattern[len(root.rstrip("/")) :])
-        )
+        matches = _glob_in(root, pattern[len(root.rstrip("/")) :])
         if not matches:
             raise InvalidParameter(
                 f"COPY failed: file not found in build context or excluded by .dockerignore: "
                 f"stat {source}: file does not exist"
             )
-        for match in matches:
+        for inner in matches:
             # a source that is a link is followed inside its root (the context or a stage's
             # file system), as dockerd's FollowSymlinkInScope: an absolute target is read
             # from that root, never from the host
-            name = os.path.basename(match)  # the source's own name, even when it is a link
-            inner = "/" + os.path.relpath(match, root)
+            name = posixpath.basename(inner)  # the source's own name, even when it is a link
             match = cp.resolve(root, {}, inner)
             if not os.path.lexists(match):
                 raise InvalidParameter(
@@ -852,18 +878,64 @@ def _copy_plan(
     return items
 
 
-def _walk(item: _Item) -> Iterator[tuple[str, str]]:
-    """(host path, path in the image) of everything an item copies."""
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+def _glob_in(root: str, pattern: str) -> list[str]:
+    """The paths of ``root`` (``/a/b``, in the root's own terms) that the glob ``pattern``
+    (relative to it) matches, with glob's rules (``*`` does not match a leading ``.``).
+    Each directory is listed where it is *in the root*: a link on the way is followed
+    inside it, never on the host (``glob.glob`` over host paths followed ``link -> /etc``
+    to the host's /etc, and missed what the root itself has there)."""
+    found = ["/"]
+    for comp in (c for c in pattern.split("/") if c):
+        matched: list[str] = []
+        for base in found:
+            if not _GLOB_MAGIC.search(comp):
+                matched.append(posixpath.join(base, comp))
+                continue
+            try:
+                names = os.listdir(cp.resolve(root, {}, base))
+            except OSError:
+                continue
+            hidden = comp.startswith(".")
+            matched.extend(
+                posixpath.join(base, n)
+                for n in sorted(names)
+                if (hidden or not n.startswith(".")) and fnmatch.fnmatchcase(n, comp)
+            )
+        found = matched
+    return [p for p in found if os.path.lexists(cp.resolve(root, {}, p, follow_final=False))]
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One thing an item copies: ``rel`` below the item's ``top`` ("" for the top itself),
+    its path in the image and its lstat. Opened fd-relative, so trees of any depth (paths
+    beyond PATH_MAX) are read; a symlink is never followed."""
+
+    top: str
+    rel: str
+    target: str
+    st: os.stat_result
+
+    def open(self) -> int:
+        if not self.rel:
+            return os.open(self.top, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return open_under(self.top, self.rel)
+
+    def readlink(self) -> str:
+        return readlink_under(self.top, self.rel) if self.rel else os.readlink(self.top)
+
+
+def _walk(item: _Item) -> Iterator[_Found]:
+    """Everything an item copies, the item first, then (a directory) its tree in pre-order
+    and name order; no recursion, whatever the depth."""
+    yield _Found(item.source, "", item.target, os.lstat(item.source))
     if not item.is_dir:
-        yield item.source, item.target
         return
-    yield item.source, item.target
-    for dirpath, dirnames, filenames in os.walk(item.source):
-        dirnames.sort()
-        for name in sorted(dirnames) + sorted(filenames):
-            host = os.path.join(dirpath, name)
-            rel = os.path.relpath(host, item.source)
-            yield host, posixpath.join(item.target, rel)
+    for w in walk_fd(item.source):
+        yield _Found(item.source, w.path, posixpath.join(item.target, w.path), w.st)
 
 
 def _plan_digest(plan: Sequence[_Item], context: Context) -> str:
@@ -871,7 +943,7 @@ def _plan_digest(plan: Sequence[_Item], context: Context) -> str:
     The files' contents are hashed on a few threads (hashlib and reads release the GIL),
     but for the context's files whose digest is known (reused from a kept context)."""
     h = hashlib.sha256()
-    files: list[str] = []
+    files: list[str | _Found] = []
     parts: list[bytes | int] = []  # ints: the index of a file whose digest goes there
     for item in plan:
         if item.archive:
@@ -879,33 +951,38 @@ def _plan_digest(plan: Sequence[_Item], context: Context) -> str:
             parts.append(len(files))
             files.append(item.source)
             continue
-        for host, target in _walk(item):
-            st = os.lstat(host)
+        for found in _walk(item):
+            st = found.st
             kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
-            parts.append(f"{target}\0{kind}\0{mode}\0".encode())
+            parts.append(f"{found.target}\0{kind}\0{mode}\0".encode())
             if stat.S_ISLNK(st.st_mode):
-                parts.append(os.readlink(host).encode())
+                parts.append(found.readlink().encode())
             elif stat.S_ISREG(st.st_mode):
                 parts.append(len(files))
-                files.append(host)
+                files.append(found)
     with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="copy-digest") as pool:
-        digests = list(pool.map(lambda path: _context_digest(context, path), files))
+        digests = list(pool.map(lambda file: _context_digest(context, file), files))
     for part in parts:
         h.update(digests[part] if isinstance(part, int) else part)
     return h.hexdigest()
 
 
-def _context_digest(context: Context, path: str) -> bytes:
+def _context_digest(context: Context, file: str | _Found) -> bytes:
+    """A file's SHA-256, the context's record of it when a kept context had it."""
+    path = file if isinstance(file, str) else (
+        os.path.join(file.top, file.rel) if file.rel else file.top
+    )
     known = context.known_digest(path)
     if known is not None:
         return known
-    digest = _file_digest(path)
+    digest = _file_digest(file)
     context.remember_digest(path, digest)
     return digest
 
 
-def _file_digest(path: str) -> bytes:
-    with open(path, "rb") as f:
+def _file_digest(file: str | _Found) -> bytes:
+    fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC) if isinstance(file, str) else file.open()
+    with open(fd, "rb") as f:
         return hashlib.file_digest(f, "sha256").digest()
 
 
@@ -915,8 +992,8 @@ def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry
         if item.archive:
             yield from _tar_entries(item.source, item.target)
             continue
-        for host, target in _walk(item):
-            st = os.lstat(host)
+        for found in _walk(item):
+            st, target = found.st, found.target
             info = tarfile.TarInfo(target.lstrip("/") or ".")
             info.mode = stat.S_IMODE(st.st_mode)
             info.mtime = int(st.st_mtime)
@@ -928,54 +1005,68 @@ def _entries(plan: Sequence[_Item], owner: tuple[int, int]) -> Iterator[TarEntry
                 yield TarEntry(info, None)
             elif stat.S_ISLNK(st.st_mode):
                 info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(host)
+                info.linkname = found.readlink()
                 yield TarEntry(info, None)
             elif stat.S_ISREG(st.st_mode):
                 info.size = st.st_size
-                yield TarEntry(info, _file_chunks(host))
+                yield TarEntry(info, exact_chunks(found.open, st.st_size))
 
 
 def _with_parents(entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
     """``entries`` with a directory entry (root's, 0755) for each parent not listed before
-    it: a first layer has no directories to put files in."""
+    it: a first layer has no directories to put files in. A parent seen means all of its
+    parents were (so an entry whose parent was listed costs one lookup, at any depth)."""
     seen: set[str] = set()
     for entry in entries:
-        parts = entry.info.name.rstrip("/").split("/")
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i])
-            if parent not in seen:
-                seen.add(parent)
-                info = tarfile.TarInfo(parent)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                yield TarEntry(info, None)
-        seen.add(entry.info.name.rstrip("/"))
+        name = entry.info.name.rstrip("/")
+        missing: list[str] = []
+        parent = name.rpartition("/")[0]
+        while parent and parent not in seen:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for parent in reversed(missing):
+            seen.add(parent)
+            info = tarfile.TarInfo(parent)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            yield TarEntry(info, None)
+        seen.add(name)
         yield entry
 
 
 def _tar_entries(path: str, dest: str) -> Iterator[TarEntry]:
-    """ADD of a local tar archive: its members, under ``dest``."""
-    with tarfile.open(path, "r:*") as tf:
-        for member in tf:
-            name = posixpath.normpath(posixpath.join(dest, member.name)).lstrip("/")
-            info = member.replace(name=name, deep=False)
+    """ADD of a local tar archive (plain or compressed): its members under ``dest``, as
+    dockerd unpacks it there: a member (or a hard link's target, an archive path) that
+    climbs out of ``dest`` is refused (``"../x" is outside of "/dest"``), an absolute name
+    is taken below ``dest``. Streamed, one member at a time, through the reader and bounds
+    of every tar that enters (a decompression bomb stops with ArchiveLimit)."""
+    with open(path, "rb") as f:
+        src, _ = open_stream(f, limit=space_budget(os.path.dirname(path)))
+        parser = TarParser(TarInput(src))
+        for member in parser:
+            info = member.replace(name=_below(dest, member.name), deep=False)
+            # PAX path/linkpath records would override the new names when written
+            info.pax_headers = {
+                k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")
+            }
+            if member.islnk():
+                info.linkname = _below(dest, member.linkname)
             if member.isreg():
-                f = tf.extractfile(member)
-                assert f is not None
-                data = f.read()
-                yield TarEntry(info, _const(data))
+                yield TarEntry(info, _member_chunks(parser))
             else:
                 yield TarEntry(info, None)
 
 
-def _const(data: bytes) -> Callable[[], Iterator[bytes]]:
-    return lambda: iter([data])
+def _below(dest: str, name: str) -> str:
+    parts = cp.entry_parts(name, dest)
+    return "/".join((*cp.entry_parts(dest, "/"), *parts)) or "."
 
 
-def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
+def _member_chunks(parser: TarParser) -> Callable[[], Iterator[bytes]]:
+    """The current member's data (stream_tar reads it before asking for the next entry)."""
+
     def chunks() -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                yield chunk
+        while data := parser.read_data():
+            yield bytes(data)
 
     return chunks
 

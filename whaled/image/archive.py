@@ -46,6 +46,7 @@ from whaled.archive.tarsafe import (
     detect_compression,
     looks_like_tar,
     open_stream,
+    space_budget,
 )
 from whaled.archive.tarstream import TarEntry, bytes_entry, dir_info, file_info, stream_tar
 from whaled.errors import InvalidParameter
@@ -285,6 +286,16 @@ class _Staged:
         return open(held, "rb")  # the caller closes it
 
 
+def _descriptors(index: Any) -> list[dict[str, Any]]:
+    """The ``manifests`` of an OCI index: a list of objects (InvalidParameter otherwise)."""
+    if not isinstance(index, dict):
+        raise InvalidParameter("invalid OCI layout: an index is not an object")
+    manifests = index.get("manifests") or []
+    if not isinstance(manifests, list) or not all(isinstance(d, dict) for d in manifests):
+        raise InvalidParameter("invalid OCI layout: bad manifests in an index")
+    return manifests
+
+
 def _read_json(staged: _Staged, key: str, what: str) -> Any:
     data = staged.read(key)
     if data is None:
@@ -348,7 +359,9 @@ class Loader:
     def _receive(
         self, stream: BinaryIO | Readable, staged: _Staged, progress: ProgressFn, quiet: bool
     ) -> None:
-        src, _ = open_stream(stream)
+        # bounded by the space where members are kept (scratch files, layer ingests: each
+        # layer is bounded again by its own unpack)
+        src, _ = open_stream(stream, limit=space_budget(self.tmp_root))
         parser = TarParser(TarInput(src))
         for member in parser:
             parts = clean_path(member.name)
@@ -371,9 +384,9 @@ class Loader:
                         "target is not in the archive"
                     )
                 staged.links[key] = (True, target)
-            elif member.ischr() or member.isblk():
-                raise UnsafeLayer(f"refusing device node {member.name!r} here")
-            elif member.isfifo():
+            elif member.ischr() or member.isblk() or member.isfifo():
+                # dockerd makes them in its temp dir and ignores them: nothing here reads
+                # one, so nothing is made
                 continue
             elif not member.isreg():
                 raise UnsafeLayer(
@@ -413,7 +426,10 @@ class Loader:
             if not isinstance(entry, dict):
                 raise InvalidParameter("invalid image archive: bad manifest.json entry")
             tags: list[Reference] = []
-            for tag in entry.get("RepoTags") or []:
+            repo_tags = entry.get("RepoTags") or []
+            if not isinstance(repo_tags, list) or not all(isinstance(t, str) for t in repo_tags):
+                raise InvalidParameter("invalid image archive: bad RepoTags in manifest.json")
+            for tag in repo_tags:
                 ref = refs.parse_normalized_named(tag)
                 if ref.tag is None:
                     raise InvalidParameter(f'invalid tag "{tag}"')
@@ -453,10 +469,12 @@ class Loader:
 
     def _pick_platform(self, index: Any) -> Any:
         os_name, arch, variant = host_platform()
-        manifests = index.get("manifests") or []
+        manifests = _descriptors(index)
         best = None
         for desc in manifests:
             plat = desc.get("platform") or {}
+            if not isinstance(plat, dict):
+                raise InvalidParameter("invalid OCI layout: bad platform in an index")
             if plat.get("os") == os_name and plat.get("architecture") == arch:
                 if variant is None or plat.get("variant") in (None, variant):
                     best = desc
@@ -474,10 +492,10 @@ class Loader:
         if not isinstance(index, dict):
             raise InvalidParameter("invalid OCI layout: index.json is not an object")
         by_manifest: dict[str, tuple[Any, list[Reference]]] = {}
-        for desc in index.get("manifests") or []:
-            if not isinstance(desc, dict):
-                continue
+        for desc in _descriptors(index):
             annotations = desc.get("annotations") or {}
+            if not isinstance(annotations, dict):
+                raise InvalidParameter("invalid OCI layout: bad annotations in index.json")
             names: list[Reference] = []
             name = annotations.get(ANNOTATION_NAME)
             ref_name = annotations.get(ANNOTATION_REF)
@@ -509,7 +527,10 @@ class Loader:
                 raise InvalidParameter("invalid OCI layout: manifest without config")
             layer_keys: list[str] = []
             verify: list[tuple[str, str]] = []
-            for ldesc in manifest.get("layers") or []:
+            layer_descs = manifest.get("layers") or []
+            if not isinstance(layer_descs, list):
+                raise InvalidParameter("invalid OCI layout: bad layers in a manifest")
+            for ldesc in layer_descs:
                 blob = self._oci_blob(ldesc)
                 layer_keys.append(blob)
                 verify.append((blob, ldesc["digest"]))

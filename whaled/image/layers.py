@@ -56,6 +56,7 @@ from whaled.archive.tarsafe import (
     TarParser,
     UnpackPolicy,
     open_stream,
+    space_budget,
     unpack_tar,
 )
 from whaled.archive.tarstream import (
@@ -404,7 +405,11 @@ class LayerStore:
                 self.release(donor.chain_id)
                 raise
         raw_hash = _RawHash()
-        stream, compression = open_stream(src, on_raw=raw_hash.update)
+        # what is unpacked is bounded by the space there (a decompression bomb stops with
+        # ArchiveLimit; the temp dir goes below)
+        stream, compression = open_stream(
+            src, on_raw=raw_hash.update, limit=space_budget(self.root)
+        )
         raw_hash.active = compression is not Compression.NONE
         cache_id = secrets.token_hex(32)
         tmp_dir = os.path.join(self.root, ".tmp-" + cache_id)

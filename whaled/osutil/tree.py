@@ -204,6 +204,53 @@ def lstat_under(top: str, rel: str) -> os.stat_result:
         os.close(fd)
 
 
+def open_under(top: str, rel: str, flags: int = os.O_RDONLY) -> int:
+    """``os.open`` of ``top/rel`` with ``O_NOFOLLOW`` (a final symlink is not followed), also
+    when the joined path is longer than PATH_MAX (then reached component by component,
+    without following symlinks on the way)."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(f"{top}/{rel}", flags)
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+    parent, _, name = rel.rstrip("/").rpartition("/")
+    fd = _open_dir_under(top, parent)
+    try:
+        return os.open(name, flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def readlink_under(top: str, rel: str) -> str:
+    """``os.readlink`` of ``top/rel``, also beyond PATH_MAX (see :func:`open_under`)."""
+    try:
+        return os.readlink(f"{top}/{rel}")
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+    parent, _, name = rel.rstrip("/").rpartition("/")
+    fd = _open_dir_under(top, parent)
+    try:
+        return os.readlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _open_dir_under(top: str, rel: str) -> int:
+    fd = os.open(top, _OPEN_DIR)
+    try:
+        for comp in rel.split("/"):
+            if comp:
+                nfd = os.open(comp, _OPEN_DIR, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def remove_tree(path: str, *, dir_fd: int | None = None, ignore_errors: bool = False) -> None:
     """Remove ``path`` (relative to ``dir_fd`` when given) and, if it is a directory,
     everything below it, at any depth; a missing ``path`` is not an error. Symlinks are

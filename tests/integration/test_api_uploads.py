@@ -107,6 +107,22 @@ def test_an_upload_and_the_requests_around_it_on_one_connection(
         assert member is not None and member.read() == data
 
 
+def test_an_upload_with_a_content_length_is_taken_over_too(
+    whaled: WhaledProcess, busybox_image: str
+) -> None:
+    ctr = _container(whaled, busybox_image)
+    tar = _tar({"f": b"abc\n"})
+    head = (f"PUT /containers/{ctr.id}/archive?path=/tmp HTTP/1.1\r\nHost: whaled\r\n"
+            f"Content-Length: {len(tar)}\r\n\r\n").encode()  # fmt: skip
+    with _connect(whaled) as sock:
+        sock.sendall(head + tar + PING + head + tar[:100])
+        assert [s for s, _ in _responses(sock, 2)] == [200, 200]
+        sock.sendall(tar[100:])
+        assert [s for s, _ in _responses(sock, 1)] == [200]
+    bits, _ = ctr.get_archive("/tmp/f")
+    assert b"abc\n" in b"".join(bits)
+
+
 def test_an_upload_refused_before_its_body_leaves_the_connection_usable(
     whaled: WhaledProcess, busybox_image: str
 ) -> None:

@@ -72,7 +72,7 @@ class EarlyInputTap(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol) -> None:
         self.inner = inner
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks: collections.deque[bytes | bytearray] = collections.deque()
         self._size = 0
 
     def recent(self) -> bytes:
@@ -85,7 +85,7 @@ class EarlyInputTap(asyncio.Protocol):
         self.remember(data)
         self.inner.data_received(data)
 
-    def remember(self, data: bytes) -> None:
+    def remember(self, data: bytes | bytearray) -> None:
         """Keep ``data`` in the window of the latest raw bytes."""
         if len(data) > EARLY_INPUT_WINDOW:
             self._chunks.clear()

@@ -12,6 +12,7 @@ from whaled.api.uploads import (
     PIPE_HIGH_WATER,
     ChunkDecoder,
     ChunkError,
+    LengthDecoder,
     UploadPipe,
     rewrite_head,
     scan_head,
@@ -75,6 +76,8 @@ def test_scan_head_follows_framing_and_picks_uploads() -> None:
     assert not scan_head(b"POST /containers/create HTTP/1.1\r\nTransfer-Encoding: chunked").upload
     assert scan_head(b"GET /_ping HTTP/1.1\r\nHost: d").framing == "none"
     assert scan_head(b"POST /x HTTP/1.1\r\nContent-Length: 12").length == 12
+    load = scan_head(b"POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nContent-Length: 12")
+    assert load.framing == "length" and load.length == 12 and load.upload
     assert scan_head(b"POST /x HTTP/1.1\r\nContent-Length: 0").framing == "none"
     for odd in (
         b"POST /build HTTP/1.1\r\nTransfer-Encoding: gzip, chunked",
@@ -91,8 +94,18 @@ def test_scan_head_follows_framing_and_picks_uploads() -> None:
     assert scan_head(marked).framing == "chunked" and not scan_head(marked).upload
 
 
+def test_a_length_body_is_counted_off() -> None:
+    decoder = LengthDecoder(10)
+    out: list[memoryview] = []
+    assert decoder.feed(b"0123", 0, out) == 4 and not decoder.done
+    assert decoder.feed(b"456789GET", 0, out) == 6 and decoder.done
+    assert b"".join(bytes(v) for v in out) == b"0123456789"
+
+
 def test_an_upload_head_is_passed_on_without_a_body() -> None:
     head = b"POST /build HTTP/1.1\r\nHost: d\r\ntransfer-encoding: chunked\r\nX-A: b"
+    with_length = b"POST /build HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\nX-A: b"
+    assert rewrite_head(with_length, "7") == rewrite_head(head, "7")
     assert rewrite_head(head, "7") == (
         b"POST /build HTTP/1.1\r\nHost: d\r\nX-A: b\r\nContent-Length: 0\r\n"
         b"X-Whaled-Upload: 7\r\n\r\n"

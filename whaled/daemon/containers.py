@@ -511,6 +511,8 @@ class ContainerService:
                 elif run is not None:
                     await run.released.wait()
                 c.state.status = Status.REMOVING
+                if not volumes:
+                    await self.environment.keep_volumes(c)
                 await self.trash.remove_files(c.id)
             except BaseException:
                 slot.removing = False

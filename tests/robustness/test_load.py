@@ -6,8 +6,8 @@ rm at random (seeded; the seed is printed). Asserted: no 5xx and no other refuse
 (a client only touches its own containers, so every request is valid), no request hung
 beyond :data:`REQUEST_TIMEOUT`, the daemon still answers ``/_ping`` at the end (no
 deadlock), and every container ends in the state its client's last successful operation
-implies; then all are removed and none is left. p50/p99 latency per operation and overall
-are printed (``-s``) for docs/robustness.md.
+implies; then all are removed and none is left (nor a rootfs mount). p50/p99 latency per
+operation and overall are printed (``-s``) for docs/robustness.md.
 
 CI runs it for ~45 s; ``make robustness-long`` (``WHALED_ROBUSTNESS_LONG=1``) for 5 minutes.
 """
@@ -26,7 +26,7 @@ import docker
 import requests
 
 from tests.robustness.conftest import LONG
-from tests.support.whaled_proc import API_VERSION, WhaledProcess
+from tests.support.whaled_proc import API_VERSION, WhaledProcess, mounts_under
 
 CLIENTS = 64
 DURATION = 300.0 if LONG else 45.0
@@ -177,6 +177,10 @@ def test_64_concurrent_clients(whaled: WhaledProcess, busybox_tar: str) -> None:
         for cid in c.expected:
             api.remove_container(cid, force=True)
     assert api.containers(all=True) == []
+    deadline = time.monotonic() + 10
+    while mounts_under(whaled.data_root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mounts_under(whaled.data_root) == [], "rootfs mounts left after every rm"
 
 
 def report(clients: list[Client]) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
+import pytest
 
 from tests.robustness.conftest import LONG
 from tests.support.whaled_proc import (
@@ -531,6 +532,7 @@ class Checker:
 # --- the test ---------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(900 if LONG else 300)
 def test_sigkill_during_workload(whaled: WhaledProcess, busybox_tar: str) -> None:
     seed = int(os.environ.get("WHALED_CRASH_SEED") or random.randrange(1 << 32))
     print(f"crash-safety seed: WHALED_CRASH_SEED={seed} ({KILLS} kills)")

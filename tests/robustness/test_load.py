@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
+import pytest
 import requests
 
 from tests.robustness.conftest import LONG
@@ -141,6 +142,7 @@ class Client:
         return True
 
 
+@pytest.mark.timeout(DURATION + 2 * REQUEST_TIMEOUT + 300)
 def test_64_concurrent_clients(whaled: WhaledProcess, busybox_tar: str) -> None:
     seed = int(os.environ.get("WHALED_LOAD_SEED") or random.randrange(1 << 32))
     print(f"\nload seed: WHALED_LOAD_SEED={seed} ({CLIENTS} clients, {DURATION:.0f} s)")

@@ -246,6 +246,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         running = {c.id for c in container_store.all() if is_running(c.state.status)}
         await asyncio.to_thread(networks.sweep_sandboxes, running)
         await asyncio.to_thread(networks.drop_orphans, {c.id for c in container_store.all()})
+        await asyncio.to_thread(volumes.drop_orphans, {c.id for c in container_store.all()})
         await networks.resume_ports(running)
         removed = await asyncio.to_thread(
             remove_unreferenced, run_files.wrappers_dir, restorer.live_runtime_paths()

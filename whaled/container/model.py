@@ -52,6 +52,9 @@ class Container:
     runtime: str = "runc"  # HostConfig.Runtime resolved at create
     runtime_path: str = ""  # the executable locked in at the last start
     manually_stopped: bool = False
+    #: paused by a commit (``docker commit --pause``), not by the user: see
+    #: ``container.state.adopted_status``
+    paused_for_commit: bool = False
     log_path: str = ""
     hostname_path: str = ""
     hosts_path: str = ""

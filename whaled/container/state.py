@@ -64,3 +64,19 @@ def next_state(current: Status, event: Event) -> Status:
 def is_running(status: Status) -> bool:
     """Docker's State.Running: true while paused or restarting too."""
     return status in (S.RUNNING, S.PAUSED)
+
+
+def adopted_status(
+    recorded: Status, *, paused_for_commit: bool, runtime_paused: bool
+) -> tuple[Status, bool]:
+    """A live container re-adopted at daemon start: (its status, whether to resume it).
+
+    The runtime's view wins over a record a crash may have left behind: a pause or an
+    unpause cut between the runtime call and the record. A pause that only a commit made
+    (``Container.paused_for_commit``) ends with the commit, so it does not outlive a crash
+    either: the container is resumed. A pause the user asked for stays."""
+    if runtime_paused:
+        if recorded == Status.PAUSED and not paused_for_commit:
+            return Status.PAUSED, False
+        return Status.RUNNING, True
+    return Status.RUNNING, False

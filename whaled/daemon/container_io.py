@@ -490,7 +490,7 @@ class ContainerIO:
         paused_here = False
         if pause and c.state.status == Status.RUNNING:
             with contextlib.suppress(Conflict):
-                await self.svc.pause(c.id)
+                await self.svc.pause(c.id, for_commit=True)
                 paused_here = True
         try:
             container_config = dict(c.config)

@@ -439,7 +439,9 @@ class ContainerService:
 
     # ------------------------------------------------------------------ pause
 
-    async def pause(self, name_or_id: str) -> None:
+    async def pause(self, name_or_id: str, *, for_commit: bool = False) -> None:
+        """Freeze the container; ``for_commit``: only while a commit reads its files (a
+        daemon restart resumes it)."""
         c = self.store.get(name_or_id)
         slot = self.runs.slot(c.id)
         async with slot.lock:
@@ -449,6 +451,7 @@ class ContainerService:
                 raise Conflict(f"Container {c.id} is not running")
             await slot.run.task.pause()
             c.state.status = next_state(c.state.status, Event.PAUSE)
+            c.paused_for_commit = for_commit
             self._save(c)
             self.events.emit(c, "pause")
 
@@ -460,6 +463,7 @@ class ContainerService:
                 raise Conflict(f"Container {c.id} is not paused")
             await slot.run.task.resume()
             c.state.status = next_state(c.state.status, Event.UNPAUSE)
+            c.paused_for_commit = False
             self._save(c)
             self.events.emit(c, "unpause")
 
@@ -511,6 +515,8 @@ class ContainerService:
                 elif run is not None:
                     await run.released.wait()
                 c.state.status = Status.REMOVING
+                if not volumes:
+                    await self.environment.keep_volumes(c)
                 await self.trash.remove_files(c.id)
             except BaseException:
                 slot.removing = False

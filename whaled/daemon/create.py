@@ -195,7 +195,7 @@ class ContainerCreator:
             else NamespaceMode.private()
         )
         warnings.extend(self.specs.check_runnable(cfg, c, network))
-        points = await self.volumes.prepare(config, host_config)
+        points = await self.volumes.prepare(config, host_config, owner=cid)
         points += self._volumes_from(host_config, {p.destination for p in points})
         c.mount_points = [p.to_json() for p in points]
         try:

@@ -90,6 +90,11 @@ class Environment:
         with contextlib.suppress(WhaledError, OSError):
             await asyncio.to_thread(self.networks.sandbox_down, c.id)
 
+    async def keep_volumes(self, c: Container) -> None:
+        """Before the record of a container removed without ``-v`` goes: its anonymous
+        volumes are kept (not orphans of a removal cut short)."""
+        await self.volumes.keep(mount_points(c))
+
     async def release(self, c: Container, *, remove_anonymous: bool) -> None:
         """The container is removed: its endpoints are freed, its anonymous volumes go
         with ``remove_anonymous`` (``rm -v``, ``--rm``)."""

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from whaled.config.model import Config
 from whaled.container.model import Container
 from whaled.container.restart import RestartPolicy, should_restart
-from whaled.container.state import Status, is_running
+from whaled.container.state import Status, adopted_status, is_running
 from whaled.container.store import ContainerStore
 from whaled.container.times import exit_time, now_rfc3339
 from whaled.daemon.bundle import RunFiles, log_options
@@ -31,7 +31,7 @@ from whaled.daemon.trash import Trash
 from whaled.errors import NotFound, WhaledError
 from whaled.image.layers import LayerStore
 from whaled.osutil.tree import remove_tree
-from whaled.runtime.backend.api import Backend
+from whaled.runtime.backend.api import Backend, Task, TaskStatus
 
 log = logging.getLogger("whaled.containers")
 
@@ -162,8 +162,7 @@ class ContainerRestorer:
                 await asyncio.to_thread(self.layers.rw.mount, c.id)
                 run = Run(runtime=runtime, task=task, started=time.monotonic())
                 slot.run = run
-                if c.state.status == Status.RESTARTING:
-                    c.state.status = Status.RUNNING
+                await self._reconcile_pause(c, task)
                 self.store.save(c)
                 self.containers.follow_run(c, slot, run, log_opts)
                 log.info("re-adopted running container %s", c.id[:12])
@@ -184,6 +183,27 @@ class ContainerRestorer:
         c.state.health = None
         self.store.save(c)
         return False
+
+    async def _reconcile_pause(self, c: Container, task: Task) -> None:
+        """Status of a re-adopted container from the runtime's view (``adopted_status``):
+        a commit's pause, or a pause cut short before its record, is undone."""
+        try:
+            runtime_paused = (await task.state()).status in (TaskStatus.PAUSED, TaskStatus.PAUSING)
+        except WhaledError as e:
+            log.warning("state of container %s: %s", c.id[:12], e)
+            runtime_paused = c.state.status == Status.PAUSED
+        status, resume = adopted_status(
+            c.state.status, paused_for_commit=c.paused_for_commit, runtime_paused=runtime_paused
+        )
+        if resume:
+            try:
+                await task.resume()
+                log.info("resumed container %s, paused by a commit or a cut-short pause", c.id[:12])
+            except WhaledError as e:
+                log.warning("could not resume container %s: %s", c.id[:12], e)
+                status = Status.PAUSED
+        c.state.status = status
+        c.paused_for_commit = False
 
     def _unmount_all(self, cid: str) -> None:
         with contextlib.suppress(NotFound, OSError):

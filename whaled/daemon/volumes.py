@@ -10,6 +10,8 @@ The store and the copy-up are blocking and run in worker threads; events (``crea
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +26,8 @@ from whaled.volume import rules
 from whaled.volume.copyup import copy_tree, is_empty_dir
 from whaled.volume.model import MountPoint, Volume
 from whaled.volume.store import VolumeStore
+
+log = logging.getLogger("whaled.volumes")
 
 VOLUME_EVENT = "volume"
 FilterArgs = Mapping[str, Sequence[str]]
@@ -135,10 +139,11 @@ class VolumeService:
     # ------------------------------------------------------------------ containers
 
     async def prepare(
-        self, config: Mapping[str, Any], host_config: Mapping[str, Any]
+        self, config: Mapping[str, Any], host_config: Mapping[str, Any], *, owner: str = ""
     ) -> list[MountPoint]:
         """The volumes a container create asks for, made where missing (named ones and
-        anonymous ones): its mount points, to keep in its record."""
+        anonymous ones, the latter owned by container ``owner`` until it is removed): its
+        mount points, to keep in its record."""
         points: list[MountPoint] = []
         for request in rules.volume_requests(config, host_config):
             name = request.name or secrets.token_hex(32)
@@ -153,6 +158,7 @@ class VolumeService:
                 labels=labels,
                 options=request.driver_opts,
                 created_at=now_rfc3339(),
+                owner=owner if request.name is None else "",
             )
             if made:
                 self._emit("create", name)
@@ -218,10 +224,40 @@ class VolumeService:
         anonymous volumes go too, unless another container still uses them."""
         if not remove_anonymous:
             return
+        await self._remove_anonymous(container_id, points)
+
+    async def keep(self, points: Sequence[MountPoint]) -> None:
+        """A container is about to be removed without ``-v``: its anonymous volumes are
+        kept, so they lose their owner (before its record goes: see ``drop_orphans``)."""
+        for p in points:
+            if p.anonymous:
+                with contextlib.suppress(NotFound):
+                    await asyncio.to_thread(self.store.disown, p.name)
+
+    def drop_orphans(self, containers: set[str]) -> list[str]:
+        """Daemon start: anonymous volumes whose owner does not exist and that no container
+        mounts (a daemon killed between a volume's creation and its container's record, or
+        between a removal's record and its ``rm -v``) are removed. Returns their names."""
+        dropped = []
+        for v in self.store.all():
+            if v.owner and v.owner not in containers and not self._users(v.name):
+                try:
+                    self.store.remove(v.name)
+                except (NotFound, Conflict) as e:
+                    log.warning("orphaned volume %s: %s", v.name, e)
+                    continue
+                log.info("removed volume %s of container %s, which is gone", v.name, v.owner[:12])
+                dropped.append(v.name)
+        return dropped
+
+    async def _remove_anonymous(self, container_id: str, points: Sequence[MountPoint]) -> None:
         for p in points:
             if not p.anonymous:
                 continue
             if [u for u in self._users(p.name) if u != container_id]:
+                # Still mounted by another container (--volumes-from): kept, owner-less.
+                with contextlib.suppress(NotFound):
+                    await asyncio.to_thread(self.store.disown, p.name)
                 continue
             try:
                 await asyncio.to_thread(self.store.remove, p.name)

@@ -9,7 +9,8 @@ On disk::
 
 A container's rootfs is an overlay mount of its ``diff`` (the upper dir) over the ``diff``
 dirs of its parent chain (``lowerdir``; ``empty`` when the container has no image layers).
-Mounts are reference-counted in memory and re-counted at start from /proc/mounts.
+Mounts are reference-counted in memory; a mount found at start counts once it is taken again
+(``mount`` of a mounted rootfs does not mount it twice).
 
 What this uses of the :class:`LayerStore` (its whole interface to the read-only side): the
 store's ``lock`` (an RW layer holds a reference on its parent chain, so both sides change
@@ -119,8 +120,9 @@ class RWLayerStore:
             elif rw.parent is not None:
                 self._layers.acquire(rw.parent)
             self._rw[rw.container_id] = rw
-            if mounts.is_mounted(self._merged(rw)):
-                self._mounts[rw.container_id] = 1
+        # No mount is counted: a count is a user's, and a rootfs found mounted at start has
+        # none until a re-adopted container takes it (``mount`` counts it without mounting
+        # again); one counted here too would outlive that container's exit.
         return records is not None
 
     def mount_ids(self) -> set[str]:

@@ -18,19 +18,27 @@ class Volume:
     labels: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str] = field(default_factory=dict)  # driver_opts (type, device, o)
     created_at: str = ""
+    #: The container an anonymous volume was made for, while that container may still
+    #: remove it (``rm -v``, ``--rm``); cleared when it is removed without ``-v`` (the
+    #: volume is then kept). An owner that does not exist at daemon start means a create
+    #: or a removal was cut short: the volume is an orphan. whaled's own; not in the API.
+    owner: str = ""
 
     @property
     def anonymous(self) -> bool:
         return ANONYMOUS_LABEL in self.labels
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "Name": self.name,
             "Driver": self.driver,
             "Labels": dict(self.labels),
             "Options": dict(self.options),
             "CreatedAt": self.created_at,
         }
+        if self.owner:
+            doc["WhaledOwner"] = self.owner
+        return doc
 
     @staticmethod
     def from_json(doc: Mapping[str, Any]) -> Volume:
@@ -40,6 +48,7 @@ class Volume:
             labels={str(k): str(v) for k, v in (doc.get("Labels") or {}).items()},
             options={str(k): str(v) for k, v in (doc.get("Options") or {}).items()},
             created_at=str(doc.get("CreatedAt") or ""),
+            owner=str(doc.get("WhaledOwner") or ""),
         )
 
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 
 from whaled.errors import Conflict, InvalidParameter, NotFound
 from whaled.image.mounts import is_mounted, mount, unmount
@@ -95,9 +96,16 @@ class VolumeStore:
             return sorted(self._volumes.values(), key=lambda v: v.name)
 
     def create(
-        self, name: str, *, labels: Mapping[str, str], options: Mapping[str, str], created_at: str
+        self,
+        name: str,
+        *,
+        labels: Mapping[str, str],
+        options: Mapping[str, str],
+        created_at: str,
+        owner: str = "",
     ) -> tuple[Volume, bool]:
-        """The volume ``name``, made if missing; True when it was made now."""
+        """The volume ``name``, made if missing (for container ``owner``: see
+        ``Volume.owner``); True when it was made now."""
         with self._lock:
             existing = self._volumes.get(name)
             if existing is not None:
@@ -108,6 +116,7 @@ class VolumeStore:
                 labels=dict(labels),
                 options=dict(options),
                 created_at=created_at,
+                owner=owner,
             )
             tmp = os.path.join(self.root, ".tmp-" + secrets.token_hex(8))
             os.mkdir(tmp, 0o701)
@@ -120,6 +129,16 @@ class VolumeStore:
                 raise
             self._volumes[name] = volume
             return volume, True
+
+    def disown(self, name: str) -> None:
+        """Clear the volume's owner (atomically, on disk first): it is kept from now on."""
+        with self._lock:
+            volume = self._volumes.get(name)
+            if volume is None or not volume.owner:
+                return
+            kept = replace(volume, owner="")
+            atomic_write_json(os.path.join(self.root, name, RECORD), kept.to_json(), mode=0o600)
+            self._volumes[name] = kept
 
     def ensure_mounted(self, volume: Volume) -> None:
         """Mount a volume with driver options onto its ``_data`` (once)."""

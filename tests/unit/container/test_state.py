@@ -6,7 +6,7 @@ import pytest
 
 from whaled.container.model import Container, ContainerState, Health
 from whaled.container.names import generate_name, validate_name
-from whaled.container.state import Event, Status, is_running, next_state
+from whaled.container.state import Event, Status, adopted_status, is_running, next_state
 from whaled.errors import Conflict, InvalidParameter
 
 
@@ -72,3 +72,38 @@ def test_record_round_trips_through_json() -> None:
     again = Container.from_json(c.to_json())
     assert again == c
     assert again.state.status is Status.EXITED
+
+
+@pytest.mark.parametrize(
+    ("recorded", "for_commit", "runtime_paused", "expected"),
+    [
+        # A pause the user asked for survives a daemon restart.
+        (Status.PAUSED, False, True, (Status.PAUSED, False)),
+        # A commit's pause does not (the daemon died mid-commit).
+        (Status.PAUSED, True, True, (Status.RUNNING, True)),
+        # A pause cut between the runtime call and its record: undone.
+        (Status.RUNNING, False, True, (Status.RUNNING, True)),
+        # An unpause cut between the runtime call and its record: the runtime wins.
+        (Status.PAUSED, False, False, (Status.RUNNING, False)),
+        (Status.RUNNING, False, False, (Status.RUNNING, False)),
+        (Status.RESTARTING, False, False, (Status.RUNNING, False)),
+    ],
+)
+def test_adopted_status(
+    recorded: Status, for_commit: bool, runtime_paused: bool, expected: tuple[Status, bool]
+) -> None:
+    assert (
+        adopted_status(recorded, paused_for_commit=for_commit, runtime_paused=runtime_paused)
+        == expected
+    )
+
+
+def test_paused_for_commit_round_trips_and_defaults_off() -> None:
+    c = Container(
+        id="a" * 64, name="x", created="", image_id="", image_ref="", path="sh", args=[],
+        config={}, host_config={}, paused_for_commit=True,
+    )  # fmt: skip
+    assert Container.from_json(c.to_json()).paused_for_commit
+    old = c.to_json()
+    del old["paused_for_commit"]
+    assert not Container.from_json(old).paused_for_commit

@@ -29,7 +29,7 @@ OPENAPI_PATH = os.path.join(
 PREFIX = "/v{version}"
 #: Path parameters whose values may contain slashes (aiohttp routes them as ``{name:.*}``).
 SLASHED_PARAMS = frozenset({"name"})
-_VERSION_RE = re.compile(r"^/v[0-9]+\.[0-9]+(?=/)")
+_VERSION_RE = re.compile(r"^/v[0-9.]+(?=/)")
 
 
 @functools.cache
@@ -98,7 +98,18 @@ def check_response(
     """What is wrong with this answer according to the document (empty: nothing)."""
     found = find_operation(method, path)
     if found is None:
-        return [f"{method} {path}: no documented operation"]
+        # What no route serves (``/vKV/_ping``: not a version dockerd's router takes) is
+        # the router's 404 or 405, with the usual error body.
+        if status not in (404, 405):
+            return [f"{method} {path}: no documented operation, yet status {status}"]
+        if method.upper() == "HEAD":
+            return []
+        return _check_json(
+            f"{method} {path} → {status}",
+            {"$ref": "#/components/schemas/ErrorResponse"},
+            content_type,
+            [body],
+        )
     template, op = found
     where = f"{method} {template} → {status}"
     responses = op["responses"]
@@ -121,6 +132,14 @@ def check_response(
         lines = [line for line in body.split(b"\n") if line.strip()]
     else:
         lines = [body]
+    return _check_json(where, schema, content_type, lines)
+
+
+def _check_json(
+    where: str, schema: dict[str, Any], content_type: str, lines: list[bytes]
+) -> list[str]:
+    if not content_type.lower().startswith("application/json"):
+        return [f"{where}: content type {content_type!r}, expected application/json"]
     validator = _validator(json.dumps(schema, sort_keys=True))
     problems = []
     for line in lines:

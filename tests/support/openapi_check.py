@@ -154,6 +154,20 @@ def _check_json(
     return problems
 
 
+def is_stream(method: str, path: str, status: int) -> bool:
+    """Whether the documented answer is a stream (``x-stream``, or not JSON at all): its
+    body cannot be read whole without ending the stream first."""
+    found = find_operation(method, path)
+    if found is None:
+        return False
+    response = found[1]["responses"].get(str(status))
+    if response is None:
+        return False
+    response = _resolve(response)
+    content = response.get("content") or {}
+    return "x-stream" in response or bool(content) and "application/json" not in content
+
+
 def assert_conforms(method: str, path: str, status: int, content_type: str, body: bytes) -> None:
     problems = check_response(method, path, status, content_type, body)
     assert not problems, "\n".join(problems[:20])

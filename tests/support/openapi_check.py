@@ -165,7 +165,7 @@ def is_stream(method: str, path: str, status: int) -> bool:
         return False
     response = _resolve(response)
     content = response.get("content") or {}
-    return "x-stream" in response or bool(content) and "application/json" not in content
+    return "x-stream" in response or (bool(content) and "application/json" not in content)
 
 
 def assert_conforms(method: str, path: str, status: int, content_type: str, body: bytes) -> None:

@@ -94,6 +94,7 @@ def test_container_create_refuses_unknown_modes_and_ports(
         ({"CgroupnsMode": "bogus"}, "invalid cgroup namespace mode: bogus"),
         ({"Isolation": "hyperv"}, "Invalid isolation: \"hyperv\" - linux only supports 'default'"),
         ({"PortBindings": {"abc/tcp": None}}, 'invalid port specification: "abc/tcp"'),
+        ({"Tmpfs": {"/x": "size=abc"}}, 'invalid tmpfs option "size=abc"'),
     ]:
         assert call(whaled, "POST", "/containers/create", {**base, "HostConfig": host_config}) == (
             400,

@@ -242,6 +242,58 @@ def read_bounded(response: requests.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), complete
 
 
+#: JSON bodies no generator writes: not JSON, truncated, too deep, numbers Go cannot hold,
+#: invalid UTF-8, and one over the 10 MiB bound (413).
+MALFORMED_BODIES: tuple[bytes, ...] = (
+    b"{",
+    b'{"a":',
+    b"[1,2",
+    b"nul",
+    b"\xff\xfe{}",
+    b'{"a": NaN}',
+    b'{"a": 1e999}',
+    b'{"Name": "\ud800"}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"a":"' + b"x" * (10 << 20) + b'"}',
+)
+
+
+def send_malformed(session: requests.Session, op: Any, w: WhaledProcess, outcome: Outcome) -> None:
+    """Each of MALFORMED_BODIES to an operation that takes a JSON body (path parameters:
+    a real object's name, so the body is read)."""
+    content = ((op.definition.raw.get("requestBody") or {}).get("content")) or {}
+    if "application/json" not in content and "$ref" not in (
+        op.definition.raw.get("requestBody") or {}
+    ):
+        return
+    path = op.path.replace("{version}", "1.45")
+    for name in ("id", "name"):
+        path = path.replace("{" + name + "}", "fz-run")
+    for raw in MALFORMED_BODIES:
+        what = f"{op.method.upper()} {path} with a malformed body {raw[:30]!r}"
+        try:
+            response = session.request(
+                op.method.upper(),
+                "http://localhost" + path,
+                data=raw,
+                headers={"Content-Type": "application/json"},
+                timeout=(5.0, STATUS_TIMEOUT),
+            )
+        except requests.exceptions.RequestException as e:
+            outcome.failures.append(f"{what}: {type(e).__name__}: {e}")
+            continue
+        outcome.cases += 1
+        status = response.status_code
+        outcome.by_status[status] = outcome.by_status.get(status, 0) + 1
+        if status >= 500 and status not in DELIBERATE_5XX:
+            outcome.failures.append(f"{what}: {status} {response.content[:300]!r}")
+        for problem in check_response(
+            op.method.upper(), path, status,
+            response.headers.get("Content-Type", ""), response.content,
+        ):  # fmt: skip
+            outcome.failures.append(f"{problem}: {what}")
+
+
 def fuzz(
     w: WhaledProcess, busybox_tar: str, examples: int, log: Callable[[str], None]
 ) -> Outcome:
@@ -257,6 +309,7 @@ def fuzz(
         objects.ensure(busybox_tar)
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             fuzz_operation(op, mode, examples, objects.for_operation(op.path), w, session, outcome)
+        send_malformed(session, op, w, outcome)
         log(f"{op.method.upper()} {op.path}: {outcome.cases} cases so far")
     return outcome
 

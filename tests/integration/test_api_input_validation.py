@@ -118,4 +118,8 @@ def test_top_with_arguments_ps_refuses_is_a_400(whaled: WhaledProcess, busybox_i
     status, body = call(whaled, "GET", "/containers/top/top?ps_args=-o%20uid=PID")
     assert (status, body) == (400, {"message": 'specifying "uid=PID" is not allowed'})
     assert call(whaled, "GET", "/containers/top/top")[0] == 200
+    # bad detach keys: refused at exec create (they were accepted, then refused at start)
+    assert call(
+        whaled, "POST", "/containers/top/exec", {"Cmd": ["true"], "DetachKeys": "ctrl-€"}
+    ) == (400, {"message": "Invalid detach keys (ctrl-€) provided"})
     assert call(whaled, "DELETE", "/containers/top?force=1")[0] == 204

@@ -258,7 +258,7 @@ MALFORMED_BODIES: tuple[bytes, ...] = (
     b"\xff\xfe{}",
     b'{"a": NaN}',
     b'{"a": 1e999}',
-    b'{"Name": "\ud800"}',
+    b'{"Name": "\\ud800"}',
     b"[" * 100_000 + b"]" * 100_000,
     b'{"a":"' + b"x" * (10 << 20) + b'"}',
 )

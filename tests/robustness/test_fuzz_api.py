@@ -5,7 +5,9 @@ that break the document (negative: wrong types, missing required parameters, val
 of range or outside an enum, ...), sent over the daemon's unix socket. Checks:
 
 - no 5xx, except the deliberate answers dockerd gives too: 501 (a feature whaled does not
-  have: swarm init/join, plugins) and 503 (not a swarm manager);
+  have: swarm init/join, plugins), 503 (not a swarm manager) and the 500 that says a
+  registry could not be reached (dockerd's status for it; this daemon has no network, so
+  every registry is unreachable; counted and printed, see ``REGISTRY_UNREACHABLE``);
 - every status line within ``STATUS_TIMEOUT`` (no hung requests); a body is read for at
   most ``BODY_WINDOW`` seconds and the connection then closed, which bounds the endless
   streams (``/events`` without ``until``, ``logs?follow=1``, ``stats``, ``attach``, a
@@ -19,6 +21,10 @@ generated image references, registry addresses and build remotes name arbitrary 
 and nothing may leave the machine. A few values are rewritten before sending, only so the
 fuzzer cannot touch the host outside the daemon's temp root: bind-mount sources are moved
 under that root and a container's ``CgroupParent`` under the daemon's own.
+
+Besides the generated cases, every operation that takes a JSON body gets the malformed
+bodies no generator writes (``MALFORMED_BODIES``: truncated, too deep, NaN, 1e999, invalid
+UTF-8, over the 10 MiB bound).
 
 Cases also hit real objects: a path parameter is replaced, for about half of the cases, by
 the name of a container, image, volume, network or exec session made before the operation

@@ -40,6 +40,7 @@ class WhaledFactory(Protocol):
         *,
         wait: bool = True,
         timeout: float = 20.0,
+        python: str | None = None,
     ) -> WhaledProcess: ...
 
 
@@ -77,8 +78,10 @@ def whaled_factory(request: pytest.FixtureRequest) -> Iterator[WhaledFactory]:
         *,
         wait: bool = True,
         timeout: float = 20.0,
+        python: str | None = None,
     ) -> WhaledProcess:
-        w = WhaledProcess(config, extra_args)
+        # ``python``: the interpreter (or a wrapper that execs one) running ``-m whaled``.
+        w = WhaledProcess(config, extra_args, **({"python": python} if python else {}))
         started.append(w)  # registered before start: cleaned up even if start fails
         w.start()
         if wait:

@@ -234,7 +234,9 @@ class Routes:
         self._router = app.router
 
     def add(self, method: str, path: str, handler: Handler) -> None:
-        for prefix in ("", r"/v{version:[0-9]+\.[0-9]+}"):
+        # dockerd's router takes any run of digits and dots after /v; the version check
+        # then answers 400 for what is out of range (``/v1/``, ``/v1.2.3/``, ``/v9/``).
+        for prefix in ("", r"/v{version:[0-9.]+}"):
             if method == "GET":
                 self._router.add_get(prefix + path, handler, allow_head=False)
             else:

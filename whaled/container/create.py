@@ -10,6 +10,7 @@ Then ``validate_host_config`` refuses what whaled cannot honour with a clear 400
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -201,7 +202,27 @@ def validate_host_config(hc: Mapping[str, Any], d: DaemonDefaults) -> list[str]:
             f"invalid USER mode: {userns}: only the host's user namespace (--userns=host) "
             "is supported by whaled"
         )
+    _check_modes(hc)
     return warnings
+
+
+IPC_MODES = ("", "none", "private", "shareable", "host")
+CGROUPNS_MODES = ("", "private", "host")
+
+
+def _check_modes(hc: Mapping[str, Any]) -> None:
+    """dockerd's checks of the enumerated HostConfig modes, in its wording."""
+    ipc = str(hc.get("IpcMode") or "")
+    if ipc not in IPC_MODES and not (ipc.startswith("container:") and len(ipc) > 10):
+        raise InvalidParameter(f"invalid IPC mode: {ipc}")
+    cgroupns = str(hc.get("CgroupnsMode") or "")
+    if cgroupns not in CGROUPNS_MODES:
+        raise InvalidParameter(f"invalid cgroup namespace mode: {cgroupns}")
+    isolation = str(hc.get("Isolation") or "")
+    if isolation not in ("", "default"):
+        raise InvalidParameter(
+            f"Invalid isolation: {json.dumps(isolation)} - linux only supports 'default'"
+        )
 
 
 def check_request(request: Mapping[str, Any], hc: Mapping[str, Any]) -> None:

@@ -23,7 +23,10 @@ The rules are dockerd's (``daemon/top_unix.go``, checked against moby 23-27):
   ``Unexpected pid '<x>': …``.
 
 dockerd returns its parse and validation errors unclassified, so they reach the client as
-HTTP 500; :class:`~whaled.errors.SystemFailure` keeps that status and the wording.
+HTTP 500. whaled keeps the wording but answers 400 (:class:`~whaled.errors.InvalidParameter`)
+for what the client's ``ps_args`` caused: refused arguments and ``ps`` rejecting them (issue
+17: bad input is never a 5xx). An unparsable output of the default ``ps -ef`` stays a
+:class:`~whaled.errors.SystemFailure`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import re
 import shlex
 from collections.abc import Collection, Iterable
 
-from whaled.errors import SystemFailure
+from whaled.errors import InvalidParameter, SystemFailure, WhaledError
 
 DEFAULT_PS_ARGS = "-ef"
 
@@ -47,18 +50,18 @@ def fields_ascii(text: str) -> list[str]:
 
 
 def validate_ps_args(args: str) -> list[str]:
-    """The ``ps`` argument list for ``ps_args`` (empty → ``-ef``), or :class:`SystemFailure`
-    when dockerd would refuse it."""
+    """The ``ps`` argument list for ``ps_args`` (empty → ``-ef``), or
+    :class:`InvalidParameter` (dockerd's wording) when dockerd would refuse it."""
     if not args:
         args = DEFAULT_PS_ARGS
     for match in _PID_RENAME.finditer(args):
         key, value = match.group(1), match.group(2)
         if key != "pid":
-            raise SystemFailure(f'specifying "{key}={value}" is not allowed')
+            raise InvalidParameter(f'specifying "{key}={value}" is not allowed')
     try:
         return shlex.split(args)
     except ValueError as e:
-        raise SystemFailure(f"invalid ps arguments {args!r}: {e}") from None
+        raise InvalidParameter(f"invalid ps arguments {args!r}: {e}") from None
 
 
 def ps_pids_arg(pids: Iterable[int]) -> str:
@@ -71,10 +74,13 @@ def ps_argvs(args: list[str], pids: Iterable[int], ps: str = "ps") -> tuple[list
     return [ps, *args, ps_pids_arg(pids)], [ps, *args]
 
 
-def ps_error(stderr: str, fallback: str) -> SystemFailure:
+def ps_error(stderr: str, fallback: str, *, client_args: bool = False) -> WhaledError:
     """The error when both ``ps`` runs failed: ``ps: <first stderr line>`` (``fallback`` —
-    e.g. "exit status 1" — when ``ps`` said nothing)."""
+    e.g. "exit status 1" — when ``ps`` said nothing). With ``client_args`` (the client chose
+    the arguments) it is the client's error, an :class:`InvalidParameter`."""
     first = stderr.split("\n", 1)[0]
+    if client_args:
+        return InvalidParameter(f"ps: {first or fallback}")
     return SystemFailure(f"ps: {first or fallback}")
 
 

@@ -304,8 +304,14 @@ class ContainerIO:
         if code != 0:
             out, err2, code = await _run(fallback)
             if code != 0:
-                raise ps_error(err2 or err, f"exit status {code}")
-        return parse_ps(out, pids, ps_args or DEFAULT_PS_ARGS)
+                raise ps_error(err2 or err, f"exit status {code}", client_args=bool(ps_args))
+        try:
+            return parse_ps(out, pids, ps_args or DEFAULT_PS_ARGS)
+        except SystemFailure as e:
+            if not ps_args:
+                raise
+            # The client's columns (``-o comm``: no PID field) are the client's error.
+            raise InvalidParameter(e.message) from None
 
     def is_running(self, name_or_id: str) -> bool:
         try:

@@ -54,6 +54,7 @@ from whaled.network.mode import (
     default_hostname,
     joined_container,
 )
+from whaled.network.ports import check_ports
 from whaled.osutil.tree import remove_tree
 from whaled.runtime.command import process_args
 from whaled.runtime.registry import known_runtimes
@@ -162,6 +163,7 @@ class ContainerCreator:
         net_children = [self._link_child(link) for link in net_links]
         check_bind_sources(host_config)
         check_request(request, host_config)
+        check_ports(host_config, request)
         if config.get("StopSignal"):
             parse_signal(config["StopSignal"])
         cid = secrets.token_hex(32)

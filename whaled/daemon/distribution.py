@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -387,4 +388,19 @@ def login_domain(server_address: str) -> str:
     host = text.split("/", 1)[0].lower()
     if host in ("", "index.docker.io", "registry-1.docker.io", "docker.io"):
         return "docker.io"
+    _check_login_host(server_address, host)
     return host
+
+
+_HOST_RE = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9._-]*[a-z0-9])?)(:[0-9]{1,5})?")
+
+
+def _check_login_host(server_address: str, host: str) -> None:
+    """A server address Go's ``url.Parse`` (dockerd) refuses, or no host name at all, is a
+    400 in dockerd's wording, before any connection is tried."""
+    shown = server_address if "://" in server_address else "https://" + server_address
+    prefix = f'unable to parse server address: parse "{shown}": '
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in server_address):
+        raise InvalidParameter(prefix + "net/url: invalid control character in URL")
+    if not _HOST_RE.fullmatch(host):
+        raise InvalidParameter(prefix + f"invalid host name {host!r}")

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,6 +29,7 @@ from whaled.daemon.dns import NetworkDns
 from whaled.daemon.portproxy import HostPorts
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
+from whaled.image.filters import parse_rfc3339, parse_timestamp
 from whaled.network import etcfiles, ipam, nat, netlink, rtnl
 from whaled.network.mode import check_mac
 from whaled.network.model import (
@@ -302,6 +304,9 @@ class NetworkService:
             if key not in LIST_FILTERS:
                 raise InvalidParameter(f"invalid filter '{key}'")
         dangling = _bool_filter(filters.get("dangling", ()), "dangling")
+        for kind in filters.get("type", ()):
+            if kind not in ("builtin", "custom"):
+                raise InvalidParameter(f"invalid filter '{kind}'")  # dockerd's wording
         out = []
         for n in self.all():
             builtin = n.name in PREDEFINED
@@ -448,9 +453,13 @@ class NetworkService:
         for key in filters:
             if key not in PRUNE_FILTERS:
                 raise InvalidParameter(f"invalid filter '{key}'")
+        now = time.time()
+        untils = [parse_timestamp(v, now) for v in filters.get("until", ())]
         removed = []
         for n in self.store.all():
             if n.endpoints:
+                continue
+            if untils and not created_before(n.created, min(untils)):
                 continue
             if not all(_label_match(n.labels, w) for w in filters.get("label", ())):
                 continue
@@ -834,3 +843,14 @@ def _route_localnet(bridges: Sequence[str]) -> None:
 def _host_ifname(ep: Endpoint) -> str:
     """The host end of an endpoint's veth (15 characters at most; the peer adds "p")."""
     return "wh" + ep.endpoint_id[:11]
+
+
+def created_before(created: str, until: float) -> bool:
+    """Whether a network created at ``created`` (RFC 3339; empty for the predefined ones)
+    is older than ``until`` (unix seconds): prune's ``until`` filter, as dockerd's."""
+    if not created:
+        return True
+    try:
+        return parse_rfc3339(created) < until
+    except ValueError:
+        return False

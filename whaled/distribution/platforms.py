@@ -28,6 +28,16 @@ class Platform:
         return f"{out}/{self.variant}" if self.variant else out
 
 
+#: containerd's ``isKnownArch`` (Go's GOARCH values).
+KNOWN_ARCHITECTURES = frozenset(
+    {
+        "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "ppc64", "ppc64le",
+        "loong64", "mips", "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc",
+        "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
+    }
+)  # fmt: skip
+
+
 def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
     arch, variant = arch.lower(), variant.lower()
     if arch == "i386":
@@ -81,7 +91,13 @@ def parse_platform(spec: str) -> Platform:
                     variant=host_platform().variant,
                 )
             )
-        return normalize(Platform(os="linux", architecture=parts[0]))
+        # containerd is stricter with one component: an unknown one is no platform at all
+        arch = normalize(Platform(os="linux", architecture=parts[0]))
+        if arch.architecture not in KNOWN_ARCHITECTURES:
+            raise InvalidParameter(
+                f'"{spec}": unknown operating system or architecture: invalid argument'
+            )
+        return arch
     if len(parts) == 2:
         if parts[0].lower() in known_os:
             return normalize(Platform(os=parts[0], architecture=parts[1]))

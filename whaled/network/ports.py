@@ -112,6 +112,15 @@ def port_mappings(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> 
     return out
 
 
+def check_ports(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """At create, as dockerd does (not first at start): every port key and host port of
+    ``PortBindings`` and every ``ExposedPorts`` key parses, else the 400 of
+    :func:`parse_port_key` / :func:`port_mappings`."""
+    port_mappings(host_config, config)
+    for key in config.get("ExposedPorts") or ():
+        parse_port_key(key)
+
+
 def ports_json(exposed: Sequence[str], published: Sequence[PublishedPort]) -> dict[str, Any]:
     """``NetworkSettings.Ports``: each exposed port (``null`` when not published) and each
     published one with the host addresses it is bound to."""

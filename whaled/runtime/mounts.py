@@ -4,6 +4,7 @@ options and their order (pure)."""
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -70,7 +71,19 @@ _TMPFS_FLAG_PAIRS = {
     "mand": "nomand",
     "nomand": "mand",
 }
-_TMPFS_DATA = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol", "huge"})
+_MEMPARSE = r"[0-9]+[kmgtpe]?"
+#: What the kernel's tmpfs takes for each ``key=value`` option (a value it refuses would
+#: only fail at start, as the runtime's mount error: a 500 for the client's mistake).
+_TMPFS_DATA = {
+    "size": re.compile(rf"({_MEMPARSE}|[0-9]+%)", re.IGNORECASE),
+    "nr_inodes": re.compile(_MEMPARSE, re.IGNORECASE),
+    "nr_blocks": re.compile(_MEMPARSE, re.IGNORECASE),
+    "mode": re.compile(r"[0-7]{1,4}"),
+    "uid": re.compile(r"[0-9]+"),
+    "gid": re.compile(r"[0-9]+"),
+    "mpol": re.compile(r"(default|prefer|bind|interleave|local)(:[0-9,-]+)?(=\w+)?"),
+    "huge": re.compile(r"never|always|within_size|advise|deny|force"),
+}
 _TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")
 
 
@@ -89,7 +102,8 @@ def tmpfs_options(m: TmpfsMount) -> list[str]:
             continue
         key, sep, value = opt.partition("=")
         if sep:
-            if key not in _TMPFS_DATA:
+            pattern = _TMPFS_DATA.get(key)
+            if pattern is None or not pattern.fullmatch(value):
                 raise InvalidParameter(f'invalid tmpfs option "{opt}"')
             data[key] = value
         elif opt in _TMPFS_FLAG_PAIRS:

@@ -281,3 +281,14 @@ def test_update_and_exec_bodies() -> None:
         "Detach": True,
         "Tty": False,
     }
+
+
+def test_lone_surrogates_become_the_replacement_character() -> None:
+    """Issue 17 (input audit): ``"\\ud800"`` was kept as a lone surrogate, stored and shown
+    back by inspect (JSON no Go client decodes as sent); Go's decoder makes it U+FFFD."""
+    raw = b'{"Image": "b", "Cmd": ["x\\ud800y", "\\ud83d\\ude00"], "Labels": {"\\udfff": "v"}}'
+    body = decode_body(raw, CREATE)
+    assert body["Cmd"] == ["x\ufffdy", "\U0001f600"]
+    assert body["Labels"] == {"\ufffd": "v"}
+    json.dumps(body).encode()  # and it can be written
+    assert parse_json(b'"\\u00e9"') == "\u00e9"  # other escapes untouched

@@ -29,6 +29,24 @@ def test_too_new_and_too_old_use_dockerd_wording() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "problem"),
+    [("1", "too old"), ("1.2.3", "too old"), (".", "too old"), ("9", "too new"),
+     ("1.46", "too new"), ("1.45.1", "too new"), ("99999999999999999999.1", "too new")],
+)
+def test_prefixes_dockerd_routes_are_checked_like_dockerd(text: str, problem: str) -> None:
+    """Issue 17: ``/v1/…`` and ``/v1.2.3/…`` were a 404 (the route wanted X.Y exactly);
+    dockerd's router takes digits and dots and its version check answers 400."""
+    with pytest.raises(errors.InvalidParameter, match=f"client version {text} is {problem}"):
+        check_api_version(text)
+
+
+def test_versions_with_more_parts_compare_like_dockerd() -> None:
+    assert check_api_version("1.45.0") == (1, 45)
+    assert check_api_version("1.30.9") == (1, 30)
+    assert check_api_version("01.024") == (1, 24)
+
+
+@pytest.mark.parametrize(
     ("error", "status"),
     [
         (errors.InvalidParameter("x"), 400),

@@ -86,6 +86,15 @@ def test_host_config_defaults_and_ulimit_merge() -> None:
         ),
         ({"Runtime": "ghost"}, InvalidParameter, "unknown or invalid runtime name: ghost"),
         ({"UsernsMode": "private"}, InvalidParameter, "invalid USER mode: private"),
+        # issue 17: unknown enum values were stored (and silently ran as the default)
+        ({"IpcMode": "bogus"}, InvalidParameter, "^invalid IPC mode: bogus$"),
+        ({"IpcMode": "container:"}, InvalidParameter, "^invalid IPC mode: container:$"),
+        ({"CgroupnsMode": "bogus"}, InvalidParameter, "^invalid cgroup namespace mode: bogus$"),
+        (
+            {"Isolation": "hyperv"},
+            InvalidParameter,
+            "^Invalid isolation: \"hyperv\" - linux only supports 'default'$",
+        ),
     ],
 )
 def test_refused_host_configs(hc: dict[str, Any], error: type[Exception], message: str) -> None:
@@ -148,6 +157,15 @@ def test_create_time_request_checks_pass_good_values() -> None:
         {"Hostname": "h" * 64, "Env": ["A=b", "FLAG"]},
         {"CapAdd": ["net_admin"], "CapDrop": ["ALL"]},
     )
+
+
+def test_good_modes_pass() -> None:
+    for hc in (
+        {"IpcMode": "shareable", "CgroupnsMode": "host", "Isolation": "default"},
+        {"IpcMode": "container:web", "CgroupnsMode": "private"},
+        {"IpcMode": "none"},
+    ):
+        validate_host_config(complete_host_config(hc, DEFAULTS), DEFAULTS)
 
 
 def test_doubled_memory_beyond_int64_means_unlimited_swap() -> None:

@@ -11,7 +11,7 @@ from whaled.container.top import (
     ps_pids_arg,
     validate_ps_args,
 )
-from whaled.errors import SystemFailure
+from whaled.errors import InvalidParameter, SystemFailure
 
 PS_EF = """\
 UID          PID    PPID  C STIME TTY          TIME CMD
@@ -86,7 +86,7 @@ def test_validate_ps_args_refuses_pid_renames() -> None:
         ("ae -ouid=PID", 'specifying "-ouid=PID" is not allowed'),
         ("ae -o pid=PID2 -o uid=PID", 'specifying "uid=PID" is not allowed'),
     ]:
-        with pytest.raises(SystemFailure) as err:
+        with pytest.raises(InvalidParameter) as err:
             validate_ps_args(bad)
         assert err.value.message == shown, bad
 
@@ -100,7 +100,7 @@ def test_validate_ps_args_accepts() -> None:
 
 
 def test_validate_ps_args_unbalanced_quote() -> None:
-    with pytest.raises(SystemFailure, match="invalid ps arguments"):
+    with pytest.raises(InvalidParameter, match="invalid ps arguments"):
         validate_ps_args("-o 'pid")
 
 
@@ -113,3 +113,11 @@ def test_ps_argvs_and_errors() -> None:
         "ps: error: unsupported option"
     )
     assert ps_error("", "exit status 1").message == "ps: exit status 1"
+    assert isinstance(ps_error("", "exit status 1"), SystemFailure)
+
+
+def test_ps_refusing_the_clients_arguments_is_a_400() -> None:
+    """Issue 17 (fuzzing: ``ps_args`` of garbage answered 500): the client's error."""
+    error = ps_error("error: garbage option\n", "exit status 1", client_args=True)
+    assert isinstance(error, InvalidParameter)
+    assert error.message == "ps: error: garbage option"

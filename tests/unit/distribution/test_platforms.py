@@ -138,3 +138,15 @@ def test_matches_config() -> None:
     assert matches_config(P("linux/amd64"), P("linux/amd64"))
     assert matches_config(P("linux/arm/v7"), P("linux/arm64/v8"))
     assert not matches_config(P("linux/arm64"), P("linux/amd64"))
+
+
+def test_one_unknown_component_is_no_platform() -> None:
+    """Issue 17 (input audit): ``platform=bogus`` went to the registry as linux/bogus;
+    containerd refuses a single component that is neither an OS nor an architecture."""
+    with pytest.raises(InvalidParameter) as err:
+        parse_platform("bogus")
+    assert err.value.message == (
+        '"bogus": unknown operating system or architecture: invalid argument'
+    )
+    assert str(parse_platform("x86_64")) == "linux/amd64"
+    assert str(parse_platform("armhf")) == "linux/arm/v7"

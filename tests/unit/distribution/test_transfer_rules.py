@@ -186,3 +186,24 @@ def test_resumable_blob_gives_up_after_max_attempts() -> None:
 def test_backoff_is_capped() -> None:
     limits = PullLimits(backoff_step=5.0)
     assert [limits.backoff(n) for n in (1, 2, 3, 10)] == [5.0, 10.0, 15.0, 30.0]
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        (
+            "\u00b3\x10lk",
+            'unable to parse server address: parse "https://\u00b3\x10lk": '
+            "net/url: invalid control character in URL",
+        ),
+        ("a b:5000", "unable to parse server address: parse \"https://a b:5000\": "
+         "invalid host name 'a b:5000'"),
+        ("https://-x-/v2/", "invalid host name '-x-'"),
+    ],
+)
+def test_login_domain_refuses_what_is_no_host(address: str, message: str) -> None:
+    """Issue 17 (fuzzing: a control character in ``serveraddress`` answered 500): a 400
+    before any connection."""
+    with pytest.raises(InvalidParameter) as err:
+        login_domain(address)
+    assert message in err.value.message

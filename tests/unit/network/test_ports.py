@@ -7,7 +7,13 @@ import pytest
 
 from whaled.errors import InvalidParameter
 from whaled.network.mode import check_network_config
-from whaled.network.ports import PortMapping, PublishedPort, port_mappings, ports_json
+from whaled.network.ports import (
+    PortMapping,
+    PublishedPort,
+    check_ports,
+    port_mappings,
+    ports_json,
+)
 
 
 def test_mappings() -> None:
@@ -68,3 +74,26 @@ def test_publishing_needs_a_bridge_and_tcp_or_udp() -> None:
         check_network_config(
             {"NetworkMode": "mynet", "PortBindings": {"53/sctp": [{}]}}, wired=True
         )
+
+
+@pytest.mark.parametrize(
+    ("host_config", "config", "message"),
+    [
+        ({"PortBindings": {"abc/tcp": None}}, {}, 'invalid port specification: "abc/tcp"'),
+        ({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}, {}, '"99999"'),
+        ({}, {"ExposedPorts": {"99999/tcp": {}}}, 'invalid port specification: "99999/tcp"'),
+    ],
+)
+def test_check_ports_refuses_at_create(
+    host_config: dict[str, object], config: dict[str, object], message: str
+) -> None:
+    """Issue 17: invalid ports were stored at create and refused only at start."""
+    with pytest.raises(InvalidParameter, match=message):
+        check_ports(host_config, config)
+
+
+def test_check_ports_passes_good_ports() -> None:
+    check_ports(
+        {"PortBindings": {"80/tcp": [{"HostPort": "8080"}], "53/udp": None}},
+        {"ExposedPorts": {"80/tcp": {}, "9000": {}}},
+    )

@@ -94,7 +94,12 @@ def test_tmpfs_size_mode_readonly_fields() -> None:
     assert tmpfs_options(m) == ["noexec", "nosuid", "nodev", "ro", "size=1024", "mode=700"]
 
 
-@pytest.mark.parametrize("opt", ["bogus", "foo=bar"])
+@pytest.mark.parametrize(
+    "opt",
+    # issue 17: values the kernel refuses were accepted at create, then the start failed
+    # with the runtime's mount error (a 500)
+    ["bogus", "foo=bar", "size=abc", "size=64mb", "size=", "mode=999", "uid=-1", "huge=x"],
+)
 def test_tmpfs_bad_option(opt: str) -> None:
     with pytest.raises(InvalidParameter, match="invalid tmpfs option"):
         tmpfs_options(TmpfsMount(destination="/t", options=(opt,)))
@@ -175,3 +180,12 @@ def test_rootfs_propagation() -> None:
         )
         == "rshared"
     )
+
+
+@pytest.mark.parametrize(
+    "opt",
+    ["size=64m", "size=50%", "size=1024", "size=2G", "nr_inodes=10k", "mode=1777", "uid=1000",
+     "gid=0", "huge=within_size", "mpol=interleave:0-3"],
+)
+def test_tmpfs_values_the_kernel_takes(opt: str) -> None:
+    assert opt in tmpfs_options(TmpfsMount(destination="/t", options=(opt,)))

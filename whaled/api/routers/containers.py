@@ -37,7 +37,7 @@ from whaled.api.versions import ApiVersion
 from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.pump import ClientIO
-from whaled.errors import InvalidParameter, NotFound, SystemFailure
+from whaled.errors import Conflict, InvalidParameter, NotFound
 from whaled.logger.reader import LogEntry
 
 log = logging.getLogger("whaled.api")
@@ -163,7 +163,9 @@ async def post_container_wait(request: web.Request) -> web.StreamResponse:
 
 async def delete_container(request: web.Request) -> web.StreamResponse:
     if bool_param(request, "link"):
-        raise SystemFailure("Conflict, cannot remove the default link name of the container")
+        # dockerd's wording; its status is a 500 (an unclassified error), but the request is
+        # what is wrong: a 409, as the message says.
+        raise Conflict("Conflict, cannot remove the default link name of the container")
     await _svc(request).remove(
         _id(request), force=bool_param(request, "force"), volumes=bool_param(request, "v")
     )
@@ -179,7 +181,8 @@ async def delete_link(request: web.Request) -> web.StreamResponse:
         await _svc(request).remove_link(parent, alias)
     except NotFound:
         name = f"/{parent}/{alias}"
-        raise SystemFailure(f"Cannot get parent /{parent} for link name {name}") from None
+        # dockerd's wording (with a 500 there): the parent is not found, a 404.
+        raise NotFound(f"Cannot get parent /{parent} for link name {name}") from None
     return web.Response(status=204)
 
 

@@ -33,6 +33,9 @@ EXEC_DETACHED_MESSAGE = "exec attach failed: error on attach stdin: read escape 
 
 async def post_exec_create(request: web.Request) -> web.StreamResponse:
     body = await json_body(request, schema.EXEC_CREATE)
+    if body.get("DetachKeys"):
+        # refused at create, as dockerd does, not first when the exec starts
+        parse_detach_keys(body["DetachKeys"])
     session = _execs(request).create(_id(request), body)
     return json_response({"Id": session.id}, status=201)
 

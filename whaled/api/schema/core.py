@@ -87,11 +87,32 @@ def _check_depth(raw: bytes) -> None:
             depth -= 1
 
 
+#: ``\uD800``-``\uDFFF`` escapes: Python keeps an unpaired one as a lone surrogate, which
+#: no encoder can write; Go's decoder turns it into U+FFFD.
+_SURROGATE_ESCAPE_RE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """``value`` with every unpaired surrogate in its strings (keys too) replaced by U+FFFD,
+    as Go's ``encoding/json`` decodes them (paired ones are one character already)."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE_RE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
     """The JSON value of ``raw`` (400 for what is not JSON, or too deep)."""
     _check_depth(raw)
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float)
+        if _SURROGATE_ESCAPE_RE.search(raw):
+            value = _replace_lone_surrogates(value)
+        return value
     except BodyError:
         raise
     except RecursionError:

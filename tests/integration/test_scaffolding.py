@@ -137,10 +137,17 @@ def test_cleanup_undoes_mounts_and_strays(tmp_path: Path) -> None:
             start_new_session=True,
         )
         child = _wait_for_child(stray.pid)
-        assert {stray.pid, child} <= {p.pid for p in w.stray_processes()}
+        # One that names it only in its environment (a created container's ``runc init``).
+        init = subprocess.Popen(
+            ["sleep", "300"],
+            env={"_LIBCONTAINER_STATEDIR": f"{root}/exec/runc/abc"},
+            start_new_session=True,
+        )
+        assert {stray.pid, child, init.pid} <= {p.pid for p in w.stray_processes()}
     finally:
         w.cleanup()
     assert stray.wait(timeout=10) == -9
+    assert init.wait(timeout=10) == -9
     assert proc_cmdline(child)[:2] != ["sleep", "300"]
     _assert_gone(pid, root)
     assert (outside / "sentinel").read_text() == "keep me"

@@ -182,8 +182,22 @@ def _ancestors(pid: int, procs: Mapping[int, ProcInfo]) -> set[int]:
     return seen
 
 
-def processes_referencing(root: str, started_at_or_after: int = 0) -> list[ProcInfo]:
+def proc_environ(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [a.decode(errors="surrogateescape") for a in raw.split(b"\0") if a]
+
+
+def processes_referencing(
+    root: str, started_at_or_after: int = 0, *, environ: bool = False
+) -> list[ProcInfo]:
     """Processes whose command line names ``root`` (or a path below it), plus descendants.
+    With ``environ``, also those whose environment does: the ``runc init`` of a container
+    that was created but never started names its state directory only there, and is
+    re-parented to init once its monitor is gone.
 
     Only processes started at or after ``started_at_or_after`` (boot clock ticks) count, and
     the caller and its ancestors never do.
@@ -192,10 +206,14 @@ def processes_referencing(root: str, started_at_or_after: int = 0) -> list[ProcI
     procs = all_processes()
     exclude = _ancestors(os.getpid(), procs)
     hits: set[int] = set()
+
+    def names_root(args: list[str]) -> bool:
+        return any(root + "/" in arg or arg.endswith(root) for arg in args)
+
     for p in procs.values():
         if p.pid in exclude or p.starttime < started_at_or_after:
             continue
-        if any(root + "/" in arg or arg.endswith(root) for arg in proc_cmdline(p.pid)):
+        if names_root(proc_cmdline(p.pid)) or (environ and names_root(proc_environ(p.pid))):
             hits.add(p.pid)
     # Add descendants (container processes are children of their monitor).
     changed = True
@@ -539,7 +557,7 @@ class WhaledProcess:
         """Processes left behind by this daemon (see the module docstring)."""
         if self._first_start_ticks is None:
             return []
-        return processes_referencing(self.root, self._first_start_ticks)
+        return processes_referencing(self.root, self._first_start_ticks, environ=True)
 
     def kill_strays(self, timeout: float = 10.0) -> list[ProcInfo]:
         """SIGKILL the stray processes (by pidfd) and wait until they are gone."""

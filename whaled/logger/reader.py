@@ -37,6 +37,8 @@ CHUNK_SIZE = 256 * 1024
 POLL_MIN = 0.025  # seconds between polls while following; doubles while idle …
 POLL_MAX = 0.1  # … up to this
 _OPEN_RETRIES = 10
+#: How long a follower waits for a cut in progress before it looks at the names again.
+_CUT_WAIT = 0.005
 _EDGE = 16 * 1024  # enough for a record: conmon splits lines into pieces of 8 KiB
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
@@ -531,42 +533,66 @@ def _open_chain(path: str, max_files: int) -> list[_File]:
     raise AssertionError("unreachable")
 
 
+def _names(path: str, max_files: int) -> dict[int, tuple[int, int] | None]:
+    """Which file each name holds now: index → identity (0: the live file)."""
+    snap: dict[int, tuple[int, int] | None] = {0: _stat_identity(path)}
+    for i in _rotated_indices(path, max_files):
+        snap[i] = _stat_identity(rotated_name(path, i))
+    return snap
+
+
 def _successor(path: str, cur: _File | None, max_files: int) -> _File | None:
     """The file after ``cur`` (or the live file if there is no ``cur``), opened; ``None``
     while ``cur`` is still the live file or the next one does not exist yet (a rotation
-    between rename and reopen)."""
-    for _ in range(_OPEN_RETRIES):
-        if cur is not None and _stat_identity(path) == cur.ino:
+    between rename and reopen).
+
+    The choice is made on one view of the names (which file each ``<path>.N`` holds),
+    taken again after the choice was opened: a rotation or a cut renames several files one
+    by one, and a choice made on names read at different moments could skip a file (lines
+    lost) or go back to one already read (lines twice). Views that keep changing give
+    ``None`` for now: the follower asks again a moment later."""
+    for attempt in range(_OPEN_RETRIES):
+        names = _names(path, max_files)
+        if cur is not None and names[0] == cur.ino:
             return None
-        indices = _rotated_indices(path, max_files)
-        where: int | None = None
-        if cur is not None:
-            for i in indices:
-                if _stat_identity(rotated_name(path, i)) == cur.ino:
-                    where = i
-                    break
+        indices = sorted(i for i in names if i and names[i] is not None)
+        where = next((i for i in indices if cur is not None and names[i] == cur.ino), None)
+        f: _File | None
         if where is None and cur is not None:
             # cur was removed (rotated out while read, max-file 1) or replaced (conmon's
             # size backstop): the oldest file that begins after cur ends, else the live one.
             f = _first_after(path, indices, cur)
-            if f is not None:
-                return f
-        newer = [i for i in indices if where is not None and i < where]
-        nxt = max(newer) if newer else 0
-        f = _open(rotated_name(path, nxt))
+        else:
+            f = None
         if f is None:
-            if nxt == 0:
-                return None
-            continue  # moved by a rotation meanwhile: look again
-        stable = _stat_identity(rotated_name(path, nxt)) == f.ino and (
-            where is None or cur is None or _stat_identity(rotated_name(path, where)) == cur.ino
-        )
-        if stable and (cur is None or f.ino != cur.ino):
-            return f
-        f.close()
-        if stable:
+            newer = [i for i in indices if where is not None and i < where]
+            f = _open(rotated_name(path, max(newer)) if newer else path)
+        if f is None:
+            if _names(path, max_files) == names:
+                return None  # the live file is between rename and reopen
+            continue
+        if _names(path, max_files) != names:
+            f.close()  # renamed meanwhile: look again
+            continue
+        if cur is not None and f.ino == cur.ino:
+            f.close()
             return None
+        if cur is not None and attempt < _OPEN_RETRIES - 1 and _overlaps(cur, f):
+            # A cut in progress: its older pieces are in place while the whole file still
+            # holds the newest name; that file begins before cur ends (reading it would
+            # repeat cur's lines). The cut takes milliseconds: look again. (After the
+            # last try, clocks that went back must not stop the follower: it goes on.)
+            f.close()
+            time.sleep(_CUT_WAIT)
+            continue
+        return f
     return None
+
+
+def _overlaps(cur: _File, nxt: _File) -> bool:
+    """Whether ``nxt`` begins before ``cur`` ends (by their records' timestamps)."""
+    last, first = _last_record_ns(cur.fd), _first_record_ns(nxt.fd)
+    return last is not None and first is not None and first < last
 
 
 def _record_ns(line: bytes) -> int | None:

@@ -490,3 +490,31 @@ def test_one_stream_of_full_lines_is_one_entry_per_chunk() -> None:
     assert len(EntryAssembler(coalesce=True, since_ns=ns(50)).feed(data)) == 50
     # an unwanted stream is never coalesced into the output
     assert EntryAssembler(coalesce=True, stdout=False).feed(data) == []
+
+
+def test_a_follower_never_goes_back_into_a_cut_in_progress(tmp_path: Path) -> None:
+    """Mid-cut: the oldest piece of a file is in place (``.2``) while the whole file still
+    holds ``.1``. A follower done with the piece must not take the whole file next (it
+    would read the piece's lines twice); once the cut is over it takes the next piece."""
+    from whaled.logger import reader
+
+    path = str(tmp_path / "c.log")
+    lines = [record("stdout", f"line {i}\n", BASE_NS + i) for i in range(6)]
+    whole, old_piece, new_piece = b"".join(lines), b"".join(lines[:3]), b"".join(lines[3:])
+    Path(path).write_bytes(b"")
+    Path(path + ".1").write_bytes(whole)
+    Path(path + ".2").write_bytes(old_piece)
+    cur = reader._open(path + ".2")
+    whole_file = reader._open(path + ".1")
+    assert cur is not None and whole_file is not None
+    try:
+        assert reader._overlaps(cur, whole_file)  # what makes the follower wait, mid-cut
+        Path(path + ".1.piece").write_bytes(new_piece)
+        os.rename(path + ".1.piece", path + ".1")  # the cut is over
+        nxt = reader._successor(path, cur, 5)
+        assert nxt is not None and os.pread(nxt.fd, 1 << 16, 0) == new_piece
+        assert not reader._overlaps(cur, nxt)
+        nxt.close()
+    finally:
+        cur.close()
+        whole_file.close()

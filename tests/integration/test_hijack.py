@@ -9,6 +9,7 @@ error (no "Error handling request") and that its event loop reported no exceptio
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import queue
@@ -28,7 +29,7 @@ from aiohttp import http_parser, web
 
 from whaled.api.app import Routes, error_middleware, version_middleware
 from whaled.api.framing import MULTIPLEXED_STREAM, RAW_STREAM, STDERR, STDOUT
-from whaled.api.hijack import ClientGone, capture_early_input, hijack
+from whaled.api.hijack import HEAD_READ_WAIT_SECONDS, ClientGone, capture_early_input, hijack
 from whaled.errors import Conflict
 
 SERVER_THREAD = "toy-hijack-server"
@@ -97,6 +98,11 @@ class ToyServer:
                     await stream.write_frame(STDOUT, b"last words\n")
                     self.events.put("done")
                     return stream.response  # closed on the way out, stdin still coming
+                if "greet" in request.query:
+                    # Output at once, as from a quick exec, then the end.
+                    await stream.write_frame(STDOUT, b"hello at once\n")
+                    self.events.put("greeted")
+                    return stream.response
                 if "fail" in request.query:
                     await stream.write_frame(STDOUT, b"before the error\n")
                     raise Conflict("something went wrong after the hijack")
@@ -113,6 +119,10 @@ class ToyServer:
         body = await request.json()
         stream = await hijack(request, tty=bool(body.get("Tty")))
         async with stream:
+            if request.match_info["id"] == "greeter":  # a quick command's output
+                await stream.write_frame(STDOUT, b"hello at once\n")
+                self.events.put("greeted")
+                return stream.response
             while data := await stream.read():
                 await stream.write_frame(STDOUT, data)
             await stream.write_frame(STDERR, json.dumps(body, sort_keys=True).encode())
@@ -457,6 +467,58 @@ def test_exec_start_body_in_a_later_packet(toy: ToyServer) -> None:
     client.sock.shutdown(socket.SHUT_WR)
     stream, echoed = client.read_frame()
     assert (stream, json.loads(echoed)) == (STDERR, {"Detach": False, "Tty": False})
+    client.close()
+
+
+# ---------------------------------------------------- (c2) output before the head is read
+
+
+def test_first_output_waits_until_the_head_was_read(toy: ToyServer) -> None:
+    client = RawClient(toy.path)
+    client.send(attach_request(ATTACH + "&greet=1"))
+    time.sleep(0.3)  # the output is ready long before the client reads anything
+    first = client.sock.recv(65536)
+    assert first.endswith(b"\r\n\r\n"), f"output came with the head: {first!r}"
+    assert client.read_frame() == (STDOUT, b"hello at once\n")
+    client.close()
+
+
+def test_docker_py_slow_to_read_the_head_loses_no_output(
+    toy: ToyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker-py reads the head through a buffered reader, then the frames from the raw
+    socket beneath it: output sent along with the head would vanish in that buffer
+    (docker-py issues 2042, 3332: ``exec_run`` of a quick command printing nothing)."""
+    begin = http.client.HTTPResponse.begin
+
+    def slow_begin(response: http.client.HTTPResponse) -> None:
+        time.sleep(0.3)
+        begin(response)
+
+    monkeypatch.setattr(http.client.HTTPResponse, "begin", slow_begin)
+    api = docker.APIClient(base_url=f"unix://{toy.path}", version="1.45")
+    out = api.exec_start("greeter")
+    api.close()
+    assert out == b"hello at once\n"
+
+
+def test_a_client_that_never_reads_the_head_still_gets_the_output(toy: ToyServer) -> None:
+    client = RawClient(toy.path)
+    client.send(attach_request(ATTACH + "&greet=1"))
+    started = time.monotonic()
+    toy.wait_event("greeted")
+    assert time.monotonic() - started >= HEAD_READ_WAIT_SECONDS * 0.9
+    client.read_head()
+    assert client.read_frame() == (STDOUT, b"hello at once\n")
+    client.close()
+
+
+def test_over_tcp_the_output_is_not_held(toy: ToyServer) -> None:
+    client = RawClient(("127.0.0.1", toy.tcp_port))
+    client.send(attach_request(ATTACH + "&greet=1"))
+    toy.wait_event("greeted")  # sent without waiting for the client
+    client.read_head()
+    assert client.read_frame() == (STDOUT, b"hello at once\n")
     client.close()
 
 

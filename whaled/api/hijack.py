@@ -52,6 +52,7 @@ from aiohttp.abc import AbstractStreamWriter
 from whaled.api.app import API_VERSION_KEY
 from whaled.api.framing import bytes_after_request, mux_frame, stream_content_type
 from whaled.api.versions import CURRENT
+from whaled.osutil.sockets import unread_by_peer
 
 log = logging.getLogger("whaled.api")
 
@@ -62,6 +63,9 @@ READ_HIGH_WATER = 256 * 1024
 READ_CHUNK = 64 * 1024
 #: Raw bytes of a connection kept by :func:`capture_early_input` (per connection).
 EARLY_INPUT_WINDOW = 16 * 1024
+#: How long the first output waits for the client to read the response head (see
+#: :meth:`HijackedStream.write`); then it is sent anyway.
+HEAD_READ_WAIT_SECONDS = 1.0
 
 
 # ------------------------------------------------------------------ early input
@@ -219,6 +223,8 @@ class HijackedStream:
         self._reading_paused = False
         self._writing_paused = False
         self._abort_handle: asyncio.TimerHandle | None = None
+        #: The response head may still sit unread in the client's receive queue.
+        self._head_unread = False
         self._data_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._lost_future: asyncio.Future[None] = self._loop.create_future()
@@ -288,11 +294,38 @@ class HijackedStream:
             raise ClientGone("the client connection is closed")
         if not data:
             return
+        if self._head_unread:
+            await self._until_head_read(transport)
+            if self.closed or transport.is_closing():
+                raise ClientGone("the client connection is closed")
         transport.write(data)
         if self._writing_paused:
             waiter = self._loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
+
+    async def _until_head_read(self, transport: asyncio.Transport) -> None:
+        """Hold the first output until the client has read the response head (at most
+        :data:`HEAD_READ_WAIT_SECONDS`).
+
+        docker-py reads the head through a buffered reader and then the output from the
+        raw socket beneath it: output that arrived together with the head is swallowed by
+        the buffer and lost (docker-py issues 2042 and 3332: ``exec_run`` of a quick
+        command printing nothing, now and then, with dockerd too). On a unix socket the
+        kernel tells how much of what we sent is still unread (None on TCP: not waited).
+        """
+        self._head_unread = False
+        sock = transport.get_extra_info("socket")
+        deadline = self._loop.time() + HEAD_READ_WAIT_SECONDS
+        pause = 0.0005
+        while not self.closed and not transport.is_closing():
+            unread = unread_by_peer(sock) if sock is not None else None
+            if unread is None or (unread == 0 and transport.get_write_buffer_size() == 0):
+                return
+            if self._loop.time() >= deadline:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     async def write_frame(self, stream: int, data: bytes) -> None:
         """Send output of ``stream`` (``framing.STDOUT``/``STDERR``); empty data sends
@@ -494,6 +527,7 @@ async def hijack(request: web.Request, *, tty: bool) -> HijackedStream:
     if not transport.is_reading():
         transport.resume_reading()  # aiohttp may have paused it for its own buffers
     transport.write(head)
+    stream._head_unread = True
     if early:
         stream._on_data(early)
 

@@ -8,6 +8,7 @@ flags the user actually gave are passed on (that is what flag/file conflicts are
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from whaled import __version__
 from whaled.config.model import DEFAULT_CONFIG_FILE
 from whaled.config.source import StartupSource, load_and_validate
-from whaled.errors import ConfigError
+from whaled.errors import ConfigError, WhaledError
 
 
 def parse_go_bool(text: str) -> bool:
@@ -308,6 +309,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.validate:
         print("configuration OK")
         return 0
+    # Before the heavy imports: the pidfile, the API sockets, and /_ping answered at once
+    # (whaled.api.early); the daemon takes the sockets over once it is up.
+    from whaled.api.early import EarlyStart
+    from whaled.logsetup import setup_logging
+
+    setup_logging(cfg)
+    try:
+        early = EarlyStart.begin(cfg)
+    except WhaledError as e:
+        logging.getLogger("whaled").error("%s", e)
+        return 1
     from whaled.wiring import run_daemon
 
-    return run_daemon(cfg, startup)
+    return run_daemon(cfg, startup, early)

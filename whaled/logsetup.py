@@ -112,6 +112,19 @@ class RepeatFilter(logging.Filter):
 QUIET_LIBRARIES = ("pyroute2",)
 
 
+class QuietLibrariesFilter(logging.Filter):
+    """Drops the :data:`QUIET_LIBRARIES`' records below INFO at the handler: logger levels
+    alone would not do, as a library may set its own when it is imported (pyroute2 does),
+    and the daemon's logging is set up before its imports (``whaled.api.early``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        return not any(
+            record.name == lib or record.name.startswith(lib + ".") for lib in QUIET_LIBRARIES
+        )
+
+
 def level_for(cfg: Config) -> int:
     return logging.DEBUG if cfg.debug else LEVELS.get(cfg.log_level, logging.INFO)
 
@@ -119,13 +132,12 @@ def level_for(cfg: Config) -> int:
 def setup_logging(cfg: Config) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if cfg.log_format == "json" else TextFormatter())
+    handler.addFilter(QuietLibrariesFilter())
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level_for(cfg))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def apply_level(cfg: Config) -> None:

@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import resource
 import signal
-import socket
-import ssl
 import uuid
 
 from aiohttp import web
 
 from whaled.api import server
 from whaled.api.app import build_app
+from whaled.api.early import EarlyStart
 from whaled.api.routers import build as build_routes
 from whaled.api.routers import containers as containers_routes
 from whaled.api.routers import distribution as distribution_routes
@@ -34,12 +32,10 @@ from whaled.api.routers import swarm as swarm_routes
 from whaled.api.routers import system as system_routes
 from whaled.api.routers import volumes as volumes_routes
 from whaled.api.uploads import install_connection_tap
-from whaled.config.hosts import parse_host
 from whaled.config.model import Config
 from whaled.config.reload import ReloadPlan, ReloadTransaction
 from whaled.config.source import StartupSource, load_and_validate
 from whaled.config.store import ConfigStore
-from whaled.config.validate import tls_paths
 from whaled.container.events import ContainerEvents
 from whaled.container.state import is_running
 from whaled.container.store import ContainerStore
@@ -68,10 +64,9 @@ from whaled.errors import NotFound, WhaledError
 from whaled.events import EventBus
 from whaled.host.sysinfo import read_capability_bounding_mask
 from whaled.image.stores import open_image_stores
-from whaled.logsetup import apply_level, setup_logging
+from whaled.logsetup import apply_level
 from whaled.network.store import NetworkStore
 from whaled.osutil.atomic import atomic_write
-from whaled.osutil.pidfile import PidFile
 from whaled.osutil.tree import sweep
 from whaled.runtime.backend.conmon import ConmonBackend
 from whaled.runtime.defaults import capabilities_from_mask
@@ -111,40 +106,9 @@ def _log_level_reloader(plan: ReloadPlan, txn: ReloadTransaction) -> None:
         txn.on_commit(lambda: apply_level(plan.new))
 
 
-def _open_listeners(cfg: Config) -> list[tuple[str, socket.socket, ssl.SSLContext | None]]:
-    """(url, socket, tls context) for every -H address."""
-    tls_on = bool(cfg.tls) or cfg.tlsverify
-    context = None
-    if tls_on:
-        ca, cert, key = tls_paths(cfg, os.path.expanduser("~"))
-        context = server.tls_context(cert, key, ca if cfg.tlsverify else None)
-    opened: list[tuple[str, socket.socket, ssl.SSLContext | None]] = []
-    try:
-        for host in cfg.effective_hosts():
-            address = parse_host(host, tls=tls_on)
-            if address.proto == "unix":
-                opened.append(
-                    (address.url(), server.open_unix_socket(address.path, cfg.group), None)
-                )
-            else:
-                if not tls_on:
-                    log.warning(
-                        "API is accessible on http://%s:%d without encryption",
-                        address.host or "0.0.0.0",
-                        address.port,
-                    )
-                opened.append((address.url(), server.open_tcp_socket(address), context))
-    except BaseException:
-        for _, sock, _ in opened:
-            sock.close()
-        raise
-    return opened
-
-
-async def serve(cfg: Config, startup: StartupSource) -> int:
-    pidfile = PidFile(cfg.pidfile)
-    pidfile.acquire()
-    unix_paths: list[str] = []
+async def serve(cfg: Config, startup: StartupSource, early: EarlyStart) -> int:
+    """Run the daemon on what ``early`` set up (pidfile held, listeners open, pings answered
+    meanwhile) until SIGTERM/SIGINT."""
     runner: web.AppRunner | None = None
     tasks = BackgroundTasks()
     restorer: ContainerRestorer | None = None
@@ -314,7 +278,7 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
             ),
         )
 
-        limits = server.server_limits(os.environ, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        limits = early.limits
         app = build_app(
             daemon,
             [
@@ -351,11 +315,16 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         # stdin sent before a 101 is not lost; uploads skip aiohttp's body parser
         install_connection_tap(runner.server)
         gate = server.ConnectionGate(limits.max_connections)
-        for url, sock, context in _open_listeners(cfg):
-            if url.startswith("unix://"):
-                unix_paths.append(url.removeprefix("unix://"))
-            site = server.GatedSite(runner, sock, gate, ssl_context=context)
-            await site.start()
+        sites: dict[int, server.GatedSite] = {}
+        for _, sock, context in early.listeners:
+            sites[id(sock)] = server.GatedSite(runner, sock, gate, ssl_context=context)
+        if early.handover_delay > 0:  # tests only: keep the start-up window open
+            await asyncio.sleep(early.handover_delay)
+        # The early responder stops; what it holds is served as if accepted just now.
+        for (_, sock, _), conn in early.handover():
+            sites[id(sock)].adopt(conn)
+        for url, sock, _ in early.listeners:
+            await sites[id(sock)].start()
             log.info("API listen on %s", url)
 
         stop = asyncio.Event()
@@ -368,6 +337,11 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         loop.add_signal_handler(signal.SIGTERM, request_stop, "terminated")
         loop.add_signal_handler(signal.SIGINT, request_stop, "interrupt")
         loop.add_signal_handler(signal.SIGHUP, lambda: tasks.spawn("reload", reloader.reload()))
+        for signum in early.pending_signals():  # sent while the daemon was starting
+            if signum == signal.SIGHUP:
+                tasks.spawn("reload", reloader.reload())
+            else:
+                request_stop("terminated" if signum == signal.SIGTERM else "interrupt")
         tasks.spawn("restart-containers", restorer.start_restored(store.current(), restart))
         log.info("Daemon has completed initialization")
         await stop.wait()
@@ -389,16 +363,15 @@ async def serve(cfg: Config, startup: StartupSource) -> int:
         await tasks.cancel_all()
         if runner is not None:
             await runner.cleanup()
-        for path in unix_paths:
-            server.remove_unix_socket(path)
-        pidfile.release()
+        early.close()
+        early.pidfile.release()
         log.info("Daemon shutdown complete")
 
 
-def run_daemon(cfg: Config, startup: StartupSource) -> int:
-    setup_logging(cfg)
+def run_daemon(cfg: Config, startup: StartupSource, early: EarlyStart) -> int:
+    """The daemon's life after :meth:`EarlyStart.begin` (logging is set up already)."""
     try:
-        return asyncio.run(serve(cfg, startup))
+        return asyncio.run(serve(cfg, startup, early))
     except WhaledError as e:
         log.error("%s", e)
         return 1

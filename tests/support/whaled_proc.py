@@ -399,7 +399,9 @@ class WhaledProcess:
             self._first_start_ticks = info.starttime if info is not None else 0
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        """Poll ``GET /_ping`` until it answers 200 "OK"; raise ``WhaledStartError`` if not."""
+        """Poll ``GET /_ping`` until it answers 200 "OK", then wait until the API itself
+        answers (``GET /version``: the first pings are answered while the daemon still
+        starts, ``whaled.api.early``); raise ``WhaledStartError`` if not."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while True:
@@ -413,7 +415,10 @@ class WhaledProcess:
             try:
                 status, _, body = self.request("GET", "/_ping", timeout=2.0)
                 if status == 200 and body == b"OK":
-                    return
+                    left = max(deadline - time.monotonic(), 1.0)
+                    status, _, body = self.request("GET", "/version", timeout=left)
+                    if status == 200:
+                        return
                 last = f"status {status}, body {body[:200]!r}"
             except (OSError, http.client.HTTPException) as e:
                 last = f"{type(e).__name__}: {e}"

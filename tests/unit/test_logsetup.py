@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from whaled.logsetup import RepeatFilter
 
 
@@ -58,20 +60,28 @@ def test_tracked_keys_are_bounded() -> None:
     assert not f.filter(record("unique 99"))
 
 
-def test_debug_is_whaleds_own_not_the_netlink_librarys() -> None:
+def test_debug_is_whaleds_own_not_the_netlink_librarys(capsys: pytest.CaptureFixture[str]) -> None:
     """Regression: with ``debug`` on, pyroute2 logged every netlink message (hundreds of
-    lines per container start)."""
+    lines per container start), also when it sets its own logger's level on import, after
+    the daemon's logging was set up."""
     from whaled.config.model import Config
     from whaled.logsetup import setup_logging
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
-    quiet = logging.getLogger("pyroute2.netlink.core")
+    chatty = logging.getLogger("pyroute2.netlink.core")
     try:
         setup_logging(Config(debug=True))
-        assert logging.getLogger("whaled.api").isEnabledFor(logging.DEBUG)
-        assert not quiet.isEnabledFor(logging.DEBUG)
-        assert quiet.isEnabledFor(logging.INFO)
+        logging.getLogger("pyroute2").setLevel(logging.DEBUG)  # what an import may do
+        chatty.debug("netlink chatter")
+        chatty.info("netlink news")
+        logging.getLogger("pyroute2x").debug("another library")
+        logging.getLogger("whaled.api").debug("whaled detail")
+        err = capsys.readouterr().err
+        assert "netlink chatter" not in err
+        assert "netlink news" in err
+        assert "another library" in err
+        assert "whaled detail" in err
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)

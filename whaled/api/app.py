@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from whaled import __version__
+from whaled.api.early import SERVER_HEADER
 from whaled.api.errors import status_for
-from whaled.api.server import ServerLimits
+from whaled.api.limits import ServerLimits
 from whaled.api.streams import client_gone
 from whaled.api.versions import CURRENT_API_VERSION, check_api_version
 from whaled.config.model import Config
@@ -29,7 +29,6 @@ LIMITS_KEY = web.AppKey("limits", ServerLimits)
 API_VERSION_KEY = "api_version"
 CONFIG_KEY = "config_snapshot"
 RESPONSE_STARTED_KEY = web.RequestKey("response_started", bool)
-SERVER_HEADER = f"whaled/{__version__} (linux)"
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -1,106 +1,30 @@
-"""Listening sockets for the API: unix sockets (0660, group ``docker``) and TCP (+TLS),
-and the accept path that keeps connections bounded.
-
-Limits (dockerd's Go ``http.Server`` has ``ReadHeaderTimeout``; aiohttp has none of these by
-default):
-
-- a request head must arrive within :attr:`ServerLimits.head_timeout` of the connection
-  opening or of the previous response (aiohttp's keep-alive timer, which also covers a head
-  left half-sent);
-- at most :attr:`ServerLimits.max_connections` connections are open at once, a cap below
-  ``RLIMIT_NOFILE`` that leaves room for the containers' files: at the cap, a listener stops
-  accepting (new clients wait in the kernel's backlog) instead of accepting and failing;
-- JSON request bodies are limited in size and read time (``whaled.api.app``); streamed
-  uploads (load, import, archive) and streamed answers stay unbounded in time.
-
-Tests lower the limits through ``_WHALED_*`` environment variables (:func:`server_limits`);
-they are not a user-facing setting.
-"""
+"""The API server's accept path that keeps connections bounded, and its request-log
+filter (the limits themselves: :mod:`whaled.api.limits`; the listening sockets:
+:mod:`whaled.api.listeners`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
-import grp
 import logging
-import os
 import socket
 import ssl
-import stat
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from whaled.config.hosts import ListenAddress
 from whaled.daemon.tasks import BackgroundTasks
-from whaled.errors import Conflict, SystemFailure
 
 log = logging.getLogger("whaled.api")
 
-#: dockerd sets ``ReadHeaderTimeout`` to 5 minutes; a minute is plenty for a head of at most
-#: a few kB on a local socket and frees a slow client's slot five times sooner.
-HEAD_TIMEOUT_SECONDS = 60.0
-#: Time to receive a whole JSON request body once its head arrived.
-JSON_BODY_TIMEOUT_SECONDS = 60.0
-#: The largest JSON request body. dockerd has no explicit limit (Go's decoder streams); the
-#: biggest real bodies are container creates, whose environment and command line the kernel
-#: caps at a few MB anyway (ARG_MAX), so 10 MiB refuses nothing legitimate while keeping a
-#: hostile body from costing more than that much memory.
-JSON_BODY_MAX_BYTES = 10 << 20
 #: How long the accept loop waits after the process ran out of file descriptors.
 ACCEPT_RETRY_SECONDS = 0.5
 #: Repeated warnings about the connection cap or accept failures: at most one per interval.
 WARN_INTERVAL_SECONDS = 60.0
-
-_ENV_HEAD_TIMEOUT = "_WHALED_HEAD_TIMEOUT"
-_ENV_BODY_TIMEOUT = "_WHALED_BODY_TIMEOUT"
-_ENV_MAX_CONNECTIONS = "_WHALED_MAX_CONNECTIONS"
 _ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerLimits:
-    """Bounds on what one client can hold: time, connections, memory."""
-
-    head_timeout: float = HEAD_TIMEOUT_SECONDS
-    body_timeout: float = JSON_BODY_TIMEOUT_SECONDS
-    json_body_max: int = JSON_BODY_MAX_BYTES
-    max_connections: int = 1024
-
-
-def connection_cap(nofile_soft: int) -> int:
-    """Open API connections allowed under a soft ``RLIMIT_NOFILE`` of ``nofile_soft``: a
-    quarter of the descriptors (at least 512) stay for containers' logs, attach sockets,
-    pipes and the daemon's own files."""
-    reserve = max(nofile_soft // 4, 512)
-    return max(nofile_soft - reserve, 32)
-
-
-def server_limits(environ: Mapping[str, str], nofile_soft: int) -> ServerLimits:
-    """The limits for a daemon whose soft fd limit is ``nofile_soft``, with the internal
-    test overrides from ``environ`` applied."""
-
-    def number(key: str, default: float) -> float:
-        raw = environ.get(key, "")
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SystemFailure(f"{key}: not a number: {raw!r}") from None
-        if value <= 0:
-            raise SystemFailure(f"{key}: must be positive, got {raw!r}")
-        return value
-
-    return ServerLimits(
-        head_timeout=number(_ENV_HEAD_TIMEOUT, HEAD_TIMEOUT_SECONDS),
-        body_timeout=number(_ENV_BODY_TIMEOUT, JSON_BODY_TIMEOUT_SECONDS),
-        max_connections=int(number(_ENV_MAX_CONNECTIONS, connection_cap(nofile_soft))),
-    )
 
 
 class BadRequestLogFilter(logging.Filter):
@@ -130,88 +54,6 @@ def quiet_bad_requests(logger: logging.Logger | None = None) -> None:
     target = logger or logging.getLogger("aiohttp.server")
     if not any(isinstance(f, BadRequestLogFilter) for f in target.filters):
         target.addFilter(BadRequestLogFilter())
-
-
-def open_unix_socket(path: str, group: str) -> socket.socket:
-    """Bind a unix socket, refusing to steal one another live daemon is serving."""
-    os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
-    if os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise SystemFailure(f"cannot listen on {path}: it exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # stale socket from a previous run
-        else:
-            raise Conflict(f"cannot listen on {path}: another daemon is serving it")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        os.chmod(path, 0o660)
-        gid = _group_id(group)
-        if gid is not None:
-            os.chown(path, 0, gid)
-        sock.listen(1024)
-    except OSError as e:
-        sock.close()
-        raise SystemFailure(f"cannot listen on unix://{path}: {e}") from e
-    sock.setblocking(False)
-    return sock
-
-
-def _group_id(name: str) -> int | None:
-    if not name:
-        return None
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        if name != "docker":
-            log.warning("group %s not found; the socket keeps group root", name)
-        return None
-
-
-def open_tcp_socket(address: ListenAddress) -> socket.socket:
-    host = address.host or "::"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if not address.host:
-        family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
-        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    if address.host == "localhost":
-        family, host = socket.AF_INET, "127.0.0.1"
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and not address.host:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind((host, address.port))
-        sock.listen(1024)
-    except OSError as e:
-        sock.close()
-        raise SystemFailure(f"cannot listen on {address.url()}: {e}") from e
-    sock.setblocking(False)
-    return sock
-
-
-def tls_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
-    """Server TLS; with ``ca`` (--tlsverify) a client certificate signed by it is required."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(cert, key)
-        if ca is not None:
-            ctx.load_verify_locations(ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as e:
-        raise SystemFailure(f"could not load TLS material: {e}") from e
-    return ctx
-
-
-def remove_unix_socket(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 # ------------------------------------------------------------------ bounded accepting
@@ -341,10 +183,16 @@ class GatedSite(web.BaseSite):
                 else:
                     log.debug("accept on %s: %s", self._name, e)
                 continue
-            self._gate.opened()
-            gated = _GatedSocket(conn.family, conn.type, conn.proto, fileno=conn.detach())
-            gated._on_close = self._gate.closed
-            self._tasks.spawn("api connection", self._connect(gated))
+            self.adopt(conn)
+
+    def adopt(self, conn: socket.socket) -> None:
+        """Serve ``conn``, accepted on this site's socket (by the accept loop, or before
+        the server was up: ``whaled.api.early``), counted against the gate."""
+        self._gate.opened()
+        conn.setblocking(False)
+        gated = _GatedSocket(conn.family, conn.type, conn.proto, fileno=conn.detach())
+        gated._on_close = self._gate.closed
+        self._tasks.spawn("api connection", self._connect(gated))
 
     async def _connect(self, sock: _GatedSocket) -> None:
         server = self._runner.server

@@ -8,14 +8,14 @@ import logging
 
 import pytest
 
-from whaled.api.server import (
+from whaled.api.limits import (
     HEAD_TIMEOUT_SECONDS,
     JSON_BODY_MAX_BYTES,
-    ConnectionGate,
     ServerLimits,
     connection_cap,
     server_limits,
 )
+from whaled.api.server import ConnectionGate
 from whaled.errors import SystemFailure
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
+from whaled.api.early import PING_HEADERS
 from whaled.api.params import json_body
 from whaled.api.schema.registry import AUTH
 from whaled.api.shape.containers import shape_list_item, view_of
@@ -19,13 +20,6 @@ from whaled.api.shape.volumes import shape_volume
 from whaled.api.versions import CURRENT_API_VERSION, ApiVersion
 from whaled.distribution.auth import credentials_from
 from whaled.errors import InvalidParameter
-
-PING_HEADERS = {
-    "Cache-Control": "no-cache, no-store, must-revalidate",
-    "Pragma": "no-cache",
-    "Builder-Version": "1",
-    "Swarm": "inactive",
-}
 
 
 async def get_system_ping(request: web.Request) -> web.StreamResponse:
@@ -76,9 +70,7 @@ async def get_system_df(request: web.Request) -> web.StreamResponse:
             )
             for c in request.app[DAEMON_KEY].builder.cache_records()
         ]  # fmt: skip
-    return json_response(
-        shape_disk_usage(usage, version, types, containers, volumes, build_cache)
-    )
+    return json_response(shape_disk_usage(usage, version, types, containers, volumes, build_cache))
 
 
 async def post_system_auth(request: web.Request) -> web.StreamResponse:

@@ -50,6 +50,7 @@ from bench.floors import (
 )
 from bench.images import Archive, busybox_archive, load_test_archive
 from bench.stats import Better, Outcome, median
+from tests.support.whaled_proc import unix_request
 
 Samples = list[float]
 T = TypeVar("T")
@@ -355,24 +356,51 @@ def _ms(t0: float) -> float:
 # --- start-up and idle memory -----------------------------------------------------------------
 
 
+#: Containers on disk in the second start-up figure (exited ones, to be loaded/re-adopted).
+STARTUP_CONTAINERS = 100
+
+
 class Startup(Interleaved):
     name = "startup"
-    help = "daemon start-up to the first successful /_ping (fresh process, warm roots)"
+    help = (
+        "daemon start-up to the first successful /_ping (fresh process, warm roots), with no "
+        f"containers and with {STARTUP_CONTAINERS} on disk; and to the first /containers/json "
+        "that lists them"
+    )
     has_floor = True
     floor_note = "floor: a bare Python asyncio HTTP server process (bench/floorserver.py)"
     needs_running_engine = False
 
     def figures(self, p: Params) -> list[FigureSpec]:
-        return [FigureSpec("startup", "daemon start-up to first /_ping", "ms", "lower")]
+        n = STARTUP_CONTAINERS
+        return [
+            FigureSpec("startup", "daemon start-up to first /_ping", "ms", "lower"),
+            FigureSpec("startup_many", f"start-up to first /_ping, {n} containers", "ms", "lower"),
+            FigureSpec("ready_many", f"start-up to first ps, {n} containers", "ms", "lower"),
+        ]
 
     def rounds(self, p: Params) -> int:
         return p.startup_samples
 
     def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
         if target == FLOOR:
-            return {"srv": FloorServer(ctx.workdir, "floor-startup", {"/_ping": PING_RAW})}
+            na = Outcome.na("no containers in the floor server")
+            return {
+                "srv": FloorServer(ctx.workdir, "floor-startup", {"/_ping": PING_RAW}),
+                "na": {"startup_many": na, "ready_many": na},
+            }
         # Fresh roots; the warm-up round's start (which creates them) is not counted.
-        return {"eng": ctx.factories[target]()}
+        many = ctx.factories[target]()
+        many.timed_start()
+        client = Client(many.sock)
+        try:
+            load_busybox(client, ctx.busybox_archive())
+            for _ in range(STARTUP_CONTAINERS):
+                client.start(client.create(["true"]))
+        finally:
+            client.close()
+        many.stop()
+        return {"eng": ctx.factories[target](), "many": many}
 
     def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
         if target == FLOOR:
@@ -387,13 +415,23 @@ class Startup(Interleaved):
         eng: Engine = state["eng"]
         took = eng.timed_start() * 1000.0
         eng.stop()
-        return {"startup": took}
+        many: Engine = state["many"]
+        t0 = time.perf_counter()
+        first_ping = many.timed_start() * 1000.0
+        status, _, body = unix_request(many.sock, "GET", "/containers/json?all=1", timeout=60)
+        ready = _ms(t0)
+        listed = len(json.loads(body)) if status == 200 else -1
+        many.stop()
+        if listed != STARTUP_CONTAINERS:
+            raise RuntimeError(f"/containers/json listed {listed} containers (status {status})")
+        return {"startup": took, "startup_many": first_ping, "ready_many": ready}
 
     def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
         if target == FLOOR:
             state["srv"].stop()
         else:
             state["eng"].cleanup()
+            state["many"].cleanup()
 
 
 class IdleRSS(Group):

@@ -437,3 +437,90 @@ def test_exec_fifo_elsewhere_falls_back_to_the_runtime(rig: Rig) -> None:
         await container.delete()
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------ direct exec (no monitor)
+
+
+async def _collect(stream: AttachStream) -> dict[int, bytes]:
+    got = {STREAM_STDOUT: b"", STREAM_STDERR: b""}
+    while (chunk := await asyncio.wait_for(stream.recv(), 20)) is not None:
+        got[chunk[0]] += chunk[1]
+    return got
+
+
+def test_attached_exec_without_tty_runs_without_a_monitor(rig: Rig) -> None:
+    async def main() -> None:
+        task, _ = await run_container(rig, "dx1", ["sleep", "100"])
+        streams: list[AttachStream] = []
+
+        async def attach(stream: AttachStream) -> None:
+            streams.append(stream)
+
+        spec = {**EXEC_BASE, "args": ["sh", "-c", "echo out; echo err >&2; exit 3"]}
+        proc = await task.exec("dx", spec, attach_ready=attach)
+        assert type(proc).__name__ == "DirectExecProcess"
+        assert proc.pid > 0
+        got = await _collect(streams[0])
+        assert got == {STREAM_STDOUT: b"out\n", STREAM_STDERR: b"err\n"}
+        assert (await asyncio.wait_for(proc.wait(), 20)).exit_code == 3
+        await proc.release()
+        assert not os.path.exists(os.path.join(task.container.paths.dir, "x", "dx"))
+
+        # signals reach the process itself; the status says which one ended it
+        for sig, code in ((signal.SIGTERM, 143), (signal.SIGKILL, 137)):
+            streams.clear()
+            sleeper = await task.exec(
+                f"s{sig}", {**EXEC_BASE, "args": ["sleep", "50"]}, attach_ready=attach
+            )
+            await sleeper.kill(sig)
+            assert (await asyncio.wait_for(sleeper.wait(), 20)).exit_code == code
+            streams[0].close()
+        assert (await task.state()).status == TaskStatus.RUNNING
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        await task.container.delete()
+
+    asyncio.run(main())
+
+
+def test_direct_exec_start_failure_is_an_error_not_output(rig: Rig) -> None:
+    async def main() -> None:
+        task, _ = await run_container(rig, "dx2", ["sleep", "100"])
+        streams: list[AttachStream] = []
+
+        async def attach(stream: AttachStream) -> None:
+            streams.append(stream)
+
+        with pytest.raises(SystemFailure, match="executable file not found"):
+            await task.exec("nope", {**EXEC_BASE, "args": ["nosuchcmd"]}, attach_ready=attach)
+        assert streams == []
+        assert not os.path.exists(os.path.join(task.container.paths.dir, "x", "nope"))
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        with pytest.raises(Conflict):
+            await task.exec("late", {**EXEC_BASE, "args": ["true"]}, attach_ready=attach)
+        await task.container.delete()
+
+    asyncio.run(main())
+
+
+def test_direct_exec_output_nobody_reads_does_not_block_the_process(rig: Rig) -> None:
+    async def main() -> None:
+        task, _ = await run_container(rig, "dx3", ["sleep", "100"])
+        streams: list[AttachStream] = []
+
+        async def attach(stream: AttachStream) -> None:
+            streams.append(stream)
+
+        # 4 MB, far more than a pipe holds; the reader goes away after the first chunk
+        spec = {**EXEC_BASE, "args": ["sh", "-c", "head -c 4000000 /dev/zero"]}
+        proc = await task.exec("big", spec, attach_ready=attach)
+        assert await asyncio.wait_for(streams[0].recv(), 20) is not None
+        streams[0].close()
+        assert (await asyncio.wait_for(proc.wait(), 20)).exit_code == 0
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        await task.container.delete()
+
+    asyncio.run(main())

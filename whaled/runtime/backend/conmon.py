@@ -64,6 +64,7 @@ from .conmon_args import (
     update_argv,
 )
 from .conmon_attach import ConmonAttachStream, open_attach_socket
+from .direct_exec import DirectExecProcess, start_direct_exec
 
 log = logging.getLogger("whaled.runtime.backend")
 
@@ -552,7 +553,7 @@ class ConmonTask(ConmonProcess):
         stdin: bool = False,
         log_path: str | None = None,
         attach_ready: AttachReady | None = None,
-    ) -> ConmonProcess:
+    ) -> ConmonProcess | DirectExecProcess:
         if self._exit.status() is not None:
             raise Conflict(f"container {self.id} is not running")
         options = self._container.options
@@ -564,6 +565,22 @@ class ConmonTask(ConmonProcess):
         spec["terminal"] = tty
         with open(paths.process_spec, "w", encoding="utf-8") as f:
             json.dump(spec, f)
+        if attach_ready is not None and not tty and log_path is None:
+            # Attached, no terminal, no log: the runtime in the foreground, no monitor.
+            try:
+                return await start_direct_exec(
+                    self._runtime.rt,
+                    self.id,
+                    exec_id,
+                    paths.dir,
+                    paths.process_spec,
+                    stdin=stdin,
+                    attach_ready=attach_ready,
+                    timeout=options.timeout,
+                )
+            except BaseException:
+                remove_tree(paths.dir, ignore_errors=True)
+                raise
         args = ConmonArgs(
             conmon_path=self._container.backend.conmon_path,
             container_id=self.id,

@@ -65,6 +65,7 @@ from .conmon_args import (
 )
 from .conmon_attach import ConmonAttachStream, open_attach_socket
 from .direct_exec import DirectExecProcess, start_direct_exec
+from .pidsignal import signal_process
 
 log = logging.getLogger("whaled.runtime.backend")
 
@@ -464,21 +465,10 @@ class ConmonProcess:
         return self._log_path
 
     async def kill(self, signal: int) -> None:
-        if self._exit.status() is not None:
-            raise Conflict(f"process {self._id} is not running")
-        try:
-            pidfd = os.pidfd_open(self._pid)
-        except ProcessLookupError:
-            raise Conflict(f"process {self._id} is not running") from None
-        try:
-            # Checked after pidfd_open: a recycled pid would have a recorded exit by now.
-            if self._exit.status() is not None:
-                raise Conflict(f"process {self._id} is not running")
-            signals.pidfd_send_signal(pidfd, signal)
-        except ProcessLookupError:
-            raise Conflict(f"process {self._id} is not running") from None
-        finally:
-            os.close(pidfd)
+        # A recycled pid would have a recorded exit by the time its pidfd is open.
+        signal_process(
+            self._pid, signal, exited=lambda: self._exit.status() is not None, what=self._id
+        )
 
     async def wait(self) -> ExitStatus:
         return await self._exit.wait()

@@ -5,12 +5,12 @@ An attached exec without a terminal (``docker exec``, docker-py's ``exec_run``,
 healthchecks) needs nothing a monitor gives: no log, no terminal, no re-attach, and its
 session lives in the daemon's memory anyway. Started under conmon, it paid for conmon's
 start-up, its attach socket and ``runc exec --detach`` (a ``docker exec true`` takes ~5 ms
-less without them on this machine: 51 against 56 ms). Here the runtime runs in the foreground: it starts the
-process in the container, forwards signals to it, and exits with its status (128+N for
-signal N), and its stdout and stderr are the process's. The runtime writes the process's
-pid file once the process runs: until then the daemon only watches, so a runtime that
-fails to start the process is reported as an error (its stderr is its message), never as
-output of the session. Exec sessions with a TTY, or detached ones, keep conmon.
+less without them on this machine: 51 against 56 ms). Here the runtime runs in the
+foreground: it starts the process in the container, forwards signals to it, and exits with
+its status (128+N for signal N), and its stdout and stderr are the process's. The runtime
+writes the process's pid file once the process runs: until then the daemon only watches,
+so a runtime that fails to start the process is reported as an error (its stderr is its
+message), never as output of the session. Exec sessions with a TTY, or detached ones, keep conmon.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal as signals
 from datetime import UTC, datetime
 
 from whaled.errors import Conflict, SystemFailure
@@ -30,6 +29,7 @@ from whaled.runtime.backend.conmon_args import (
     runtime_argv,
     runtime_error_message,
 )
+from whaled.runtime.backend.pidsignal import signal_process
 
 #: Output chunk size read from the pipes.
 _READ = 65536
@@ -130,21 +130,10 @@ class DirectExecProcess:
 
     async def kill(self, signal: int) -> None:
         """Signal the process itself (the runtime would forward all but SIGKILL/SIGSTOP)."""
-        if self.exit_status() is not None:
-            raise Conflict(f"process {self._id} is not running")
-        try:
-            pidfd = os.pidfd_open(self._pid)
-        except ProcessLookupError:
-            raise Conflict(f"process {self._id} is not running") from None
-        try:
-            # The runtime reaps the process: while it runs, the pid is still the process's.
-            if self._proc.returncode is not None:
-                raise Conflict(f"process {self._id} is not running")
-            signals.pidfd_send_signal(pidfd, signal)
-        except ProcessLookupError:
-            raise Conflict(f"process {self._id} is not running") from None
-        finally:
-            os.close(pidfd)
+        # The runtime reaps the process: while it runs, the pid is still the process's.
+        signal_process(
+            self._pid, signal, exited=lambda: self._proc.returncode is not None, what=self._id
+        )
 
     async def wait(self) -> ExitStatus:
         if self._status is not None:

@@ -40,6 +40,30 @@ def _delete_links(names: set[str]) -> None:
                 ipr.link("del", index=index)
 
 
+def _daemon_devices(c: DockerCLI, whaled: WhaledProcess) -> set[str]:
+    """The host devices of this test's daemon: its networks' bridges and the veths in them
+    (other daemons on the host, e.g. other test runs, keep theirs)."""
+    bridges = {whaled.bridge_name}
+    for nid in c.run("network", "ls", "-q", "--no-trunc", check=False).stdout.split():
+        out = c.run("network", "inspect", nid, check=False)
+        if out.returncode != 0:
+            continue
+        (net,) = json.loads(out.stdout)
+        if net.get("Driver") == "bridge":
+            options = net.get("Options") or {}
+            bridges.add(options.get("com.docker.network.bridge.name") or f"wh-{nid[:12]}")
+    with IPRoute() as ipr:
+        links = ipr.get_links()
+        index = {str(link.get_attr("IFLA_IFNAME")): link["index"] for link in links}
+        masters = {index[b] for b in bridges if b in index}
+        veths = {
+            str(link.get_attr("IFLA_IFNAME"))
+            for link in links
+            if link.get_attr("IFLA_MASTER") in masters
+        }
+    return bridges | veths
+
+
 @pytest.fixture
 def cli(whaled: WhaledProcess, busybox_image: str) -> Iterator[DockerCLI]:
     before = _links()
@@ -47,15 +71,14 @@ def cli(whaled: WhaledProcess, busybox_image: str) -> Iterator[DockerCLI]:
         try:
             yield c
         finally:
+            ours = _daemon_devices(c, whaled) - before
             for cid in c.run("ps", "-aq", check=False).stdout.split():
                 c.run("rm", "-f", cid, check=False)
             for nid in c.run("network", "ls", "-q", "--filter", "type=custom").stdout.split():
                 c.run("network", "rm", nid, check=False)
             # a namespace's veths go when the kernel destroys it, a moment after
             deadline = time.monotonic() + 5
-            while (left := {n for n in _links() - before if n.startswith("wh")}) and (
-                time.monotonic() < deadline
-            ):
+            while (left := ours & _links()) and time.monotonic() < deadline:
                 time.sleep(0.1)
             _delete_links(left)  # never leave a device of ours, even when the daemon died
             assert not left, f"left behind: {left}"
@@ -296,9 +319,11 @@ def test_published_ports(cli: DockerCLI, busybox_image: str) -> None:
     joined = cli.run(
         "create", "--network", "container:web", "-p", "80", busybox_image, "true", check=False
     )
-    assert joined.returncode != 0 and (
-        "conflicting options: port publishing and the container type network mode"
-    ) in joined.stderr
+    assert (
+        joined.returncode != 0
+        and ("conflicting options: port publishing and the container type network mode")
+        in joined.stderr
+    )
     # host: created and run as on dockerd, the ports discarded with its warning
     hosted = cli.run(
         "run", "--rm", "--network", "host", "-p", "127.0.0.1::80", busybox_image, "true"
@@ -729,7 +754,5 @@ def test_ipv6_network(cli: DockerCLI, whaled: WhaledProcess, busybox_image: str)
         if ":" in c["Subnet"]
     ]  # fmt: skip
     assert v6["Subnet"].startswith("fd") and v6["Subnet"].endswith("::/64")
-    refused = cli.run(
-        "network", "create", "--subnet", "fd00:213:17::/64", "whtnet17", check=False
-    )
+    refused = cli.run("network", "create", "--subnet", "fd00:213:17::/64", "whtnet17", check=False)
     assert refused.returncode != 0 and "--ipv6" in refused.stderr

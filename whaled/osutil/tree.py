@@ -185,23 +185,9 @@ def walk_fd(top: str | int) -> Iterator[Walked]:
 def lstat_under(top: str, rel: str) -> os.stat_result:
     """``lstat`` of ``top/rel`` also when the joined path is longer than PATH_MAX (then
     reached component by component, without following symlinks on the way)."""
-    try:
-        return os.lstat(f"{top}/{rel}")
-    except OSError as e:
-        if e.errno != errno.ENAMETOOLONG:
-            raise
-    parts = [p for p in rel.split("/") if p]
-    if not parts:
+    if not rel.strip("/"):
         return os.lstat(top)
-    fd = os.open(top, _OPEN_DIR)
-    try:
-        for comp in parts[:-1]:
-            nfd = os.open(comp, _OPEN_DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        return os.lstat(parts[-1], dir_fd=fd)
-    finally:
-        os.close(fd)
+    return _call_under(top, rel, os.lstat)
 
 
 def open_under(top: str, rel: str, flags: int = os.O_RDONLY) -> int:
@@ -209,30 +195,27 @@ def open_under(top: str, rel: str, flags: int = os.O_RDONLY) -> int:
     when the joined path is longer than PATH_MAX (then reached component by component,
     without following symlinks on the way)."""
     flags |= os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(f"{top}/{rel}", flags)
-    except OSError as e:
-        if e.errno != errno.ENAMETOOLONG:
-            raise
-    parent, _, name = rel.rstrip("/").rpartition("/")
-    fd = _open_dir_under(top, parent)
-    try:
-        return os.open(name, flags, dir_fd=fd)
-    finally:
-        os.close(fd)
+    return _call_under(top, rel, lambda path, **at: os.open(path, flags, **at))
 
 
 def readlink_under(top: str, rel: str) -> str:
     """``os.readlink`` of ``top/rel``, also beyond PATH_MAX (see :func:`open_under`)."""
+    target: str = _call_under(top, rel, os.readlink)
+    return target
+
+
+def _call_under(top: str, rel: str, call: Callable[..., T]) -> T:
+    """``call(top/rel)``; when that path is too long, ``call(name, dir_fd=parent)`` with the
+    parent directory opened component by component."""
     try:
-        return os.readlink(f"{top}/{rel}")
+        return call(f"{top}/{rel}")
     except OSError as e:
         if e.errno != errno.ENAMETOOLONG:
             raise
     parent, _, name = rel.rstrip("/").rpartition("/")
     fd = _open_dir_under(top, parent)
     try:
-        return os.readlink(name, dir_fd=fd)
+        return call(name, dir_fd=fd)
     finally:
         os.close(fd)
 

@@ -317,7 +317,6 @@ class EarlyStart:
     limits: ServerLimits
     listeners: list[Listener]
     responder: EarlyResponder | None
-    _unix_paths: list[str] = field(default_factory=list)
     #: Tests only (``_WHALED_HANDOVER_DELAY``): seconds the daemon waits, once up, before
     #: it takes the listeners over, so that tests can act during start-up.
     handover_delay: float = 0.0
@@ -334,25 +333,25 @@ class EarlyStart:
         except BaseException:
             pidfile.release()
             raise
-        unix = [sock for url, sock, _ in listeners if url.startswith("unix://")]
-        delay = os.environ.get(_ENV_HANDOVER_DELAY, "")
         start = cls(
             pidfile,
             limits,
             listeners,
             None,
-            [url.removeprefix("unix://") for url, _, _ in listeners if url.startswith("unix://")],
-            handover_delay=_seconds(delay),
+            handover_delay=_seconds(os.environ.get(_ENV_HANDOVER_DELAY, "")),
         )
         # Once pings are answered, clients take the daemon for up: a SIGHUP (reload) or
         # SIGTERM sent now must not kill it half-started (the default action). They are
         # noted and acted on once the daemon's own handlers are in place.
         for sig in LATCHED_SIGNALS:
             signal.signal(sig, start._latch)
+        unix = start._unix()
         if unix:
             # The responder indexes the unix listeners; map back through :meth:`handover`.
             start.responder = EarlyResponder(
-                unix, experimental=cfg.experimental, max_connections=limits.max_connections
+                [sock for _, sock, _ in unix],
+                experimental=cfg.experimental,
+                max_connections=limits.max_connections,
             )
             start.responder.start()
         return start
@@ -366,9 +365,8 @@ class EarlyStart:
         pending, self._signals = self._signals, []
         return pending
 
-    @property
-    def unix_paths(self) -> list[str]:
-        return list(self._unix_paths)
+    def _unix(self) -> list[Listener]:
+        return [entry for entry in self.listeners if entry[0].startswith("unix://")]
 
     def handover(self) -> list[tuple[Listener, socket.socket]]:
         """Stop the responder; the held connections with the listener each came from."""
@@ -376,7 +374,7 @@ class EarlyStart:
             return []
         held = self.responder.stop()
         self.responder = None
-        unix = [entry for entry in self.listeners if entry[0].startswith("unix://")]
+        unix = self._unix()
         return [(unix[h.listener], h.sock) for h in held]
 
     def close(self) -> None:
@@ -386,5 +384,5 @@ class EarlyStart:
             sock.close()
         for _, sock, _ in self.listeners:
             sock.close()
-        for path in self._unix_paths:
-            remove_unix_socket(path)
+        for url, _, _ in self._unix():
+            remove_unix_socket(url.removeprefix("unix://"))

@@ -21,7 +21,7 @@ import os
 from datetime import UTC, datetime
 
 from whaled.errors import Conflict, SystemFailure
-from whaled.osutil.files import read_text
+from whaled.osutil.pidfile import read_pid
 from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT, AttachReady, ExitStatus
 from whaled.runtime.backend.conmon_args import (
@@ -219,11 +219,11 @@ async def _started(proc: asyncio.subprocess.Process, pid_file: str, timeout: flo
     pause = _START_POLL_SECONDS
     try:
         while True:
-            pid = _read_pid(pid_file)
+            pid = read_pid(pid_file)
             if pid is not None:
                 return pid
             if exited.done():
-                return _read_pid(pid_file)  # written just before a quick process exited
+                return read_pid(pid_file)  # written just before a quick process exited
             if loop.time() >= deadline:
                 raise SystemFailure(f"runtime exec: no process after {timeout}s")
             await asyncio.wait({exited}, timeout=pause)
@@ -231,8 +231,3 @@ async def _started(proc: asyncio.subprocess.Process, pid_file: str, timeout: flo
     finally:
         if not exited.done():
             exited.cancel()
-
-
-def _read_pid(path: str) -> int | None:
-    text = (read_text(path) or "").strip()
-    return int(text) if text.isdigit() else None

@@ -165,13 +165,18 @@ def all_processes() -> dict[int, ProcInfo]:
     return procs
 
 
-def proc_cmdline(pid: int) -> list[str]:
+def _proc_strings(pid: int, name: str) -> list[str]:
+    """A NUL-separated file of ``/proc/<pid>`` (cmdline, environ); [] when unreadable."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
             raw = f.read()
     except OSError:
         return []
     return [a.decode(errors="surrogateescape") for a in raw.split(b"\0") if a]
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    return _proc_strings(pid, "cmdline")
 
 
 def _ancestors(pid: int, procs: Mapping[int, ProcInfo]) -> set[int]:
@@ -183,12 +188,7 @@ def _ancestors(pid: int, procs: Mapping[int, ProcInfo]) -> set[int]:
 
 
 def proc_environ(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return []
-    return [a.decode(errors="surrogateescape") for a in raw.split(b"\0") if a]
+    return _proc_strings(pid, "environ")
 
 
 def processes_referencing(

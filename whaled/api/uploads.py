@@ -16,6 +16,15 @@ an ``X-Whaled-Upload`` header, decodes the body itself (:class:`ChunkDecoder`, p
 worker thread reads (:func:`open_body`): one hand-over per 256 KiB or more instead of one
 per read. Bytes after the body go to aiohttp again.
 
+Direct reading: once the handler takes its pipe (:func:`open_body`) on a plain socket (unix
+or TCP without TLS), the tap stops reading the connection and hands the handler's reader a
+dup of the socket and the decoder (:meth:`UploadPipe.go_direct`). The worker then reads the
+rest of the body itself, into one reused buffer: no hand-over between the loop and the
+worker per piece, no fresh memory per read, the loop idle. A 50 MB build context arrives in
+~3/4 of the time, with a quarter less CPU. When the body ends, the pipe is closed or fails,
+the reader gives the connection back to the tap (with the bytes it read past the body) and
+the tap reads it again.
+
 Back-pressure: past :data:`PIPE_HIGH_WATER` bytes waiting in a pipe, the tap stops reading
 the socket; the reader resumes it below :data:`PIPE_LOW_WATER`. A handler that is done
 before the body is (an error answer) closes the pipe: the rest of the body is decoded and
@@ -28,8 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import re
+import select
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -56,6 +68,10 @@ PIPE_LOW_WATER = 1 << 20
 PIPE_WAKE = 256 << 10
 #: How often a blocked reader looks whether the pipe was abandoned.
 POLL_SECONDS = 1.0
+#: A reader that reads the socket itself (direct) asks for this much per read, and looks
+#: this often whether the pipe was abandoned while the client sends nothing.
+DIRECT_READ = 1 << 20
+DIRECT_POLL_MS = 100
 
 
 #: a whole chunk-size line: the size in hex, extensions (ignored), CRLF
@@ -90,11 +106,18 @@ class ChunkDecoder:
     def done(self) -> bool:
         return self._step is _Step.DONE
 
-    def feed(self, data: bytes | bytearray, pos: int, out: list[memoryview] | None) -> int:
-        """Decode from ``data[pos:]``; data pieces are appended to ``out`` (None: dropped).
-        Returns where decoding stopped: the end of ``data``, or the first byte after the
-        body when it ended there."""
-        end = len(data)
+    def feed(
+        self,
+        data: bytes | bytearray,
+        pos: int,
+        out: list[memoryview] | None,
+        end: int | None = None,
+    ) -> int:
+        """Decode from ``data[pos:end]``; data pieces are appended to ``out`` (None:
+        dropped). Returns where decoding stopped: ``end`` (the end of ``data`` by default),
+        or the first byte after the body when it ended there."""
+        if end is None:
+            end = len(data)
         view = memoryview(data)
         while pos < end:
             step = self._step
@@ -110,18 +133,18 @@ class ChunkDecoder:
             if step is _Step.DONE:
                 return pos
             if not self._line:  # the usual case: the whole line is in ``data``
-                if step is _Step.DATA_END and data.startswith(b"\r\n", pos):
+                if step is _Step.DATA_END and data.startswith(b"\r\n", pos, end):
                     pos += 2
                     self._step = _Step.SIZE
                     continue
-                if step is _Step.SIZE and (m := _SIZE_LINE.match(data, pos)) is not None:
+                if step is _Step.SIZE and (m := _SIZE_LINE.match(data, pos, end)) is not None:
                     self._left = int(m.group(1), 16)
                     self._step = _Step.DATA if self._left else _Step.TRAILER
                     pos = m.end()
                     continue
-            nl = data.find(b"\n", pos)
+            nl = data.find(b"\n", pos, end)
             if nl < 0:
-                self._line += view[pos:]
+                self._line += view[pos:end]
                 if len(self._line) > LINE_MAX:
                     raise ChunkError("chunk header line too long")
                 return end
@@ -157,8 +180,14 @@ class LengthDecoder:
     def done(self) -> bool:
         return not self._left
 
-    def feed(self, data: bytes | bytearray, pos: int, out: list[memoryview] | None) -> int:
-        take = min(self._left, len(data) - pos)
+    def feed(
+        self,
+        data: bytes | bytearray,
+        pos: int,
+        out: list[memoryview] | None,
+        end: int | None = None,
+    ) -> int:
+        take = min(self._left, (len(data) if end is None else end) - pos)
         if out is not None and take:
             out.append(memoryview(data)[pos : pos + take])
         self._left -= take
@@ -241,9 +270,40 @@ def rewrite_head(head: bytes, token: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+class DirectEnd(StrEnum):
+    """How a reader that read the socket itself gives the connection back to the tap."""
+
+    BODY_DONE = "body-done"  # the body ended: what followed it is the next request
+    ABANDONED = "abandoned"  # closed, failed or cut: the tap drops the rest of the body
+    BROKEN = "broken"  # bad framing: the rest is passed to aiohttp as it is (a 400)
+
+
+#: the tap's side of a hand-back (called on the event loop): how, the bytes read past the
+#: body (BODY_DONE) or past the framing error (BROKEN), and the decoder (ABANDONED)
+HandBack = Callable[[DirectEnd, bytes, "ChunkDecoder | LengthDecoder"], None]
+
+
+@dataclass(slots=True)
+class _Direct:
+    """The socket a pipe's reader reads itself (a dup of the connection's), and how to give
+    the connection back to the tap."""
+
+    fd: int
+    decoder: ChunkDecoder | LengthDecoder
+    hand_back: HandBack
+    poll: select.poll
+    buffer: bytearray
+
+
 class UploadPipe:
     """The decoded body of one upload, from the event loop (the tap) to a worker thread.
-    ``read`` blocks (worker threads only); the rest is called on the loop."""
+    ``read`` blocks (worker threads only); the rest is called on the loop.
+
+    Once the handler has the pipe (:meth:`ConnectionTap.take_upload`) on a plain socket,
+    the tap stops reading the connection and the worker reads the socket itself
+    (:meth:`go_direct`): one thread moves the bytes from the kernel to the consumer, with no
+    hand-over between the loop and the worker for each piece, and the loop is free. When
+    the body ends (or the pipe is closed or fails), the connection goes back to the tap."""
 
     def __init__(self) -> None:
         self._pieces: collections.deque[memoryview] = collections.deque()
@@ -254,6 +314,8 @@ class UploadPipe:
         self._closed = False
         self._paused = False
         self._resume: object = None
+        self._direct: _Direct | None = None
+        self._reading = False  # the reader is in the socket now (direct)
         self.bytes_read = 0
 
     # -- the tap's side (event loop)
@@ -263,9 +325,7 @@ class UploadPipe:
         with self._cond:
             if self._closed:
                 return True  # abandoned: dropped as it comes
-            for piece in pieces:
-                self._pieces.append(piece)
-                self._buffered += len(piece)
+            self._add(pieces)
             if self._buffered >= PIPE_WAKE:
                 self._cond.notify()  # fewer, larger reads: each wake costs a GIL hand-over
             if self._buffered > PIPE_HIGH_WATER:
@@ -289,6 +349,20 @@ class UploadPipe:
         the low water mark after a push returned False."""
         self._resume = resume
 
+    def go_direct(
+        self, fd: int, decoder: ChunkDecoder | LengthDecoder, hand_back: HandBack
+    ) -> None:
+        """From now on the reader reads the rest of the body from ``fd`` (a dup of the
+        connection's socket, closed by the pipe) with ``decoder``; the tap has stopped
+        reading. ``hand_back`` is called once the reader is done with the socket."""
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        with self._cond:
+            self._direct = _Direct(fd, decoder, hand_back, poll, bytearray(DIRECT_READ))
+            self._paused = False  # the tap does not read: nothing to resume
+            self._resume = None
+            self._cond.notify_all()
+
     @property
     def ended(self) -> bool:
         return self._ended
@@ -297,36 +371,50 @@ class UploadPipe:
 
     def read(self, n: int = -1, /) -> bytes:
         """Up to ``n`` bytes (all buffered when ``n`` < 0); b"" at the end of the body."""
-        with self._cond:
-            while self._buffered < PIPE_WAKE:
-                if self._error is not None:
-                    raise SystemFailure(f"the request body was cut: {self._error}")
-                if self._ended:
-                    if self._pieces:
+        while True:
+            if self._direct is not None and not self._pieces:
+                self._read_socket()
+            with self._cond:
+                while self._buffered < PIPE_WAKE:
+                    if self._error is not None:
+                        raise SystemFailure(f"the request body was cut: {self._error}")
+                    if self._pieces and (self._ended or self._direct is not None):
                         break
-                    return b""
-                if self._closed:
-                    raise SystemFailure("the request was abandoned while its body was being read")
-                self._cond.wait(POLL_SECONDS)
-            parts: list[memoryview] = []
-            size = 0
-            while self._pieces and (n < 0 or size < n):
-                piece = self._pieces.popleft()
-                if n >= 0 and size + len(piece) > n:
-                    keep = n - size
-                    self._pieces.appendleft(piece[keep:])
-                    piece = piece[:keep]
-                parts.append(piece)
-                size += len(piece)
-            self._buffered -= size
-            resume = None
-            if self._paused and self._buffered < PIPE_LOW_WATER:
-                self._paused = False
-                resume = self._resume
-        self.bytes_read += size
-        if callable(resume):
-            resume()
-        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+                    if self._ended:
+                        return b""
+                    if self._closed:
+                        raise SystemFailure(
+                            "the request was abandoned while its body was being read"
+                        )
+                    if self._direct is not None:
+                        break  # the tap went direct while this reader waited
+                    self._cond.wait(POLL_SECONDS)
+                if not self._pieces:
+                    continue  # direct, nothing buffered: read the socket
+                parts: list[memoryview] = []
+                size = 0
+                while self._pieces and (n < 0 or size < n):
+                    piece = self._pieces.popleft()
+                    if n >= 0 and size + len(piece) > n:
+                        keep = n - size
+                        self._pieces.appendleft(piece[keep:])
+                        piece = piece[:keep]
+                    parts.append(piece)
+                    size += len(piece)
+                self._buffered -= size
+                resume = None
+                if self._paused and self._buffered < PIPE_LOW_WATER:
+                    self._paused = False
+                    resume = self._resume
+            self.bytes_read += size
+            if callable(resume):
+                resume()
+            if len(parts) != 1:
+                return b"".join(parts)
+            whole = parts[0]
+            if isinstance(whole.obj, bytes) and len(whole) == len(whole.obj):
+                return whole.obj  # a direct read's piece, handed out whole: no copy
+            return bytes(whole)
 
     def close(self) -> None:
         """The handler is done with the body: what is buffered and what still comes is
@@ -337,9 +425,78 @@ class UploadPipe:
             self._buffered = 0
             resume = self._resume if self._paused else None
             self._paused = False
+            give_back = not self._reading
             self._cond.notify_all()
+        if give_back:
+            self._stop_direct(DirectEnd.ABANDONED)
         if callable(resume):
             resume()
+
+    # -- reading the socket (direct)
+
+    def _add(self, pieces: list[memoryview]) -> None:
+        for piece in pieces:
+            self._pieces.append(piece)
+            self._buffered += len(piece)
+
+    def _read_socket(self) -> None:
+        """Read the socket until some data is buffered, the body ended, the pipe was
+        closed or failed. Each read lands in the pipe's one read buffer; its data (the
+        chunk framing taken out) is copied into one piece, which :meth:`read` then hands
+        out without another copy: fresh memory for every read costs more than the copy."""
+        with self._cond:
+            direct = self._direct
+            if direct is None or self._reading:
+                return
+            self._reading = True
+        end, rest = DirectEnd.ABANDONED, b""
+        buf = direct.buffer
+        try:
+            while not (self._closed or self._error is not None or self._ended or self._pieces):
+                try:
+                    got = os.readv(direct.fd, [buf])
+                except BlockingIOError:
+                    direct.poll.poll(DIRECT_POLL_MS)
+                    continue
+                except OSError as e:
+                    self.fail(e)
+                    break
+                if not got:
+                    self.fail(ConnectionResetError("the client closed the connection"))
+                    break
+                pieces: list[memoryview] = []
+                try:
+                    stop = direct.decoder.feed(buf, 0, pieces, got)
+                except ChunkError as e:
+                    self.fail(InvalidParameter(f"invalid chunked request body: {e}"))
+                    end, rest = DirectEnd.BROKEN, bytes(buf[:got])
+                    break
+                data = b"".join(pieces)
+                pieces.clear()  # no view of the buffer outlives this read
+                done = direct.decoder.done
+                with self._cond:
+                    if data and not self._closed:
+                        self._add([memoryview(data)])
+                    if done:
+                        self._ended = True
+                if done:
+                    end, rest = DirectEnd.BODY_DONE, bytes(buf[stop:got])
+                    break
+        finally:
+            with self._cond:
+                self._reading = False
+                finished = self._closed or self._error is not None or self._ended
+        if finished:
+            self._stop_direct(end, rest)
+
+    def _stop_direct(self, end: DirectEnd, rest: bytes = b"") -> None:
+        """Give the connection back to the tap (once)."""
+        with self._cond:
+            direct, self._direct = self._direct, None
+        if direct is None:
+            return
+        os.close(direct.fd)
+        direct.hand_back(end, rest, direct.decoder)
 
 
 class _State(StrEnum):
@@ -347,6 +504,7 @@ class _State(StrEnum):
     LENGTH = "length"
     CHUNKED = "chunked"
     UPLOAD = "upload"
+    DIRECT = "direct"  # an upload whose reader reads the socket itself
     OPAQUE = "opaque"
 
 
@@ -387,7 +545,55 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
             self._loop = asyncio.get_running_loop()
 
     def take_upload(self, token: str) -> UploadPipe | None:
-        return self._uploads.pop(token, None)
+        """The pipe of the upload ``token`` (once), for its handler. When the body still
+        streams in on a plain socket, the handler's reader reads it from now on."""
+        pipe = self._uploads.pop(token, None)
+        if pipe is not None and pipe is self._pipe and self._state is _State.UPLOAD:
+            self._go_direct(pipe)
+        return pipe
+
+    def _go_direct(self, pipe: UploadPipe) -> None:
+        transport, decoder = self._transport, self._decoder
+        if transport is None or decoder is None or transport.is_closing():
+            return
+        if transport.get_extra_info("sslcontext") is not None:
+            return  # TLS: only the transport can decrypt
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        transport.pause_reading()
+        self._state = _State.DIRECT
+        pipe.go_direct(os.dup(sock.fileno()), decoder, self._hand_back_from_thread)
+
+    def _hand_back_from_thread(
+        self, end: DirectEnd, rest: bytes, decoder: ChunkDecoder | LengthDecoder
+    ) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._hand_back, end, rest, decoder)
+        except RuntimeError:
+            pass  # the loop is closed: so is the connection
+
+    def _hand_back(
+        self, end: DirectEnd, rest: bytes, decoder: ChunkDecoder | LengthDecoder
+    ) -> None:
+        """The upload's reader is done with the socket: the tap reads it again."""
+        if self._state is not _State.DIRECT:
+            return
+        transport = self._transport
+        if end is DirectEnd.ABANDONED:
+            self._state, self._decoder = _State.UPLOAD, decoder  # the rest is dropped
+        else:
+            self._state = _State.HEAD if end is DirectEnd.BODY_DONE else _State.OPAQUE
+            self._decoder = None
+            self._pipe = None
+        if transport is None or transport.is_closing():
+            return
+        transport.resume_reading()
+        if rest:
+            self.data_received(rest)
 
     def get_buffer(self, sizehint: int) -> bytearray:
         if self._state is _State.UPLOAD:
@@ -415,6 +621,9 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
             self.remember(data)
         if self._state is _State.OPAQUE:
             self.inner.data_received(bytes(data) if isinstance(data, bytearray) else data)
+            return
+        if self._state is _State.DIRECT:
+            self._read_while_direct()
             return
         passed: list[bytes | memoryview] = []
         pos, end = 0, len(data)
@@ -483,9 +692,7 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
             self._uploads[token] = pipe
             self._pipe = pipe
             self._decoder = (
-                ChunkDecoder()
-                if facts.framing is _Framing.CHUNKED
-                else LengthDecoder(facts.length)
+                ChunkDecoder() if facts.framing is _Framing.CHUNKED else LengthDecoder(facts.length)
             )
             self._state = _State.UPLOAD
             passed.append(rewrite_head(head, token))
@@ -535,6 +742,16 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
             self._decoder = None
             self._state = _State.HEAD
         return stop
+
+    def _read_while_direct(self) -> None:
+        """The transport read while the upload's reader owned the socket (someone resumed
+        reading): the body's bytes are split between two readers, so the upload fails
+        rather than build from a body with a hole, and the connection is closed."""
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.fail(SystemFailure("the connection was read by two readers"))
+        if self._transport is not None:
+            self._transport.close()
 
     def _opaque(self, passed: list[bytes | memoryview]) -> None:
         passed.append(bytes(self._head))

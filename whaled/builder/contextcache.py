@@ -296,13 +296,13 @@ class ContextWriter:
         """Read the member's data, comparing it with the kept file's: (bytes that were the
         same, the first chunk that was not or None when all were)."""
         buf = self._buf
+        whole = memoryview(buf)
         same = 0
         while same < size:
             view = tar.read_data(CHUNK)
             n = len(view)
-            theirs = buf if n == len(buf) else bytearray(n)
-            got = os.preadv(fd, [theirs], same)
-            if got != n or theirs != view:
+            got = os.preadv(fd, [whole[:n]], same)
+            if got != n or not buf.startswith(view):  # buf[:n] == view, without a copy
                 return same, bytes(view)
             same += n
         return same, None

@@ -150,3 +150,12 @@ def test_a_closed_pipe_drops_what_comes_and_resumes_the_tap() -> None:
     assert resumed.is_set() and pipe.push([memoryview(b"more")])
     with pytest.raises(SystemFailure, match="abandoned"):
         pipe.read()
+
+
+def test_chunk_decoding_stops_at_the_given_end() -> None:
+    decoder = ChunkDecoder()
+    out: list[memoryview] = []
+    data = bytearray(b"3\r\nabc\r\n0\r\n\r\nGARBAGE")
+    assert decoder.feed(data, 0, out, 6) == 6 and not decoder.done
+    assert decoder.feed(data, 6, out, len(data) - 7) == len(data) - 7 and decoder.done
+    assert b"".join(out) == b"abc"

@@ -173,7 +173,10 @@ class DistributionService:
 
     def _remember_blob(self, diff_id: str, desc: Descriptor, repository: str) -> None:
         meta = self._stores.distribution
-        meta.add(diff_id, BlobSource(digest=desc.digest, repository=repository))
+        meta.add(
+            diff_id,
+            BlobSource(digest=desc.digest, repository=repository, media_type=desc.media_type),
+        )
         if desc.foreign and desc.urls:
             meta.set_foreign(
                 diff_id,

@@ -23,7 +23,15 @@ from typing import Any
 
 from whaled.distribution.client import RegistryClient
 from whaled.distribution.compression import gzip_stream
-from whaled.distribution.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+from whaled.distribution.manifest import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    LAYER_TYPES,
+    OCI_LAYER,
+    OCI_LAYER_ZSTD,
+    Compression,
+)
 from whaled.errors import WhaledError
 from whaled.image.archive import ProgressEvent, ProgressFn
 from whaled.image.digests import chain_ids, short_id
@@ -64,6 +72,19 @@ def build_manifest(config: PushedBlob, layers: Sequence[PushedBlob]) -> bytes:
         ],
     }
     return json.dumps(doc, indent=3).encode()
+
+
+def reused_layer_type(recorded: str) -> str:
+    """The media type a manifest names a re-used blob with: the Docker gzip type for a gzip
+    blob, the OCI type of its compression for a zstd or uncompressed one, so that a blob is
+    never named with a compression it does not have. Entries recorded without a type (by
+    whaled before it recorded them) are taken as gzip, as they always were."""
+    compression = LAYER_TYPES.get(recorded, (Compression.GZIP, False))[0]
+    if compression is Compression.ZSTD:
+        return OCI_LAYER_ZSTD
+    if compression is Compression.NONE:
+        return OCI_LAYER
+    return DOCKER_LAYER_GZIP
 
 
 class Pusher:
@@ -133,7 +154,9 @@ class Pusher:
                     if size is not None:
                         self._say("Layer already exists", id=lid)
                         return PushedBlob(
-                            media_type=DOCKER_LAYER_GZIP, digest=source.digest, size=size
+                            media_type=reused_layer_type(source.media_type),
+                            digest=source.digest,
+                            size=size,
                         )
                     continue
                 from_ref = parse_normalized_named(source.repository)
@@ -146,8 +169,19 @@ class Pusher:
                 if size is None:
                     continue
                 self._say(f"Mounted from {from_ref.path}", id=lid)
-                self._meta.add(diff_id, BlobSource(digest=source.digest, repository=ref.name))
-                return PushedBlob(media_type=DOCKER_LAYER_GZIP, digest=source.digest, size=size)
+                self._meta.add(
+                    diff_id,
+                    BlobSource(
+                        digest=source.digest,
+                        repository=ref.name,
+                        media_type=source.media_type,
+                    ),
+                )
+                return PushedBlob(
+                    media_type=reused_layer_type(source.media_type),
+                    digest=source.digest,
+                    size=size,
+                )
             except WhaledError:
                 continue  # a hint only: fall back to an upload
         return None
@@ -170,7 +204,9 @@ class Pusher:
             return known
         digest, size = self._upload_compressed(ref, chain, lid)
         self._say("Pushed", id=lid)
-        self._meta.add(diff_id, BlobSource(digest=digest, repository=ref.name))
+        self._meta.add(
+            diff_id, BlobSource(digest=digest, repository=ref.name, media_type=DOCKER_LAYER_GZIP)
+        )
         return PushedBlob(media_type=DOCKER_LAYER_GZIP, digest=digest, size=size)
 
     def _upload_compressed(self, ref: Reference, chain: str, lid: str) -> tuple[str, int]:

@@ -3,7 +3,9 @@
 A layer is stored uncompressed; a registry knows it by the digest of a compressed blob. So
 that a push re-uses the blob a layer came from (same digest, no recompression, a
 cross-repository mount when the registry has it elsewhere), every pull and push records,
-per diff ID, the blob digest and the repository (``domain/path``) it was seen in.
+per diff ID, the blob digest and the repository (``domain/path``) it was seen in, and the
+media type it was described with (``MediaType``, whaled's addition to dockerd's entries: a
+layer pulled as a zstd blob must be named as one when a push re-uses that blob).
 
 On disk: ``image/distribution/v2metadata-by-diffid/sha256/<hex>`` (a JSON list, written
 atomically), as dockerd lays it out. Entries are hints: a push checks with the registry
@@ -28,6 +30,7 @@ MAX_ENTRIES = 50
 class BlobSource:
     digest: str  # the compressed blob's digest in the registry
     repository: str  # fully qualified: domain/path
+    media_type: str = ""  # as described when pulled or pushed; "" for entries without one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,17 +92,26 @@ class DistributionMetadata:
         for entry in doc if isinstance(doc, list) else []:
             if isinstance(entry, dict):
                 digest, repo = entry.get("Digest"), entry.get("SourceRepository")
+                media_type = entry.get("MediaType", "")
                 if isinstance(digest, str) and isinstance(repo, str):
-                    out.append(BlobSource(digest=digest, repository=repo))
+                    out.append(
+                        BlobSource(
+                            digest=digest,
+                            repository=repo,
+                            media_type=media_type if isinstance(media_type, str) else "",
+                        )
+                    )
         return out
 
     def add(self, diff_id: str, source: BlobSource) -> None:
         with self._lock:
-            entries = [source] + [e for e in self.get(diff_id) if e != source]
+            key = (source.digest, source.repository)
+            entries = [source] + [e for e in self.get(diff_id) if (e.digest, e.repository) != key]
             atomic_write_json(
                 self._path(diff_id),
                 [
                     {"Digest": e.digest, "SourceRepository": e.repository}
+                    | ({"MediaType": e.media_type} if e.media_type else {})
                     for e in entries[:MAX_ENTRIES]
                 ],
             )

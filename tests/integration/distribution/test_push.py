@@ -17,6 +17,7 @@ from tests.support.registry import RegistryProcess, push_image, registry_availab
 from tests.support.whaled_proc import WhaledProcess
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,31 @@ def test_push_of_a_pulled_image_reuses_its_blobs(
     assert out.stdout.count("Mounted from t/src") == 2, out.stdout
     copy = _manifest(registry, "t/copy", "1")
     assert [x["digest"] for x in copy["layers"]] == list(src.layer_digests)
+
+
+def test_a_pulled_zstd_layer_is_pushed_again_as_the_zstd_blob_it_is(
+    registry: RegistryProcess, whaled: WhaledProcess, docker_cli: DockerCLI
+) -> None:
+    src = push_image(
+        registry.uploader(), "t/zsrc", "1", files=({"z": b"zstd\n"},), layer_format="zstd"
+    )
+    host = registry.host
+    docker_cli.run("pull", f"{host}/t/zsrc:1")
+    for repo, said in (("t/zsrc", "Layer already exists"), ("t/zcopy", "Mounted from t/zsrc")):
+        docker_cli.run("tag", f"{host}/t/zsrc:1", f"{host}/{repo}:2")
+        out = docker_cli.run("push", f"{host}/{repo}:2")
+        assert said in out.stdout, out.stdout
+        layers = _manifest(registry, repo, "2")["layers"]
+        assert [(x["mediaType"], x["digest"]) for x in layers] == [
+            (OCI_LAYER_ZSTD, src.layer_digests[0])
+        ]
+    # the copy pulls back into a daemon that has none of it: the blob is what it is named
+    docker_cli.run("rmi", f"{host}/t/zsrc:1", f"{host}/t/zsrc:2", f"{host}/t/zcopy:2")
+    docker_cli.run("pull", f"{host}/t/zcopy:2")
+    layers = docker_cli.run(
+        "image", "inspect", "-f", "{{json .RootFS.Layers}}", f"{host}/t/zcopy:2"
+    )
+    assert json.loads(layers.stdout) == list(src.diff_ids)
 
 
 def test_a_large_local_layer_is_compressed_while_it_is_uploaded_in_chunks(

@@ -14,10 +14,18 @@ from whaled.distribution.auth import Credentials
 from whaled.distribution.client import TransferInterrupted
 from whaled.distribution.endpoints import Endpoint, endpoint_from_url
 from whaled.distribution.errors import RegistryUnreachable
-from whaled.distribution.manifest import DOCKER_CONFIG, DOCKER_LAYER_GZIP, Descriptor
+from whaled.distribution.manifest import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_NONDIST_ZSTD,
+    OCI_LAYER_ZSTD,
+    Descriptor,
+)
 from whaled.distribution.platforms import Platform
 from whaled.distribution.puller import PullLimits, ResumableBlob, check_config
-from whaled.distribution.pusher import PushedBlob, build_manifest
+from whaled.distribution.pusher import PushedBlob, build_manifest, reused_layer_type
 from whaled.errors import InvalidParameter
 
 D1 = "sha256:" + "1" * 64
@@ -196,8 +204,11 @@ def test_backoff_is_capped() -> None:
             'unable to parse server address: parse "https://\u00b3\x10lk": '
             "net/url: invalid control character in URL",
         ),
-        ("a b:5000", "unable to parse server address: parse \"https://a b:5000\": "
-         "invalid host name 'a b:5000'"),
+        (
+            "a b:5000",
+            'unable to parse server address: parse "https://a b:5000": '
+            "invalid host name 'a b:5000'",
+        ),
         ("https://-x-/v2/", "invalid host name '-x-'"),
     ],
 )
@@ -207,3 +218,18 @@ def test_login_domain_refuses_what_is_no_host(address: str, message: str) -> Non
     with pytest.raises(InvalidParameter) as err:
         login_domain(address)
     assert message in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("recorded", "named"),
+    [
+        ("", DOCKER_LAYER_GZIP),  # recorded before whaled kept the type: gzip, as always
+        (DOCKER_LAYER_GZIP, DOCKER_LAYER_GZIP),
+        (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP),
+        (OCI_LAYER_ZSTD, OCI_LAYER_ZSTD),
+        (OCI_LAYER_NONDIST_ZSTD, OCI_LAYER_ZSTD),
+        (OCI_LAYER, OCI_LAYER),
+    ],
+)
+def test_a_reused_blob_is_named_with_its_own_compression(recorded: str, named: str) -> None:
+    assert reused_layer_type(recorded) == named

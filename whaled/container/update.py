@@ -16,7 +16,12 @@ from typing import Any
 from whaled.container.restart import RestartPolicy
 from whaled.container.spec_input import resources_of
 from whaled.errors import InvalidParameter
-from whaled.runtime.resources import CgroupVersion, validate_resources
+from whaled.runtime.resources import (
+    UNKNOWN_CPUSETS,
+    CgroupVersion,
+    HostCpusets,
+    validate_resources,
+)
 
 UPDATABLE_RESOURCES = (
     "BlkioWeight",
@@ -50,6 +55,7 @@ def plan_update(
     *,
     cgroup_version: CgroupVersion,
     host_cpus: int | None,
+    cpusets: HostCpusets = UNKNOWN_CPUSETS,
 ) -> UpdatePlan:
     """The container's HostConfig after the update request ``body`` (400 for what dockerd
     refuses)."""
@@ -83,5 +89,7 @@ def plan_update(
             "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
         )
     hc.update(changed)
-    validate_resources(resources_of(hc), cgroup_version=cgroup_version, host_cpus=host_cpus)
+    validate_resources(
+        resources_of(hc), cgroup_version=cgroup_version, host_cpus=host_cpus, cpusets=cpusets
+    )
     return UpdatePlan(host_config=hc, resources_changed=bool(changed))

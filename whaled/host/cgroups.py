@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from whaled.osutil.files import read_text
 
@@ -134,6 +134,9 @@ class CgroupInfo:
     v2_mount: CgroupMount | None = None
     v2_controllers: frozenset[str] = frozenset()
     capabilities: CgroupCapabilities = CgroupCapabilities()
+    #: the CPUs and memory nodes of the root cpuset ("0-3"), "" when unknown
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
 
     @property
     def v1_controllers(self) -> frozenset[str]:
@@ -532,9 +535,25 @@ def read_cgroup_info(proc_root: str = "/proc") -> CgroupInfo:
         if detect_mode(mounts) is CgroupMode.UNIFIED:
             own = parse_proc_cgroup(read_text(os.path.join(proc_root, "self", "cgroup")) or "")
             probe_files = _v2_probe_files(v2, own.get(""))
-    return build_cgroup_info(
+    info = build_cgroup_info(
         mounts, v1_files=v1_files, v2_controllers=v2_controllers, v2_probe_files=probe_files
     )
+    cpus, mems = _root_cpusets(info)
+    return replace(info, cpuset_cpus=cpus, cpuset_mems=mems)
+
+
+def _root_cpusets(info: CgroupInfo) -> tuple[str, str]:
+    """The root cpuset's CPUs and memory nodes, as dockerd reads them: the v1 cpuset
+    hierarchy's ``cpuset.cpus``/``cpuset.mems``, or cgroup v2's ``*.effective`` files."""
+    if info.version == 2:
+        root, suffix = info.v2_root(), ".effective"
+    else:
+        root, suffix = info.v1_mount("cpuset"), ""
+    if root is None:
+        return "", ""
+    cpus = read_text(os.path.join(root, f"cpuset.cpus{suffix}")) or ""
+    mems = read_text(os.path.join(root, f"cpuset.mems{suffix}")) or ""
+    return cpus.strip(), mems.strip()
 
 
 def cgroup_v1_mount(controller: str, *, proc_root: str = "/proc") -> str | None:

@@ -46,6 +46,33 @@ class Resources:
     oom_kill_disable: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class HostCpusets:
+    """The CPUs and memory nodes containers may use (the root cpuset's, as the kernel lists
+    them: "0-3,8"); "" when unknown, and then a request is not checked against them."""
+
+    cpus: str = ""
+    mems: str = ""
+
+
+#: no cpusets known: requests are not checked against any
+UNKNOWN_CPUSETS = HostCpusets()
+
+
+def parse_cpuset(value: str) -> frozenset[int]:
+    """The members of a cpuset list ("0-2,7" → {0, 1, 2, 7}); its syntax checked first."""
+    out: set[int] = set()
+    for part in value.strip().split(",") if value.strip() else ():
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return frozenset(out)
+
+
+def _check_available(requested: str, available: str, message: str) -> None:
+    if requested and available.strip() and not parse_cpuset(requested) <= parse_cpuset(available):
+        raise InvalidParameter(f"{message} - requested {requested}, available: {available.strip()}")
+
+
 def _check_cpuset(value: str, what: str) -> None:
     if value and not _CPUSET_RE.match(value):
         raise InvalidParameter(f"Invalid value {value} for cpuset {what}")
@@ -56,10 +83,16 @@ def _check_cpuset(value: str, what: str) -> None:
 
 
 def validate_resources(
-    r: Resources, *, cgroup_version: CgroupVersion, host_cpus: int | None = None
+    r: Resources,
+    *,
+    cgroup_version: CgroupVersion,
+    host_cpus: int | None = None,
+    cpusets: HostCpusets = UNKNOWN_CPUSETS,
 ) -> list[str]:
     """Raise 400 for values dockerd refuses; return dockerd-style warnings for values that are
-    accepted but dropped on this host (the create response's ``Warnings``)."""
+    accepted but dropped on this host (the create response's ``Warnings``). A cpuset naming
+    CPUs or memory nodes the host does not have is refused here, at create or update, as
+    dockerd does, rather than by the runtime at start."""
     warnings: list[str] = []
     if r.memory != 0 and r.memory < _MIN_MEMORY:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
@@ -110,6 +143,8 @@ def validate_resources(
         )
     _check_cpuset(r.cpuset_cpus, "cpus")
     _check_cpuset(r.cpuset_mems, "mems")
+    _check_available(r.cpuset_cpus, cpusets.cpus, "Requested CPUs are not available")
+    _check_available(r.cpuset_mems, cpusets.mems, "Requested memory nodes are not available")
     if r.blkio_weight != 0 and not 10 <= r.blkio_weight <= 1000:
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
 

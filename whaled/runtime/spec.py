@@ -46,7 +46,14 @@ from whaled.runtime.mounts import (
     to_oci_mount,
     validate_mounts,
 )
-from whaled.runtime.resources import CgroupVersion, Resources, to_oci_resources, validate_resources
+from whaled.runtime.resources import (
+    UNKNOWN_CPUSETS,
+    CgroupVersion,
+    HostCpusets,
+    Resources,
+    to_oci_resources,
+    validate_resources,
+)
 from whaled.runtime.seccomp import seccomp_for
 from whaled.runtime.secopts import SecurityOptions, parse_security_opts
 from whaled.runtime.sysctls import validate_sysctls
@@ -114,6 +121,8 @@ class HostFacts:
     swap_limit: bool = True
     #: Online CPUs (bounds ``--cpus``); None: unchecked.
     cpus: int | None = None
+    #: The CPUs and memory nodes a ``--cpuset-cpus`` / ``--cpuset-mems`` may name.
+    cpusets: HostCpusets = UNKNOWN_CPUSETS
     #: Hard limits whaled runs under and cannot raise, by ulimit name (e.g. {"nofile": 20000}).
     rlimit_hard: Mapping[str, int] = field(default_factory=dict)
     #: The daemon's own capability bounding set (None: unknown, no filtering).
@@ -220,7 +229,10 @@ def validate_spec_input(inp: SpecInput) -> list[str]:
     _sysctls(inp)
     _cgroups_path(inp)
     return validate_resources(
-        inp.resources, cgroup_version=inp.host.cgroup_version, host_cpus=inp.host.cpus
+        inp.resources,
+        cgroup_version=inp.host.cgroup_version,
+        host_cpus=inp.host.cpus,
+        cpusets=inp.host.cpusets,
     )
 
 

@@ -80,6 +80,12 @@ CREATE_TIME_CHECKS: list[tuple[dict[str, Any], str]] = [
     ({"HostConfig": {"BlkioWeight": 5}}, "Range of blkio weight is from 10 to 1000"),
     ({"HostConfig": {"OomScoreAdj": 5000}}, "range for oom score adj is [-1000, 1000]"),
     ({"Hostname": "h" * 65}, "invalid hostname format"),
+    # this host has fewer CPUs and memory nodes than that (the runtime would refuse at start)
+    (
+        {"HostConfig": {"CpusetCpus": "0-4095"}},
+        "Requested CPUs are not available - requested 0-4095, available: 0",
+    ),
+    ({"HostConfig": {"CpusetMems": "1023"}}, "Requested memory nodes are not available"),
 ]
 
 
@@ -112,6 +118,8 @@ def test_query_and_update_mistakes_are_400s(whaled: WhaledProcess, busybox_image
     assert call(whaled, "POST", f"/containers/{cid}/start")[0] == 204
     status, out = call(whaled, "POST", f"/containers/{cid}/update", {"Memory": "lots"})
     assert status == 400 and "Memory" in out["message"], out
+    status, out = call(whaled, "POST", f"/containers/{cid}/update", {"CpusetCpus": "4095"})
+    assert status == 400 and "Requested CPUs are not available" in out["message"], out
     status, out = call(whaled, "POST", f"/containers/{cid}/resize?h=-1&w=10")
     assert status == 400, out
     # dockerd: a ps that fails carries ps's first line, not a traceback; as it failed on the

@@ -358,6 +358,15 @@ def test_read_cgroup_info_on_fake_v2_host(tmp_path: Path) -> None:
     assert info.capabilities.swap_limit and info.capabilities.freezer
     assert cgroup_v2_root(proc_root=str(proc)) == str(tmp_path / "cgroup")
     assert cgroup_v1_mount("memory", proc_root=str(proc)) is None
+    assert (info.cpuset_cpus, info.cpuset_mems) == ("", "")  # no *.effective files
+
+
+def test_the_root_cpusets_are_read_from_the_effective_files(tmp_path: Path) -> None:
+    proc = _fake_v2_host(tmp_path)
+    (tmp_path / "cgroup" / "cpuset.cpus.effective").write_text("0-3,8\n")
+    (tmp_path / "cgroup" / "cpuset.mems.effective").write_text("0\n")
+    info = read_cgroup_info(str(proc))
+    assert (info.cpuset_cpus, info.cpuset_mems) == ("0-3,8", "0")
 
 
 def test_read_cgroup_info_v2_without_swap_file(tmp_path: Path) -> None:

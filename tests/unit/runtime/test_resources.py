@@ -4,9 +4,11 @@ import pytest
 
 from whaled.errors import InvalidParameter
 from whaled.runtime.resources import (
+    HostCpusets,
     Resources,
     adapt_resources,
     nano_cpus_to_cfs,
+    parse_cpuset,
     to_oci_resources,
     validate_resources,
 )
@@ -118,6 +120,30 @@ def test_nano_cpus_range_uses_host_cpus() -> None:
         InvalidParameter, match=r"^Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs"
     ):
         check(Resources(nano_cpus=3 * 10**9), cpus=2)
+
+
+def test_a_cpuset_must_name_cpus_and_nodes_the_host_has() -> None:
+    host = HostCpusets(cpus="0-1", mems="0")
+    ok = Resources(cpuset_cpus="1", cpuset_mems="0")
+    assert validate_resources(ok, cgroup_version=1, cpusets=host) == []
+    with pytest.raises(
+        InvalidParameter,
+        match=r"^Requested CPUs are not available - requested 0-3, available: 0-1$",
+    ):
+        validate_resources(Resources(cpuset_cpus="0-3"), cgroup_version=1, cpusets=host)
+    with pytest.raises(
+        InvalidParameter,
+        match=r"^Requested memory nodes are not available - requested 0,1, available: 0$",
+    ):
+        validate_resources(Resources(cpuset_mems="0,1"), cgroup_version=2, cpusets=host)
+    # unknown host cpusets: nothing to check against
+    assert check(Resources(cpuset_cpus="0-63")) == []
+
+
+def test_parse_cpuset() -> None:
+    assert parse_cpuset("0-2,7") == {0, 1, 2, 7}
+    assert parse_cpuset("3\n") == {3}
+    assert parse_cpuset("") == frozenset()
 
 
 def test_nano_cpus_conversion() -> None:

@@ -107,6 +107,52 @@ def test_an_upload_and_the_requests_around_it_on_one_connection(
         assert member is not None and member.read() == data
 
 
+def _build_head(query: str) -> bytes:
+    return (
+        f"POST /v1.45/build?{query} HTTP/1.1\r\nHost: whaled\r\n"
+        "Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+
+
+def test_a_build_context_read_directly_and_the_requests_around_it(
+    whaled: WhaledProcess, busybox_image: str
+) -> None:
+    # the build's worker reads its context from the socket itself, then gives the
+    # connection back: the pipelined ping after the body is answered
+    data = bytes(range(256)) * 8192  # 2 MiB, past what the tap reads before the hand-over
+    context = _tar({"Dockerfile": f"FROM {busybox_image}\nCOPY big /big\n".encode(), "big": data})
+    body = _chunked(context, ext=b";x=y", trailer=b"X-T: 1\r\n")
+    with _connect(whaled) as sock:
+        sock.sendall(PING + _build_head("t=direct:1") + body + PING)
+        (s1, _), (s2, stream), (s3, _) = _responses(sock, 3)
+    assert (s1, s2, s3) == (200, 200, 200)
+    assert b"Successfully tagged direct:1" in stream, stream[-400:]
+    ctr = whaled.client().containers.create("direct:1", "true")
+    bits, _ = ctr.get_archive("/big")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tf:
+        member = tf.extractfile("big")
+        assert member is not None and member.read() == data
+
+
+def test_bad_framing_in_a_build_context_read_directly(
+    whaled: WhaledProcess, busybox_image: str
+) -> None:
+    context = _tar({"f": bytes(2 << 20)})
+    good = _chunked(context[: 48 << 15])[: -len(b"0\r\n\r\n")]  # 48 whole chunks, no end
+    with _connect(whaled) as sock:
+        sock.sendall(_build_head("t=broken:1") + good)
+        time.sleep(0.2)  # the worker reads directly by now
+        sock.sendall(b"zz\r\n")
+        sock.settimeout(10)
+        rest = b""
+        while more := sock.recv(65536):
+            rest += more  # the build's error in its stream, then the server closes
+    assert b"invalid chunked request body" in rest, rest[-400:]
+    assert whaled.request("GET", "/_ping")[0] == 200
+    assert whaled.client().images.list(name="broken") == []
+    assert "Traceback" not in Path(whaled.log_path).read_text()
+
+
 def test_an_upload_with_a_content_length_is_taken_over_too(
     whaled: WhaledProcess, busybox_image: str
 ) -> None:
@@ -130,7 +176,7 @@ def test_an_upload_refused_before_its_body_leaves_the_connection_usable(
     body = _chunked(_tar({"f": bytes(6 << 20)}))  # past the pipe's high water mark
     with _connect(whaled) as sock:
         sock.sendall(_upload_head(f"/containers/{ctr.id}/archive"))  # no path: a 400
-        (status, answer), = _responses(sock, 1)
+        ((status, answer),) = _responses(sock, 1)
         assert status == 400 and b"path is required" in answer
         sock.sendall(body + PING)
         assert _responses(sock, 1)[0][0] == 200

@@ -16,14 +16,14 @@ an ``X-Whaled-Upload`` header, decodes the body itself (:class:`ChunkDecoder`, p
 worker thread reads (:func:`open_body`): one hand-over per 256 KiB or more instead of one
 per read. Bytes after the body go to aiohttp again.
 
-Direct reading: once the handler takes its pipe (:func:`open_body`) on a plain socket (unix
-or TCP without TLS), the tap stops reading the connection and hands the handler's reader a
-dup of the socket and the decoder (:meth:`UploadPipe.go_direct`). The worker then reads the
-rest of the body itself, into one reused buffer: no hand-over between the loop and the
-worker per piece, no fresh memory per read, the loop idle. A 50 MB build context arrives in
-~3/4 of the time, with a quarter less CPU. When the body ends, the pipe is closed or fails,
-the reader gives the connection back to the tap (with the bytes it read past the body) and
-the tap reads it again.
+Direct reading (build contexts, see :func:`open_body`): once the handler takes its pipe on
+a plain socket (unix or TCP without TLS), the tap stops reading the connection and hands
+the handler's reader a dup of the socket and the decoder (:meth:`UploadPipe.go_direct`).
+The worker then reads the rest of the body itself, into one reused buffer: no hand-over
+between the loop and the worker per piece, no fresh memory per read, the loop idle. A
+50 MB build context arrives in ~3/4 of the time, with a quarter less CPU. When the body
+ends, the pipe is closed or fails, the reader gives the connection back to the tap (with
+the bytes it read past the body) and the tap reads it again.
 
 Back-pressure: past :data:`PIPE_HIGH_WATER` bytes waiting in a pipe, the tap stops reading
 the socket; the reader resumes it below :data:`PIPE_LOW_WATER`. A handler that is done
@@ -544,11 +544,12 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
             self._transport = transport
             self._loop = asyncio.get_running_loop()
 
-    def take_upload(self, token: str) -> UploadPipe | None:
-        """The pipe of the upload ``token`` (once), for its handler. When the body still
-        streams in on a plain socket, the handler's reader reads it from now on."""
+    def take_upload(self, token: str, *, direct: bool = False) -> UploadPipe | None:
+        """The pipe of the upload ``token`` (once), for its handler. With ``direct``, when
+        the body still streams in on a plain socket, the handler's reader reads it from
+        now on."""
         pipe = self._uploads.pop(token, None)
-        if pipe is not None and pipe is self._pipe and self._state is _State.UPLOAD:
+        if direct and pipe is not None and pipe is self._pipe and self._state is _State.UPLOAD:
             self._go_direct(pipe)
         return pipe
 
@@ -787,16 +788,22 @@ class RequestBody:
         return self._source.bytes_read
 
 
-def open_body(request: web.Request) -> RequestBody:
+def open_body(request: web.Request, *, direct: bool = False) -> RequestBody:
     """The request's streamed body: the tap's pipe when the tap took the upload over, else
     aiohttp's stream (a body with a Content-Length, or a connection the tap passes
-    through)."""
+    through).
+
+    ``direct``: the reader reads the socket itself (:meth:`UploadPipe.go_direct`). It suits
+    a consumer that does little per byte (a build context compared with a kept one: 50 MB
+    in ~3/4 of the time). A consumer that hashes and writes what it reads (``docker
+    load``) is faster with the loop reading the next bytes while it works: 20-40% more
+    MB/s than direct in A/B runs."""
     token = request.headers.get(UPLOAD_HEADER)
     transport = request.transport
     if token is not None and transport is not None:
         tap = transport.get_protocol()
         if isinstance(tap, ConnectionTap):
-            pipe = tap.take_upload(token)
+            pipe = tap.take_upload(token, direct=direct)
             if pipe is not None:
                 return RequestBody(pipe)
     return RequestBody(BlockingBodyReader(request.content, asyncio.get_running_loop()))

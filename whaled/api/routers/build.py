@@ -68,7 +68,7 @@ async def post_build(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     opts = build_options(request)
     stream = JsonStream(request)
-    body = open_body(request)
+    body = open_body(request, direct=True)  # the context: read by the worker itself
 
     async def pull_progress(event: ProgressEvent) -> None:
         await stream.send(progress_json(event))

@@ -15,7 +15,7 @@ from whaled.api.early import SERVER_HEADER
 from whaled.api.errors import status_for
 from whaled.api.limits import ServerLimits
 from whaled.api.streams import client_gone
-from whaled.api.versions import CURRENT_API_VERSION, check_api_version
+from whaled.api.versions import CURRENT_API_VERSION, ApiVersion, check_api_version
 from whaled.config.model import Config
 from whaled.daemon.daemon import Daemon
 from whaled.errors import InvalidParameter, WhaledError
@@ -26,8 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DAEMON_KEY = web.AppKey("daemon", Daemon)
 LIMITS_KEY = web.AppKey("limits", ServerLimits)
-API_VERSION_KEY = "api_version"
-CONFIG_KEY = "config_snapshot"
+API_VERSION_KEY = web.RequestKey[ApiVersion]("api_version")
+CONFIG_KEY = web.RequestKey("config_snapshot", Config)
 RESPONSE_STARTED_KEY = web.RequestKey("response_started", bool)
 
 

@@ -38,7 +38,7 @@ async def get_system_version(request: web.Request) -> web.StreamResponse:
 async def get_system_info(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     cfg = request_config(request)
-    return json_response(shape_info(daemon.system.info(cfg), request["api_version"]))
+    return json_response(shape_info(daemon.system.info(cfg), request[API_VERSION_KEY]))
 
 
 async def get_system_df(request: web.Request) -> web.StreamResponse:

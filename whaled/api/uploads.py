@@ -299,11 +299,12 @@ class UploadPipe:
     """The decoded body of one upload, from the event loop (the tap) to a worker thread.
     ``read`` blocks (worker threads only); the rest is called on the loop.
 
-    Once the handler has the pipe (:meth:`ConnectionTap.take_upload`) on a plain socket,
-    the tap stops reading the connection and the worker reads the socket itself
-    (:meth:`go_direct`): one thread moves the bytes from the kernel to the consumer, with no
-    hand-over between the loop and the worker for each piece, and the loop is free. When
-    the body ends (or the pipe is closed or fails), the connection goes back to the tap."""
+    When the handler takes the pipe asking for it (``open_body(direct=True)``: build
+    contexts) on a plain socket, the tap stops reading the connection and the worker reads
+    the socket itself (:meth:`go_direct`): one thread moves the bytes from the kernel to
+    the consumer, with no hand-over between the loop and the worker for each piece, and
+    the loop is free. When the body ends (or the pipe is closed or fails), the connection
+    goes back to the tap."""
 
     def __init__(self) -> None:
         self._pieces: collections.deque[memoryview] = collections.deque()

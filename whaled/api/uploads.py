@@ -194,6 +194,10 @@ class LengthDecoder:
         return pos + take
 
 
+#: what follows an upload's framing: the one interface both decoders have
+BodyDecoder = ChunkDecoder | LengthDecoder
+
+
 def _chunk_size(line: bytes) -> int:
     digits = line.split(b";", 1)[0].strip(b" \t")
     if not digits or len(digits) > 16 or not _HEX.issuperset(digits):
@@ -280,7 +284,7 @@ class DirectEnd(StrEnum):
 
 #: the tap's side of a hand-back (called on the event loop): how, the bytes read past the
 #: body (BODY_DONE) or past the framing error (BROKEN), and the decoder (ABANDONED)
-HandBack = Callable[[DirectEnd, bytes, "ChunkDecoder | LengthDecoder"], None]
+HandBack = Callable[[DirectEnd, bytes, BodyDecoder], None]
 
 
 @dataclass(slots=True)
@@ -289,7 +293,7 @@ class _Direct:
     the connection back to the tap."""
 
     fd: int
-    decoder: ChunkDecoder | LengthDecoder
+    decoder: BodyDecoder
     hand_back: HandBack
     poll: select.poll
     buffer: bytearray
@@ -350,9 +354,7 @@ class UploadPipe:
         the low water mark after a push returned False."""
         self._resume = resume
 
-    def go_direct(
-        self, fd: int, decoder: ChunkDecoder | LengthDecoder, hand_back: HandBack
-    ) -> None:
+    def go_direct(self, fd: int, decoder: BodyDecoder, hand_back: HandBack) -> None:
         """From now on the reader reads the rest of the body from ``fd`` (a dup of the
         connection's socket, closed by the pipe) with ``decoder``; the tap has stopped
         reading. ``hand_back`` is called once the reader is done with the socket."""
@@ -528,7 +530,7 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         self._state = _State.HEAD
         self._head = bytearray()
         self._left = 0
-        self._decoder: ChunkDecoder | LengthDecoder | None = None
+        self._decoder: BodyDecoder | None = None
         self._pipe: UploadPipe | None = None
         self._uploads: dict[str, UploadPipe] = {}
         self._count = 0
@@ -567,9 +569,7 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         self._state = _State.DIRECT
         pipe.go_direct(os.dup(sock.fileno()), decoder, self._hand_back_from_thread)
 
-    def _hand_back_from_thread(
-        self, end: DirectEnd, rest: bytes, decoder: ChunkDecoder | LengthDecoder
-    ) -> None:
+    def _hand_back_from_thread(self, end: DirectEnd, rest: bytes, decoder: BodyDecoder) -> None:
         loop = self._loop
         if loop is None:
             return
@@ -578,9 +578,7 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         except RuntimeError:
             pass  # the loop is closed: so is the connection
 
-    def _hand_back(
-        self, end: DirectEnd, rest: bytes, decoder: ChunkDecoder | LengthDecoder
-    ) -> None:
+    def _hand_back(self, end: DirectEnd, rest: bytes, decoder: BodyDecoder) -> None:
         """The upload's reader is done with the socket: the tap reads it again."""
         if self._state is not _State.DIRECT:
             return

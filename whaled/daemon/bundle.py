@@ -37,7 +37,6 @@ from whaled.runtime.backend.api import CreateOptions, StdioOptions
 from whaled.runtime.devices import Device
 from whaled.runtime.mounts import Mount
 from whaled.runtime.registry import resolve_runtime
-from whaled.runtime.resources import HostCpusets
 from whaled.runtime.seccomp import UNCONFINED
 from whaled.runtime.spec import HostFacts, NamespaceMode, build_spec, validate_spec_input
 from whaled.runtime.usermap import ResolvedUser, resolve_user
@@ -245,7 +244,7 @@ class SpecAssembler:
             seccomp=self.facts.host.seccomp_available,
             swap_limit=caps.swap_limit,
             cpus=self.facts.host.ncpu,
-            cpusets=HostCpusets(self.facts.cgroups.cpuset_cpus, self.facts.cgroups.cpuset_mems),
+            cpusets=self.facts.cpusets,
             rlimit_hard=limits,
             capability_bounding=self.capability_bounding,
             absent_syscall_abis=self.facts.host.absent_syscall_abis,

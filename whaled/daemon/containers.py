@@ -68,7 +68,7 @@ from whaled.image.store import ImageUser
 from whaled.logger.options import LogOptions
 from whaled.logger.rotate import LogRotator
 from whaled.runtime.backend.api import Backend, ExitStatus, Task
-from whaled.runtime.resources import HostCpusets, to_oci_resources
+from whaled.runtime.resources import to_oci_resources
 
 log = logging.getLogger("whaled.containers")
 
@@ -564,7 +564,7 @@ class ContainerService:
                 body,
                 cgroup_version=cgroup_version,
                 host_cpus=self.facts.host.ncpu,
-                cpusets=HostCpusets(self.facts.cgroups.cpuset_cpus, self.facts.cgroups.cpuset_mems),
+                cpusets=self.facts.cpusets,
             )
             running = c.state.status in (Status.RUNNING, Status.PAUSED)
             if plan.resources_changed and running and slot.run:

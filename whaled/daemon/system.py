@@ -22,6 +22,7 @@ from whaled.host.binaries import BinaryVersion, probe_binary
 from whaled.host.cgroups import CgroupInfo, cgroup_warnings, read_cgroup_info
 from whaled.host.sysinfo import HostInfo, network_warnings, read_host_info, read_open_fd_count
 from whaled.runtime.registry import RuntimeDescription, describe_runtimes
+from whaled.runtime.resources import HostCpusets
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +77,11 @@ class HostFacts:
     binaries: Mapping[str, BinaryVersion]  # runc, crun, conmon, init
     backing_fs: str
     python_version: str = field(default_factory=platform.python_version)
+
+    @property
+    def cpusets(self) -> HostCpusets:
+        """The CPUs and memory nodes a container's cpuset may name."""
+        return HostCpusets(self.cgroups.cpuset_cpus, self.cgroups.cpuset_mems)
 
 
 # One runtime of /info: name, binary as configured, runtimeArgs (never a wrapper's path).

@@ -3,7 +3,8 @@
 :func:`pump` moves bytes both ways until the output ends (the process exited), the client
 detached with the detach keys, or the client went away. Stdin EOF from the client ends the
 process's stdin (``AttachStream.close_stdin``) when asked to, so the output of e.g. ``cat``
-still arrives afterwards.
+still arrives afterwards; otherwise it ends the attach, as dockerd's does (without
+StdinOnce, or with a TTY, the client's stdin EOF closes the attach's output).
 
 Input and output run as two independent tasks, so neither waits for the other (a process
 whose output fills up while stdin still comes cannot deadlock the pair); each side waits
@@ -39,6 +40,7 @@ class PumpEnd(enum.StrEnum):
     OUTPUT_ENDED = "output-ended"
     DETACHED = "detached"
     CLIENT_GONE = "client-gone"
+    STDIN_ENDED = "stdin-ended"  # the client's stdin ended an attach without StdinOnce
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,10 +66,11 @@ async def pump(
     """Run until the output ends, the client detaches or goes away. Closes ``attached``.
 
     ``eof_closes_stdin``: the client's stdin EOF ends the process's stdin (Docker's
-    StdinOnce, and exec sessions); otherwise the process's stdin stays open for later
-    attaches and the EOF only stops this client's input. ``client.gone`` resolves when the
-    client's connection is gone: the pump ends then, also while there is no output (a
-    half-close only ends stdin)."""
+    StdinOnce, and exec sessions) and the output goes on; otherwise the process's stdin
+    stays open for later attaches and the EOF ends this attach (dockerd closes the
+    attach's output then, so a client that hangs up is not kept). ``client.gone``
+    resolves when the client's connection is gone: the pump ends then, also while there
+    is no output."""
     stdin, output, client_gone = client.stdin, client.output, client.gone
     wanted = {STREAM_STDOUT: stdout, STREAM_STDERR: stderr}
     docker_stream = {STREAM_STDOUT: DOCKER_STDOUT, STREAM_STDERR: DOCKER_STDERR}
@@ -93,9 +96,10 @@ async def pump(
             except (ConnectionError, OSError):
                 return PumpEnd.CLIENT_GONE
             if not data:
-                if eof_closes_stdin:
-                    # The process's stdin ends while its output goes on arriving.
-                    attached.close_stdin()
+                if not eof_closes_stdin:
+                    return PumpEnd.STDIN_ENDED
+                # The process's stdin ends while its output goes on arriving.
+                attached.close_stdin()
                 return None  # stdin done; keep the output flowing
             detached = False
             if detacher is not None:

@@ -69,19 +69,32 @@ def test_output_is_framed_and_filtered_until_it_ends() -> None:
     run(main())
 
 
-def test_stdin_eof_closes_stdin_only_when_asked() -> None:
+def test_stdin_eof_with_stdin_once_closes_stdin_and_the_output_goes_on() -> None:
     async def main() -> None:
-        for once in (True, False):
-            stream, client = FakeStream(), Client([b"abc", b""])
-            task = asyncio.ensure_future(pump(stream, client.io(), eof_closes_stdin=once))
-            await asyncio.sleep(0.01)
-            assert stream.stdin == [b"abc"]
-            assert stream.stdin_closed is once
-            assert not task.done()  # output still flows after stdin ended
-            stream.output.put_nowait((STREAM_STDERR, b"late"))
-            stream.output.put_nowait(None)
-            assert await task is PumpEnd.OUTPUT_ENDED
-            assert client.frames == [(DOCKER_STDERR, b"late")]
+        stream, client = FakeStream(), Client([b"abc", b""])
+        task = asyncio.ensure_future(pump(stream, client.io(), eof_closes_stdin=True))
+        await asyncio.sleep(0.01)
+        assert stream.stdin == [b"abc"]
+        assert stream.stdin_closed
+        assert not task.done()  # output still flows after stdin ended
+        stream.output.put_nowait((STREAM_STDERR, b"late"))
+        stream.output.put_nowait(None)
+        assert await task is PumpEnd.OUTPUT_ENDED
+        assert client.frames == [(DOCKER_STDERR, b"late")]
+
+    run(main())
+
+
+def test_stdin_eof_without_stdin_once_ends_the_attach_and_leaves_stdin_open() -> None:
+    # dockerd: without StdinOnce (or with a TTY) the client's stdin EOF closes the attach's
+    # output; the process's stdin stays open for the next attach.
+    async def main() -> None:
+        stream, client = FakeStream(), Client([b"abc", b""])
+        end = await asyncio.wait_for(pump(stream, client.io(), eof_closes_stdin=False), 1)
+        assert end is PumpEnd.STDIN_ENDED
+        assert stream.stdin == [b"abc"]
+        assert not stream.stdin_closed
+        assert stream.closed
 
     run(main())
 

@@ -16,6 +16,7 @@ import os
 import signal
 import uuid
 
+import uvloop
 from aiohttp import web
 
 from whaled.api import server
@@ -371,7 +372,8 @@ async def serve(cfg: Config, startup: StartupSource, early: EarlyStart) -> int:
 def run_daemon(cfg: Config, startup: StartupSource, early: EarlyStart) -> int:
     """The daemon's life after :meth:`EarlyStart.begin` (logging is set up already)."""
     try:
-        return asyncio.run(serve(cfg, startup, early))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(serve(cfg, startup, early))
     except WhaledError as e:
         log.error("%s", e)
         return 1

@@ -121,6 +121,51 @@ def test_connection_cap_bounds_fds_and_the_daemon_keeps_answering(start_whaled) 
     assert sum("connection" in line and "limit" in line for line in added) >= 1
 
 
+def open_attach(sock_path: str, cid: str) -> socket.socket:
+    """A hijacked ``POST /containers/{id}/attach`` connection, its upgrade answered."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(sock_path)
+    s.sendall(
+        f"POST {API}/containers/{cid}/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\n"
+        "Host: whaled\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def test_hijacked_connections_give_their_place_back_when_they_close(  # type: ignore[no-untyped-def]
+    start_whaled, busybox_tar: str
+) -> None:
+    # The slot is freed when the connection's protocol is told it is lost, whichever
+    # protocol the connection ended with (the event loop, not Python, closes the socket).
+    w = start_whaled({"_WHALED_MAX_CONNECTIONS": "4"})
+    w.import_image(busybox_tar, "busybox:latest")
+    status, _, body = unix_request(
+        w.sock,
+        "POST",
+        f"{API}/containers/create",
+        {"Image": "busybox:latest", "Cmd": ["cat"], "OpenStdin": True},
+    )
+    assert status == 201, body
+    cid = json.loads(body)["Id"]
+    status, _, body = unix_request(w.sock, "POST", f"{API}/containers/{cid}/start")
+    assert status == 204, body
+    try:
+        for _ in range(3):  # three times the cap, in rounds of the cap
+            conns = [open_attach(w.sock, cid) for _ in range(4)]
+            for s in conns:
+                s.close()
+            assert ping(w, 5) == 200
+    finally:
+        unix_request(w.sock, "DELETE", f"{API}/containers/{cid}?force=1", timeout=30)
+
+
 def test_many_slow_clients_under_the_default_limits_do_not_block_the_api(
     whaled: WhaledProcess,
 ) -> None:

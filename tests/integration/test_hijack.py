@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 import pytest
+import uvloop
 from aiohttp import http_parser, web
 
 from whaled.api.app import Routes, error_middleware, version_middleware
@@ -58,7 +59,7 @@ class ToyServer:
         self.capture = capture
         self.events: queue.Queue[str] = queue.Queue()
         self.loop_errors: list[dict[str, Any]] = []
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()  # the daemon's loop (whaled.wiring)
         self.runner: web.AppRunner | None = None
         self.tcp_port = 0
         self._ready = threading.Event()

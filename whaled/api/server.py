@@ -107,17 +107,43 @@ class ConnectionGate:
             self._room.set()
 
 
-class _GatedSocket(socket.socket):
-    """An accepted connection that gives its slot back when its descriptor is closed
-    (the transport closes it whatever protocol it ends with, hijacked or not)."""
+class _Slot:
+    """One accepted connection's place under the gate, given back once: when the
+    connection's protocol learns it is lost (whatever protocol it ends with, hijacked or
+    not: every one passes ``connection_lost`` on to aiohttp's handler), or when it never
+    got a protocol. The event loop owns the descriptor from then on (uvloop closes it in
+    libuv, never through the Python socket), so the end is told by the protocol."""
 
-    _on_close: Callable[[], None] | None = None
+    __slots__ = ("_gate",)
 
-    def close(self) -> None:
-        callback, self._on_close = self._on_close, None
-        super().close()
-        if callback is not None:
-            callback()
+    def __init__(self, gate: ConnectionGate) -> None:
+        self._gate: ConnectionGate | None = gate
+
+    def free(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.closed()
+
+
+def _free_slots_when_lost(server: web.Server, slots: dict[web.RequestHandler, _Slot]) -> None:
+    """Make ``server`` free the slot of each handler in ``slots`` when its connection is
+    lost (once per server)."""
+    if getattr(server.connection_lost, "_frees_slots", False):
+        return
+    original = server.connection_lost
+
+    def connection_lost(handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+        slot = slots.pop(handler, None)
+        try:
+            original(handler, exc)
+        finally:
+            if slot is not None:
+                slot.free()
+
+    connection_lost._frees_slots = True  # type: ignore[attr-defined]
+    # aiohttp's RequestHandler reports each lost connection to its server here; like the
+    # connection tap's ``connection_made``, there is no other hook short of subclassing.
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
 class GatedSite(web.BaseSite):
@@ -125,7 +151,7 @@ class GatedSite(web.BaseSite):
     ``gate`` has room, and backs off (one warning a minute) when accept fails for lack of
     descriptors instead of spinning."""
 
-    __slots__ = ("_accepting", "_gate", "_name", "_sock", "_tasks")
+    __slots__ = ("_accepting", "_gate", "_name", "_slots", "_sock", "_tasks")
 
     def __init__(
         self,
@@ -139,6 +165,7 @@ class GatedSite(web.BaseSite):
         self._sock = sock
         self._gate = gate
         self._tasks = BackgroundTasks()
+        self._slots: dict[web.RequestHandler, _Slot] = {}
         self._accepting: asyncio.Task[None] | None = None
         scheme = "https" if ssl_context else "http"
         self._name = f"{scheme}://{sock.getsockname()!r}"
@@ -190,22 +217,39 @@ class GatedSite(web.BaseSite):
         the server was up: ``whaled.api.early``), counted against the gate."""
         self._gate.opened()
         conn.setblocking(False)
-        gated = _GatedSocket(conn.family, conn.type, conn.proto, fileno=conn.detach())
-        gated._on_close = self._gate.closed
-        self._tasks.spawn("api connection", self._connect(gated))
+        self._tasks.spawn("api connection", self._connect(conn, _Slot(self._gate)))
 
-    async def _connect(self, sock: _GatedSocket) -> None:
+    async def _connect(self, sock: socket.socket, slot: _Slot) -> None:
         server = self._runner.server
         if server is None:
             sock.close()
+            slot.free()
             return
+        _free_slots_when_lost(server, self._slots)
+        made: list[web.RequestHandler] = []
+
+        def handler() -> web.RequestHandler:
+            made.append(protocol := server())
+            self._slots[protocol] = slot
+            return protocol
+
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
-                server, sock, ssl=self._ssl_context
+                handler, sock, ssl=self._ssl_context
             )
         except (OSError, ssl.SSLError, TimeoutError) as e:
             log.debug("API connection setup failed: %s", e)
-            sock.close()
+            self._never_served(sock, slot, made)
         except BaseException:
-            sock.close()
+            self._never_served(sock, slot, made)
             raise
+
+    def _never_served(
+        self, sock: socket.socket, slot: _Slot, made: list[web.RequestHandler]
+    ) -> None:
+        """The connection failed before its protocol was told it was made (a TLS
+        handshake, a cancelled start): nothing else will free its slot."""
+        for protocol in made:
+            self._slots.pop(protocol, None)
+        sock.close()
+        slot.free()

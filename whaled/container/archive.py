@@ -61,6 +61,10 @@ from whaled.osutil.tree import TreeMoved, remove_tree
 _O_LOOKUP = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_SYMLINKS = 255  # dockerd's FollowSymlinkInScope gives up after as many links
 _PARENT_CACHE_MAX = 256
+#: Levels of path the parent cache may hold through directories resolved from the top (each
+#: keeps its whole chain of nodes): past this the cache starts again, so hostile members
+#: each deep in a different place cannot make it grow with depth times count.
+_PARENT_CACHE_LEVELS = 1 << 16
 #: Directory fds a path stack keeps open (the levels nearest the root, and its top); the
 #: others are closed on the way down and reopened on the way back, so any depth costs a
 #: bounded number of fds.
@@ -209,15 +213,48 @@ class _Mount:
     readonly: bool
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(eq=False, slots=True, kw_only=True)
 class _Node:
-    """One resolved object: its container path, host path and an ``O_PATH`` fd (owned)."""
+    """One resolved object: its place in the container (``name`` in ``parent``), its host
+    path and an ``O_PATH`` fd (owned).
 
-    cpath: tuple[str, ...]
-    host: str
+    A node knows its parent, not its whole path: a path stack of depth d costs O(d), and
+    the container and host paths are spelled out only when asked for (:attr:`cpath`,
+    :attr:`host`)."""
+
+    parent: _Node | None  # None: the container's root
+    name: str  # "" for the root
+    base: str | None  # the host path of the root or of a mount's root; None: below parent's
     fd: int | None  # None: does not exist
     st: os.stat_result | None
     mount: _Mount | None  # the innermost mount holding it; None = the rootfs
+    depth: int = 0
+    pid: int | None = None  # its container path's id in the view's paths, once asked for
+
+    @property
+    def cpath(self) -> tuple[str, ...]:
+        """The container path, one component each (O(depth))."""
+        names: list[str] = []
+        node: _Node | None = self
+        while node is not None and node.parent is not None:
+            names.append(node.name)
+            node = node.parent
+        names.reverse()
+        return tuple(names)
+
+    @property
+    def host(self) -> str:
+        """The host path (O(depth)): the nearest root or mount root's, then the names."""
+        names: list[str] = []
+        node = self
+        while node.base is None:
+            assert node.parent is not None
+            names.append(node.name)
+            node = node.parent
+        if not names:
+            return node.base
+        names.reverse()
+        return node.base.rstrip("/") + "/" + "/".join(names)
 
     @property
     def is_dir(self) -> bool:
@@ -238,12 +275,38 @@ class _Node:
             self.fd = None
 
 
-def _host_join(parent: str, name: str) -> str:
-    return parent.rstrip("/") + "/" + name
-
-
 # Creates the missing directory ``name`` under ``parent`` and returns its node.
 _Creator = Callable[[_Node, str], _Node]
+
+
+class _Paths:
+    """Container paths interned as (parent's id, name), id 0 the root: a path is named in
+    O(1) from its parent's id and spelled out only when needed (what an extraction
+    created, remembered for its roll-back)."""
+
+    __slots__ = ("_ids", "_names", "_parents")
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, str], int] = {}
+        self._parents = [-1]
+        self._names = [""]
+
+    def add(self, parent: int, name: str) -> int:
+        key = (parent, name)
+        pid = self._ids.get(key)
+        if pid is None:
+            pid = self._ids[key] = len(self._names)
+            self._parents.append(parent)
+            self._names.append(name)
+        return pid
+
+    def parts(self, pid: int) -> tuple[str, ...]:
+        names: list[str] = []
+        while pid > 0:
+            names.append(self._names[pid])
+            pid = self._parents[pid]
+        names.reverse()
+        return tuple(names)
 
 
 class _View:
@@ -257,6 +320,10 @@ class _View:
     ) -> None:
         self.root = root
         self._mounts: dict[tuple[str, ...], _Mount] = {}
+        #: the depths of the mount destinations: a path is spelled out for a mount lookup
+        #: only at these depths
+        self._mount_depths: set[int] = set()
+        self._paths = _Paths()
         ro = {_lexical_parts(d) for d in readonly_mounts}
         for dest, source in sorted(mounts.items(), key=lambda kv: len(_lexical_parts(kv[0]))):
             lexical = _lexical_parts(dest)
@@ -269,41 +336,73 @@ class _View:
                 key = node.cpath
                 node.close()
             self._mounts[key] = _Mount(dest=key, source=source, readonly=lexical in ro)
+            self._mount_depths.add(len(key))
         self._mount_children: dict[tuple[str, ...], set[str]] = {}
         for key in self._mounts:
             if key:
                 self._mount_children.setdefault(key[:-1], set()).add(key[-1])
 
-    def _open_host(self, host: str, cpath: tuple[str, ...], mount: _Mount | None) -> _Node:
+    @staticmethod
+    def _open_host(base: str, parent: _Node | None, name: str, mount: _Mount | None) -> _Node:
+        depth = 0 if parent is None else parent.depth + 1
         try:
-            fd = os.open(host, os.O_PATH | os.O_CLOEXEC)
+            fd = os.open(base, os.O_PATH | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            return _Node(cpath=cpath, host=host, fd=None, st=None, mount=mount)
-        return _Node(cpath=cpath, host=host, fd=fd, st=os.fstat(fd), mount=mount)
+            fd = None
+        st = None if fd is None else os.fstat(fd)
+        return _Node(parent=parent, name=name, base=base, fd=fd, st=st, mount=mount, depth=depth)
 
     def root_node(self) -> _Node:
         mount = self._mounts.get(())
-        node = self._open_host(mount.source if mount else self.root, (), mount)
+        node = self._open_host(mount.source if mount else self.root, None, "", mount)
         if not node.is_dir:
             node.close()
             raise SystemFailure(f"container file system {node.host} is not available")
         return node
 
+    def mount_below(self, parent: _Node, name: str) -> _Mount | None:
+        """The mount whose destination is ``name`` in ``parent``, if any."""
+        if parent.depth + 1 not in self._mount_depths:
+            return None
+        return self._mounts.get((*parent.cpath, name))
+
+    def path_id(self, node: _Node) -> int:
+        """``node``'s container path as an id of :class:`_Paths` (each node of a chain is
+        named once)."""
+        chain: list[_Node] = []
+        at: _Node | None = node
+        while at is not None and at.pid is None:
+            chain.append(at)
+            at = at.parent
+        pid = 0 if at is None else at.pid
+        assert pid is not None
+        for n in reversed(chain):
+            pid = n.pid = 0 if n.parent is None else self._paths.add(pid, n.name)
+        return pid
+
+    def path_parts(self, pid: int) -> tuple[str, ...]:
+        return self._paths.parts(pid)
+
     def child(self, parent: _Node, name: str) -> _Node:
         """``name`` in ``parent`` without following a final symlink (mounts are entered)."""
-        cpath = (*parent.cpath, name)
-        mount = self._mounts.get(cpath)
+        mount = self.mount_below(parent, name)
         if mount is not None:
-            return self._open_host(mount.source, cpath, mount)
-        host = _host_join(parent.host, name)
-        missing = _Node(cpath=cpath, host=host, fd=None, st=None, mount=parent.mount)
-        if parent.fd is None or not parent.is_dir:
-            return missing
-        try:
-            fd = os.open(name, _O_LOOKUP, dir_fd=parent.fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return missing
-        return _Node(cpath=cpath, host=host, fd=fd, st=os.fstat(fd), mount=parent.mount)
+            return self._open_host(mount.source, parent, name, mount)
+        fd = None
+        if parent.fd is not None and parent.is_dir:
+            try:
+                fd = os.open(name, _O_LOOKUP, dir_fd=parent.fd)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+        return _Node(
+            parent=parent,
+            name=name,
+            base=None,
+            fd=fd,
+            st=None if fd is None else os.fstat(fd),
+            mount=parent.mount,
+            depth=parent.depth + 1,
+        )
 
     def push(self, stack: list[_Node], node: _Node) -> None:
         """Append ``node`` to a path stack (each node the parent of the next), closing the
@@ -326,7 +425,7 @@ class _View:
     def _reopen_parent(self, parent: _Node, node: _Node) -> bool:
         """Reopen ``parent`` through ``node``'s ``..`` (one step), unless ``node`` is a mount
         root (its ``..`` is on the host); False when that is not possible."""
-        if node.fd is None or node.cpath in self._mounts:
+        if node.fd is None or node.base is not None:  # a mount's root
             return False
         try:
             fd = os.open("..", _O_LOOKUP, dir_fd=node.fd)
@@ -346,7 +445,7 @@ class _View:
         cur = stack[j]
         for k in range(j + 1, i + 1):
             want = stack[k]
-            nxt = self.child(cur, want.cpath[-1])
+            nxt = self.child(cur, want.name)
             if cur is not stack[j]:
                 cur.close()
             same = (
@@ -419,11 +518,9 @@ class _View:
             found = set(os.listdir(fd))
         finally:
             os.close(fd)
-        found |= self._mount_children.get(node.cpath, set())
+        if node.depth + 1 in self._mount_depths:
+            found |= self._mount_children.get(node.cpath, set())
         return sorted(found)
-
-    def mount_at(self, cpath: tuple[str, ...]) -> _Mount | None:
-        return self._mounts.get(cpath)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -638,9 +735,13 @@ class _Extractor:
         self.no_overwrite = no_overwrite_dir_non_dir
         self.readonly_rootfs = readonly_rootfs
         self.owner = owner
-        self._parents: dict[tuple[str, ...], _Node] = {}
-        #: container paths (joined) of what this extraction created, for :meth:`roll_back`
-        self.created: list[str] = []
+        #: directories members went into, by their joined names below dest (a tuple of
+        #: components would cost far more memory than the name)
+        self._parents: dict[str, _Node] = {}
+        self._parent_levels = 0  # of the cached directories resolved from the top
+        #: what this extraction created, for :meth:`roll_back`: (the container path id of
+        #: its directory, its name); O(1) each, however deep
+        self.created: list[tuple[int, str]] = []
         #: directories whose times are set at the end, by joined name (a tuple of components
         #: would cost far more memory than the name)
         self._dirs: list[tuple[str, tuple[int, int]]] = []
@@ -655,10 +756,11 @@ class _Extractor:
         for node in self._parents.values():
             node.close()
         self._parents.clear()
+        self._parent_levels = 0
 
     def trim(self) -> None:
         """Bound the open fds; only between members, when no cached node is in use."""
-        if len(self._parents) >= _PARENT_CACHE_MAX:
+        if len(self._parents) >= _PARENT_CACHE_MAX or self._parent_levels >= _PARENT_CACHE_LEVELS:
             self.forget()
 
     def check_writable(self, mount: _Mount | None, entry: str) -> None:
@@ -672,7 +774,8 @@ class _Extractor:
         """The directory holding ``parts`` (relative to dest), resolved in the container."""
         if not parts:
             return self.dest
-        cached = self._parents.get(parts)
+        key = "/".join(parts)
+        cached = self._parents.get(key)
         if cached is not None:
             return cached
 
@@ -687,20 +790,20 @@ class _Extractor:
             except FileExistsError:
                 pass  # raced with the container: look again
             else:
-                self.created.append("/".join((*parent.cpath, name)))
+                self.created.append((self.view.path_id(parent), name))
             return self.view.child(parent, name)
 
         # Usually one step from the parent's own (cached) parent: a plain directory there is
         # what resolving the whole path would find. Anything else (a symlink...) is resolved
         # from the top. Deep trees cost one lookup per member this way, not one per level.
-        above = self._parents.get(parts[:-1]) if len(parts) > 1 else self.dest
+        above = self._parents.get(key.rpartition("/")[0]) if len(parts) > 1 else self.dest
         if above is not None and above.fd is not None and above.is_dir:
             node = self.view.child(above, parts[-1])
             if node.st is None and create:
                 node.close()
                 node = mkdir(above, parts[-1])
             if node.is_dir:
-                self._parents[parts] = node
+                self._parents[key] = node
                 return node
             node.close()
         node = self.view.resolve((*self.dest.cpath, *parts), create=mkdir if create else None)
@@ -708,7 +811,8 @@ class _Extractor:
             node.close()
             where = _cpath_text((*self.dest.cpath, *parts))
             raise InvalidParameter(f"cannot extract {_q(entry)}: {where} is not a directory")
-        self._parents[parts] = node
+        self._parents[key] = node
+        self._parent_levels += node.depth
         return node
 
     def ids(self, member: tarfile.TarInfo) -> tuple[int, int]:
@@ -732,17 +836,17 @@ class _Extractor:
         parent = self.parent(parts[:-1], name, create=True)
         assert parent.fd is not None
         base = parts[-1]
-        cpath = (*parent.cpath, base)
         where = self.dest_text.rstrip("/") + "/" + "/".join(parts)
 
-        mount = self.view.mount_at(cpath)
+        mount = self.view.mount_below(parent, base)
         if mount is not None:
             # A mount point: only a directory can be merged into a directory mount.
             node = self.view.child(parent, base)
             try:
                 if not (member.isdir() and node.is_dir):
                     raise InvalidParameter(
-                        f"cannot extract {_q(name)}: {_cpath_text(cpath)} is a mount point"
+                        f"cannot extract {_q(name)}: "
+                        f"{_cpath_text((*parent.cpath, base))} is a mount point"
                     )
                 self.check_writable(mount, name)
                 self._apply_dir(node, member)
@@ -777,7 +881,7 @@ class _Extractor:
                     parent = self.parent(parts[:-1], name, create=True)
                     assert parent.fd is not None
         if existing is None or not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
-            self.created.append("/".join(cpath))
+            self.created.append((self.view.path_id(parent), base))
         self._create(tar, member, parent, base, parts)
 
     def roll_back(self) -> None:
@@ -785,20 +889,19 @@ class _Extractor:
         decompression bomb leaves nothing behind). What it replaced is gone; directories
         that still hold something (the container's own files) stay."""
         self.forget()
-        for joined in reversed(self.created):
-            parts = tuple(joined.split("/"))
+        for pid, name in reversed(self.created):
             try:
-                parent = self.view.resolve(parts[:-1])
+                parent = self.view.resolve(self.view.path_parts(pid))
             except (WhaledError, OSError):
                 continue
             try:
                 if parent.fd is None or not parent.is_dir:
                     continue
-                st = os.lstat(parts[-1], dir_fd=parent.fd)
+                st = os.lstat(name, dir_fd=parent.fd)
                 if stat.S_ISDIR(st.st_mode):
-                    os.rmdir(parts[-1], dir_fd=parent.fd)
+                    os.rmdir(name, dir_fd=parent.fd)
                 else:
-                    os.unlink(parts[-1], dir_fd=parent.fd)
+                    os.unlink(name, dir_fd=parent.fd)
             except OSError:
                 pass
             finally:
@@ -861,7 +964,7 @@ class _Extractor:
                 )
             tparent = self.parent(tparts[:-1], member.name, create=False)
             assert tparent.fd is not None
-            tmount = self.view.mount_at((*tparent.cpath, tparts[-1])) or tparent.mount
+            tmount = self.view.mount_below(tparent, tparts[-1]) or tparent.mount
             if tmount is not parent.mount:
                 # link(2) inside the container's mounts fails so (dockerd: EXDEV); made
                 # between host directories it could join a read-only mount's file to a

@@ -284,12 +284,13 @@ class _Paths:
     O(1) from its parent's id and spelled out only when needed (what an extraction
     created, remembered for its roll-back)."""
 
-    __slots__ = ("_ids", "_names", "_parents")
+    __slots__ = ("_depths", "_ids", "_names", "_parents")
 
     def __init__(self) -> None:
         self._ids: dict[tuple[int, str], int] = {}
         self._parents = [-1]
         self._names = [""]
+        self._depths = [0]
 
     def add(self, parent: int, name: str) -> int:
         key = (parent, name)
@@ -298,7 +299,17 @@ class _Paths:
             pid = self._ids[key] = len(self._names)
             self._parents.append(parent)
             self._names.append(name)
+            self._depths.append(self._depths[parent] + 1)
         return pid
+
+    def parent(self, pid: int) -> int:
+        return self._parents[pid]
+
+    def name(self, pid: int) -> str:
+        return self._names[pid]
+
+    def depth(self, pid: int) -> int:
+        return self._depths[pid]
 
     def parts(self, pid: int) -> tuple[str, ...]:
         names: list[str] = []
@@ -380,8 +391,35 @@ class _View:
             pid = n.pid = 0 if n.parent is None else self._paths.add(pid, n.name)
         return pid
 
-    def path_parts(self, pid: int) -> tuple[str, ...]:
-        return self._paths.parts(pid)
+    def walk_to(self, stack: list[_Node], ids: list[int], target: int) -> bool:
+        """Move a path stack (``ids``: the path id of each of its nodes, the root's 0 first)
+        to the directory the path id ``target`` names: up to the nearest common ancestor,
+        then down one component at a time without following symlinks (the ids name resolved
+        paths). False, the stack left part of the way, when something on the way is no
+        longer a directory. Moving between neighbours costs what separates them, not the
+        depth; :class:`TreeMoved` when a directory above was moved meanwhile."""
+        paths = self._paths
+        down: list[int] = []
+        at = target
+        while paths.depth(at) >= len(ids):
+            down.append(at)
+            at = paths.parent(at)
+        while len(ids) - 1 > paths.depth(at):
+            self.pop(stack).close()
+            ids.pop()
+        while ids[-1] != at:
+            down.append(at)
+            at = paths.parent(at)
+            self.pop(stack).close()
+            ids.pop()
+        for pid in reversed(down):
+            node = self.child(stack[-1], paths.name(pid))
+            if not node.is_dir:
+                node.close()
+                return False
+            self.push(stack, node)
+            ids.append(pid)
+        return True
 
     def child(self, parent: _Node, name: str) -> _Node:
         """``name`` in ``parent`` without following a final symlink (mounts are entered)."""
@@ -889,24 +927,36 @@ class _Extractor:
         decompression bomb leaves nothing behind). What it replaced is gone; directories
         that still hold something (the container's own files) stay."""
         self.forget()
-        for pid, name in reversed(self.created):
-            try:
-                parent = self.view.resolve(self.view.path_parts(pid))
-            except (WhaledError, OSError):
-                continue
-            try:
-                if parent.fd is None or not parent.is_dir:
-                    continue
-                st = os.lstat(name, dir_fd=parent.fd)
-                if stat.S_ISDIR(st.st_mode):
-                    os.rmdir(name, dir_fd=parent.fd)
-                else:
-                    os.unlink(name, dir_fd=parent.fd)
-            except OSError:
-                pass
-            finally:
-                parent.close()
-        self.created.clear()
+        created, self.created = self.created, []
+        stack: list[_Node] = []
+        ids: list[int] = []
+        try:
+            # One walk from each removal's directory to the next one's: newest first, they
+            # are mostly neighbours (a deep member's parents, one level up at a time).
+            for pid, name in reversed(created):
+                try:
+                    if not stack:
+                        stack.append(self.view.root_node())
+                        ids.append(0)
+                    if not self.view.walk_to(stack, ids, pid):
+                        continue
+                    parent_fd = stack[-1].fd
+                    assert parent_fd is not None
+                    st = os.lstat(name, dir_fd=parent_fd)
+                    if stat.S_ISDIR(st.st_mode):
+                        os.rmdir(name, dir_fd=parent_fd)
+                    else:
+                        os.unlink(name, dir_fd=parent_fd)
+                except TreeMoved:
+                    for node in stack:  # the container moved a directory: from the top
+                        node.close()
+                    stack.clear()
+                    ids.clear()
+                except (WhaledError, OSError):
+                    pass  # gone already, not empty (the container's files), not reachable
+        finally:
+            for node in stack:
+                node.close()
 
     def _create(
         self,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from whaled.archive.tarsafe import ArchiveLimit
+from whaled.container import archive as archive_module
 from whaled.container.archive import (
     GO_MODE_CHAR_DEVICE,
     GO_MODE_DEVICE,
@@ -566,3 +568,39 @@ def test_export_round_trips_special_files(rootfs: Path, tmp_path: Path) -> None:
     assert os.readlink(other / "bin" / "busybox") == "sh"
     assert (other / "etc" / "passwd").read_text() == "container-passwd\n"
     tf.close()
+
+
+def test_a_refused_archive_leaves_nothing_and_its_roll_back_does_not_grow_with_depth_squared(
+    rootfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Room for a few bytes only: the last member crosses it, and what the archive created
+    # goes again, newest first: a member 1500 levels deep (its parents made on the way),
+    # a file merged into a directory that was there (which stays, with its own file).
+    write(rootfs / "tmp" / "keep" / "mine", "mine")
+    depth = 1500
+    members: list[tuple[str, bytes, str | bytes, int]] = [
+        ("d/" * depth + "f", tarfile.REGTYPE, b"ok", 0o644),
+        ("keep/new", tarfile.REGTYPE, b"n", 0o644),
+        ("x/y/z", tarfile.REGTYPE, b"z", 0o644),
+    ]
+    # all but the last member fit, with room for a read ahead of the tar reader
+    room = len(make_tar(members).getvalue()) + (2 << 20)
+    tar = make_tar([*members, ("big", tarfile.REGTYPE, bytes(8 << 20), 0o644)])
+    monkeypatch.setattr(archive_module, "space_budget", lambda fd: room)
+    opens = 0
+    real_open = os.open
+
+    def counting_open(*args: object, **kwargs: object) -> int:
+        nonlocal opens
+        opens += 1
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", counting_open)
+    with pytest.raises(ArchiveLimit):
+        extract(rootfs, "/tmp", tar)
+    monkeypatch.undo()
+    assert sorted(os.listdir(rootfs / "tmp")) == ["keep"]
+    assert os.listdir(rootfs / "tmp" / "keep") == ["mine"]
+    # one walk down and one back up: a few opens per level (a walk from the top for each
+    # removal was depth²/2, over a million here)
+    assert opens < 10 * depth, opens

@@ -90,6 +90,22 @@ def test_dockerignore() -> None:
     assert excluded == {"a.log", "build/x/y", "src/tmp/z", "tmp", "docs/a.md"}
 
 
+@pytest.mark.timeout(20)
+def test_dockerignore_patterns_cannot_make_matching_hang() -> None:
+    # Each took seconds to hours on a backtracking engine (a 40-character name and the
+    # first pattern: 1.4 s; every character more doubled it or so); RE2, like the Go
+    # regexp dockerd uses, matches in time linear in the path.
+    patterns = dockerignore.parse("*a*a*a*a*a*a*a*a*a*a*a*a*b\n**a**a**a**a**a**b\n")
+    assert not dockerignore.excluded("a" * 4000, patterns)
+    assert not dockerignore.excluded("a/" * 2000 + "a", patterns)
+    assert dockerignore.excluded("a" * 4000 + "b", patterns)
+
+
+def test_a_bad_dockerignore_pattern_is_the_clients_error() -> None:
+    with pytest.raises(InvalidParameter, match=r"invalid \.dockerignore pattern '\[z-a\]'"):
+        dockerignore.parse("ok\n[z-a]\n")
+
+
 def _inst(line: str) -> steps.Instruction:
     return parse(f"FROM x\n{line}\n").stages[0].instructions[0]
 

@@ -4,31 +4,26 @@ pattern plus ``**`` (any number of directories), cleaned and made relative to th
 parent directories is not an exception. The Dockerfile and .dockerignore are always kept
 (the builder needs them).
 
-Patterns become regular expressions for RE2 (``google-re2``), which matches in time linear
-in the path like the Go regexp dockerd compiles them to: Python's backtracking engine took
-seconds for ``*a*a*a*a*a*a*a*a*b`` against a 40-character name (and for ever against a
-longer one), and a context's ``.dockerignore`` is whatever its author wrote (a remote
-context, a cloned repository)."""
+Patterns become regular expressions matched in linear time (:mod:`whaled.regexp`), as the Go
+regexp dockerd compiles them to: with Python's backtracking engine ``*a*a*a*a*a*a*a*a*b``
+took seconds against a 40-character name (and for ever against a longer one), and a
+context's ``.dockerignore`` is whatever its author wrote (a remote context, a cloned
+repository)."""
 
 from __future__ import annotations
 
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import re2
 
 from whaled.errors import InvalidParameter
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a bad pattern is the client's error, not the daemon's log
+from whaled.regexp import BadPattern, Regexp, compile_linear
 
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
     text: str
-    regex: Any  # a compiled RE2 expression (re2 has no type stubs)
+    regex: Regexp
     exception: bool
 
 
@@ -84,12 +79,11 @@ def parse(text: str) -> list[Pattern]:
     return patterns
 
 
-def _compile(pattern: str) -> Any:
+def _compile(pattern: str) -> Regexp:
     try:
-        return re2.compile(_translate(pattern) + r"\z", _RE2_OPTIONS)
-    except re2.error as e:
-        reason = e.args[0].decode(errors="replace") if e.args else "syntax error"
-        raise InvalidParameter(f"invalid .dockerignore pattern {pattern!r}: {reason}") from None
+        return compile_linear(_translate(pattern) + r"\z")
+    except BadPattern as e:
+        raise InvalidParameter(f"invalid .dockerignore pattern {pattern!r}: {e.message}") from None
 
 
 def excluded(path: str, patterns: list[Pattern]) -> bool:

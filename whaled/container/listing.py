@@ -12,7 +12,6 @@ unhealthy or none; ``network`` the network mode; ``before``/``since`` a containe
 from __future__ import annotations
 
 import builtins
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from whaled.container.model import Container
@@ -20,6 +19,7 @@ from whaled.container.state import Status, is_running
 from whaled.errors import InvalidParameter
 from whaled.image.filters import match_kv_list
 from whaled.image.store import ImageUser
+from whaled.regexp import BadPattern, Regexp, compile_linear
 
 Filters = Mapping[str, Sequence[str]]
 
@@ -46,11 +46,12 @@ STATUSES = tuple(s.value for s in Status)
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
 
-def _regex(value: str) -> re.Pattern[str]:
+def _regex(value: str) -> Regexp:
+    """A ``name``/``id`` filter: Go's regexp, matched in linear time (whaled.regexp)."""
     try:
-        return re.compile(value)
-    except re.error as e:
-        raise InvalidParameter(f"invalid filter value '{value}': {e}") from None
+        return compile_linear(value)
+    except BadPattern as e:
+        raise InvalidParameter(f"invalid filter value '{value}': {e.message}") from None
 
 
 def _mount_points(c: Container) -> list[str]:
@@ -80,9 +81,7 @@ def select(
             raise InvalidParameter(f"invalid filter '{key}'")
     for value in filters.get("status", ()):
         if value not in STATUSES:
-            raise InvalidParameter(
-                f"Invalid filter 'status={value}'"
-            )
+            raise InvalidParameter(f"Invalid filter 'status={value}'")
     for value in filters.get("health", ()):
         if value not in HEALTH:
             raise InvalidParameter(f"Unrecognised filter value for health: {value}")

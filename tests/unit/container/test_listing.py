@@ -147,6 +147,27 @@ def test_name_filter_searches_the_name_with_its_slash() -> None:
     assert names({"name": ["^c2"]}, all=True) == []
 
 
+@pytest.mark.timeout(20)
+def test_name_and_id_filters_are_go_regexps_that_cannot_hang() -> None:
+    # Python's backtracking re took 15 s for (a+)+b against a 28-character name, on the
+    # event loop: the whole daemon stopped answering. Go's regexp (RE2) is linear.
+    fleet = [_container("a" * 64, "a" * 200, "2024-01-01T00:00:01.000000000Z")]
+
+    def chosen(filters: Mapping[str, Sequence[str]]) -> list[str]:
+        found = select(
+            fleet, filters, all=True, limit=-1, lookup=_lookup(fleet), image_matches=_image_matches
+        )
+        return [c.name for c in found]
+
+    assert chosen({"name": ["(a+)+b"]}) == []
+    assert chosen({"id": ["(a|aa)+$z"]}) == []
+    assert chosen({"name": ["^/(a+)+$"]}) == ["a" * 200]
+    with pytest.raises(InvalidParameter, match=r"invalid filter value '\(a': missing \)"):
+        chosen({"name": ["(a"]})
+    with pytest.raises(InvalidParameter, match="invalid filter value"):
+        chosen({"name": ["a(?=b)"]})  # Go's regexp has no lookahead either
+
+
 def test_label_key_and_key_value_all_must_match() -> None:
     assert names({"label": ["tier"]}, all=True) == ["c5", "c2"]
     assert names({"label": ["tier=db"]}, all=True) == ["c2"]

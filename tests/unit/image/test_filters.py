@@ -39,10 +39,21 @@ def test_labels() -> None:
         ("b?sybox", "busybox", True),
         ("[a-c]usybox", "busybox", True),
         ("[^a-c]usybox", "busybox", False),
+        ("a[+-0]b", "a/b", False),  # a class never matches "/"
+        ("a[+-0]b", "a.b", True),
+        ("a[/]b", "a/b", False),
+        ("a[^x]b", "a/b", False),
     ],
 )
 def test_go_path_match(pattern: str, name: str, ok: bool) -> None:
     assert f.go_path_match(pattern, name) is ok
+
+
+@pytest.mark.timeout(20)
+def test_many_stars_cannot_make_matching_hang() -> None:
+    # seconds, then hours, on Python's backtracking re; linear on RE2 like Go's path.Match
+    assert not f.go_path_match("*a*a*a*a*a*a*a*a*a*a*a*a*b", "a" * 4000)
+    assert f.go_path_match("*a*a*a*a*a*a*a*a*a*a*a*a*b", "a" * 4000 + "b")
 
 
 def test_bad_pattern() -> None:

@@ -4,14 +4,24 @@ gives the connection back to the tap once (body done, abandoned, cut or badly fr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
+import uvloop
 
-from whaled.api.uploads import ChunkDecoder, DirectEnd, LengthDecoder, UploadPipe
+from whaled.api.uploads import (
+    ChunkDecoder,
+    ConnectionTap,
+    DirectEnd,
+    LengthDecoder,
+    UploadPipe,
+    _State,
+)
 from whaled.errors import SystemFailure
 
 
@@ -135,3 +145,59 @@ def test_closing_while_the_reader_waits_on_the_socket_wakes_it() -> None:
     assert backs.done.wait(5) and len(backs.calls) == 1
     assert backs.calls[0][0] is DirectEnd.ABANDONED
     client.close()
+
+
+class _Inner(asyncio.Protocol):
+    """aiohttp's place behind the tap: collects what the tap passes on."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_the_tap_pauses_a_full_upload_and_lets_a_build_context_be_read_directly(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # The daemon's loop is uvloop's, whose transports are no asyncio.Transport instances:
+    # the tap lost its transport there, so an upload had no back-pressure and a build
+    # context was never read directly.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        inner = _Inner()
+        transport, _ = await loop.connect_accepted_socket(lambda: inner, ours)
+        tap = ConnectionTap(inner)  # as install_connection_tap puts it in front
+        tap._bind(transport)
+        transport.set_protocol(tap)
+        body = bytes(range(256)) * (40 << 12)  # 40 MiB: far past the pipe's high water
+        head = b"POST /v1.45/build?t=x HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sender = threading.Thread(target=theirs.sendall, args=(head + _chunked([body]),))
+        sender.start()
+        while b"X-Whaled-Upload: " not in inner.data:
+            await asyncio.sleep(0.01)
+        token = inner.data.split(b"X-Whaled-Upload: ")[1].split(b"\r\n")[0].decode()
+        for _ in range(500):  # nobody reads the pipe yet: the tap stops reading
+            if not transport.is_reading():
+                break
+            await asyncio.sleep(0.01)
+        assert not transport.is_reading()
+        pipe = tap.take_upload(token, direct=True)
+        assert pipe is not None
+        assert tap._state is _State.DIRECT  # the pipe's reader reads the socket now
+        got = await asyncio.to_thread(_read_all, pipe)
+        await asyncio.to_thread(sender.join)
+        assert got == body
+        while tap._state is not _State.HEAD:  # handed back after the body
+            await asyncio.sleep(0.01)
+        transport.close()
+        theirs.close()
+
+    loop = loop_factory()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

@@ -71,12 +71,15 @@ HEAD_READ_WAIT_SECONDS = 1.0
 # ------------------------------------------------------------------ early input
 
 
-class EarlyInputTap(asyncio.Protocol):
-    """Sits between a transport and aiohttp's handler and keeps the latest raw bytes."""
+class EarlyInput:
+    """What sits between a transport and aiohttp's handler: passes everything on and keeps
+    the latest raw bytes. Not a protocol class itself: :class:`EarlyInputTap` makes it a
+    plain protocol, the upload tap (``api.uploads``) a buffered one. (uvloop reads into a
+    protocol's own buffer only when it is not an ``asyncio.Protocol``.)"""
 
     def __init__(self, inner: asyncio.Protocol) -> None:
         self.inner = inner
-        self._chunks: collections.deque[bytes | bytearray] = collections.deque()
+        self._chunks: collections.deque[bytes | bytearray | memoryview] = collections.deque()
         self._size = 0
 
     def recent(self) -> bytes:
@@ -89,7 +92,7 @@ class EarlyInputTap(asyncio.Protocol):
         self.remember(data)
         self.inner.data_received(data)
 
-    def remember(self, data: bytes | bytearray) -> None:
+    def remember(self, data: bytes | bytearray | memoryview) -> None:
         """Keep ``data`` in the window of the latest raw bytes."""
         if len(data) > EARLY_INPUT_WINDOW:
             self._chunks.clear()
@@ -113,6 +116,10 @@ class EarlyInputTap(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.inner.resume_writing()
+
+
+class EarlyInputTap(EarlyInput, asyncio.Protocol):
+    """:class:`EarlyInput` as a plain protocol."""
 
 
 def capture_early_input(server: web.Server) -> None:
@@ -503,7 +510,7 @@ async def hijack(request: web.Request, *, tty: bool) -> HijackedStream:
     early = bytes(collector.data)
     current = transport.get_protocol()
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if isinstance(current, EarlyInputTap) and not chunked:
+    if isinstance(current, EarlyInput) and not chunked:
         recovered = bytes_after_request(
             current.recent(),
             method=request.method,

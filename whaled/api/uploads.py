@@ -44,10 +44,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 from aiohttp import web
 
-from whaled.api.hijack import EarlyInputTap
+from whaled.api.hijack import EarlyInput
 from whaled.api.streams import BlockingBodyReader
 from whaled.errors import InvalidParameter, SystemFailure
 
@@ -518,12 +519,14 @@ _SHARED_READ = bytearray(64 << 10)
 UPLOAD_READ = 256 << 10
 
 
-class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
+class ConnectionTap(EarlyInput, asyncio.BufferedProtocol):
     """Follows the requests on one connection and takes uploads over (module docstring).
 
     A buffered protocol: the transport reads into the buffer :meth:`get_buffer` gives
     (``recv_into``), which costs a fraction of the allocation and copy of a plain
-    protocol's ``recv`` (a 200 MB upload: ~15 ms of CPU instead of ~70 ms)."""
+    protocol's ``recv`` (a 200 MB upload: ~15 ms of CPU instead of ~70 ms). It must not
+    be an ``asyncio.Protocol`` too: uvloop would then call :meth:`data_received` with
+    bytes of its own instead."""
 
     def __init__(self, inner: web.RequestHandler) -> None:
         super().__init__(inner)
@@ -543,8 +546,10 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         self._bind(transport)
 
     def _bind(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.Transport):
-            self._transport = transport
+        # Duck-typed: uvloop's transports are not asyncio.Transport instances. Without
+        # the transport an upload would have no back-pressure and never go direct.
+        if callable(getattr(transport, "pause_reading", None)):
+            self._transport = cast(asyncio.Transport, transport)
             self._loop = asyncio.get_running_loop()
 
     def take_upload(self, token: str, *, direct: bool = False) -> UploadPipe | None:
@@ -606,31 +611,42 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         read = self._read
         if read is None:
             with memoryview(_SHARED_READ) as view:
-                data: bytes | bytearray = bytes(view[:nbytes])
-        else:
-            self._read = None
-            del read[nbytes:]  # before any view of it exists
-            data = read
-        self.data_received(data)
+                self.data_received(bytes(view[:nbytes]))
+            return
+        self._read = None
+        if nbytes * 2 < len(read):  # mostly empty: copied out rather than kept whole
+            with memoryview(read) as view:
+                self.data_received(bytes(view[:nbytes]))
+            return
+        # Not resized to ``nbytes``: the loop may still hold the buffer (uvloop does
+        # during this call). Its pieces are views of it; the rest is never looked at.
+        self._received(read, nbytes)
 
     def data_received(self, data: bytes | bytearray) -> None:
+        self._received(data, len(data))
+
+    def _received(self, data: bytes | bytearray, end: int) -> None:
+        """``data[:end]`` arrived."""
         # The early-input window (a hijack request's stdin): the middle of an upload's
         # body is not copied there, only a read where something follows the body.
         in_upload = self._state is _State.UPLOAD
         if not in_upload:
-            self.remember(data)
+            self.remember(data if end == len(data) else memoryview(data)[:end])
         if self._state is _State.OPAQUE:
-            self.inner.data_received(bytes(data) if isinstance(data, bytearray) else data)
+            if isinstance(data, bytes) and end == len(data):
+                self.inner.data_received(data)
+            else:
+                self.inner.data_received(bytes(memoryview(data)[:end]))
             return
         if self._state is _State.DIRECT:
             self._read_while_direct()
             return
         passed: list[bytes | memoryview] = []
-        pos, end = 0, len(data)
+        pos = 0
         while pos < end:
             state = self._state
             if state is _State.HEAD:
-                pos = self._take_head(data, pos, passed)
+                pos = self._take_head(data, pos, end, passed)
             elif state is _State.LENGTH:
                 take = min(self._left, end - pos)
                 passed.append(memoryview(data)[pos : pos + take])
@@ -639,12 +655,12 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
                 if not self._left:
                     self._state = _State.HEAD
             elif state is _State.CHUNKED or state is _State.UPLOAD:
-                pos = self._take_chunks(data, pos, passed)
+                pos = self._take_chunks(data, pos, end, passed)
             else:  # OPAQUE from here on
-                passed.append(memoryview(data)[pos:])
+                passed.append(memoryview(data)[pos:end])
                 pos = end
         if in_upload and self._state is not _State.UPLOAD:
-            self.remember(data)
+            self.remember(data if end == len(data) else memoryview(data)[:end])
         if passed:
             whole = len(passed) == 1 and len(passed[0]) == end
             self.inner.data_received(
@@ -663,16 +679,16 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
     # -- states
 
     def _take_head(
-        self, data: bytes | bytearray, pos: int, passed: list[bytes | memoryview]
+        self, data: bytes | bytearray, pos: int, end: int, passed: list[bytes | memoryview]
     ) -> int:
         start = len(self._head)
-        self._head += memoryview(data)[pos:]
+        self._head += memoryview(data)[pos:end]
         # the head may end across the join: look from 3 bytes before the new part
         found = self._head.find(b"\r\n\r\n", max(0, start - 3))
         if found < 0:
             if len(self._head) > HEAD_MAX:
                 self._opaque(passed)
-            return len(data)
+            return end
         head = bytes(self._head[:found])
         used = found + 4 - start  # bytes of ``data`` (from pos) that belong to the head
         self._head.clear()
@@ -682,8 +698,8 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         if facts.framing is _Framing.OPAQUE:
             passed.append(head + b"\r\n\r\n")
             self._state = _State.OPAQUE
-            passed.append(memoryview(data)[pos + used :])
-            return len(data)
+            passed.append(memoryview(data)[pos + used : end])
+            return end
         if facts.upload:
             self._count += 1
             token = str(self._count)
@@ -707,14 +723,14 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
         return pos + used
 
     def _take_chunks(
-        self, data: bytes | bytearray, pos: int, passed: list[bytes | memoryview]
+        self, data: bytes | bytearray, pos: int, end: int, passed: list[bytes | memoryview]
     ) -> int:
         decoder = self._decoder
         assert decoder is not None
         upload = self._state is _State.UPLOAD
         pieces: list[memoryview] | None = [] if upload else None
         try:
-            stop = decoder.feed(data, pos, pieces)
+            stop = decoder.feed(data, pos, pieces, end)
         except ChunkError as e:
             if upload and self._pipe is not None:
                 self._pipe.fail(InvalidParameter(f"invalid chunked request body: {e}"))
@@ -725,8 +741,8 @@ class ConnectionTap(EarlyInputTap, asyncio.BufferedProtocol):
             self._decoder = None
             self._state = _State.OPAQUE
             if not upload:
-                passed.append(memoryview(data)[pos:])
-                return len(data)
+                passed.append(memoryview(data)[pos:end])
+                return end
             return pos
         if upload:
             pipe = self._pipe

@@ -200,6 +200,19 @@ def _one_file_tar(name: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _extract_at_root(root: str, data: bytes) -> None:
+    """``docker cp`` of the tar ``data`` to ``/`` of the container file system ``root``."""
+    archive.extract_to(
+        root,
+        {},
+        "/",
+        io.BytesIO(data),
+        container="c",
+        no_overwrite_dir_non_dir=False,
+        copy_uid_gid=False,
+    )
+
+
 def test_archive_extract_export_and_cp_of_deep_trees_with_few_fds(tmp_path: Path) -> None:
     """The container file system code (docker cp both ways, export) on a tree deeper than
     PATH_MAX, with fewer fds than levels."""
@@ -220,15 +233,7 @@ def test_archive_extract_export_and_cp_of_deep_trees_with_few_fds(tmp_path: Path
         tf.addfile(leaf, io.BytesIO(b"ok"))
     try:
         with fd_limit(600):
-            archive.extract_to(
-                root,
-                {},
-                "/",
-                io.BytesIO(data.getvalue()),
-                container="c",
-                no_overwrite_dir_non_dir=False,
-                copy_uid_gid=False,
-            )
+            _extract_at_root(root, data.getvalue())
             assert exists_under(root, deep_rel(depth))
             assert deep_rel(depth) in tar_names(b"".join(archive.export_rootfs(root)))
             _, stream = archive.archive_path(root, {}, "/d", container="c")
@@ -255,15 +260,7 @@ def test_memory_for_deep_paths_grows_with_their_depth_not_its_square(
             tf.addfile(leaf, io.BytesIO(b"ok"))
     tracemalloc.start()
     try:
-        archive.extract_to(
-            root,
-            {},
-            "/",
-            io.BytesIO(data.getvalue()),
-            container="c",
-            no_overwrite_dir_non_dir=False,
-            copy_uid_gid=False,
-        )
+        _extract_at_root(root, data.getvalue())
         _, stream = archive.archive_path(root, {}, "/m0", container="c")
         total = sum(len(chunk) for chunk in stream)
         peak = tracemalloc.get_traced_memory()[1]

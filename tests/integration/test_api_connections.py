@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.registry import free_port
 from tests.support.whaled_proc import WhaledProcess, unix_request
 
 API = "/v1.45"
 PARTIAL_HEAD = b"GET /_ping HTTP/1.1\r\nHost: whaled\r\nUser-Agent: slow"
+PING_REQUEST = b"GET /_ping HTTP/1.1\r\nHost: whaled\r\n\r\n"
 
 
 @pytest.fixture
@@ -164,6 +166,28 @@ def test_hijacked_connections_give_their_place_back_when_they_close(  # type: ig
             assert ping(w, 5) == 200
     finally:
         unix_request(w.sock, "DELETE", f"{API}/containers/{cid}?force=1", timeout=30)
+
+
+def test_every_listeners_connections_give_their_place_back() -> None:
+    # The listeners share one cap and one server: connections that came in through the
+    # second listener (TCP here) must free their places as the first one's do.
+    port = free_port()
+    w = WhaledProcess(
+        extra_args=["-H", f"tcp://127.0.0.1:{port}", "--tls=false"],
+        env={**os.environ, "_WHALED_MAX_CONNECTIONS": "4"},
+    )
+    try:
+        w.start()
+        w.wait_ready()
+        for _ in range(3):  # three times the cap, in rounds of the cap
+            conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+            for s in conns:
+                s.sendall(PING_REQUEST)
+                assert s.recv(4096).startswith(b"HTTP/1.1 200"), "a TCP ping"
+                s.close()
+            assert ping(w, 5) == 200
+    finally:
+        w.cleanup()
 
 
 def test_many_slow_clients_under_the_default_limits_do_not_block_the_api(

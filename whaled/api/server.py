@@ -125,25 +125,29 @@ class _Slot:
             gate.closed()
 
 
-def _free_slots_when_lost(server: web.Server, slots: dict[web.RequestHandler, _Slot]) -> None:
-    """Make ``server`` free the slot of each handler in ``slots`` when its connection is
-    lost (once per server)."""
-    if getattr(server.connection_lost, "_frees_slots", False):
-        return
-    original = server.connection_lost
+def _slots_of(server: web.Server) -> dict[web.RequestHandler, _Slot]:
+    """The slots of ``server``'s connections, each freed when its connection is lost. The
+    first call makes the server do that; every listener's site then shares the one table
+    (they share the server)."""
+    hook = server.connection_lost
+    slots: dict[web.RequestHandler, _Slot] | None = getattr(hook, "slots", None)
+    if slots is not None:
+        return slots
+    table: dict[web.RequestHandler, _Slot] = {}
 
     def connection_lost(handler: web.RequestHandler, exc: BaseException | None = None) -> None:
-        slot = slots.pop(handler, None)
+        slot = table.pop(handler, None)
         try:
-            original(handler, exc)
+            hook(handler, exc)
         finally:
             if slot is not None:
                 slot.free()
 
-    connection_lost._frees_slots = True  # type: ignore[attr-defined]
+    connection_lost.slots = table  # type: ignore[attr-defined]
     # aiohttp's RequestHandler reports each lost connection to its server here; like the
     # connection tap's ``connection_made``, there is no other hook short of subclassing.
     server.connection_lost = connection_lost  # type: ignore[method-assign]
+    return table
 
 
 class GatedSite(web.BaseSite):
@@ -151,7 +155,7 @@ class GatedSite(web.BaseSite):
     ``gate`` has room, and backs off (one warning a minute) when accept fails for lack of
     descriptors instead of spinning."""
 
-    __slots__ = ("_accepting", "_gate", "_name", "_slots", "_sock", "_tasks")
+    __slots__ = ("_accepting", "_gate", "_name", "_sock", "_tasks")
 
     def __init__(
         self,
@@ -165,7 +169,6 @@ class GatedSite(web.BaseSite):
         self._sock = sock
         self._gate = gate
         self._tasks = BackgroundTasks()
-        self._slots: dict[web.RequestHandler, _Slot] = {}
         self._accepting: asyncio.Task[None] | None = None
         scheme = "https" if ssl_context else "http"
         self._name = f"{scheme}://{sock.getsockname()!r}"
@@ -225,12 +228,12 @@ class GatedSite(web.BaseSite):
             sock.close()
             slot.free()
             return
-        _free_slots_when_lost(server, self._slots)
+        slots = _slots_of(server)
         made: list[web.RequestHandler] = []
 
         def handler() -> web.RequestHandler:
             made.append(protocol := server())
-            self._slots[protocol] = slot
+            slots[protocol] = slot
             return protocol
 
         try:
@@ -239,17 +242,21 @@ class GatedSite(web.BaseSite):
             )
         except (OSError, ssl.SSLError, TimeoutError) as e:
             log.debug("API connection setup failed: %s", e)
-            self._never_served(sock, slot, made)
+            _never_served(sock, slot, made, slots)
         except BaseException:
-            self._never_served(sock, slot, made)
+            _never_served(sock, slot, made, slots)
             raise
 
-    def _never_served(
-        self, sock: socket.socket, slot: _Slot, made: list[web.RequestHandler]
-    ) -> None:
-        """The connection failed before its protocol was told it was made (a TLS
-        handshake, a cancelled start): nothing else will free its slot."""
-        for protocol in made:
-            self._slots.pop(protocol, None)
-        sock.close()
-        slot.free()
+
+def _never_served(
+    sock: socket.socket,
+    slot: _Slot,
+    made: list[web.RequestHandler],
+    slots: dict[web.RequestHandler, _Slot],
+) -> None:
+    """The connection failed before its protocol was told it was made (a TLS handshake, a
+    cancelled start): nothing else will free its slot."""
+    for protocol in made:
+        slots.pop(protocol, None)
+    sock.close()
+    slot.free()

@@ -9,6 +9,8 @@ for RE2 (``google-re2``) instead, which also gives Go's syntax and its errors.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from typing import Any
 
 import re2
@@ -36,3 +38,24 @@ def compile_linear(pattern: str) -> Regexp:
         if isinstance(reason, bytes):
             reason = reason.decode(errors="replace")
         raise BadPattern(str(reason)) from None
+
+
+def filter_match(values: Iterable[str], text: str) -> bool:
+    """dockerd's ``filters.Args.Match`` (network and volume ``name``, network ``id``): a
+    value equal to ``text``, or a Go regexp found in it; a value that is not a valid one
+    matches nothing (dockerd skips it too)."""
+    for value in values:
+        if value == text:
+            return True
+        regexp = _filter_regexp(value)
+        if regexp is not None and regexp.search(text) is not None:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _filter_regexp(value: str) -> Regexp | None:
+    try:
+        return compile_linear(value)
+    except BadPattern:
+        return None

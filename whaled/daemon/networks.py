@@ -42,6 +42,7 @@ from whaled.network.model import (
 )
 from whaled.network.ports import PublishedPort, port_mappings, ports_json
 from whaled.network.store import NetworkStore
+from whaled.regexp import filter_match
 
 log = logging.getLogger(__name__)
 
@@ -310,9 +311,9 @@ class NetworkService:
         out = []
         for n in self.all():
             builtin = n.name in PREDEFINED
-            if filters.get("name") and not any(v in n.name for v in filters["name"]):
+            if filters.get("name") and not filter_match(filters["name"], n.name):
                 continue
-            if filters.get("id") and not any(n.id.startswith(v) for v in filters["id"]):
+            if filters.get("id") and not filter_match(filters["id"], n.id):
                 continue
             if filters.get("driver") and n.driver not in filters["driver"]:
                 continue

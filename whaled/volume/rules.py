@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whaled.errors import InvalidParameter, NotFound
+from whaled.regexp import filter_match
 from whaled.volume.model import ANONYMOUS_LABEL, LOCAL_DRIVER, Volume
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -186,7 +187,8 @@ def check_filters(filters: Mapping[str, Sequence[str]], allowed: Iterable[str]) 
 
 
 def matches(volume: Volume, filters: Mapping[str, Sequence[str]], in_use: bool) -> bool:
-    """``GET /volumes`` filters: ``dangling``, ``driver``, ``label``, ``name`` (substring)."""
+    """``GET /volumes`` filters: ``dangling``, ``driver``, ``label``, ``name`` (a Go regexp
+    found in the name, as dockerd's)."""
     for value in filters.get("dangling", ()):
         if (value.lower() in ("true", "1")) == in_use:
             return False
@@ -194,7 +196,7 @@ def matches(volume: Volume, filters: Mapping[str, Sequence[str]], in_use: bool) 
     if drivers and volume.driver not in drivers:
         return False
     names = filters.get("name", ())
-    if names and not any(n in volume.name for n in names):
+    if names and not filter_match(names, volume.name):
         return False
     return all(_label_match(volume.labels, wanted) for wanted in filters.get("label", ()))
 

@@ -83,6 +83,9 @@ def test_filters_and_prune() -> None:
     named = Volume(name="db", labels={"tier": "data"})
     assert rules.matches(named, {"name": ["d"]}, in_use=False)
     assert not rules.matches(named, {"name": ["x"]}, in_use=False)
+    assert rules.matches(named, {"name": ["^d[a-c]$"]}, in_use=False)  # a Go regexp
+    assert not rules.matches(named, {"name": ["^b"]}, in_use=False)
+    assert not rules.matches(named, {"name": ["("]}, in_use=False)  # invalid: matches nothing
     assert rules.matches(named, {"label": ["tier=data"]}, in_use=True)
     assert not rules.matches(named, {"label": ["tier=web"]}, in_use=True)
     assert rules.matches(named, {"dangling": ["true"]}, in_use=False)

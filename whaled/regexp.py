@@ -17,22 +17,52 @@ import re2
 
 from whaled.errors import InvalidParameter
 
-#: A compiled expression (``re2`` has no type stubs): ``search``, ``match``, ``fullmatch``
-#: as with ``re``.
-Regexp = Any
-
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # a bad pattern is the client's error, not the daemon's log
+
+#: A byte that is not UTF-8 (a file name's, kept by Python as a lone surrogate) counts as
+#: one U+FFFD, as Go's regexp counts it: RE2 cannot be given the surrogate itself.
+_UNDECODABLE = {0xDC80 + i: "\ufffd" for i in range(128)}
 
 
 class BadPattern(InvalidParameter):
     """RE2 refused the pattern; the message is its reason (``missing ): (a``)."""
 
 
+class Regexp:
+    """A compiled pattern: ``match``, ``search`` and ``fullmatch`` as with ``re`` (the
+    match objects are RE2's)."""
+
+    __slots__ = ("_re2",)
+
+    def __init__(self, compiled: Any) -> None:
+        self._re2 = compiled
+
+    def match(self, text: str) -> Any:
+        return self._re2.match(_runes(text))
+
+    def search(self, text: str) -> Any:
+        return self._re2.search(_runes(text))
+
+    def fullmatch(self, text: str) -> Any:
+        return self._re2.fullmatch(_runes(text))
+
+
+def _runes(text: str) -> str:
+    if text.isascii():
+        return text
+    text = text.translate(_UNDECODABLE)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # another lone surrogate (JSON's "\ud800"): U+FFFD as well
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
 def compile_linear(pattern: str) -> Regexp:
     """``pattern`` compiled for RE2; :class:`BadPattern` when it is not valid."""
     try:
-        return re2.compile(pattern, _OPTIONS)
+        return Regexp(re2.compile(_runes(pattern), _OPTIONS))
     except re2.error as e:
         reason = e.args[0] if e.args else "syntax error"
         if isinstance(reason, bytes):

@@ -31,3 +31,13 @@ def test_filter_match_is_an_exact_value_or_a_regexp_found_in_the_text() -> None:
     assert filter_match(["(", "w"], "web")
     assert filter_match(["a.b"], "a.b") and filter_match(["a.b"], "axb")
     assert not filter_match([], "web")
+
+
+def test_names_that_are_not_utf8_are_matched_as_go_does() -> None:
+    # A file name byte that is not UTF-8 (a lone surrogate in Python) counts as one U+FFFD
+    # (RE2 cannot be given the surrogate itself: it raised UnicodeEncodeError).
+    assert compile_linear(r"^[^/]*\.log$").match("b\udcff.log") is not None
+    assert compile_linear(r"^a.b$").match("a\udcffb") is not None
+    assert compile_linear(r"^a..b$").match("a\udcffb") is None
+    assert filter_match(["^x.y$"], "x\ud800y")  # any other lone surrogate too
+    assert not filter_match(["\ud800"], "web")

@@ -101,6 +101,12 @@ def test_dockerignore_patterns_cannot_make_matching_hang() -> None:
     assert dockerignore.excluded("a" * 4000 + "b", patterns)
 
 
+def test_dockerignore_judges_file_names_that_are_not_utf8() -> None:
+    patterns = dockerignore.parse("*.log\n")
+    assert dockerignore.excluded("b\udcff.log", patterns)  # os.fsdecode(b"b\xff.log")
+    assert not dockerignore.excluded("b\udcff.txt", patterns)
+
+
 def test_a_bad_dockerignore_pattern_is_the_clients_error() -> None:
     with pytest.raises(InvalidParameter, match=r"invalid \.dockerignore pattern '\[z-a\]'"):
         dockerignore.parse("ok\n[z-a]\n")

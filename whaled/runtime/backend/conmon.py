@@ -24,11 +24,13 @@ import logging
 import os
 import signal as signals
 import socket
+import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from whaled.errors import Conflict, NotFound, SystemFailure, WhaledError
+from whaled.osutil import spawn
 from whaled.osutil.files import read_text
 from whaled.osutil.tree import remove_tree
 
@@ -126,22 +128,11 @@ def _read_exit_status(paths: MonitorPaths) -> ExitStatus | None:
 async def _run(
     argv: list[str], *, input: bytes | None = None, timeout: float
 ) -> tuple[int, bytes, bytes]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        return await spawn.run(argv, input=input, timeout=timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
         what = " ".join(argv[:3])
         raise SystemFailure(f"{what}: timed out after {timeout}s") from None
-    assert proc.returncode is not None
-    return proc.returncode, out, err
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -252,9 +243,9 @@ async def _launch(
     try:
         with open(paths.conmon_log, "ab") as errlog:
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
+                proc = spawn.start(
+                    argv,
+                    stdin=subprocess.DEVNULL,
                     stdout=errlog,
                     stderr=errlog,
                     pass_fds=pass_fds,

@@ -58,8 +58,9 @@ class Child:
         loop = exited.get_loop()
         try:
             pidfd = os.pidfd_open(self.popen.pid)
-        except OSError:  # already reaped by someone (cannot be: it is ours) or no pidfd
-            exited.set_result(self.popen.wait())
+        except OSError:  # no pidfds (a kernel before 5.3): a thread waits instead
+            waiting = loop.run_in_executor(None, self.popen.wait)
+            waiting.add_done_callback(lambda w: _settle(exited, w))
             return
 
         def readable() -> None:
@@ -69,6 +70,16 @@ class Child:
                 exited.set_result(self.popen.wait())  # exited: reaps at once
 
         loop.add_reader(pidfd, readable)
+
+
+def _settle(exited: asyncio.Future[int], waiting: asyncio.Future[int]) -> None:
+    if exited.done():
+        return
+    error = waiting.exception()
+    if error is not None:
+        exited.set_exception(error)
+    else:
+        exited.set_result(waiting.result())
 
 
 def start(argv: Sequence[str], **popen_args: Any) -> Child:

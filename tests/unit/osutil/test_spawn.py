@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -70,3 +71,12 @@ def test_start_wait_and_kill(loop_factory: Callable[[], asyncio.AbstractEventLoo
 def test_a_missing_binary_is_an_oserror() -> None:
     with pytest.raises(OSError):
         spawn.start(["/nonexistent/binary"])
+
+
+def test_without_pidfds_a_thread_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    rc, out, _ = _on(uvloop.new_event_loop, spawn.run(["sh", "-c", "echo x; exit 5"], timeout=30))
+    assert (rc, out) == (5, b"x\n")

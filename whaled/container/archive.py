@@ -281,8 +281,8 @@ _Creator = Callable[[_Node, str], _Node]
 
 class _Paths:
     """Container paths interned as (parent's id, name), id 0 the root: a path is named in
-    O(1) from its parent's id and spelled out only when needed (what an extraction
-    created, remembered for its roll-back)."""
+    O(1) from its parent's id (what an extraction created, remembered for its roll-back,
+    which walks the tree by ids)."""
 
     __slots__ = ("_depths", "_ids", "_names", "_parents")
 
@@ -310,14 +310,6 @@ class _Paths:
 
     def depth(self, pid: int) -> int:
         return self._depths[pid]
-
-    def parts(self, pid: int) -> tuple[str, ...]:
-        names: list[str] = []
-        while pid > 0:
-            names.append(self._names[pid])
-            pid = self._parents[pid]
-        names.reverse()
-        return tuple(names)
 
 
 class _View:

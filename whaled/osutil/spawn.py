@@ -20,8 +20,8 @@ _READ = 1 << 16
 
 
 class Child:
-    """A started child: ``pid``, ``returncode`` (None while it runs), ``wait``, ``kill``,
-    ``send_signal`` as with asyncio's ``Process``."""
+    """A started child: ``pid``, ``returncode`` (None while it runs), ``wait`` and
+    ``kill`` as with asyncio's ``Process``."""
 
     __slots__ = ("_exited", "popen")
 
@@ -40,10 +40,6 @@ class Child:
     def kill(self) -> None:
         if self.popen.returncode is None:
             self.popen.kill()
-
-    def send_signal(self, sig: int) -> None:
-        if self.popen.returncode is None:
-            self.popen.send_signal(sig)
 
     async def wait(self) -> int:
         """The exit status, once the child exited (it is reaped then)."""

@@ -101,10 +101,18 @@ def select(
     id_res = [_regex(v) for v in filters.get("id", ())]
     name_res = [_regex(v) for v in filters.get("name", ())]
     ancestors = [image_matches(v) for v in filters.get("ancestor", ())]
+    # looked up once, not per container (a listing of hundreds is polled)
+    labels = list(filters.get("label", ()))
+    statuses = filters.get("status", ())
+    volumes = filters.get("volume", ())
+    healths = filters.get("health", ())
+    networks = filters.get("network", ())
+    no_tasks = "true" in filters.get("is-task", ())
+    live = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
     out: list[Container] = []
     for c in ordered:
         status = c.state.status
-        if not all and status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        if not all and status not in live:
             continue
         if before and not builtins.all(c.created < b.created for b in before):
             continue
@@ -114,28 +122,23 @@ def select(
             continue
         if name_res and not any(r.search("/" + c.name) for r in name_res):
             continue
-        if filters.get("label") and not match_kv_list(
-            list(filters["label"]), c.config.get("Labels") or {}
-        ):
+        if labels and not match_kv_list(labels, c.config.get("Labels") or {}):
             continue
-        if filters.get("status") and status.value not in filters["status"]:
+        if statuses and status.value not in statuses:
             continue
         if exited and (status != Status.EXITED or c.state.exit_code not in exited):
             continue
         if ancestors and not any(m(c.image_id) for m in ancestors):
             continue
-        if filters.get("volume") and not any(v in _mount_points(c) for v in filters["volume"]):
+        if volumes and not any(v in _mount_points(c) for v in volumes):
             continue
-        if filters.get("health"):
+        if healths:
             health = c.state.health.status if c.state.health is not None else "none"
-            if health not in filters["health"]:
+            if health not in healths:
                 continue
-        if (
-            filters.get("network")
-            and str(c.host_config.get("NetworkMode", "default")) not in filters["network"]
-        ):
+        if networks and str(c.host_config.get("NetworkMode", "default")) not in networks:
             continue
-        if filters.get("is-task") and "true" in filters["is-task"]:
+        if no_tasks:
             continue
         out.append(c)
         if limit > 0 and len(out) >= limit:

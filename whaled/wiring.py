@@ -20,7 +20,7 @@ import uvloop
 from aiohttp import web
 
 from whaled.api import server
-from whaled.api.app import build_app
+from whaled.api.app import LANE_KEY, build_app
 from whaled.api.early import EarlyStart
 from whaled.api.routers import build as build_routes
 from whaled.api.routers import containers as containers_routes
@@ -314,7 +314,7 @@ async def serve(cfg: Config, startup: StartupSource, early: EarlyStart) -> int:
         await runner.setup()
         assert runner.server is not None
         # stdin sent before a 101 is not lost; uploads skip aiohttp's body parser
-        install_connection_tap(runner.server)
+        install_connection_tap(runner.server, app[LANE_KEY])
         gate = server.ConnectionGate(limits.max_connections)
         sites: dict[int, server.GatedSite] = {}
         for _, sock, context in early.listeners:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from whaled.api.early import SERVER_HEADER
 from whaled.api.errors import status_for
+from whaled.api.lane import Lane, QuickHandler, encode_json
 from whaled.api.limits import ServerLimits
 from whaled.api.streams import client_gone
 from whaled.api.versions import CURRENT_API_VERSION, ApiVersion, check_api_version
@@ -25,6 +25,7 @@ log = logging.getLogger("whaled.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DAEMON_KEY = web.AppKey("daemon", Daemon)
+LANE_KEY = web.AppKey("lane", Lane)
 LIMITS_KEY = web.AppKey("limits", ServerLimits)
 API_VERSION_KEY = web.RequestKey[ApiVersion]("api_version")
 CONFIG_KEY = web.RequestKey("config_snapshot", Config)
@@ -34,7 +35,7 @@ RESPONSE_STARTED_KEY = web.RequestKey("response_started", bool)
 def json_response(body: Any, status: int = 200) -> web.Response:
     """dockerd's JSON encoding: compact, newline-terminated."""
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode() + b"\n",
+        body=encode_json(body),
         status=status,
         content_type="application/json",
     )
@@ -227,19 +228,36 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
 
 
 class Routes:
-    """Registers each route twice: ``/path`` and ``/v{version}/path``."""
+    """Registers each route twice: ``/path`` and ``/v{version}/path``; a ``GET`` route's
+    quick handler, if it has one, in the application's :class:`~whaled.api.lane.Lane`."""
 
     def __init__(self, app: web.Application) -> None:
         self._router = app.router
+        self._lane = app.get(LANE_KEY)  # none: aiohttp answers every request
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        quick: QuickHandler | None = None,
+        head: bool = False,
+    ) -> None:
+        """``quick``: the same answer as ``handler`` for what it can answer from memory
+        (``api.lane``); ``head``: ``HEAD`` is served too (by the same handlers)."""
         # dockerd's router takes any run of digits and dots after /v; the version check
         # then answers 400 for what is out of range (``/v1/``, ``/v1.2.3/``, ``/v9/``).
         for prefix in ("", r"/v{version:[0-9.]+}"):
             if method == "GET":
-                self._router.add_get(prefix + path, handler, allow_head=False)
+                self._router.add_get(prefix + path, handler, allow_head=head)
             else:
                 self._router.add_route(method, prefix + path, handler)
+        if quick is not None:
+            if method != "GET":
+                raise ValueError(f"a quick handler answers GET only, not {method} {path}")
+            if self._lane is not None:
+                self._lane.add(path, quick, head=head)
 
 
 def build_app(
@@ -256,6 +274,7 @@ def build_app(
     )
     app[DAEMON_KEY] = daemon
     app[LIMITS_KEY] = limits
+    app[LANE_KEY] = Lane(daemon)
     app.on_response_prepare.append(mark_response_started)
     app.on_response_prepare.append(_common_headers)
     routes = Routes(app)

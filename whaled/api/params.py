@@ -6,9 +6,10 @@ wording for a bad value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from whaled.api.app import read_json_body
 from whaled.api.schema import Body, decode_body
@@ -17,14 +18,21 @@ from whaled.errors import InvalidParameter
 _FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
 
 
-def bool_param(request: web.Request, key: str, default: bool = False) -> bool:
+class HasQuery(Protocol):
+    """A request's query: aiohttp's ``web.Request`` or the quick lane's ``QuickRequest``."""
+
+    @property
+    def query(self) -> MultiMapping[str]: ...
+
+
+def bool_param(request: HasQuery, key: str, default: bool = False) -> bool:
     """dockerd's ``BoolValue`` / ``BoolValueOrDefault``."""
     if key not in request.query:
         return default
     return request.query[key].strip().lower() not in _FALSE_WORDS
 
 
-def int_param(request: web.Request, key: str, default: int | None = None) -> int | None:
+def int_param(request: HasQuery, key: str, default: int | None = None) -> int | None:
     raw = request.query.get(key)
     if raw is None or raw == "":
         return default

@@ -49,6 +49,7 @@ from typing import cast
 from aiohttp import web
 
 from whaled.api.hijack import EarlyInput
+from whaled.api.lane import WRITE_BUFFER_MAX, Lane, handler_idle, note_served
 from whaled.api.streams import BlockingBodyReader
 from whaled.errors import InvalidParameter, SystemFailure
 
@@ -528,8 +529,9 @@ class ConnectionTap(EarlyInput, asyncio.BufferedProtocol):
     be an ``asyncio.Protocol`` too: uvloop would then call :meth:`data_received` with
     bytes of its own instead."""
 
-    def __init__(self, inner: web.RequestHandler) -> None:
+    def __init__(self, inner: web.RequestHandler, lane: Lane | None = None) -> None:
         super().__init__(inner)
+        self._lane = lane
         self._state = _State.HEAD
         self._head = bytearray()
         self._left = 0
@@ -695,6 +697,8 @@ class ConnectionTap(EarlyInput, asyncio.BufferedProtocol):
         stripped = head.lstrip(b"\r\n")
         facts = scan_head(stripped) if stripped else HeadFacts(_Framing.OPAQUE)
         head = stripped
+        if facts.framing is _Framing.NONE and not passed and self._quick(head):
+            return pos + used
         if facts.framing is _Framing.OPAQUE:
             passed.append(head + b"\r\n\r\n")
             self._state = _State.OPAQUE
@@ -721,6 +725,26 @@ class ConnectionTap(EarlyInput, asyncio.BufferedProtocol):
                 self._decoder = ChunkDecoder()
                 self._state = _State.CHUNKED
         return pos + used
+
+    def _quick(self, head: bytes) -> bool:
+        """Answer a body-less request from the quick lane (``api.lane``) when aiohttp has
+        nothing in progress here and the client reads its answers; False: aiohttp takes it."""
+        lane, transport, loop = self._lane, self._transport, self._loop
+        if (
+            lane is None
+            or transport is None
+            or loop is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > WRITE_BUFFER_MAX
+            or not handler_idle(self.inner)
+        ):
+            return False
+        response = lane.answer(head)
+        if response is None:
+            return False
+        transport.write(response)
+        note_served(self.inner, loop)
+        return True
 
     def _take_chunks(
         self, data: bytes | bytearray, pos: int, end: int, passed: list[bytes | memoryview]
@@ -824,14 +848,15 @@ def open_body(request: web.Request, *, direct: bool = False) -> RequestBody:
     return RequestBody(BlockingBodyReader(request.content, asyncio.get_running_loop()))
 
 
-def install_connection_tap(server: web.Server) -> None:
+def install_connection_tap(server: web.Server, lane: Lane | None = None) -> None:
     """Put a :class:`ConnectionTap` in front of aiohttp's handler on every new connection
-    (call once, after ``AppRunner.setup()``, with ``runner.server``)."""
+    (call once, after ``AppRunner.setup()``, with ``runner.server``), answering what it can
+    from ``lane``."""
     original = server.connection_made
 
     def connection_made(handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         original(handler, transport)
-        tap = ConnectionTap(handler)
+        tap = ConnectionTap(handler, lane)
         tap._bind(transport)
         transport.set_protocol(tap)
 

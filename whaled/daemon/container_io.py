@@ -211,7 +211,21 @@ class ContainerIO:
     async def list_containers(
         self, *, filters: Mapping[str, Sequence[str]], all: bool, limit: int, size: bool
     ) -> list[ContainerSummary]:
-        chosen = select(
+        chosen = self._select(filters, all=all, limit=limit)
+        if not size:
+            return [self._summary(c, size=False) for c in chosen]
+        return await asyncio.to_thread(lambda: [self._summary(c, size=True) for c in chosen])
+
+    def summaries(
+        self, *, filters: Mapping[str, Sequence[str]], all: bool, limit: int
+    ) -> list[ContainerSummary]:
+        """``list_containers`` without sizes, which needs no thread: from memory."""
+        return [self._summary(c, size=False) for c in self._select(filters, all=all, limit=limit)]
+
+    def _select(
+        self, filters: Mapping[str, Sequence[str]], *, all: bool, limit: int
+    ) -> list[Container]:
+        return select(
             self.svc.all(),
             filters,
             all=all,
@@ -219,9 +233,6 @@ class ContainerIO:
             lookup=self.svc.get,
             image_matches=self._ancestor,
         )
-        if not size:
-            return [self._summary(c, size=False) for c in chosen]
-        return await asyncio.to_thread(lambda: [self._summary(c, size=True) for c in chosen])
 
     def _ancestor(self, ref: str) -> Callable[[str], bool]:
         images = self.images.stores
@@ -250,6 +261,10 @@ class ContainerIO:
         if size:
             return await asyncio.to_thread(self._summary, c, size=True)
         return self._summary(c, size=False)
+
+    def summary(self, name_or_id: str) -> ContainerSummary:
+        """``view`` without sizes: from memory."""
+        return self._summary(self.svc.get(name_or_id), size=False)
 
     # ------------------------------------------------------------------ logs
 

@@ -12,7 +12,8 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -27,14 +28,20 @@ from whaled.api.app import (
 from whaled.api.filters import parse_filters
 from whaled.api.framing import DEFAULT_DETACH_KEYS, detacher_for, mux_frame, parse_detach_keys
 from whaled.api.hijack import hijack
-from whaled.api.params import bool_param, int_param, json_body, size_param
+from whaled.api.lane import QuickAnswer, QuickRequest
+from whaled.api.params import HasQuery, bool_param, int_param, json_body, size_param
 from whaled.api.schema import containers as schema
 from whaled.api.shape.containers import shape_inspect, shape_list_item, view_of
 from whaled.api.shape.stats import shape_stats
 from whaled.api.streams import drain_body, send_body, while_connected
 from whaled.api.uploads import open_body
 from whaled.api.versions import ApiVersion
-from whaled.daemon.container_io import ContainerIO, StatsSample, format_timestamp
+from whaled.daemon.container_io import (
+    ContainerIO,
+    ContainerSummary,
+    StatsSample,
+    format_timestamp,
+)
 from whaled.daemon.containers import ContainerService
 from whaled.daemon.pump import ClientIO
 from whaled.errors import Conflict, InvalidParameter, NotFound
@@ -77,22 +84,55 @@ async def post_containers_create(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": result.id, "Warnings": result.warnings}, status=201)
 
 
-async def get_containers_json(request: web.Request) -> web.StreamResponse:
+@dataclass(slots=True)
+class _ListQuery:
+    filters: dict[str, tuple[str, ...]]
+    all: bool
+    limit: int
+    size: bool
+
+
+def _list_query(request: HasQuery) -> _ListQuery:
     filters = parse_filters(request.query.get("filters"))
-    size = bool_param(request, "size")
-    views = await _io(request).list_containers(
+    return _ListQuery(
         filters={k: filters.get(k) for k in filters},
         all=bool_param(request, "all"),
         limit=int_param(request, "limit", -1) or -1,
-        size=size,
+        size=bool_param(request, "size"),
     )
+
+
+def _list_body(views: Sequence[ContainerSummary]) -> list[dict[str, Any]]:
     now = time.time()
-    return json_response([shape_list_item(view_of(v), now) for v in views])
+    return [shape_list_item(view_of(v), now) for v in views]
+
+
+async def get_containers_json(request: web.Request) -> web.StreamResponse:
+    q = _list_query(request)
+    views = await _io(request).list_containers(
+        filters=q.filters, all=q.all, limit=q.limit, size=q.size
+    )
+    return json_response(_list_body(views))
+
+
+def quick_containers_json(request: QuickRequest) -> QuickAnswer | None:
+    q = _list_query(request)
+    if q.size:
+        return None  # sizes are read in a thread
+    io = request.daemon.container_io
+    return QuickAnswer.json(_list_body(io.summaries(filters=q.filters, all=q.all, limit=q.limit)))
 
 
 async def get_container_json(request: web.Request) -> web.StreamResponse:
     summary = await _io(request).view(_id(request), size=bool_param(request, "size"))
     return json_response(shape_inspect(view_of(summary), _version(request)))
+
+
+def quick_container_json(request: QuickRequest) -> QuickAnswer | None:
+    if bool_param(request, "size"):
+        return None  # sizes are read in a thread
+    summary = request.daemon.container_io.summary(request.match_info["id"])
+    return QuickAnswer.json(shape_inspect(view_of(summary), request.api_version))
 
 
 # ------------------------------------------------------------------ lifecycle
@@ -453,10 +493,10 @@ async def post_commit(request: web.Request) -> web.StreamResponse:
 
 def register(routes: Routes) -> None:
     routes.add("POST", "/containers/create", post_containers_create)
-    routes.add("GET", "/containers/json", get_containers_json)
+    routes.add("GET", "/containers/json", get_containers_json, quick=quick_containers_json)
     routes.add("POST", "/containers/prune", post_containers_prune)
     routes.add("POST", "/commit", post_commit)
-    routes.add("GET", "/containers/{id}/json", get_container_json)
+    routes.add("GET", "/containers/{id}/json", get_container_json, quick=quick_container_json)
     routes.add("GET", "/containers/{id}/top", get_container_top)
     routes.add("GET", "/containers/{id}/logs", get_container_logs)
     routes.add("GET", "/containers/{id}/changes", get_container_changes)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from whaled.api.app import API_VERSION_KEY, DAEMON_KEY, Routes, json_response, request_config
 from whaled.api.early import PING_HEADERS
+from whaled.api.lane import QuickAnswer, QuickRequest
 from whaled.api.params import json_body
 from whaled.api.schema.registry import AUTH
 from whaled.api.shape.containers import shape_list_item, view_of
@@ -29,10 +30,18 @@ async def get_system_ping(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def quick_system_ping(request: QuickRequest) -> QuickAnswer:
+    return QuickAnswer(b"OK", content_type="text/plain", headers=PING_HEADERS)
+
+
 async def get_system_version(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON_KEY]
     cfg = request_config(request)
     return json_response(shape_version(daemon.system.version(cfg)))
+
+
+def quick_system_version(request: QuickRequest) -> QuickAnswer:
+    return QuickAnswer.json(shape_version(request.daemon.system.version(request.config)))
 
 
 async def get_system_info(request: web.Request) -> web.StreamResponse:
@@ -81,9 +90,8 @@ async def post_system_auth(request: web.Request) -> web.StreamResponse:
 
 
 def register(routes: Routes) -> None:
-    routes.add("GET", "/_ping", get_system_ping)
-    routes.add("HEAD", "/_ping", get_system_ping)
-    routes.add("GET", "/version", get_system_version)
+    routes.add("GET", "/_ping", get_system_ping, quick=quick_system_ping, head=True)
+    routes.add("GET", "/version", get_system_version, quick=quick_system_version)
     routes.add("GET", "/info", get_system_info)
     routes.add("GET", "/system/df", get_system_df)
     routes.add("POST", "/auth", post_system_auth)

@@ -162,6 +162,9 @@ class Lane:
                 if query_string
                 else _EMPTY_QUERY
             )
+        except (WhaledError, ValueError):
+            return None  # aiohttp answers (or refuses) it
+        try:
             config = self._daemon.config()
             quick = handler(
                 QuickRequest(method.decode(), match_info, query, version, self._daemon, config)

@@ -46,21 +46,27 @@ def _translate(pattern: str) -> str:
             out.append("[^/]")
         elif c == "[":
             end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(c))
+            if end < 0:  # Go's filepath.Match refuses it, and so does dockerd
+                raise _syntax_error(pattern)
             else:
                 body = pattern[i + 1 : end]
                 if body.startswith("^"):
                     body = "^" + body[1:]
                 out.append("[" + body.replace("\\", "\\\\") + "]")
                 i = end
-        elif c == "\\" and i + 1 < len(pattern):
+        elif c == "\\":
             i += 1
+            if i == len(pattern):  # nothing left to escape: Go's ErrBadPattern too
+                raise _syntax_error(pattern)
             out.append(re.escape(pattern[i]))
         else:
             out.append(re.escape(c))
         i += 1
     return "".join(out)
+
+
+def _syntax_error(pattern: str) -> InvalidParameter:
+    return InvalidParameter(f"invalid .dockerignore pattern {pattern!r}: syntax error in pattern")
 
 
 def parse(text: str) -> list[Pattern]:

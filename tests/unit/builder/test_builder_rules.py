@@ -110,6 +110,12 @@ def test_dockerignore_judges_file_names_that_are_not_utf8() -> None:
 def test_a_bad_dockerignore_pattern_is_the_clients_error() -> None:
     with pytest.raises(InvalidParameter, match=r"invalid \.dockerignore pattern '\[z-a\]'"):
         dockerignore.parse("ok\n[z-a]\n")
+    # Go's filepath.Match refuses an unclosed class and a trailing backslash; so did
+    # dockerd, while whaled took the "[" literally
+    for bad in ("a[bc", "[", "ab\\"):
+        with pytest.raises(InvalidParameter, match="syntax error in pattern"):
+            dockerignore.parse(f"ok\n{bad}\n")
+    assert dockerignore.excluded("a]b", dockerignore.parse("a]b\n"))  # a lone ] is literal
 
 
 def _inst(line: str) -> steps.Instruction:

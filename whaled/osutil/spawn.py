@@ -14,7 +14,7 @@ import contextlib
 import os
 import subprocess
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 _READ = 1 << 16
 
@@ -76,71 +76,6 @@ def _settle(exited: asyncio.Future[int], waiting: asyncio.Future[int]) -> None:
         exited.set_exception(error)
     else:
         exited.set_result(waiting.result())
-
-
-class PipeWriter:
-    """A child's stdin on the event loop (a pipe transport): ``write`` returns once the
-    pipe took the data or its buffer has room again."""
-
-    def __init__(self, transport: asyncio.WriteTransport, protocol: _WriteSide) -> None:
-        self._transport = transport
-        self._protocol = protocol
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing() or self._protocol.lost
-
-    async def write(self, data: bytes) -> None:
-        """ConnectionError once the child closed its end (or this side was closed)."""
-        if self.is_closing():
-            raise BrokenPipeError("the child's stdin is closed")
-        self._transport.write(data)
-        await self._protocol.drain()
-
-    def close(self) -> None:
-        self._transport.close()
-
-
-class _WriteSide(asyncio.BaseProtocol):
-    def __init__(self) -> None:
-        self.lost = False
-        self._room: asyncio.Future[None] | None = None
-
-    def pause_writing(self) -> None:
-        if self._room is None:
-            self._room = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self._wake()
-
-    def _wake(self) -> None:
-        room, self._room = self._room, None
-        if room is not None and not room.done():
-            room.set_result(None)
-
-    async def drain(self) -> None:
-        if self._room is not None:
-            await asyncio.shield(self._room)
-        if self.lost:
-            raise BrokenPipeError("the child's stdin is closed")
-
-
-async def pipe_reader(pipe: IO[bytes]) -> asyncio.StreamReader:
-    """A child's output pipe as a stream the event loop reads (the pipe is its now)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
-
-
-async def pipe_writer(pipe: IO[bytes]) -> PipeWriter:
-    """A child's stdin pipe as a :class:`PipeWriter` (the pipe is its now)."""
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(_WriteSide, pipe)
-    return PipeWriter(transport, protocol)
 
 
 def start(argv: Sequence[str], **popen_args: Any) -> Child:

@@ -60,22 +60,57 @@ _ENV_HANDOVER_DELAY = "_WHALED_HANDOVER_DELAY"
 _PING_PATH = re.compile(r"/(?:v([0-9.]+)/)?_ping")
 
 
-def ping_response(method: str, *, experimental: bool, keep_alive: bool = True) -> bytes:
-    """The bytes of the API's answer to ``GET``/``HEAD /_ping`` (HEAD: no body, no length)."""
-    lines = ["HTTP/1.1 200 OK"]
-    lines += [f"{k}: {v}" for k, v in PING_HEADERS.items()]
-    lines += ["Content-Type: text/plain", f"Api-Version: {CURRENT_API_VERSION}"]
-    if method == "GET":
-        lines.append("Content-Length: 2")
-    lines += [
-        f"Date: {email.utils.formatdate(usegmt=True)}",
+#: A 200's head in two parts, around where its ``Content-Length`` goes (see ``ok_response``).
+HeadParts = tuple[bytes, bytes]
+
+
+def ok_head(
+    extra: tuple[tuple[str, str], ...],
+    content_type: str,
+    *,
+    experimental: bool,
+    date: str,
+    close: bool = False,
+) -> HeadParts:
+    """The head of a 200 with the headers every API answer has (those of ``api.app``'s
+    ``_common_headers``); ``extra`` first, its ``Cache-Control`` replacing the default."""
+    before = ["HTTP/1.1 200 OK", *(f"{k}: {v}" for k, v in extra), f"Content-Type: {content_type}"]
+    after = [
+        f"Date: {date}",
         f"Server: {SERVER_HEADER}",
+        f"Api-Version: {CURRENT_API_VERSION}",
         f"Docker-Experimental: {'true' if experimental else 'false'}",
         "Ostype: linux",
     ]
-    if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"OK" if method == "GET" else b"")
+    if not any(k == "Cache-Control" for k, _ in extra):
+        after.append("Cache-Control: no-cache")
+    if close:
+        after.append("Connection: close")
+    return (
+        ("\r\n".join(before) + "\r\n").encode("latin-1"),
+        ("\r\n".join(after) + "\r\n\r\n").encode("latin-1"),
+    )
+
+
+def ok_response(head: HeadParts, body: bytes | None) -> bytes:
+    """The whole 200: ``head`` with the body's length, then the body (None: the answer
+    to a ``HEAD``, without either)."""
+    before, after = head
+    if body is None:
+        return before + after
+    return b"%sContent-Length: %d\r\n%s%s" % (before, len(body), after, body)
+
+
+def ping_response(method: str, *, experimental: bool, keep_alive: bool = True) -> bytes:
+    """The bytes of the API's answer to ``GET``/``HEAD /_ping`` (HEAD: no body, no length)."""
+    head = ok_head(
+        tuple(PING_HEADERS.items()),
+        "text/plain",
+        experimental=experimental,
+        date=email.utils.formatdate(usegmt=True),
+        close=not keep_alive,
+    )
+    return ok_response(head, b"OK" if method == "GET" else None)
 
 
 @dataclass(frozen=True, slots=True)

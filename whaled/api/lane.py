@@ -39,8 +39,8 @@ from typing import Any
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 from yarl import URL
 
-from whaled.api.early import SERVER_HEADER
-from whaled.api.versions import CURRENT_API_VERSION, ApiVersion, check_api_version
+from whaled.api.early import HeadParts, ok_head, ok_response
+from whaled.api.versions import ApiVersion, check_api_version
 from whaled.config.model import Config
 from whaled.daemon.daemon import Daemon
 from whaled.errors import WhaledError
@@ -113,7 +113,7 @@ class Lane:
         self._patterns: list[_Pattern] = []
         self._date_second = -1
         #: response heads by (extra headers, content type, experimental, HEAD), this second
-        self._heads: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+        self._heads: dict[tuple[object, ...], HeadParts] = {}
 
     def add(self, path: str, handler: QuickHandler, *, head: bool = False) -> None:
         """``handler`` answers ``GET path`` (and ``HEAD`` with ``head``); ``{name}``
@@ -213,33 +213,13 @@ class Lane:
         if parts is None:
             if len(self._heads) >= _HEADS_MAX:
                 self._heads.clear()
-            parts = self._heads[key] = _head_parts(
-                extra, quick.content_type, config.experimental, formatdate(second, usegmt=True)
+            parts = self._heads[key] = ok_head(
+                extra,
+                quick.content_type,
+                experimental=config.experimental,
+                date=formatdate(second, usegmt=True),
             )
-        before, after = parts
-        if head:
-            return before + after
-        return b"%sContent-Length: %d\r\n%s%s" % (before, len(quick.body), after, quick.body)
-
-
-def _head_parts(
-    extra: tuple[tuple[str, str], ...], content_type: str, experimental: bool, date: str
-) -> tuple[bytes, bytes]:
-    """A 200's head around where its ``Content-Length`` goes: aiohttp's path's headers."""
-    before = ["HTTP/1.1 200 OK", *(f"{k}: {v}" for k, v in extra), f"Content-Type: {content_type}"]
-    after = [
-        f"Date: {date}",
-        f"Server: {SERVER_HEADER}",
-        f"Api-Version: {CURRENT_API_VERSION}",
-        f"Docker-Experimental: {'true' if experimental else 'false'}",
-        "Ostype: linux",
-    ]
-    if not any(k == "Cache-Control" for k, _ in extra):
-        after.append("Cache-Control: no-cache")
-    return (
-        ("\r\n".join(before) + "\r\n").encode("latin-1"),
-        ("\r\n".join(after) + "\r\n\r\n").encode("latin-1"),
-    )
+        return ok_response(parts, None if head else quick.body)
 
 
 def _keeps_alive(headers: bytes) -> bool:

@@ -211,9 +211,9 @@ class ContainerIO:
     async def list_containers(
         self, *, filters: Mapping[str, Sequence[str]], all: bool, limit: int, size: bool
     ) -> list[ContainerSummary]:
-        chosen = self._select(filters, all=all, limit=limit)
         if not size:
-            return [self._summary(c, size=False) for c in chosen]
+            return self.summaries(filters=filters, all=all, limit=limit)
+        chosen = self._select(filters, all=all, limit=limit)
         return await asyncio.to_thread(lambda: [self._summary(c, size=True) for c in chosen])
 
     def summaries(
@@ -257,10 +257,9 @@ class ContainerIO:
         return matches
 
     async def view(self, name_or_id: str, *, size: bool) -> ContainerSummary:
-        c = self.svc.get(name_or_id)
-        if size:
-            return await asyncio.to_thread(self._summary, c, size=True)
-        return self._summary(c, size=False)
+        if not size:
+            return self.summary(name_or_id)
+        return await asyncio.to_thread(self._summary, self.svc.get(name_or_id), size=True)
 
     def summary(self, name_or_id: str) -> ContainerSummary:
         """``view`` without sizes: from memory."""

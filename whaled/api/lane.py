@@ -239,7 +239,7 @@ def _keeps_alive(headers: bytes) -> bool:
 # -- aiohttp's connection state. aiohttp has no public word for "this connection has no
 # request in progress", nor for "a request was served here" (its keep-alive timer): these
 # read and set the private attributes of its RequestHandler, and fail safe (busy; timer
-# untouched) should they be renamed. tests/unit/test_lane.py checks them on aiohttp's
+# untouched) should they be renamed. tests/unit/api/test_lane.py checks them on aiohttp's
 # real class, so an upgrade that renames them fails there.
 
 

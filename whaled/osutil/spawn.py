@@ -14,7 +14,7 @@ import contextlib
 import os
 import subprocess
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 _READ = 1 << 16
 
@@ -76,6 +76,125 @@ def _settle(exited: asyncio.Future[int], waiting: asyncio.Future[int]) -> None:
         exited.set_exception(error)
     else:
         exited.set_result(waiting.result())
+
+
+class PipeReader:
+    """A child's output pipe read on the event loop. It owns the pipe: the descriptor is
+    non-blocking, watched only while a read waits, and closed once, at the end of the
+    output or by :meth:`close` (never handed to a loop transport: uvloop's pipe transports
+    close a descriptor twice, which may close another thread's file that took its number)."""
+
+    __slots__ = ("_fd", "_pipe", "_waiting")
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe = pipe
+        self._fd = pipe.fileno()
+        self._waiting: asyncio.Future[None] | None = None
+        os.set_blocking(self._fd, False)
+
+    @property
+    def closed(self) -> bool:
+        return self._pipe.closed
+
+    async def read(self, n: int = _READ) -> bytes:
+        """Up to ``n`` bytes as soon as there are some; b"" at the end (then closed)."""
+        while not self._pipe.closed:
+            try:
+                chunk = os.read(self._fd, n)
+            except BlockingIOError:
+                await self._readable()
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+            return chunk
+        return b""
+
+    async def read_all(self) -> bytes:
+        """Everything up to the end of the output."""
+        out = bytearray()
+        while chunk := await self.read():
+            out += chunk
+        return bytes(out)
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiting = waiting = loop.create_future()
+        loop.add_reader(self._fd, _wake, waiting)
+        try:
+            await waiting
+        finally:
+            if not self._pipe.closed:
+                loop.remove_reader(self._fd)
+            self._waiting = None
+
+    def close(self) -> None:
+        """Stop reading (a read that waits returns b"") and close the pipe."""
+        if self._pipe.closed:
+            return
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.get_loop().remove_reader(self._fd)
+            _wake(waiting)
+        self._pipe.close()
+
+
+class PipeWriter:
+    """A child's stdin written on the event loop; it owns the pipe as :class:`PipeReader`
+    owns its own."""
+
+    __slots__ = ("_fd", "_pipe", "_waiting")
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe = pipe
+        self._fd = pipe.fileno()
+        self._waiting: asyncio.Future[None] | None = None
+        os.set_blocking(self._fd, False)
+
+    def is_closing(self) -> bool:
+        return self._pipe.closed
+
+    async def write(self, data: bytes) -> None:
+        """Returns once the pipe took all of ``data``; BrokenPipeError once the child's
+        end is closed, or this one."""
+        view = memoryview(data)
+        while view:
+            if self._pipe.closed:
+                raise BrokenPipeError("the child's stdin is closed")
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await self._writable()
+            except OSError as e:
+                raise BrokenPipeError(f"the child's stdin is closed: {e}") from e
+
+    async def _writable(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiting = waiting = loop.create_future()
+        loop.add_writer(self._fd, _wake, waiting)
+        try:
+            await waiting
+        finally:
+            if not self._pipe.closed:
+                loop.remove_writer(self._fd)
+            self._waiting = None
+
+    def close(self) -> None:
+        """Close the pipe (the child reads its end); a write that waits fails."""
+        if self._pipe.closed:
+            return
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.get_loop().remove_writer(self._fd)
+            _wake(waiting)
+        with contextlib.suppress(OSError):
+            self._pipe.close()
+
+
+def _wake(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
 
 
 def start(argv: Sequence[str], **popen_args: Any) -> Child:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -80,3 +81,68 @@ def test_without_pidfds_a_thread_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
     rc, out, _ = _on(uvloop.new_event_loop, spawn.run(["sh", "-c", "echo x; exit 5"], timeout=30))
     assert (rc, out) == (5, b"x\n")
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_pipes_stream_both_ways_with_back_pressure_and_a_broken_stdin_is_an_error(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    async def main() -> None:
+        child = spawn.start(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert child.popen.stdin is not None and child.popen.stdout is not None
+        writer = spawn.PipeWriter(child.popen.stdin)
+        reader = spawn.PipeReader(child.popen.stdout)
+        big = bytes(range(256)) * 8192  # 2 MiB: the pipe fills, write waits for room
+        reading = asyncio.ensure_future(reader.read_all())
+        await writer.write(big)
+        writer.close()
+        assert writer.is_closing()
+        assert await reading == big
+        assert reader.closed and child.popen.stdout.closed  # closed at the end, once
+        assert await child.wait() == 0
+
+        child = spawn.start(["true"], stdin=subprocess.PIPE)
+        assert child.popen.stdin is not None
+        writer = spawn.PipeWriter(child.popen.stdin)
+        await child.wait()
+        with pytest.raises(BrokenPipeError):
+            for _ in range(64):  # the reader is gone: the pipe breaks, at the latest when full
+                await writer.write(b"x" * 65536)
+        writer.close()
+
+    _on(loop_factory, main())
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_closing_a_pipe_wakes_its_waiting_read_and_write(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    async def main() -> None:
+        child = spawn.start(["sleep", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert child.popen.stdin is not None and child.popen.stdout is not None
+        reader = spawn.PipeReader(child.popen.stdout)
+        writer = spawn.PipeWriter(child.popen.stdin)
+        reading = asyncio.ensure_future(reader.read())
+        writing = asyncio.ensure_future(writer.write(b"x" * (1 << 20)))  # more than fits
+        await asyncio.sleep(0.05)
+        assert not reading.done() and not writing.done()
+        reader.close()
+        writer.close()
+        assert await reading == b""
+        with pytest.raises(BrokenPipeError):
+            await writing
+        assert child.popen.stdout.closed and child.popen.stdin.closed
+        assert await reader.read() == b""
+        r, w = os.pipe()  # the writing end stays open: a read waits
+        cancelled = spawn.PipeReader(os.fdopen(r, "rb"))
+        task = asyncio.ensure_future(cancelled.read())
+        await asyncio.sleep(0.01)
+        task.cancel()  # a cancelled read stops watching: the pipe closes cleanly after
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        cancelled.close()
+        os.close(w)
+        child.kill()
+        await child.wait()
+
+    _on(loop_factory, main())

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 from datetime import UTC, datetime
 
 from whaled.errors import Conflict, SystemFailure
+from whaled.osutil import spawn
 from whaled.osutil.pidfile import read_pid
 from whaled.osutil.tree import remove_tree
 from whaled.runtime.backend.api import STREAM_STDERR, STREAM_STDOUT, AttachReady, ExitStatus
@@ -43,15 +45,35 @@ def exec_argv(rt: RuntimeCommand, container_id: str, spec_path: str, pid_file: s
     return runtime_argv(rt, "exec", "--process", spec_path, "--pid-file", pid_file, container_id)
 
 
+class _Stdio:
+    """The foreground runtime's pipes, owned by the daemon (``osutil.spawn``)."""
+
+    __slots__ = ("stderr", "stdin", "stdout")
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None and popen.stderr is not None
+        self.stdin = spawn.PipeWriter(popen.stdin) if popen.stdin is not None else None
+        self.stdout = spawn.PipeReader(popen.stdout)
+        self.stderr = spawn.PipeReader(popen.stderr)
+
+    def close_stdin(self) -> None:
+        if self.stdin is not None:
+            self.stdin.close()
+
+    def close(self) -> None:
+        self.close_stdin()
+        self.stdout.close()
+        self.stderr.close()
+
+
 class PipeAttachStream:
     """A foreground runtime's stdio as an :class:`~whaled.runtime.backend.api.AttachStream`.
     Once closed, the output is still read and dropped, so the process never blocks on a
     full pipe (as under conmon, which drains it)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self._proc = proc
-        readers = {STREAM_STDOUT: proc.stdout, STREAM_STDERR: proc.stderr}
-        self._open = {kind: r for kind, r in readers.items() if r is not None}
+    def __init__(self, stdio: _Stdio) -> None:
+        self._stdio = stdio
+        self._open = {STREAM_STDOUT: stdio.stdout, STREAM_STDERR: stdio.stderr}
         self._reads: dict[int, asyncio.Task[bytes]] = {}
         self._drain: asyncio.Task[None] | None = None
 
@@ -76,19 +98,17 @@ class PipeAttachStream:
         return None
 
     async def send(self, data: bytes) -> bool:
-        stdin = self._proc.stdin
+        stdin = self._stdio.stdin
         if stdin is None or stdin.is_closing():
             return False
         try:
-            stdin.write(data)
-            await stdin.drain()
+            await stdin.write(data)
         except (ConnectionError, OSError):
             return False
         return True
 
     def close_stdin(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
+        self._stdio.close_stdin()
 
     def close(self) -> None:
         self.close_stdin()
@@ -104,11 +124,12 @@ class DirectExecProcess:
     """An exec session run by a foreground runtime (a :class:`Process` of the backend)."""
 
     def __init__(
-        self, exec_id: str, directory: str, proc: asyncio.subprocess.Process, pid: int
+        self, exec_id: str, directory: str, proc: spawn.Child, stdio: _Stdio, pid: int
     ) -> None:
         self._id = exec_id
         self._dir = directory
         self._proc = proc
+        self._stdio = stdio
         self._pid = pid
         self._status: ExitStatus | None = None
         self._waiter: asyncio.Future[ExitStatus] | None = None
@@ -144,6 +165,7 @@ class DirectExecProcess:
 
     async def _wait(self) -> ExitStatus:
         rc = await self._proc.wait()
+        self._stdio.close_stdin()  # nobody reads it any more
         self._status = ExitStatus(
             exit_code=rc if rc >= 0 else 128 - rc, exited_at=datetime.now(UTC)
         )
@@ -156,8 +178,7 @@ class DirectExecProcess:
         raise Conflict(f"exec session {self._id} has no terminal to resize")
 
     async def close_stdin(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
+        self._stdio.close_stdin()
 
     async def release(self) -> None:
         if self._status is not None:
@@ -181,37 +202,38 @@ async def start_direct_exec(
     message (``Conflict`` when the container is not running)."""
     pid_file = os.path.join(directory, "pid")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *exec_argv(rt, container_id, spec_path, pid_file),
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        # Popen, not the loop's subprocess: uvloop's forks the whole daemon (osutil.spawn)
+        proc = spawn.start(
+            exec_argv(rt, container_id, spec_path, pid_file),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
     except OSError as e:
         raise SystemFailure(f"runtime {rt.path}: {e}") from e
+    stdio = _Stdio(proc.popen)
     try:
         pid = await _started(proc, pid_file, timeout)
     except BaseException:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        proc.kill()
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(proc.wait())
+        stdio.close()
         raise
     if pid is None:
-        err = b""
-        if proc.stderr is not None:
-            err = await proc.stderr.read()
+        err = await stdio.stderr.read_all()
+        stdio.close()
         message = runtime_error_message(err.decode(errors="replace"))
         if "not running" in message.lower() or "stopped" in message.lower():
             raise Conflict(f"container {container_id} is not running")
         raise SystemFailure(f"OCI runtime failed: {message or 'exec failed'}")
-    process = DirectExecProcess(exec_id, directory, proc, pid)
-    await attach_ready(PipeAttachStream(proc))
+    process = DirectExecProcess(exec_id, directory, proc, stdio, pid)
+    await attach_ready(PipeAttachStream(stdio))
     return process
 
 
-async def _started(proc: asyncio.subprocess.Process, pid_file: str, timeout: float) -> int | None:
+async def _started(proc: spawn.Child, pid_file: str, timeout: float) -> int | None:
     """The process's pid once the runtime wrote it; None when the runtime exited first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

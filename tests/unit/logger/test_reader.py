@@ -456,7 +456,8 @@ def _feed_all(asm: EntryAssembler, data: bytes, chunk: int) -> list[LogEntry]:
     return out + asm.finish()
 
 
-def test_coalesced_entries_carry_the_same_bytes_per_stream() -> None:
+@pytest.mark.parametrize("pieces", [0.03, 0.4])  # 0.4: runs of pieces, pieces at chunk ends
+def test_coalesced_entries_carry_the_same_bytes_per_stream(pieces: float) -> None:
     """A run of full records of one stream becomes one entry; whatever the mix (partial
     lines, both streams, odd chunk sizes), each stream's bytes are those of the
     line-by-line reading, in order, and a coalesced entry has its last line's time."""
@@ -468,7 +469,7 @@ def test_coalesced_entries_carry_the_same_bytes_per_stream() -> None:
         kind = rng.random()
         stream = "stdout" if kind < 0.8 else "stderr"
         text = "x" * rng.randint(0, 40) + str(t)
-        parts.append(record(stream, text, t, partial=rng.random() < 0.03))
+        parts.append(record(stream, text, t, partial=rng.random() < pieces))
     data = b"".join(parts)
     for chunk in (97, 4096, 65536):
         plain = _feed_all(EntryAssembler(), data, chunk)

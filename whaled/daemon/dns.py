@@ -20,7 +20,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, cast
 
-from whaled.network.dnsmsg import answer, failure
 from whaled.network.model import Network
 from whaled.osutil.files import read_text
 
@@ -55,6 +54,10 @@ class _Upstream(asyncio.DatagramProtocol):
 
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, owner: NetworkDns, network_id: str) -> None:
+        # dnspython (~35 ms to import) only once a network has a DNS server
+        from whaled.network import dnsmsg
+
+        self._dns = dnsmsg
         self._owner = owner
         self._network_id = network_id
         self.transport: asyncio.DatagramTransport | None = None
@@ -64,7 +67,7 @@ class _Listener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         names = self._owner.names(self._network_id, addr[0])
-        reply, forward = answer(data, lambda name: names.get(name))
+        reply, forward = self._dns.answer(data, lambda name: names.get(name))
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
         elif forward:
@@ -90,7 +93,7 @@ class _Listener(asyncio.DatagramProtocol):
             if self.transport is not None:
                 self.transport.sendto(reply, addr)
             return
-        fail = failure(data)
+        fail = self._dns.failure(data)
         if fail is not None and self.transport is not None:
             self.transport.sendto(fail, addr)
 

@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whaled.config.model import Config
 from whaled.container.times import now_rfc3339
@@ -30,7 +30,7 @@ from whaled.daemon.portproxy import HostPorts
 from whaled.errors import Conflict, Forbidden, InvalidParameter, NotFound, WhaledError
 from whaled.events import EventBus
 from whaled.image.filters import parse_rfc3339, parse_timestamp
-from whaled.network import etcfiles, ipam, nat, netlink, rtnl
+from whaled.network import etcfiles, ipam, nat
 from whaled.network.mode import check_mac
 from whaled.network.model import (
     BRIDGE_DRIVER,
@@ -43,6 +43,12 @@ from whaled.network.model import (
 from whaled.network.ports import PublishedPort, port_mappings, ports_json
 from whaled.network.store import NetworkStore
 from whaled.regexp import filter_match
+
+if TYPE_CHECKING:
+    from whaled.network import rtnl
+
+# ``netlink`` and ``rtnl`` (pyroute2, ~70 ms to import) are imported where they are used:
+# a daemon without the default bridge or user networks starts without them.
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +171,7 @@ class NetworkService:
         self._nat = cfg.iptables
         self.ports.proxy = cfg.userland_proxy
         if self._nat and not nat.available():
-            log.warning(
-                "libnftables not found (Debian package nftables): containers get no NAT"
-            )
+            log.warning("libnftables not found (Debian package nftables): containers get no NAT")
             self._nat = False
         if self._nat and cfg.ip_forward:
             try:
@@ -185,8 +189,7 @@ class NetworkService:
             return
         networks = [n for n in self.store.all() if n.bridge and n.subnet]
         nets = [
-            nat.BridgeNet(bridge=n.bridge, subnet=n.subnet, internal=n.internal)
-            for n in networks
+            nat.BridgeNet(bridge=n.bridge, subnet=n.subnet, internal=n.internal) for n in networks
         ]
         forwards = [
             nat.PortForward(
@@ -225,6 +228,10 @@ class NetworkService:
             except WhaledError as e:
                 log.warning("NAT table %s not removed: %s", self._nat_table, e)
         for n in self.store.all():
+            if not (n.endpoints or n.bridge):
+                continue
+            from whaled.network import netlink
+
             # the stopped containers' veths would go with their namespaces a moment
             # later; the daemon leaves none behind
             for ep in n.endpoints.values():
@@ -240,6 +247,8 @@ class NetworkService:
         if cfg.bridge == "none":
             self._default = None
             return
+        from whaled.network import netlink
+
         device = cfg.bridge or DEFAULT_BRIDGE
         try:
             current: Network | None = self.store.find(nid)
@@ -343,6 +352,8 @@ class NetworkService:
         ipam_configs: Sequence[Mapping[str, Any]] = (),
         enable_ipv6: bool = False,
     ) -> Network:
+        from whaled.network import netlink
+
         if not name:
             raise InvalidParameter("network name is required")
         if name in PREDEFINED:
@@ -389,12 +400,9 @@ class NetworkService:
                 else ipam.check_pool6(str(ipam.ula_subnet(bytes.fromhex(nid))))
             )
             for other in self.store.all():
-                if other.subnet6 and spec6.subnet.overlaps(
-                    ipaddress.ip_network(other.subnet6)
-                ):
+                if other.subnet6 and spec6.subnet.overlaps(ipaddress.ip_network(other.subnet6)):
                     raise Conflict(
-                        "invalid pool request: Pool overlaps with other one on this address "
-                        "space"
+                        "invalid pool request: Pool overlaps with other one on this address space"
                     )
         bridge = options.get(BRIDGE_NAME_OPTION) or f"wh-{nid[:12]}"
         if len(bridge) > 15:
@@ -437,6 +445,8 @@ class NetworkService:
         return n
 
     async def remove(self, ref: str) -> None:
+        from whaled.network import netlink
+
         n = self.find(ref)
         if n.name in PREDEFINED:
             raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
@@ -653,6 +663,8 @@ class NetworkService:
         attached = self.attachments(cid)
         if not attached:
             return None
+        from whaled.network import netlink
+
         path = self.netns_path(cid)
         ordered = sorted(attached, key=lambda a: a.network.name)
         links = [
@@ -674,7 +686,12 @@ class NetworkService:
         """Blocking: the container's namespace is gone (idempotent). Its veths go with it:
         the kernel destroys a namespace's devices, and their host ends, once nothing holds
         it (deleting each veth first costs ~20 ms of the exit path for nothing)."""
-        netlink.remove_netns(self.netns_path(cid))
+        path = self.netns_path(cid)
+        if not os.path.lexists(path):  # never wired (on no user network)
+            return
+        from whaled.network import netlink
+
+        netlink.remove_netns(path)
 
     def sweep_sandboxes(self, live: set[str]) -> None:
         """Daemon start: namespaces of containers that no longer run are removed."""
@@ -767,6 +784,8 @@ class NetworkService:
         that had no embedded DNS server yet (the default bridge) gets this network's
         in its ``resolv_conf`` (rewritten in place: it is bind-mounted), as dockerd's
         resolver starts when a sandbox joins its first user network."""
+        from whaled.network import netlink
+
         n = self.find(ref)
         if n.name in PREDEFINED and n.id != self._default:
             raise Forbidden(f"container cannot be connected to the built-in network {n.name}")
@@ -787,6 +806,8 @@ class NetworkService:
         self._emit("connect", updated, {"container": cid})
 
     async def disconnect(self, ref: str, cid: str, *, force: bool) -> None:
+        from whaled.network import netlink
+
         n = self.find(ref)
         ep = n.endpoints.get(cid)
         if ep is None:
@@ -806,6 +827,8 @@ def _veth(n: Network, ep: Endpoint, position: int, *, default_route: bool) -> rt
     """The container's ``eth<position>`` on ``n``; the default routes go through the
     network's gateways only with ``default_route`` (the first network, never an internal
     one)."""
+    from whaled.network import rtnl
+
     routed = default_route and not n.internal
     return rtnl.Veth(
         bridge=n.bridge,
@@ -823,6 +846,8 @@ def _veth(n: Network, ep: Endpoint, position: int, *, default_route: bool) -> rt
 
 
 def _ensure_bridge(n: Network) -> None:
+    from whaled.network import netlink
+
     netlink.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu, n.gateway6, n.prefixlen6)
 
 

@@ -9,14 +9,12 @@ the daemon). Probing never raises for a missing or broken binary: the result car
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+
+from whaled.osutil import spawn
 
 PROBE_TIMEOUT = 2.0
 
@@ -252,13 +250,6 @@ def find_executable(
     return None
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    # The child leads its own session (start_new_session), so its pid is the group id and
-    # anything it spawned dies with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 async def probe_version(
     path: str, *, name: str | None = None, timeout: float = PROBE_TIMEOUT
 ) -> BinaryVersion:
@@ -267,31 +258,22 @@ async def probe_version(
     raises for a missing, non-executable, failing, hanging or chatty binary."""
     binary = name if name is not None else os.path.basename(path)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            path,
-            "--version",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+        # Popen (osutil.spawn): the loop's subprocess forks the whole daemon on uvloop
+        returncode, out, err = await spawn.run(
+            [path, "--version"], timeout=timeout, start_new_session=True
         )
-    except OSError as e:
-        return BinaryVersion(name=binary, path=path, error=f"{path}: {e.strerror or e}")
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        _kill_group(proc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 1.0)
+    except TimeoutError:  # killed, with what it started (an OSError: caught first)
         return BinaryVersion(
             name=binary,
             path=path,
             error=f"{path} --version: timed out after {timeout:g}s",
         )
+    except OSError as e:
+        return BinaryVersion(name=binary, path=path, error=f"{path}: {e.strerror or e}")
     stdout = out.decode("utf-8", errors="replace")
-    if proc.returncode != 0:
+    if returncode != 0:
         detail = _shorten(err.decode("utf-8", errors="replace") or stdout)
-        message = f"{path} --version: exit status {proc.returncode}"
+        message = f"{path} --version: exit status {returncode}"
         return BinaryVersion(
             name=binary, path=path, error=f"{message}: {detail}" if detail else message
         )

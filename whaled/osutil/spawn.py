@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from typing import IO, Any
@@ -37,7 +38,12 @@ class Child:
     def returncode(self) -> int | None:
         return self.popen.returncode
 
-    def kill(self) -> None:
+    def kill(self, *, group: bool = False) -> None:
+        """SIGKILL; with ``group``, to the child's process group as well (a child started
+        with ``start_new_session`` leads one: what it started dies with it)."""
+        if group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
         if self.popen.returncode is None:
             self.popen.kill()
 
@@ -206,7 +212,8 @@ async def run(
     argv: Sequence[str], *, input: bytes | None = None, timeout: float, **popen_args: Any
 ) -> tuple[int, bytes, bytes]:
     """Run ``argv`` to its end: (exit status, stdout, stderr). Killed and TimeoutError
-    after ``timeout`` seconds; killed as well when the caller is cancelled."""
+    after ``timeout`` seconds; killed as well when the caller is cancelled (with its
+    process group when it was started with ``start_new_session``)."""
     child = start(
         argv,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -219,7 +226,7 @@ async def run(
             out, err = await _communicate(child.popen, input)
             return await child.wait(), out, err
     except BaseException:
-        child.kill()
+        child.kill(group=bool(popen_args.get("start_new_session")))
         with contextlib.suppress(BaseException):
             await asyncio.shield(child.wait())
         raise

@@ -524,3 +524,29 @@ def test_direct_exec_output_nobody_reads_does_not_block_the_process(rig: Rig) ->
         await task.container.delete()
 
     asyncio.run(main())
+
+
+def test_direct_exec_whose_attach_fails_still_has_its_output_drained(rig: Rig) -> None:
+    """The caller's attach_ready fails (a client gone): the error propagates, and the
+    process's output is still read to its end, so a chatty process finishes."""
+
+    async def main() -> None:
+        task, _ = await run_container(rig, "dx4", ["sleep", "100"])
+
+        async def attach(stream: AttachStream) -> None:
+            raise ConnectionResetError("the client went away")
+
+        spec = {**EXEC_BASE, "args": ["sh", "-c", "head -c 4000000 /dev/zero; touch /done"]}
+        with pytest.raises(ConnectionResetError):
+            await task.exec("gone", spec, attach_ready=attach)
+        done = os.path.join(rig.root, "dx4", "rootfs", "done")
+        for _ in range(200):
+            if os.path.exists(done):
+                break
+            await asyncio.sleep(0.05)
+        assert os.path.exists(done), "the process blocked on a pipe nobody reads"
+        await task.kill(signal.SIGKILL)
+        await task.wait()
+        await task.container.delete()
+
+    asyncio.run(main())

@@ -229,7 +229,12 @@ async def start_direct_exec(
             raise Conflict(f"container {container_id} is not running")
         raise SystemFailure(f"OCI runtime failed: {message or 'exec failed'}")
     process = DirectExecProcess(exec_id, directory, proc, stdio, pid)
-    await attach_ready(PipeAttachStream(stdio))
+    stream = PipeAttachStream(stdio)
+    try:
+        await attach_ready(stream)
+    except BaseException:
+        stream.close()  # the output is drained to its end, the pipes closed then
+        raise
     return process
 
 

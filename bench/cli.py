@@ -189,13 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine_info: dict[str, Any] = {}
     rows: list[FigureRow] = []
 
-    def whaled_factory() -> Engine:
-        e = WhaledEngine()
+    def whaled_factory(*, default_bridge: bool = True) -> Engine:
+        e = WhaledEngine(default_bridge=default_bridge)
         roots.append(e.root)
         return e
 
-    def dockerd_factory() -> Engine:
-        e = DockerdEngine()
+    def dockerd_factory(*, default_bridge: bool = True) -> Engine:
+        e = DockerdEngine()  # always --bridge=none: the host's iptables are not touched
         roots.append(e.root)
         return e
 

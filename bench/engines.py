@@ -21,7 +21,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from tests.support.whaled_proc import (
     ProcInfo,
@@ -189,13 +189,21 @@ class Engine(ABC):
         return rss_mib(mons), len(mons)
 
 
+class EngineFactory(Protocol):
+    """Makes an engine (not started). ``default_bridge=False``: none, as the reference
+    dockerd always runs here (``--bridge=none``), for figures that compare like with like."""
+
+    def __call__(self, *, default_bridge: bool = True) -> Engine: ...
+
+
 class WhaledEngine(Engine):
-    """whaled through the test suite's ``WhaledProcess`` (temp root ``/tmp/wd-*``)."""
+    """whaled through the test suite's ``WhaledProcess`` (temp root ``/tmp/wd-*``), with a
+    default bridge of its own unless ``default_bridge`` is False."""
 
     name = "whaled"
 
-    def __init__(self) -> None:
-        self.proc = WhaledProcess(config={})
+    def __init__(self, *, default_bridge: bool = True) -> None:
+        self.proc = WhaledProcess(config={} if default_bridge else {"bridge": "none"})
         self.root = self.proc.root
         self.sock = self.proc.sock
 

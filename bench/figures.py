@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from bench import httpclient
 from bench import reload as reload_bench
 from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
-from bench.engines import DockerdEngine, Engine, WhaledEngine, rss_mib, wait_ping
+from bench.engines import DockerdEngine, Engine, EngineFactory, WhaledEngine, rss_mib, wait_ping
 from bench.floors import (
     NET_MIB,
     PUB_PORT,
@@ -96,7 +96,7 @@ class Ctx:
     workdir: str
     engines: dict[str, Engine]
     clients: dict[str, Client]
-    factories: dict[str, Callable[[], Engine]]
+    factories: dict[str, EngineFactory]
     log: Callable[[str], None]
     cache: dict[str, Any] = field(default_factory=dict)
     captured: dict[str, bytes] = field(default_factory=dict)  # path -> raw response
@@ -365,7 +365,7 @@ class Startup(Interleaved):
     help = (
         "daemon start-up to the first successful /_ping (fresh process, warm roots), with no "
         f"containers and with {STARTUP_CONTAINERS} on disk; and to the first /containers/json "
-        "that lists them"
+        "that lists them (both engines without a default bridge)"
     )
     has_floor = True
     floor_note = "floor: a bare Python asyncio HTTP server process (bench/floorserver.py)"
@@ -389,8 +389,9 @@ class Startup(Interleaved):
                 "srv": FloorServer(ctx.workdir, "floor-startup", {"/_ping": PING_RAW}),
                 "na": {"startup_many": na, "ready_many": na},
             }
-        # Fresh roots; the warm-up round's start (which creates them) is not counted.
-        many = ctx.factories[target]()
+        # Fresh roots; the warm-up round's start (which creates them) is not counted. No
+        # default bridge on either engine: the reference dockerd never has one here.
+        many = ctx.factories[target](default_bridge=False)
         many.timed_start()
         client = Client(many.sock)
         try:
@@ -400,7 +401,7 @@ class Startup(Interleaved):
         finally:
             client.close()
         many.stop()
-        return {"eng": ctx.factories[target](), "many": many}
+        return {"eng": ctx.factories[target](default_bridge=False), "many": many}
 
     def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
         if target == FLOOR:

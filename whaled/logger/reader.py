@@ -34,7 +34,8 @@ from whaled.errors import SystemFailure
 from .crilog import timestamp_ns
 from .rotate import rotated_indices, rotated_name
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 1024 * 1024  # forward reads: fewer thread hops and writes for a big log
+TAIL_BLOCK = 256 * 1024  # backward reads of a tail: --tail N reads little more than N lines
 POLL_MIN = 0.025  # seconds between polls while following; doubles while idle …
 POLL_MAX = 0.1  # … up to this
 _OPEN_RETRIES = 10
@@ -644,7 +645,7 @@ def _first_after(path: str, indices: list[int], cur: _File) -> _File | None:
 
 
 def _scan_tail(files: list[_File], scanner: TailScanner) -> None:
-    block = CHUNK_SIZE
+    block = TAIL_BLOCK
     for index in range(len(files) - 1, -1, -1):
         f = files[index]
         scanner.begin_file(index, f.size, newest=index == len(files) - 1)

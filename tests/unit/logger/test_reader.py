@@ -210,6 +210,7 @@ def test_matches_the_reference_reading(
     entries = reference(files)
     # Small chunks so that lines straddle the blocks of both the forward and the tail scan.
     monkeypatch.setattr(reader, "CHUNK_SIZE", rng.choice([13, 64, 4096]))
+    monkeypatch.setattr(reader, "TAIL_BLOCK", rng.choice([13, 64, 4096]))
     for _ in range(10):
         opts: dict[str, object] = {
             "stdout": rng.random() < 0.8,

@@ -84,13 +84,14 @@ def _settle(exited: asyncio.Future[int], waiting: asyncio.Future[int]) -> None:
         exited.set_result(waiting.result())
 
 
-class PipeReader:
-    """A child's output pipe read on the event loop. It owns the pipe: the descriptor is
-    non-blocking, watched only while a read waits, and closed once, at the end of the
-    output or by :meth:`close` (never handed to a loop transport: uvloop's pipe transports
-    close a descriptor twice, which may close another thread's file that took its number)."""
+class _OwnedPipe:
+    """One end of a child's pipe, owned: non-blocking, watched on the loop only while a
+    read or write waits for it, closed once (never handed to a loop transport: uvloop's
+    pipe transports close a descriptor twice, which may close another thread's file that
+    took its number). ``_WRITES`` says which way the descriptor is watched."""
 
     __slots__ = ("_fd", "_pipe", "_waiting")
+    _WRITES = False
 
     def __init__(self, pipe: IO[bytes]) -> None:
         self._pipe = pipe
@@ -102,13 +103,51 @@ class PipeReader:
     def closed(self) -> bool:
         return self._pipe.closed
 
+    async def _ready(self) -> None:
+        """Until the descriptor is ready, or the pipe was closed meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._waiting = waiting = loop.create_future()
+        if self._WRITES:
+            loop.add_writer(self._fd, _wake, waiting)
+        else:
+            loop.add_reader(self._fd, _wake, waiting)
+        try:
+            await waiting
+        finally:
+            if not self._pipe.closed:
+                self._unwatch(loop)
+            self._waiting = None
+
+    def _unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._WRITES:
+            loop.remove_writer(self._fd)
+        else:
+            loop.remove_reader(self._fd)
+
+    def close(self) -> None:
+        """Close the pipe; a read that waits returns b"", a write that waits fails."""
+        if self._pipe.closed:
+            return
+        waiting = self._waiting
+        if waiting is not None:
+            self._unwatch(waiting.get_loop())
+            _wake(waiting)
+        with contextlib.suppress(OSError):  # a write end with unflushed bytes (none here)
+            self._pipe.close()
+
+
+class PipeReader(_OwnedPipe):
+    """A child's output pipe read on the event loop."""
+
+    __slots__ = ()
+
     async def read(self, n: int = _READ) -> bytes:
         """Up to ``n`` bytes as soon as there are some; b"" at the end (then closed)."""
         while not self._pipe.closed:
             try:
                 chunk = os.read(self._fd, n)
             except BlockingIOError:
-                await self._readable()
+                await self._ready()
                 continue
             except OSError:
                 chunk = b""
@@ -124,39 +163,12 @@ class PipeReader:
             out += chunk
         return bytes(out)
 
-    async def _readable(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._waiting = waiting = loop.create_future()
-        loop.add_reader(self._fd, _wake, waiting)
-        try:
-            await waiting
-        finally:
-            if not self._pipe.closed:
-                loop.remove_reader(self._fd)
-            self._waiting = None
 
-    def close(self) -> None:
-        """Stop reading (a read that waits returns b"") and close the pipe."""
-        if self._pipe.closed:
-            return
-        waiting = self._waiting
-        if waiting is not None:
-            waiting.get_loop().remove_reader(self._fd)
-            _wake(waiting)
-        self._pipe.close()
+class PipeWriter(_OwnedPipe):
+    """A child's stdin written on the event loop."""
 
-
-class PipeWriter:
-    """A child's stdin written on the event loop; it owns the pipe as :class:`PipeReader`
-    owns its own."""
-
-    __slots__ = ("_fd", "_pipe", "_waiting")
-
-    def __init__(self, pipe: IO[bytes]) -> None:
-        self._pipe = pipe
-        self._fd = pipe.fileno()
-        self._waiting: asyncio.Future[None] | None = None
-        os.set_blocking(self._fd, False)
+    __slots__ = ()
+    _WRITES = True
 
     def is_closing(self) -> bool:
         return self._pipe.closed
@@ -171,31 +183,9 @@ class PipeWriter:
             try:
                 view = view[os.write(self._fd, view) :]
             except BlockingIOError:
-                await self._writable()
+                await self._ready()
             except OSError as e:
                 raise BrokenPipeError(f"the child's stdin is closed: {e}") from e
-
-    async def _writable(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._waiting = waiting = loop.create_future()
-        loop.add_writer(self._fd, _wake, waiting)
-        try:
-            await waiting
-        finally:
-            if not self._pipe.closed:
-                loop.remove_writer(self._fd)
-            self._waiting = None
-
-    def close(self) -> None:
-        """Close the pipe (the child reads its end); a write that waits fails."""
-        if self._pipe.closed:
-            return
-        waiting = self._waiting
-        if waiting is not None:
-            waiting.get_loop().remove_writer(self._fd)
-            _wake(waiting)
-        with contextlib.suppress(OSError):
-            self._pipe.close()
 
 
 def _wake(waiting: asyncio.Future[None]) -> None:

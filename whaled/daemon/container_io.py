@@ -51,6 +51,7 @@ from whaled.image.rwlayers import ChangeKind
 from whaled.logger.options import check_readable, parse_log_config
 from whaled.logger.reader import LogEntry, read_log_batches
 from whaled.network.netstats import parse_net_dev
+from whaled.osutil import spawn
 from whaled.volume.mounts import parse_bind
 
 log = logging.getLogger("whaled.containers")
@@ -565,15 +566,19 @@ class ContainerIO:
         return deleted, reclaimed
 
 
+#: ``docker top``'s ``ps`` is killed after this long
+_PS_TIMEOUT = 60.0
+
+
 async def _run(argv: list[str]) -> tuple[str, str, int]:
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
+        # Popen (osutil.spawn): the loop's subprocess forks the whole daemon on uvloop
+        code, out, err = await spawn.run(argv, timeout=_PS_TIMEOUT)
     except FileNotFoundError:
         raise SystemFailure("ps is not installed on this host (package procps)") from None
-    out, err = await proc.communicate()
-    return out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode or 0
+    except TimeoutError:
+        raise SystemFailure(f"ps did not finish in {_PS_TIMEOUT:g}s") from None
+    return out.decode(errors="replace"), err.decode(errors="replace"), code
 
 
 def _then(chunks: Iterator[bytes], after: Callable[[], None]) -> Iterator[bytes]:

@@ -175,8 +175,7 @@ class BuildService:
                     keep = True
             finally:
                 await asyncio.to_thread(writer.close)
-            text = await asyncio.to_thread(_read_dockerfile, ctx, opts.dockerfile)
-            await asyncio.to_thread(_apply_dockerignore, ctx, opts.dockerfile)
+            text = await asyncio.to_thread(_prepare_context, ctx, opts.dockerfile)
             df = parse(text)
             run = _Run(self, cfg, df, context, opts, emit, pull_progress)
             try:
@@ -496,12 +495,9 @@ class _Run:
             for url in urls
         ]
         async with self.source_root(src_from) as root:
-            plan = downloads + await asyncio.to_thread(
-                _copy_plan, root, sources, dest_abs, dest_is_dir, extract=inst.cmd == "ADD"
+            plan, digest = await asyncio.to_thread(
+                _planned, inst.cmd, downloads, root, sources, dest_abs, dest_is_dir, self.context
             )
-            if not plan:
-                raise InvalidParameter(f"{inst.cmd} failed: no source files were specified")
-            digest = await asyncio.to_thread(_plan_digest, plan, self.context)
             kind = "dir" if len(plan) > 1 or plan[0].is_dir else "file"
             created_by = f"{steps.NOP}{inst.cmd} {kind}:{digest} in {dest_abs} "
             if await self.from_cache(state, created_by, state.config):
@@ -730,6 +726,14 @@ def _read_in_context(ctx: str, name: str) -> str | None:
         return f.read()
 
 
+def _prepare_context(ctx: str, dockerfile: str) -> str:
+    """The unpacked context's Dockerfile, once ``.dockerignore`` took out what it excludes
+    (one trip to a thread: a cached rebuild is a few milliseconds of such trips)."""
+    text = _read_dockerfile(ctx, dockerfile)
+    _apply_dockerignore(ctx, dockerfile)
+    return text
+
+
 def _read_dockerfile(ctx: str, name: str) -> str:
     text = _read_in_context(ctx, name)
     if text is None:
@@ -842,6 +846,22 @@ def _inside(root: str, path: str) -> str:
     if full != root and not full.startswith(root.rstrip("/") + "/"):
         raise InvalidParameter(f"forbidden path outside the build context: {path}")
     return full
+
+
+def _planned(
+    cmd: str,
+    downloads: list[_Item],
+    root: str,
+    sources: Sequence[str],
+    dest: str,
+    dest_is_dir: bool,
+    context: Context,
+) -> tuple[list[_Item], str]:
+    """A COPY/ADD's plan (``downloads`` first) and its cache key, in one trip to a thread."""
+    plan = downloads + _copy_plan(root, sources, dest, dest_is_dir, extract=cmd == "ADD")
+    if not plan:
+        raise InvalidParameter(f"{cmd} failed: no source files were specified")
+    return plan, _plan_digest(plan, context)
 
 
 def _copy_plan(
@@ -960,24 +980,34 @@ def _plan_digest(plan: Sequence[_Item], context: Context) -> str:
             elif stat.S_ISREG(st.st_mode):
                 parts.append(len(files))
                 files.append(found)
-    with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="copy-digest") as pool:
-        digests = list(pool.map(lambda file: _context_digest(context, file), files))
+    digests = _digests(files, context)
     for part in parts:
         h.update(digests[part] if isinstance(part, int) else part)
     return h.hexdigest()
 
 
-def _context_digest(context: Context, file: str | _Found) -> bytes:
-    """A file's SHA-256, the context's record of it when a kept context had it."""
-    path = file if isinstance(file, str) else (
-        os.path.join(file.top, file.rel) if file.rel else file.top
-    )
-    known = context.known_digest(path)
-    if known is not None:
-        return known
-    digest = _file_digest(file)
-    context.remember_digest(path, digest)
-    return digest
+def _digests(files: Sequence[str | _Found], context: Context) -> list[bytes]:
+    """The files' SHA-256s: the context's record where a kept context had the file, the
+    rest hashed (on a few threads when there are several: a pool costs a few hundred µs
+    of thread starts, more than a cached rebuild's whole COPY step)."""
+    paths = [_host_path(file) for file in files]
+    known = [context.known_digest(path) for path in paths]
+    missing = [i for i, digest in enumerate(known) if digest is None]
+    if len(missing) > 1:
+        with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="copy-digest") as pool:
+            hashed = list(pool.map(lambda i: _file_digest(files[i]), missing))
+    else:
+        hashed = [_file_digest(files[i]) for i in missing]
+    for i, digest in zip(missing, hashed, strict=True):
+        known[i] = digest
+        context.remember_digest(paths[i], digest)
+    return [digest for digest in known if digest is not None]
+
+
+def _host_path(file: str | _Found) -> str:
+    if isinstance(file, str):
+        return file
+    return os.path.join(file.top, file.rel) if file.rel else file.top
 
 
 def _file_digest(file: str | _Found) -> bytes:

@@ -65,6 +65,14 @@ def _mount_points(c: Container) -> list[str]:
     return points
 
 
+#: the states a listing without ``all`` shows
+_LIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+
+def _created(c: Container) -> str:
+    return c.created
+
+
 def select(
     containers: Sequence[Container],
     filters: Filters,
@@ -76,6 +84,12 @@ def select(
 ) -> list[Container]:
     """``lookup``: a container by name/ID for before/since (NotFound propagates);
     ``image_matches(ancestor)``: a predicate on image IDs for one ``ancestor`` value."""
+    if not filters:  # ``docker ps`` and pollers: the same answer, without the filters' set-up
+        chosen = (
+            containers if all or limit > 0 else [c for c in containers if c.state.status in _LIVE]
+        )
+        ordered = sorted(chosen, key=_created, reverse=True)
+        return ordered[:limit] if limit > 0 else ordered
     for key in filters:
         if key not in ACCEPTED:
             raise InvalidParameter(f"invalid filter '{key}'")
@@ -91,7 +105,7 @@ def select(
             exited.add(int(value))
         except ValueError:
             raise InvalidParameter(f"invalid filter 'exited={value}'") from None
-    ordered = sorted(containers, key=lambda c: c.created, reverse=True)
+    ordered = sorted(containers, key=_created, reverse=True)
     before = [lookup(v) for v in filters.get("before", ())]
     since = [lookup(v) for v in filters.get("since", ())]
     if before or since or limit > 0:
@@ -108,11 +122,10 @@ def select(
     healths = filters.get("health", ())
     networks = filters.get("network", ())
     no_tasks = "true" in filters.get("is-task", ())
-    live = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
     out: list[Container] = []
     for c in ordered:
         status = c.state.status
-        if not all and status not in live:
+        if not all and status not in _LIVE:
             continue
         if before and not builtins.all(c.created < b.created for b in before):
             continue

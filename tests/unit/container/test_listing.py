@@ -125,6 +125,36 @@ def test_limit_implies_all_and_cuts_after_filtering() -> None:
     assert names({"status": ["exited"]}, limit=1) == ["c3"]
 
 
+@pytest.mark.parametrize("all_", [False, True])
+@pytest.mark.parametrize("limit", [-1, 0, 1, 3, 9])
+def test_a_listing_without_filters_answers_as_the_filtered_path_does(
+    all_: bool, limit: int
+) -> None:
+    """No filters take a shortcut; a filter key without values takes the full path and
+    filters nothing: both give the same containers in the same order (ties in ``created``
+    too, and a restarting container counts as live)."""
+    fleet = [
+        *_fleet(),
+        _container("6", "c6", "2024-01-01T00:00:04.000000000Z", Status.RESTARTING),
+        _container("7", "c7", "2024-01-01T00:00:04.000000000Z", Status.EXITED),
+    ]
+
+    def chosen(filters: Mapping[str, Sequence[str]]) -> list[str]:
+        found = select(
+            fleet,
+            filters,
+            all=all_,
+            limit=limit,
+            lookup=_lookup(fleet),
+            image_matches=_image_matches,
+        )
+        return [c.name for c in found]
+
+    assert chosen({}) == chosen({"label": []})
+    if not all_ and limit <= 0:
+        assert chosen({}) == ["c5", "c4", "c6"]
+
+
 def test_before_and_since_imply_all_and_are_exclusive() -> None:
     assert names({"before": ["c3"]}) == ["c2", "c1"]
     assert names({"since": ["c3"]}) == ["c5", "c4"]

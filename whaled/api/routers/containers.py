@@ -14,6 +14,7 @@ import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -84,15 +85,21 @@ async def post_containers_create(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": result.id, "Warnings": result.warnings}, status=201)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _ListQuery:
-    filters: dict[str, tuple[str, ...]]
+    filters: Mapping[str, tuple[str, ...]]
     all: bool
     limit: int
     size: bool
 
 
+#: a query without parameters (``docker ps``, pollers): running containers, no filters
+_DEFAULT_LIST_QUERY = _ListQuery(filters=MappingProxyType({}), all=False, limit=-1, size=False)
+
+
 def _list_query(request: HasQuery) -> _ListQuery:
+    if not request.query:
+        return _DEFAULT_LIST_QUERY
     filters = parse_filters(request.query.get("filters"))
     return _ListQuery(
         filters={k: filters.get(k) for k in filters},

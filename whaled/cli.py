@@ -8,6 +8,7 @@ flags the user actually gave are passed on (that is what flag/file conflicts are
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -320,6 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WhaledError as e:
         logging.getLogger("whaled").error("%s", e)
         return 1
-    from whaled.wiring import run_daemon
+    # Importing the daemon's modules makes ~50,000 objects the cyclic collector tracks,
+    # nearly all of them living as long as the daemon. Collections run while they are
+    # made walk them again and again (~30 ms of a ~350 ms import here). The collector
+    # waits until they are made, then leaves them out of every later collection
+    # (gc.freeze), which also shortens the daemon's full collections.
+    gc.disable()
+    try:
+        from whaled.wiring import run_daemon
+    finally:
+        gc.freeze()
+        gc.enable()
 
     return run_daemon(cfg, startup, early)

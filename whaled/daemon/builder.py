@@ -998,10 +998,10 @@ def _digests(files: Sequence[str | _Found], context: Context) -> list[bytes]:
             hashed = list(pool.map(lambda i: _file_digest(files[i]), missing))
     else:
         hashed = [_file_digest(files[i]) for i in missing]
-    for i, digest in zip(missing, hashed, strict=True):
-        known[i] = digest
+    fresh = dict(zip(missing, hashed, strict=True))
+    for i, digest in fresh.items():
         context.remember_digest(paths[i], digest)
-    return [digest for digest in known if digest is not None]
+    return [fresh[i] if digest is None else digest for i, digest in enumerate(known)]
 
 
 def _host_path(file: str | _Found) -> str:

@@ -1,5 +1,6 @@
 """The build context cache: a context unpacked again is linked from a kept one where, and
-only where, every byte is the same; bounds, pruning, and contexts in use."""
+only where, the content is the same (by fingerprint up to ``hold_max`` bytes, byte for byte
+beyond); bounds, pruning, and contexts in use."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 import tarfile
 from pathlib import Path
 
-from whaled.builder.contextcache import Context, ContextCache
+import pytest
+
+from whaled.builder.contextcache import HOLD_MAX, Context, ContextCache
 from whaled.container import archive as cp
 
 MTIME = 1_700_000_000
@@ -47,9 +50,16 @@ def _read(ctx: Context, rel: str) -> bytes:
 
 BIG = bytes(range(256)) * (12 * 1024)  # 3 MiB: several chunks
 
+#: both ways of checking content: by fingerprint (every file here is below HOLD_MAX) and
+#: byte for byte (hold_max 1: every file but the empty and one-byte ones)
+BOTH_WAYS = pytest.mark.parametrize("hold_max", [HOLD_MAX, 1], ids=["fingerprint", "bytes"])
 
-def test_an_unchanged_context_is_linked_and_keeps_its_digests(tmp_path: Path) -> None:
-    cache = ContextCache(str(tmp_path))
+
+@BOTH_WAYS
+def test_an_unchanged_context_is_linked_and_keeps_its_digests(
+    tmp_path: Path, hold_max: int
+) -> None:
+    cache = ContextCache(str(tmp_path), hold_max=hold_max)
     files = {"Dockerfile": b"FROM x\n", "data/big": BIG, "data/small": b"abc\n"}
     first = _unpack(cache, files)
     first.remember_digest(os.path.join(first.root, "data/big"), b"D" * 32)
@@ -61,15 +71,18 @@ def test_an_unchanged_context_is_linked_and_keeps_its_digests(tmp_path: Path) ->
     assert second.known_digest(os.path.join(second.root, "data/small")) is None
 
 
-def test_same_size_and_time_but_other_bytes_is_written_anew(tmp_path: Path) -> None:
-    cache = ContextCache(str(tmp_path))
-    first = _unpack(cache, {"big": BIG, "small": b"abc\n"})
+@BOTH_WAYS
+def test_same_size_and_time_but_other_bytes_is_written_anew(
+    tmp_path: Path, hold_max: int
+) -> None:
+    cache = ContextCache(str(tmp_path), hold_max=hold_max)
+    first = _unpack(cache, {"big": BIG, "small": b"abc\n", "same": b"same\n"})
     first.remember_digest(os.path.join(first.root, "big"), b"D" * 32)
     cache.keep(first)
     changed = bytearray(BIG)
-    changed[(2 << 20) + 5] ^= 0xFF  # in the third chunk: the first two are copied over
-    second = _unpack(cache, {"big": bytes(changed), "small": b"abd\n"})
-    assert second.reused == 0
+    changed[(2 << 20) + 5] ^= 0xFF  # in the third chunk: byte for byte, two are copied over
+    second = _unpack(cache, {"big": bytes(changed), "small": b"abd\n", "same": b"same\n"})
+    assert second.reused == 1 and _ino(second, "same") == _ino(first, "same")
     assert _read(second, "big") == bytes(changed) and _read(second, "small") == b"abd\n"
     assert _ino(second, "big") != _ino(first, "big")
     assert _read(first, "big") == BIG  # the kept file is untouched
@@ -77,13 +90,36 @@ def test_same_size_and_time_but_other_bytes_is_written_anew(tmp_path: Path) -> N
     assert os.stat(os.path.join(second.root, "big")).st_mtime == MTIME
 
 
-def test_other_facts_are_never_compared(tmp_path: Path) -> None:
-    cache = ContextCache(str(tmp_path))
+@BOTH_WAYS
+def test_other_facts_are_never_compared(tmp_path: Path, hold_max: int) -> None:
+    cache = ContextCache(str(tmp_path), hold_max=hold_max)
     cache.keep(_unpack(cache, {"a": b"same\n", "b": b"same\n"}))
     other_time = _unpack(cache, {"a": b"same\n"}, mtime=MTIME + 1)
     assert other_time.reused == 0 and _read(other_time, "a") == b"same\n"
     longer = _unpack(cache, {"b": b"same\nmore\n"})
     assert longer.reused == 0 and _read(longer, "b") == b"same\nmore\n"
+
+
+def test_a_file_changed_back_and_forth_is_linked_only_when_its_content_is_the_kept_one(
+    tmp_path: Path,
+) -> None:
+    cache = ContextCache(str(tmp_path))
+    a, b = BIG, BIG[:-1] + b"!"
+    first = _unpack(cache, {"f": a})
+    cache.keep(first)
+    other = _unpack(cache, {"f": b})  # same facts, other content: written, kept too
+    assert other.reused == 0 and _read(other, "f") == b
+    cache.keep(other)
+    again = _unpack(cache, {"f": a})  # the older kept file is the one that matches
+    assert again.reused == 1 and _ino(again, "f") == _ino(first, "f")
+    assert again.fingerprints["f"] == first.fingerprints["f"] != other.fingerprints["f"]
+
+
+def test_fingerprints_are_keyed_per_cache(tmp_path: Path) -> None:
+    one = _unpack(ContextCache(str(tmp_path / "one")), {"f": b"same\n"})
+    two = _unpack(ContextCache(str(tmp_path / "two")), {"f": b"same\n"})
+    assert len(one.fingerprints["f"]) == 16
+    assert one.fingerprints["f"] != two.fingerprints["f"]
 
 
 def test_the_oldest_contexts_go_beyond_the_bounds_and_prune_takes_the_rest(

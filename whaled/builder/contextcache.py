@@ -43,7 +43,6 @@ import os
 import secrets
 import stat
 import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -103,6 +102,10 @@ class Context:
     last_used: float = field(default_factory=time.time)
     usage_count: int = 1
 
+    def make_dir(self) -> None:
+        """Make the (empty) directory of a context :meth:`ContextCache.open` gave."""
+        os.mkdir(self.root, 0o700)
+
     def relative(self, host_path: str) -> str | None:
         """``host_path`` relative to the root, or None when it is not inside."""
         prefix = self.root + os.sep
@@ -140,8 +143,10 @@ class ContextCache:
 
     def open(self) -> tuple[Context, ContextWriter]:
         """A new, empty context and the writer that unpacks its regular files, comparing
-        them with the kept contexts (which stay while the writer is open)."""
-        ctx = Context(tempfile.mkdtemp(prefix="context-", dir=self.root))
+        them with the kept contexts (which stay while the writer is open). No I/O: whoever
+        unpacks makes its directory first (:meth:`Context.make_dir`), so that the event
+        loop can open one without a trip to a thread."""
+        ctx = Context(os.path.join(self.root, "context-" + secrets.token_hex(8)))
         now = time.time()
         with self._lock:
             candidates = list(self._kept)

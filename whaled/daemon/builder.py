@@ -163,19 +163,32 @@ class BuildService:
                     f"platform {opts.platform} cannot be built here: whaled's builder runs "
                     f"RUN steps on this host ({host.os}/{host.architecture})"
                 )
-        context, writer = await asyncio.to_thread(self.contexts.open)
+        context, writer = self.contexts.open()  # no I/O: the directory is made by receive
         ctx = context.root
+        unpacked = False
+
+        def receive() -> str:
+            """The context, unpacked from ``body`` or fetched, then its Dockerfile (one
+            trip to a thread: a cached rebuild is a few milliseconds of such trips). The
+            writer is closed here, by the thread that used it."""
+            nonlocal unpacked
+            try:
+                context.make_dir()
+                if opts.remote:
+                    _remote_context(ctx, opts.remote, opts.dockerfile)
+                else:
+                    _unpack_context(ctx, body, writer)
+                    unpacked = True
+            finally:
+                writer.close()
+            return _prepare_context(ctx, opts.dockerfile)
+
         keep = False  # a context unpacked whole is kept for the next build (contextcache)
         try:
             try:
-                if opts.remote:
-                    await asyncio.to_thread(_remote_context, ctx, opts.remote, opts.dockerfile)
-                else:
-                    await asyncio.to_thread(_unpack_context, ctx, body, writer)
-                    keep = True
+                text = await asyncio.to_thread(receive)
             finally:
-                await asyncio.to_thread(writer.close)
-            text = await asyncio.to_thread(_prepare_context, ctx, opts.dockerfile)
+                keep = unpacked
             df = parse(text)
             run = _Run(self, cfg, df, context, opts, emit, pull_progress)
             try:
@@ -727,8 +740,7 @@ def _read_in_context(ctx: str, name: str) -> str | None:
 
 
 def _prepare_context(ctx: str, dockerfile: str) -> str:
-    """The unpacked context's Dockerfile, once ``.dockerignore`` took out what it excludes
-    (one trip to a thread: a cached rebuild is a few milliseconds of such trips)."""
+    """The unpacked context's Dockerfile, once ``.dockerignore`` took out what it excludes."""
     text = _read_dockerfile(ctx, dockerfile)
     _apply_dockerignore(ctx, dockerfile)
     return text

@@ -30,6 +30,7 @@ def _tar(files: dict[str, bytes], mtime: int = MTIME) -> io.BytesIO:
 
 def _unpack(cache: ContextCache, files: dict[str, bytes], mtime: int = MTIME) -> Context:
     ctx, writer = cache.open()
+    ctx.make_dir()
     try:
         cp.extract_to(
             ctx.root, {}, "/", _tar(files, mtime), container="build context",
@@ -72,9 +73,7 @@ def test_an_unchanged_context_is_linked_and_keeps_its_digests(
 
 
 @BOTH_WAYS
-def test_same_size_and_time_but_other_bytes_is_written_anew(
-    tmp_path: Path, hold_max: int
-) -> None:
+def test_same_size_and_time_but_other_bytes_is_written_anew(tmp_path: Path, hold_max: int) -> None:
     cache = ContextCache(str(tmp_path), hold_max=hold_max)
     first = _unpack(cache, {"big": BIG, "small": b"abc\n", "same": b"same\n"})
     first.remember_digest(os.path.join(first.root, "big"), b"D" * 32)

@@ -25,6 +25,7 @@ class ListenAddress:
         return f"tcp://{host}:{self.port}"
 
 
+
 def parse_host(value: str, tls: bool = False) -> ListenAddress:
     """Parse one ``-H`` value the way dockerd does (``fd://`` is not supported)."""
     text = value.strip()

@@ -24,7 +24,9 @@ def parse_link(entry: str) -> Link:
     child = child.strip("/")
     alias = alias.rstrip("/").rpartition("/")[2] if sep else child
     if not child or not alias or "/" in child:
-        raise InvalidParameter(f"invalid format to parse. {entry} should match template name:alias")
+        raise InvalidParameter(
+            f"invalid format to parse. {entry} should match template name:alias"
+        )
     return Link(child=child, alias=alias)
 
 
@@ -81,12 +83,15 @@ def link_env(
     return env
 
 
+
 def without_link_env(env: Sequence[str], alias: str, others: Sequence[str]) -> list[str]:
     """``env`` without the variables of link ``alias`` (``rm --link``), keeping those of the
     ``others`` that share its prefix (``db`` and ``db-x``: ``DB_`` and ``DB_X_``)."""
     prefix = _prefix(alias)
     longer = [p for p in map(_prefix, others) if p.startswith(prefix) and p != prefix]
-    return [e for e in env if not e.startswith(prefix) or any(e.startswith(p) for p in longer)]
+    return [
+        e for e in env if not e.startswith(prefix) or any(e.startswith(p) for p in longer)
+    ]
 
 
 def _prefix(alias: str) -> str:

@@ -147,7 +147,9 @@ def default_route(gateway: str) -> bytes:
     return _finish(msg, RTM_NEWROUTE, _CREATE)
 
 
-def namespace_requests(links: Sequence[Veth], host_netns_fd: int, *, first: int = 0) -> list[bytes]:
+def namespace_requests(
+    links: Sequence[Veth], host_netns_fd: int, *, first: int = 0
+) -> list[bytes]:
     """What a namespace needs, in order: each veth made (the first at position ``first``
     among the container's interfaces), ``lo`` up in a fresh one (``first`` 0), the
     addresses, then the default routes (through the gateways the links carry)."""

@@ -88,7 +88,9 @@ class NetworkStore:
         try:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
-            ports = {str(k): tuple(PublishedPort.from_json(p) for p in v) for k, v in doc.items()}
+            ports = {
+                str(k): tuple(PublishedPort.from_json(p) for p in v) for k, v in doc.items()
+            }
         except FileNotFoundError:
             return n
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:

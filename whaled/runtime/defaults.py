@@ -65,7 +65,6 @@ def capabilities_from_mask(mask: int) -> frozenset[str]:
     is in kernel bit order."""
     return frozenset(name for bit, name in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
 
-
 #: dockerd's default capability set for an unprivileged container.
 DEFAULT_CAPABILITIES: tuple[str, ...] = (
     "CAP_CHOWN",

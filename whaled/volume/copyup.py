@@ -152,7 +152,9 @@ def copy_tree(src: str, dst: str) -> None:
         os.close(dst_fd)
 
 
-def _copy_file(src_dir: int, name: str, dst_dir: int, st: os.stat_result, filler: _Filler) -> None:
+def _copy_file(
+    src_dir: int, name: str, dst_dir: int, st: os.stat_result, filler: _Filler
+) -> None:
     """Create the file now (so hard links to it can follow at once) and fill it here or,
     when it is large, on a worker thread."""
     sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)

@@ -36,7 +36,7 @@ def test_substitution(text: str, expected: str) -> None:
 
 
 def test_words_split_on_unquoted_space_only() -> None:
-    assert process_words("a \"b c\" $B 'd e'", ENV) == ["a", "b c", "two words", "d e"]
+    assert process_words('a "b c" $B \'d e\'', ENV) == ["a", "b c", "two words", "d e"]
     assert process_words("", ENV) == []
     with pytest.raises(InvalidParameter, match="double-quote"):
         process_words('"open', ENV)

@@ -229,7 +229,7 @@ class ContextWriter:
         release: Callable[[list[Context]], None],
         *,
         seed: int,
-        hold_max: int = HOLD_MAX,
+        hold_max: int,
     ) -> None:
         self.ctx = ctx
         self._candidates = candidates

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from bench import httpclient
+from bench import canned, httpclient
 from bench import reload as reload_bench
 from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
 from bench.engines import DockerdEngine, Engine, EngineFactory, WhaledEngine, rss_mib, wait_ping
@@ -606,6 +606,34 @@ def _require_containers(ctx: Ctx, engine: str) -> Client:
     return client
 
 
+#: A CLI call against canned answers that has not ended by then has gone wrong (s).
+CANNED_CLI_TIMEOUT = 30.0
+CANNED_NOTE = (
+    "the 'CLI alone' row: the same docker CLI command against bench/floorserver.py replaying "
+    "canned answers for its whole request sequence (bench/canned.py), an engine that does "
+    "no work: the CLI's own share, which no engine goes below"
+)
+
+
+class CannedCLI:
+    """The docker CLI against a floor server replaying ``answers`` (``bench.canned``)."""
+
+    def __init__(self, ctx: Ctx, name: str, answers: dict[str, bytes]) -> None:
+        self.srv = FloorServer(ctx.workdir, name, answers)
+        self.srv.start()
+        self.client = Client(self.srv.sock)
+        if not wait_ping(self.srv.sock, time.monotonic() + 30, self.srv.alive):
+            self.close()
+            raise RuntimeError(f"floor server {name} did not answer /_ping")
+
+    def timed(self, *args: str) -> float:
+        return self.client.timed_cli(*args, timeout=CANNED_CLI_TIMEOUT)
+
+    def close(self) -> None:
+        self.client.close()
+        self.srv.stop()
+
+
 SAME_BUNDLE = (
     "the bundle whaled itself generates for `docker run --network none busybox` (its "
     "config.json, captured at bench time from a private whaled: process, seccomp, namespaces "
@@ -622,7 +650,8 @@ class Run(Interleaved):
     has_floor = True
     floor_note = (
         f"floor: `runc run` (args true, foreground, then delete) of {SAME_BUNDLE}; "
-        f"the 'minimal runc spec' row: `runc run` of {MINIMAL_BUNDLE}, args true"
+        f"the 'minimal runc spec' row: `runc run` of {MINIMAL_BUNDLE}, args true; "
+        f"{CANNED_NOTE}"
     )
     args = ("run", "--rm", "--network", "none", "busybox", "true")
 
@@ -631,6 +660,8 @@ class Run(Interleaved):
             FigureSpec("run", "docker run --rm --network none busybox true", "ms", "lower"),
             FigureSpec("run-minimal", "runc run, minimal runc spec (no seccomp, no netns)",
                        "ms", "lower"),
+            FigureSpec("run-cli", "docker run --rm --network none busybox true, CLI alone "
+                       "(canned answers)", "ms", "lower"),
         ]  # fmt: skip
 
     def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
@@ -641,8 +672,13 @@ class Run(Interleaved):
             except FloorError as e:
                 ctx.log(f"  floor: {e} (same-bundle floor left empty)")
                 state["na"]["run"] = Outcome.error(str(e))
+            state["cli"] = CannedCLI(ctx, "floor-run-cli", canned.run_answers())
             return state
         return {"client": _require_containers(ctx, target)}
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        if target == FLOOR:
+            state["cli"].close()
 
     def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
         if target == FLOOR:
@@ -654,6 +690,7 @@ class Run(Interleaved):
             m: RuncBundle = state["minimal"]
             m.write_spec(["true"])
             out["run-minimal"] = m.run_true()
+            out["run-cli"] = state["cli"].timed(*self.args)
             return out
         client: Client = state["client"]
         return {"run": client.timed_cli(*self.args)}
@@ -702,21 +739,32 @@ class ContainerOps(Interleaved):
     help = "docker exec true, docker inspect (CLI) and GET /containers/{id}/json (API)"
     has_floor = True
     floor_note = (
-        f"floor: `runc exec true` into a running runc container of {MINIMAL_BUNDLE} (exec only)"
+        f"floor: `runc exec true` into a running runc container of {MINIMAL_BUNDLE} (exec "
+        f"only); {CANNED_NOTE}"
     )
+    canned_container = "wb-ops-floor"
 
     def figures(self, p: Params) -> list[FigureSpec]:
         return [
             FigureSpec("exec", "docker exec true", "ms", "lower"),
+            FigureSpec("exec-cli", "docker exec true, CLI alone (canned answers)", "ms",
+                       "lower"),
             FigureSpec("inspect", "docker inspect", "ms", "lower"),
             FigureSpec("inspect-api", "GET /containers/{id}/json", "ms", "lower"),
-        ]
+        ]  # fmt: skip
 
     def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
         if target == FLOOR:
             b = ctx.minimal_bundle()
             b.write_spec(STOPPABLE_CMD)
-            return {"bundle": b, "cid": b.start_sleeper()}
+            floor: dict[str, Any] = {"bundle": b, "cid": b.start_sleeper()}
+            try:
+                answers = canned.exec_answers(self.canned_container)
+                floor["cli"] = CannedCLI(ctx, "floor-exec-cli", answers)
+            except BaseException:
+                b.delete(floor["cid"])
+                raise
+            return floor
         client = _require_containers(ctx, target)
         cid = client.create(list(STOPPABLE_CMD), name=f"wb-ops-{target}")
         state: dict[str, Any] = {"client": client, "cid": cid, "na": {}}
@@ -735,7 +783,10 @@ class ContainerOps(Interleaved):
     def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
         cid: str = state["cid"]
         if target == FLOOR:
-            return {"exec": state["bundle"].exec_true(cid)}
+            return {
+                "exec": state["bundle"].exec_true(cid),
+                "exec-cli": state["cli"].timed("exec", self.canned_container, "true"),
+            }
         client: Client = state["client"]
         out: dict[str, float | Samples] = {"inspect": client.timed_cli("inspect", cid)}
         per_round = max(5, ctx.params.api_samples // max(ctx.params.samples, 1))
@@ -749,6 +800,7 @@ class ContainerOps(Interleaved):
     def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
         if target == FLOOR:
             state["bundle"].delete(state["cid"])
+            state["cli"].close()
         else:
             _quiet_remove(state["client"], state["cid"])
 

@@ -4,6 +4,8 @@ Run as its own process (``python -m bench.floorserver SOCKET RESPONSES.json``) s
 for the CPU the way a daemon does. ``RESPONSES.json`` maps a path (without query and without
 the ``/vX.Y`` prefix) to the hex of the complete response (status line, headers, body) that an
 engine gave for it; anything else gets a 404. It parses no more of the request than it must.
+A ``HEAD`` request gets the response's head only; a ``101`` response (a hijacked stream, as
+``exec`` and ``attach`` answer) ends its connection, as a stream whose process has exited.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ def route_key(target: bytes) -> bytes:
     """``/v1.45/containers/json?all=1`` -> ``/containers/json``."""
     path = target.split(b"?", 1)[0]
     return _VERSION_PREFIX.sub(b"", path)
+
+
+def answer(method: bytes, response: bytes) -> tuple[bytes, bool]:
+    """What goes back for ``response`` to ``method``, and whether the connection ends after."""
+    if method == b"HEAD":
+        head, sep, _ = response.partition(b"\r\n\r\n")
+        return head + sep, False
+    return response, response.startswith(b"HTTP/1.1 101 ")
 
 
 def _content_length(head: bytes) -> int:
@@ -52,7 +62,10 @@ async def serve(
                     await reader.readexactly(n)
                 parts = head.split(b" ", 2)
                 key = route_key(parts[1]) if len(parts) > 1 else b""
-                writer.write(responses.get(key, NOT_FOUND))
+                out, last = answer(parts[0], responses.get(key, NOT_FOUND))
+                writer.write(out)
+                if last:
+                    break
         finally:
             writer.close()
 

@@ -555,7 +555,13 @@ class HTTPRate(Group):
 # --- images -----------------------------------------------------------------------------------
 
 
-class ImageLoad(Group):
+class ImageLoad(Interleaved):
+    """Sampled round robin like the cheap figures: a load writes ~200 MB, and the machine's
+    disk drifts (a run's first load used to read half the speed of the next one when the
+    targets went one after the other). Before each sample ``sync`` writes back what the
+    sample before left dirty (the bench's archive build included), untimed, so that no
+    target pays for another's writes."""
+
     name = "image-load"
     help = "docker load of a ~200 MB multi-layer image (random data, docker-archive)"
     has_floor = True
@@ -564,36 +570,40 @@ class ImageLoad(Group):
     def figures(self, p: Params) -> list[FigureSpec]:
         return [FigureSpec("load", f"image load (~{p.load_mb} MB, 4 layers)", "MB/s", "higher")]
 
-    def on_engine(self, ctx: Ctx, engine: str) -> Result:
-        client = ctx.clients[engine]
-        client.require("POST", "/images/load")
-        archive = ctx.load_archive()
-        ref = urllib.parse.quote(archive.repo_tag, safe="")
-        out: Samples = []
-        can_remove = True
-        for i in range(ctx.params.load_samples):
-            with contextlib.suppress(APIError):
-                client.call("DELETE", f"/images/{ref}?force=1", ok=(200, 404))
-            t0 = time.perf_counter()
-            client.upload("POST", "/images/load?quiet=1", archive.path)
-            secs = time.perf_counter() - t0
-            out.append(archive.size / 1e6 / secs)
-            try:
-                client.call("DELETE", f"/images/{ref}?force=1", ok=(200,))
-            except NotImplementedByEngine:
-                can_remove = False
-            if not can_remove:
-                ctx.log(f"  {engine}: no DELETE /images: one sample only (sample {i})")
-                break
-        return {"load": out}
+    def rounds(self, p: Params) -> int:
+        return p.load_samples
 
-    def on_floor(self, ctx: Ctx) -> Result:
+    def setup(self, ctx: Ctx, target: str) -> dict[str, Any]:
         archive = ctx.load_archive()
-        out = [
-            archive.size / 1e6 / (tar_extract_ms(archive.layers, ctx.workdir) / 1000.0)
-            for _ in range(ctx.params.load_samples)
-        ]
-        return {"load": out}
+        if target == FLOOR:
+            return {"archive": archive}
+        client = ctx.clients[target]
+        client.require("POST", "/images/load")
+        return {"archive": archive, "client": client}
+
+    def sample(self, ctx: Ctx, target: str, state: dict[str, Any]) -> dict[str, float | Samples]:
+        archive: Archive = state["archive"]
+        if target == FLOOR:
+            os.sync()
+            ms = tar_extract_ms(archive.layers, ctx.workdir)
+            return {"load": archive.size / 1e6 / (ms / 1e3)}
+        client: Client = state["client"]
+        self._remove(client, archive)
+        os.sync()
+        t0 = time.perf_counter()
+        client.upload("POST", "/images/load?quiet=1", archive.path)
+        secs = time.perf_counter() - t0
+        self._remove(client, archive)
+        return {"load": archive.size / 1e6 / secs}
+
+    def teardown(self, ctx: Ctx, target: str, state: dict[str, Any]) -> None:
+        if target != FLOOR:
+            self._remove(state["client"], state["archive"])
+
+    @staticmethod
+    def _remove(client: Client, archive: Archive) -> None:
+        ref = urllib.parse.quote(archive.repo_tag, safe="")
+        client.call("DELETE", f"/images/{ref}?force=1", ok=(200, 404))
 
 
 # --- containers -------------------------------------------------------------------------------

@@ -37,7 +37,17 @@ HIJACKED = (
     b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n"
     b"Connection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: 1.45\r\n\r\n"
 )
-PING = raw_response("200 OK", b"OK", "text/plain; charset=utf-8")
+#: ``/_ping`` and an empty ``/containers/json`` as an engine answers them (also the floor
+#: server's answers for the start-up, memory and requests/s figures).
+PING_RAW = (
+    b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nCache-Control: no-cache, no-store, must-revalidate"
+    b"\r\nContent-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\nPragma: no-cache\r\n"
+    b"\r\nOK"
+)
+EMPTY_LIST_RAW = (
+    b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 3\r\n\r\n[]\n"
+)
 
 
 def exec_answers(container: str) -> dict[str, bytes]:
@@ -60,7 +70,7 @@ def exec_answers(container: str) -> dict[str, bytes]:
         "Pid": 0,
     }
     return {
-        "/_ping": PING,
+        "/_ping": PING_RAW,
         f"/containers/{container}/json": _json("200 OK", inspect),
         f"/containers/{container}/exec": _json("201 Created", {"Id": EXEC_ID}),
         f"/exec/{EXEC_ID}/start": HIJACKED,
@@ -72,7 +82,7 @@ def run_answers() -> dict[str, bytes]:
     """``docker run --rm ...``: create, attach, wait (condition removed), start."""
     base = f"/containers/{CONTAINER_ID}"
     return {
-        "/_ping": PING,
+        "/_ping": PING_RAW,
         "/containers/create": _json("201 Created", {"Id": CONTAINER_ID, "Warnings": []}),
         f"{base}/attach": HIJACKED,
         f"{base}/wait": _json("200 OK", {"StatusCode": 0, "Error": None}),

@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 from bench import canned, httpclient
 from bench import reload as reload_bench
+from bench.canned import EMPTY_LIST_RAW, PING_RAW
 from bench.client import APIError, Client, NotImplementedByEngine, parallel, route_missing
-from bench.engines import DockerdEngine, Engine, EngineFactory, WhaledEngine, rss_mib, wait_ping
+from bench.engines import DockerdEngine, Engine, EngineFactory, WhaledEngine, rss_mib
 from bench.floors import (
     NET_MIB,
     PUB_PORT,
@@ -407,9 +408,7 @@ class Startup(Interleaved):
         if target == FLOOR:
             srv: FloorServer = state["srv"]
             t0 = time.perf_counter()
-            srv.start()
-            if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
-                raise RuntimeError("floor server did not answer /_ping")
+            srv.start_answering()
             took = _ms(t0)
             srv.stop()
             return {"startup": took}
@@ -451,9 +450,7 @@ class IdleRSS(Group):
     def on_floor(self, ctx: Ctx) -> Result:
         srv = FloorServer(ctx.workdir, "floor-rss", {"/_ping": PING_RAW})
         try:
-            srv.start()
-            if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
-                raise RuntimeError("floor server did not answer /_ping")
+            srv.start_answering()
             pid = srv.pid
             assert pid is not None
             return {"idle": _rss_samples(lambda: rss_mib([pid]), ctx.params.rss_samples)}
@@ -471,16 +468,6 @@ def _rss_samples(read: Callable[[], float], n: int, settle: float = 1.0) -> Samp
 
 
 # --- HTTP requests/s --------------------------------------------------------------------------
-
-PING_RAW = (
-    b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nCache-Control: no-cache, no-store, must-revalidate"
-    b"\r\nContent-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\nPragma: no-cache\r\n"
-    b"\r\nOK"
-)
-EMPTY_LIST_RAW = (
-    b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 3\r\n\r\n[]\n"
-)
 
 
 class HTTPRate(Group):
@@ -530,9 +517,7 @@ class HTTPRate(Group):
             if FLOOR in targets:
                 table = {"/_ping": PING_RAW, "/containers/json": EMPTY_LIST_RAW, **ctx.captured}
                 srv = FloorServer(ctx.workdir, "floor-http", table)
-                srv.start()
-                if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
-                    raise RuntimeError("floor server did not answer /_ping")
+                srv.start_answering()
                 for path in self.paths:
                     if path in table:
                         socks[path][FLOOR] = srv.sock
@@ -630,11 +615,12 @@ class CannedCLI:
 
     def __init__(self, ctx: Ctx, name: str, answers: dict[str, bytes]) -> None:
         self.srv = FloorServer(ctx.workdir, name, answers)
-        self.srv.start()
+        try:
+            self.srv.start_answering()
+        except BaseException:
+            self.srv.stop()
+            raise
         self.client = Client(self.srv.sock)
-        if not wait_ping(self.srv.sock, time.monotonic() + 30, self.srv.alive):
-            self.close()
-            raise RuntimeError(f"floor server {name} did not answer /_ping")
 
     def timed(self, *args: str) -> float:
         return self.client.timed_cli(*args, timeout=CANNED_CLI_TIMEOUT)
@@ -929,9 +915,7 @@ class ManyContainers(Group):
             return {}
         srv = FloorServer(ctx.workdir, "floor-ps", {"/_ping": PING_RAW, "/containers/json": raw})
         try:
-            srv.start()
-            if not wait_ping(srv.sock, time.monotonic() + 30, srv.alive):
-                raise RuntimeError("floor server did not answer /_ping")
+            srv.start_answering()
             lat = httpclient.measure_latency_ms(
                 srv.sock, "/containers/json?all=1", ctx.params.samples
             )

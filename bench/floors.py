@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.engines import wait_ping
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNC = "/usr/sbin/runc"
 BUSYBOX = "/bin/busybox"
@@ -329,6 +331,13 @@ class FloorServer:
 
     def alive(self) -> bool:
         return self.pid is not None
+
+    def start_answering(self, timeout: float = 30.0) -> None:
+        """Start it and wait until it answers ``/_ping``; RuntimeError if it does not (the
+        caller still stops it)."""
+        self.start()
+        if not wait_ping(self.sock, time.monotonic() + timeout, self.alive):
+            raise RuntimeError(f"floor server {os.path.basename(self.sock)} did not answer /_ping")
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -21,15 +21,15 @@ from bench.httpclient import parse_head
 
 
 def test_head_gets_the_head_only() -> None:
-    out, last = answer(b"HEAD", canned.PING)
-    assert out == canned.PING.removesuffix(b"OK")
+    out, last = answer(b"HEAD", canned.PING_RAW)
+    assert out == canned.PING_RAW.removesuffix(b"OK")
     assert out.endswith(b"\r\n\r\n")
     assert not last
 
 
 def test_a_hijacked_answer_ends_the_connection() -> None:
     assert answer(b"POST", canned.HIJACKED) == (canned.HIJACKED, True)
-    assert answer(b"GET", canned.PING) == (canned.PING, False)
+    assert answer(b"GET", canned.PING_RAW) == (canned.PING_RAW, False)
 
 
 @pytest.mark.parametrize(

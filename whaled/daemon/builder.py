@@ -188,6 +188,8 @@ class BuildService:
             try:
                 text = await asyncio.to_thread(receive)
             finally:
+                # copied now: a cancelled wait leaves the thread running, and what it sets
+                # later must not undo the ``keep = False`` below
                 keep = unpacked
             df = parse(text)
             run = _Run(self, cfg, df, context, opts, emit, pull_progress)
